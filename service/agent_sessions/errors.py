@@ -1,0 +1,148 @@
+"""Domain errors: what went wrong, in terms of sessions and turns.
+
+The gRPC layer maps each class to one status code, and each error's ``reason`` to
+the ``google.rpc.ErrorInfo`` reason sent with it::
+
+    SessionError
+    ├── InvalidArgument       INVALID_ARGUMENT
+    ├── SessionNotFound       NOT_FOUND
+    ├── SessionAlreadyExists  ALREADY_EXISTS
+    ├── FailedPrecondition    FAILED_PRECONDITION  (ended session, max turns)
+    ├── Conflict              ABORTED              (etag mismatch, turn already running)
+    ├── StoreUnavailable      UNAVAILABLE
+    ├── AgentFailed           INTERNAL             (the turn is kept as FAILED)
+    └── RunTimedOut           DEADLINE_EXCEEDED    (the turn is kept as FAILED)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+
+class SessionError(Exception):
+    """Base of the expected errors; ``reason`` is a stable UPPER_SNAKE_CASE code."""
+
+    reason = "SESSION_ERROR"
+
+    def __init__(self, message: str, *, metadata: Mapping[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.metadata: dict[str, str] = dict(metadata or {})
+
+
+class InvalidArgument(SessionError):
+    """The request is malformed; the message names the field and the rule."""
+
+    reason = "INVALID_ARGUMENT"
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}", metadata={"field": field})
+        self.field = field
+
+
+class SessionNotFound(SessionError):
+    """No live session has this id for this user (unknown, expired, deleted or not theirs)."""
+
+    reason = "SESSION_NOT_FOUND"
+
+    def __init__(self, session_id: str) -> None:
+        super().__init__(
+            f"session {session_id!r} not found for this user: it does not exist, "
+            "has expired or was deleted; create a new session",
+            metadata={"session_id": session_id},
+        )
+
+
+class SessionAlreadyExists(SessionError):
+    """The client-chosen session id is taken."""
+
+    reason = "SESSION_ALREADY_EXISTS"
+
+    def __init__(self, session_id: str) -> None:
+        super().__init__(
+            f"session {session_id!r} already exists; choose another session_id "
+            "or leave it empty to have one generated",
+            metadata={"session_id": session_id},
+        )
+
+
+class FailedPrecondition(SessionError):
+    """The session is in a state that forbids the call."""
+
+
+class SessionEnded(FailedPrecondition):
+    reason = "SESSION_ENDED"
+
+    def __init__(self, session_id: str) -> None:
+        super().__init__(
+            f"session {session_id!r} has ended and runs no more turns; create a new session",
+            metadata={"session_id": session_id},
+        )
+
+
+class MaxTurnsReached(FailedPrecondition):
+    reason = "MAX_TURNS_REACHED"
+
+    def __init__(self, session_id: str, max_turns: int) -> None:
+        super().__init__(
+            f"session {session_id!r} reached its limit of max_turns={max_turns} completed "
+            "turns; raise max_turns with UpdateSession or create a new session",
+            metadata={"session_id": session_id, "max_turns": str(max_turns)},
+        )
+
+
+class Conflict(SessionError):
+    """A concurrent change won; re-read and retry."""
+
+
+class EtagMismatch(Conflict):
+    reason = "ETAG_MISMATCH"
+
+    def __init__(self, session_id: str, expected: str, actual: str) -> None:
+        super().__init__(
+            f"session {session_id!r} changed since etag {expected!r} was read "
+            f"(now {actual!r}); read it again and retry",
+            metadata={"session_id": session_id, "etag": actual},
+        )
+
+
+class TurnInProgress(Conflict):
+    reason = "TURN_IN_PROGRESS"
+
+    def __init__(self, session_id: str, index: int) -> None:
+        super().__init__(
+            f"turn {index} of session {session_id!r} is still running; "
+            "wait for it to finish, then run again",
+            metadata={"session_id": session_id, "turn_index": str(index)},
+        )
+
+
+class RunSuperseded(Conflict):
+    """The turn's lease was taken over (or it was finished) by another run."""
+
+    reason = "RUN_SUPERSEDED"
+
+    def __init__(self, session_id: str, index: int) -> None:
+        super().__init__(
+            f"turn {index} of session {session_id!r} is no longer owned by this run "
+            "(it outlived its lease or the session was deleted)",
+            metadata={"session_id": session_id, "turn_index": str(index)},
+        )
+
+
+class StoreUnavailable(SessionError):
+    """The session store cannot be reached; retry later."""
+
+    reason = "STORE_UNAVAILABLE"
+
+
+class AgentFailed(SessionError):
+    """The agent raised while producing a reply; the turn is kept as FAILED."""
+
+    reason = "AGENT_FAILED"
+
+
+class RunTimedOut(SessionError):
+    """The agent did not finish within the run timeout; the turn is kept as FAILED."""
+
+    reason = "RUN_TIMED_OUT"

@@ -1,0 +1,168 @@
+"""Sessions and turns as the service's logic and stores see them.
+
+Times are integer milliseconds since the Unix epoch and durations integer
+milliseconds: the unit Redis key expiry uses, so the stores and the expiry rule
+do the same arithmetic.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any, TypeAlias
+
+JsonValue: TypeAlias = Any
+"""A value that JSON (and ``google.protobuf.Value``) can hold."""
+
+
+class SessionStatus(enum.IntEnum):
+    """Numbered as ``sessions.v1.SessionStatus``."""
+
+    ACTIVE = 1
+    ENDED = 2
+
+
+class TurnStatus(enum.IntEnum):
+    """Numbered as ``sessions.v1.TurnStatus``."""
+
+    IN_PROGRESS = 1
+    COMPLETED = 2
+    FAILED = 3
+    CANCELLED = 4
+
+
+@dataclass(frozen=True, slots=True)
+class RunningTurn:
+    """The one turn a session may have in progress, and the run that owns it."""
+
+    index: int
+    run_id: str
+    lease_until_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    session_id: str
+    user_id: str
+    agent_id: str
+    status: SessionStatus
+    create_time_ms: int
+    update_time_ms: int
+    last_activity_ms: int
+    ttl_ms: int
+    idle_timeout_ms: int
+    max_turns: int
+    turn_count: int
+    total_turns: int
+    state: dict[str, JsonValue] = field(default_factory=dict)
+    labels: dict[str, str] = field(default_factory=dict)
+    summary: str = ""
+    version: int = 1
+    running: RunningTurn | None = None
+
+    @property
+    def expire_time_ms(self) -> int:
+        return expire_time_ms(
+            create_time_ms=self.create_time_ms,
+            ttl_ms=self.ttl_ms,
+            last_activity_ms=self.last_activity_ms,
+            idle_timeout_ms=self.idle_timeout_ms,
+        )
+
+    @property
+    def etag(self) -> str:
+        return etag_of(self.version)
+
+
+def expire_time_ms(
+    *, create_time_ms: int, ttl_ms: int, last_activity_ms: int, idle_timeout_ms: int
+) -> int:
+    """A session lives until its TTL runs out or it idles too long, whichever comes first."""
+    return min(create_time_ms + ttl_ms, last_activity_ms + idle_timeout_ms)
+
+
+def etag_of(version: int) -> str:
+    return f'W/"{version}"'
+
+
+@dataclass(frozen=True, slots=True)
+class Turn:
+    index: int
+    status: TurnStatus
+    input: str
+    create_time_ms: int
+    output: str = ""
+    complete_time_ms: int = 0
+    request_id: str = ""
+    error: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class StateDelta:
+    """Top-level state keys to set and to remove, applied in one step with a turn."""
+
+    set: dict[str, JsonValue] = field(default_factory=dict)
+    delete: frozenset[str] = frozenset()
+
+    def merged(self, later: StateDelta) -> StateDelta:
+        updates = {k: v for k, v in self.set.items() if k not in later.delete}
+        updates.update(later.set)
+        return StateDelta(set=updates, delete=(self.delete - later.set.keys()) | later.delete)
+
+    def __bool__(self) -> bool:
+        return bool(self.set or self.delete)
+
+
+@dataclass(frozen=True, slots=True)
+class SessionPatch:
+    """The fields an update changes; ``None`` leaves a field as it is."""
+
+    state: dict[str, JsonValue] | None = None
+    labels: dict[str, str] | None = None
+    ttl_ms: int | None = None
+    idle_timeout_ms: int | None = None
+    max_turns: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TurnStart:
+    """What a run needs once its turn is recorded: the session and the agent's context.
+
+    ``replayed`` is true when the request id named a completed turn: ``turn`` is that
+    turn and nothing new was recorded.
+    """
+
+    session: Session
+    turn: Turn
+    history: list[Turn]
+    replayed: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class TurnOutcome:
+    """How a turn ended. Only a completed turn keeps an output and a state delta."""
+
+    status: TurnStatus
+    output: str = ""
+    error: str = ""
+    state_delta: StateDelta = field(default_factory=StateDelta)
+
+
+@dataclass(frozen=True, slots=True)
+class SessionCursor:
+    """Where a listing of sessions, newest activity first, left off."""
+
+    last_activity_ms: int
+    session_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class SessionPage:
+    sessions: list[Session]
+    next_cursor: SessionCursor | None
+
+
+@dataclass(frozen=True, slots=True)
+class TurnPage:
+    turns: list[Turn]
+    total_turns: int

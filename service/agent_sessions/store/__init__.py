@@ -1,0 +1,5 @@
+"""Session stores: one protocol, an in-memory and a Redis implementation."""
+
+from agent_sessions.store.protocol import SessionStore
+
+__all__ = ["SessionStore"]

@@ -1,0 +1,295 @@
+"""The embedded store: sessions in this process's memory, lost when it stops.
+
+No method awaits between reading and writing, so each one is atomic with respect
+to other asyncio tasks without a lock. State values are kept JSON-encoded, as in
+Redis, so every read hands out fresh copies and nothing a caller mutates leaks in.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+
+from agent_sessions.errors import (
+    EtagMismatch,
+    MaxTurnsReached,
+    RunSuperseded,
+    SessionAlreadyExists,
+    SessionEnded,
+    SessionNotFound,
+    TurnInProgress,
+)
+from agent_sessions.model import (
+    RunningTurn,
+    Session,
+    SessionCursor,
+    SessionPage,
+    SessionPatch,
+    SessionStatus,
+    Turn,
+    TurnOutcome,
+    TurnPage,
+    TurnStart,
+    TurnStatus,
+)
+
+ABANDONED_TURN_ERROR = "abandoned: the run did not finish within its lease"
+_SWEEP_INTERVAL_MS = 10_000
+
+
+@dataclass(slots=True)
+class _Record:
+    session: Session  # its ``state`` is always empty: the state lives in ``state_json``
+    state_json: dict[str, str]
+    turns: list[Turn] = field(default_factory=list)
+    turn_by_request: dict[str, int] = field(default_factory=dict)
+
+
+class MemorySessionStore:
+    """A :class:`~agent_sessions.store.SessionStore` in a dict, expiry included."""
+
+    def __init__(self) -> None:
+        self._records: dict[tuple[str, str], _Record] = {}
+        self._by_user: dict[str, set[str]] = {}
+        self._last_sweep_ms = 0
+
+    async def create(self, session: Session) -> Session:
+        self._sweep(session.create_time_ms)
+        key = (session.user_id, session.session_id)
+        if self._find(key, session.create_time_ms) is not None:
+            raise SessionAlreadyExists(session.session_id)
+        record = _Record(
+            session=dataclasses.replace(session, state={}),
+            state_json={k: json.dumps(v) for k, v in session.state.items()},
+        )
+        self._records[key] = record
+        self._by_user.setdefault(session.user_id, set()).add(session.session_id)
+        return self._view(record)
+
+    async def get(self, *, user_id: str, session_id: str, now_ms: int) -> Session:
+        return self._view(self._live(user_id, session_id, now_ms))
+
+    async def list(
+        self,
+        *,
+        user_id: str,
+        agent_id: str | None,
+        page_size: int,
+        after: SessionCursor | None,
+        now_ms: int,
+    ) -> SessionPage:
+        live = [
+            record.session
+            for session_id in list(self._by_user.get(user_id, ()))
+            if (record := self._find((user_id, session_id), now_ms)) is not None
+        ]
+        live.sort(key=lambda s: (s.last_activity_ms, s.session_id), reverse=True)
+        if after is not None:
+            bound = (after.last_activity_ms, after.session_id)
+            live = [s for s in live if (s.last_activity_ms, s.session_id) < bound]
+        if agent_id:
+            live = [s for s in live if s.agent_id == agent_id]
+        page = live[:page_size]
+        next_cursor = None
+        if len(live) > page_size:
+            last = page[-1]
+            next_cursor = SessionCursor(last.last_activity_ms, last.session_id)
+        records = [self._records[(user_id, s.session_id)] for s in page]
+        return SessionPage([self._view(r) for r in records], next_cursor)
+
+    async def update(
+        self,
+        *,
+        user_id: str,
+        session_id: str,
+        patch: SessionPatch,
+        expected_etag: str | None,
+        now_ms: int,
+    ) -> Session:
+        record = self._live(user_id, session_id, now_ms)
+        session = record.session
+        if expected_etag is not None and expected_etag != session.etag:
+            raise EtagMismatch(session_id, expected_etag, session.etag)
+        if patch.state is not None:
+            record.state_json = {k: json.dumps(v) for k, v in patch.state.items()}
+        changes = {
+            name: value
+            for name, value in (
+                ("labels", patch.labels),
+                ("ttl_ms", patch.ttl_ms),
+                ("idle_timeout_ms", patch.idle_timeout_ms),
+                ("max_turns", patch.max_turns),
+            )
+            if value is not None
+        }
+        record.session = self._touched(dataclasses.replace(session, **changes), now_ms)
+        return self._view(record)
+
+    async def end(self, *, user_id: str, session_id: str, now_ms: int) -> Session:
+        record = self._live(user_id, session_id, now_ms)
+        if record.session.status is not SessionStatus.ENDED:
+            record.session = dataclasses.replace(
+                record.session,
+                status=SessionStatus.ENDED,
+                update_time_ms=now_ms,
+                version=record.session.version + 1,
+            )
+        return self._view(record)
+
+    async def delete(self, *, user_id: str, session_id: str, now_ms: int) -> None:
+        self._live(user_id, session_id, now_ms)
+        self._forget((user_id, session_id))
+
+    async def begin_turn(
+        self,
+        *,
+        user_id: str,
+        session_id: str,
+        text: str,
+        request_id: str,
+        run_id: str,
+        lease_ms: int,
+        history_turns: int,
+        now_ms: int,
+    ) -> TurnStart:
+        self._sweep(now_ms)
+        record = self._live(user_id, session_id, now_ms)
+        session = record.session
+        if request_id and (earlier := record.turn_by_request.get(request_id)) is not None:
+            turn = record.turns[earlier - 1]
+            if turn.status is TurnStatus.COMPLETED:
+                return TurnStart(self._view(record), turn, [], replayed=True)
+        if session.status is SessionStatus.ENDED:
+            raise SessionEnded(session_id)
+        if session.max_turns and session.turn_count >= session.max_turns:
+            raise MaxTurnsReached(session_id, session.max_turns)
+        if session.running is not None:
+            if session.running.lease_until_ms > now_ms:
+                raise TurnInProgress(session_id, session.running.index)
+            abandoned = record.turns[session.running.index - 1]
+            record.turns[session.running.index - 1] = dataclasses.replace(
+                abandoned,
+                status=TurnStatus.FAILED,
+                error=ABANDONED_TURN_ERROR,
+                complete_time_ms=now_ms,
+            )
+        window = record.turns[-history_turns:] if history_turns > 0 else []
+        history = [t for t in window if t.status is TurnStatus.COMPLETED]
+        turn = Turn(
+            index=session.total_turns + 1,
+            status=TurnStatus.IN_PROGRESS,
+            input=text,
+            create_time_ms=now_ms,
+            request_id=request_id,
+        )
+        record.turns.append(turn)
+        if request_id:
+            record.turn_by_request[request_id] = turn.index
+        record.session = self._touched(
+            dataclasses.replace(
+                session,
+                total_turns=turn.index,
+                running=RunningTurn(turn.index, run_id, now_ms + lease_ms),
+            ),
+            now_ms,
+        )
+        return TurnStart(self._view(record), turn, history)
+
+    async def finish_turn(
+        self,
+        *,
+        user_id: str,
+        session_id: str,
+        index: int,
+        run_id: str,
+        outcome: TurnOutcome,
+        now_ms: int,
+    ) -> tuple[Turn, Session]:
+        record = self._find((user_id, session_id), now_ms)
+        running = record.session.running if record is not None else None
+        if record is None or running is None or (running.index, running.run_id) != (index, run_id):
+            raise RunSuperseded(session_id, index)
+        completed = outcome.status is TurnStatus.COMPLETED
+        turn = dataclasses.replace(
+            record.turns[index - 1],
+            status=outcome.status,
+            output=outcome.output if completed else "",
+            error=outcome.error,
+            complete_time_ms=now_ms,
+        )
+        record.turns[index - 1] = turn
+        if completed:
+            for key in outcome.state_delta.delete:
+                record.state_json.pop(key, None)
+            for key, value in outcome.state_delta.set.items():
+                record.state_json[key] = json.dumps(value)
+        record.session = self._touched(
+            dataclasses.replace(
+                record.session,
+                running=None,
+                turn_count=record.session.turn_count + (1 if completed else 0),
+            ),
+            now_ms,
+        )
+        return turn, self._view(record)
+
+    async def list_turns(
+        self,
+        *,
+        user_id: str,
+        session_id: str,
+        offset: int,
+        limit: int,
+        newest_first: bool,
+        now_ms: int,
+    ) -> TurnPage:
+        record = self._live(user_id, session_id, now_ms)
+        turns = record.turns[::-1] if newest_first else record.turns
+        return TurnPage(list(turns[offset : offset + limit]), len(record.turns))
+
+    async def ping(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+    def _find(self, key: tuple[str, str], now_ms: int) -> _Record | None:
+        record = self._records.get(key)
+        if record is not None and record.session.expire_time_ms <= now_ms:
+            self._forget(key)
+            return None
+        return record
+
+    def _live(self, user_id: str, session_id: str, now_ms: int) -> _Record:
+        record = self._find((user_id, session_id), now_ms)
+        if record is None:
+            raise SessionNotFound(session_id)
+        return record
+
+    def _forget(self, key: tuple[str, str]) -> None:
+        self._records.pop(key, None)
+        user_sessions = self._by_user.get(key[0])
+        if user_sessions is not None:
+            user_sessions.discard(key[1])
+            if not user_sessions:
+                del self._by_user[key[0]]
+
+    def _sweep(self, now_ms: int) -> None:
+        # Expired sessions of users who never come back would otherwise stay forever.
+        if now_ms - self._last_sweep_ms < _SWEEP_INTERVAL_MS:
+            return
+        self._last_sweep_ms = now_ms
+        for key in [k for k, r in self._records.items() if r.session.expire_time_ms <= now_ms]:
+            self._forget(key)
+
+    @staticmethod
+    def _touched(session: Session, now_ms: int) -> Session:
+        return dataclasses.replace(
+            session, update_time_ms=now_ms, last_activity_ms=now_ms, version=session.version + 1
+        )
+
+    @staticmethod
+    def _view(record: _Record) -> Session:
+        state = {k: json.loads(v) for k, v in record.state_json.items()}
+        return dataclasses.replace(record.session, state=state)

@@ -1,0 +1,127 @@
+"""The storage boundary every session store implements.
+
+A store enforces the rules that must hold atomically with a write (ownership,
+status, max turns, the one running turn, etags) because only the store can check
+and write in one step; the session logic decides everything else.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+from agent_sessions.model import (
+    Session,
+    SessionCursor,
+    SessionPage,
+    SessionPatch,
+    Turn,
+    TurnOutcome,
+    TurnPage,
+    TurnStart,
+)
+
+
+@runtime_checkable
+class SessionStore(Protocol):
+    """Keeps sessions and their turns.
+
+    Every method takes the owning ``user_id``: a session of another user is
+    reported as :class:`~agent_sessions.errors.SessionNotFound`, like an unknown or
+    expired one. ``now_ms`` is the caller's clock, in epoch milliseconds. Stores
+    raise :class:`~agent_sessions.errors.StoreUnavailable` when their backend
+    cannot be reached.
+    """
+
+    async def create(self, session: Session) -> Session:
+        """Stores a new session; raises ``SessionAlreadyExists`` if its id is taken."""
+        ...
+
+    async def get(self, *, user_id: str, session_id: str, now_ms: int) -> Session: ...
+
+    async def list(
+        self,
+        *,
+        user_id: str,
+        agent_id: str | None,
+        page_size: int,
+        after: SessionCursor | None,
+        now_ms: int,
+    ) -> SessionPage:
+        """Live sessions of a user, most recent activity first, ties by id descending."""
+        ...
+
+    async def update(
+        self,
+        *,
+        user_id: str,
+        session_id: str,
+        patch: SessionPatch,
+        expected_etag: str | None,
+        now_ms: int,
+    ) -> Session:
+        """Applies the patch; raises ``EtagMismatch`` when ``expected_etag`` is stale."""
+        ...
+
+    async def end(self, *, user_id: str, session_id: str, now_ms: int) -> Session:
+        """Marks the session ENDED (idempotent); it stays readable until it expires."""
+        ...
+
+    async def delete(self, *, user_id: str, session_id: str, now_ms: int) -> None: ...
+
+    async def begin_turn(
+        self,
+        *,
+        user_id: str,
+        session_id: str,
+        text: str,
+        request_id: str,
+        run_id: str,
+        lease_ms: int,
+        history_turns: int,
+        now_ms: int,
+    ) -> TurnStart:
+        """Records a new IN_PROGRESS turn with the user's input and returns the context.
+
+        Checks, in this order: the session exists for this user; a completed turn
+        with the same non-empty ``request_id`` is returned as a replay; the session
+        is ACTIVE (``SessionEnded``); fewer than ``max_turns`` turns completed
+        (``MaxTurnsReached``); no other turn is running (``TurnInProgress``), where
+        a running turn whose lease ran out is marked FAILED and no longer counts.
+        ``history`` holds the completed turns among the last ``history_turns``.
+        """
+        ...
+
+    async def finish_turn(
+        self,
+        *,
+        user_id: str,
+        session_id: str,
+        index: int,
+        run_id: str,
+        outcome: TurnOutcome,
+        now_ms: int,
+    ) -> tuple[Turn, Session]:
+        """Stores the turn's outcome, state delta and counters in one atomic step.
+
+        Raises ``RunSuperseded`` when ``run_id`` no longer owns the turn.
+        """
+        ...
+
+    async def list_turns(
+        self,
+        *,
+        user_id: str,
+        session_id: str,
+        offset: int,
+        limit: int,
+        newest_first: bool,
+        now_ms: int,
+    ) -> TurnPage:
+        """Turns by position: ``offset`` counts from the oldest, or the newest turn."""
+        ...
+
+    async def ping(self) -> None:
+        """Returns when the backend answers; raises ``StoreUnavailable`` otherwise."""
+        ...
+
+    async def close(self) -> None: ...
