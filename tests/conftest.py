@@ -2,11 +2,18 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from datetime import timedelta
 
+import grpc
 import pytest
+from sessions.v1 import sessions_pb2_grpc
+
+from agent_sessions.config import Settings
+from agent_sessions.server import SessionServer
 
 from agent_sessions.store.memory import MemorySessionStore
 from agent_sessions.store.protocol import SessionStore
+from tests.agents import CountingAgent, FailingAgent, PausingAgent, SlowAgent
 from tests.redis_server import RedisServer
 
 
@@ -44,3 +51,63 @@ async def store(
         made = RedisSessionStore.from_url(server.url, prefix=key_prefix)
     yield made
     await made.close()
+
+
+@pytest.fixture
+def slow_agent() -> SlowAgent:
+    return SlowAgent()
+
+
+@pytest.fixture
+def pausing_agent() -> PausingAgent:
+    return PausingAgent(pause_s=0.5)
+
+
+def server_settings(store_url: str, key_prefix: str, **overrides: object) -> Settings:
+    values: dict[str, object] = {
+        "address": "127.0.0.1:0",
+        "store_url": store_url,
+        "key_prefix": key_prefix,
+        "health_check_interval": timedelta(milliseconds=100),
+        "redis_timeout": timedelta(seconds=1),
+        "shutdown_grace": timedelta(seconds=1),
+    }
+    values.update(overrides)
+    return Settings.model_validate(values)
+
+
+@pytest.fixture
+async def server(
+    store_kind: str,
+    request: pytest.FixtureRequest,
+    key_prefix: str,
+    slow_agent: SlowAgent,
+    pausing_agent: PausingAgent,
+) -> AsyncIterator[SessionServer]:
+    """A real server on a free loopback port; agent ids pick the fake agents."""
+    store_url = "memory://"
+    if store_kind == "redis":
+        store_url = request.getfixturevalue("redis_server").url
+    running = SessionServer(
+        server_settings(store_url, key_prefix),
+        agents={
+            "failing": FailingAgent(),
+            "slow": slow_agent,
+            "pausing": pausing_agent,
+            "counting": CountingAgent(),
+        },
+    )
+    await running.start()
+    yield running
+    await running.stop(0)
+
+
+@pytest.fixture
+async def channel(server: SessionServer) -> AsyncIterator[grpc.aio.Channel]:
+    async with grpc.aio.insecure_channel(server.address) as opened:
+        yield opened
+
+
+@pytest.fixture
+def stub(channel: grpc.aio.Channel) -> sessions_pb2_grpc.SessionServiceStub:
+    return sessions_pb2_grpc.SessionServiceStub(channel)

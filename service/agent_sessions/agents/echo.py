@@ -1,0 +1,29 @@
+"""The built-in agent: repeats the input, showing which context it was given."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator
+
+from agent_sessions.agents.protocol import AgentContext
+from agent_sessions.model import StateDelta
+
+_WORD = re.compile(r"\S+\s*|\s+")
+
+
+class EchoAgent:
+    """Deterministic: the same context and input always give the same reply.
+
+    The reply names the turn number and quotes the previous input, so a caller can
+    see that the session's context reached the agent; it streams one word a chunk.
+    """
+
+    async def stream(self, context: AgentContext, text: str) -> AsyncIterator[str | StateDelta]:
+        reply = f"Echo (turn {context.turn_index}): {text}"
+        if context.history:
+            reply += f' (previous: "{context.history[-1].input}")'
+        for chunk in _WORD.findall(reply):
+            yield chunk
+            # Let the transport send each chunk as it is produced, as a real agent would.
+            await asyncio.sleep(0)

@@ -1,0 +1,39 @@
+"""The seam between sessions and the agents that answer them."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+from agent_sessions.model import JsonValue, StateDelta, Turn
+
+
+@dataclass(frozen=True, slots=True)
+class AgentContext:
+    """What an agent knows when it answers a turn.
+
+    ``history`` holds the session's recent completed turns, oldest first; older
+    turns are folded into ``summary``.
+    """
+
+    session_id: str
+    user_id: str
+    agent_id: str
+    turn_index: int
+    state: Mapping[str, JsonValue]
+    summary: str
+    history: Sequence[Turn]
+
+
+@runtime_checkable
+class Agent(Protocol):
+    """Produces the reply to one turn.
+
+    ``stream`` yields the reply as text chunks, in order, as they are produced; it
+    may also yield :class:`StateDelta` objects, which are merged and committed with
+    the turn only if it completes. Raising fails the turn (the user's input is
+    kept); the run cancels the iterator promptly when the caller goes away.
+    """
+
+    def stream(self, context: AgentContext, text: str) -> AsyncIterator[str | StateDelta]: ...

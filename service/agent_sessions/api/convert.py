@@ -1,0 +1,148 @@
+"""Protobuf ⇄ domain translation for sessions.v1."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from google.protobuf import duration_pb2, struct_pb2, timestamp_pb2
+from google.protobuf.json_format import MessageToDict
+from sessions.v1 import sessions_pb2 as pb
+
+from agent_sessions import sessions
+from agent_sessions.errors import InvalidArgument
+from agent_sessions.model import JsonValue, Session, SessionPatch, Turn
+
+_DURATION_FIELDS = {"ttl": "ttl_ms", "idle_timeout": "idle_timeout_ms"}
+UPDATABLE_FIELDS = ("state", "labels", "ttl", "idle_timeout", "max_turns")
+
+
+def timestamp(ms: int) -> timestamp_pb2.Timestamp:
+    stamp = timestamp_pb2.Timestamp()
+    stamp.FromMilliseconds(ms)
+    return stamp
+
+
+def duration(ms: int) -> duration_pb2.Duration:
+    span = duration_pb2.Duration()
+    span.FromMilliseconds(ms)
+    return span
+
+
+def duration_ms(field: str, span: duration_pb2.Duration) -> int:
+    """Whole milliseconds; a negative or sub-millisecond duration is refused, not rounded."""
+    if span.seconds < 0 or span.nanos < 0:
+        raise InvalidArgument(field, "must be a positive duration, got a negative one")
+    ms = span.ToMilliseconds()
+    if ms <= 0:
+        raise InvalidArgument(field, "must be a positive duration of at least 1 ms")
+    return ms
+
+
+def state_from_struct(struct: struct_pb2.Struct) -> dict[str, JsonValue]:
+    values: dict[str, Any] = MessageToDict(struct)
+    return values
+
+
+def session_message(session: Session) -> pb.Session:
+    message = pb.Session(
+        session_id=session.session_id,
+        user_id=session.user_id,
+        agent_id=session.agent_id,
+        status=pb.SessionStatus.ValueType(session.status),
+        create_time=timestamp(session.create_time_ms),
+        update_time=timestamp(session.update_time_ms),
+        expire_time=timestamp(session.expire_time_ms),
+        last_activity_time=timestamp(session.last_activity_ms),
+        ttl=duration(session.ttl_ms),
+        idle_timeout=duration(session.idle_timeout_ms),
+        max_turns=session.max_turns,
+        turn_count=session.turn_count,
+        total_turns=session.total_turns,
+        labels=session.labels,
+        summary=session.summary,
+        etag=session.etag,
+    )
+    if session.state:
+        message.state.update(session.state)
+    return message
+
+
+def turn_message(turn: Turn) -> pb.Turn:
+    message = pb.Turn(
+        index=turn.index,
+        status=pb.TurnStatus.ValueType(turn.status),
+        input=turn.input,
+        output=turn.output,
+        create_time=timestamp(turn.create_time_ms),
+        request_id=turn.request_id,
+        error=turn.error,
+    )
+    if turn.complete_time_ms:
+        message.complete_time.CopyFrom(timestamp(turn.complete_time_ms))
+    return message
+
+
+def create_arguments(request: pb.CreateSessionRequest) -> dict[str, Any]:
+    return {
+        "user_id": request.user_id,
+        "agent_id": request.agent_id,
+        "session_id": request.session_id,
+        "ttl_ms": duration_ms("ttl", request.ttl) if request.HasField("ttl") else None,
+        "idle_timeout_ms": (
+            duration_ms("idle_timeout", request.idle_timeout)
+            if request.HasField("idle_timeout")
+            else None
+        ),
+        "max_turns": request.max_turns if request.HasField("max_turns") else None,
+        "state": state_from_struct(request.state),
+        "labels": dict(request.labels),
+    }
+
+
+def session_patch(request: pb.UpdateSessionRequest) -> SessionPatch:
+    """The patch that the update mask selects from the request's session."""
+    paths = list(request.update_mask.paths)
+    if not paths:
+        raise InvalidArgument(
+            "update_mask", f"is required: name the fields to change, any of {UPDATABLE_FIELDS}"
+        )
+    source = request.session
+    changes: dict[str, Any] = {}
+    for path in paths:
+        if path == "state":
+            changes["state"] = state_from_struct(source.state)
+        elif path == "labels":
+            changes["labels"] = dict(source.labels)
+        elif path in _DURATION_FIELDS:
+            changes[_DURATION_FIELDS[path]] = duration_ms(path, getattr(source, path))
+        elif path == "max_turns":
+            changes["max_turns"] = source.max_turns
+        else:
+            raise InvalidArgument(
+                "update_mask",
+                f"path {path!r} cannot be updated; updatable fields are {UPDATABLE_FIELDS}",
+            )
+    return SessionPatch(**changes)
+
+
+def run_event(event: sessions.RunEvent) -> pb.RunEvent:
+    if isinstance(event, sessions.RunDelta):
+        return pb.RunEvent(delta=pb.RunDelta(text=event.text))
+    if isinstance(event, sessions.RunStarted):
+        return pb.RunEvent(
+            started=pb.RunStarted(turn_index=event.turn_index, replayed=event.replayed)
+        )
+    return pb.RunEvent(
+        completed=pb.RunCompleted(
+            turn=turn_message(event.turn), session=session_message(event.session)
+        )
+    )
+
+
+def newest_first(order_by: str) -> bool:
+    normalized = " ".join(order_by.lower().split())
+    if normalized in ("", "index", "index asc"):
+        return False
+    if normalized == "index desc":
+        return True
+    raise InvalidArgument("order_by", f"{order_by!r} is not supported: use 'index' or 'index desc'")

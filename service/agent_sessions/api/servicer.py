@@ -1,0 +1,149 @@
+"""sessions.v1.SessionService over grpc.aio: translation only, the logic lives in SessionManager."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Awaitable, Callable
+from contextlib import aclosing
+from typing import TypeVar
+
+import grpc
+from sessions.v1 import sessions_pb2 as pb
+from sessions.v1 import sessions_pb2_grpc
+
+from agent_sessions.api import convert
+from agent_sessions.api.status import to_status
+from agent_sessions.errors import SessionError
+from agent_sessions.sessions import SessionManager
+
+log = logging.getLogger(__name__)
+
+Request = TypeVar("Request")
+Response = TypeVar("Response")
+Servicer = TypeVar("Servicer", bound="SessionServicer")
+Context = grpc.aio.ServicerContext[Request, Response]
+
+
+def _unary(
+    method: Callable[[Servicer, Request, Context[Request, Response]], Awaitable[Response]],
+) -> Callable[[Servicer, Request, Context[Request, Response]], Awaitable[Response]]:
+    """Turns expected errors into their status; anything else is logged and INTERNAL."""
+
+    @functools.wraps(method)
+    async def handler(
+        self: Servicer, request: Request, context: Context[Request, Response]
+    ) -> Response:
+        try:
+            return await method(self, request, context)
+        except SessionError as error:
+            await context.abort_with_status(to_status(error))
+        except Exception:
+            log.exception("unexpected error in %s", method.__name__)
+            await context.abort(grpc.StatusCode.INTERNAL, "internal error; see the server log")
+        raise AssertionError("abort returns only by raising")
+
+    return handler
+
+
+class SessionServicer(sessions_pb2_grpc.SessionServiceServicer):
+    def __init__(self, manager: SessionManager) -> None:
+        self._manager = manager
+
+    @_unary
+    async def CreateSession(
+        self, request: pb.CreateSessionRequest, context: Context[pb.CreateSessionRequest, pb.Session]
+    ) -> pb.Session:
+        session = await self._manager.create(**convert.create_arguments(request))
+        return convert.session_message(session)
+
+    @_unary
+    async def GetSession(
+        self, request: pb.GetSessionRequest, context: Context[pb.GetSessionRequest, pb.Session]
+    ) -> pb.Session:
+        session = await self._manager.get(user_id=request.user_id, session_id=request.session_id)
+        return convert.session_message(session)
+
+    @_unary
+    async def ListSessions(
+        self,
+        request: pb.ListSessionsRequest,
+        context: Context[pb.ListSessionsRequest, pb.ListSessionsResponse],
+    ) -> pb.ListSessionsResponse:
+        page = await self._manager.list(
+            user_id=request.user_id,
+            agent_id=request.agent_id,
+            page_size=request.page_size,
+            page_token=request.page_token,
+        )
+        return pb.ListSessionsResponse(
+            sessions=[convert.session_message(s) for s in page.sessions],
+            next_page_token=page.next_page_token,
+        )
+
+    @_unary
+    async def UpdateSession(
+        self, request: pb.UpdateSessionRequest, context: Context[pb.UpdateSessionRequest, pb.Session]
+    ) -> pb.Session:
+        session = await self._manager.update(
+            user_id=request.session.user_id,
+            session_id=request.session.session_id,
+            patch=convert.session_patch(request),
+            etag=request.session.etag,
+        )
+        return convert.session_message(session)
+
+    @_unary
+    async def EndSession(
+        self, request: pb.EndSessionRequest, context: Context[pb.EndSessionRequest, pb.Session]
+    ) -> pb.Session:
+        session = await self._manager.end(user_id=request.user_id, session_id=request.session_id)
+        return convert.session_message(session)
+
+    @_unary
+    async def DeleteSession(
+        self,
+        request: pb.DeleteSessionRequest,
+        context: Context[pb.DeleteSessionRequest, pb.DeleteSessionResponse],
+    ) -> pb.DeleteSessionResponse:
+        await self._manager.delete(user_id=request.user_id, session_id=request.session_id)
+        return pb.DeleteSessionResponse()
+
+    @_unary
+    async def ListTurns(
+        self,
+        request: pb.ListTurnsRequest,
+        context: Context[pb.ListTurnsRequest, pb.ListTurnsResponse],
+    ) -> pb.ListTurnsResponse:
+        page = await self._manager.list_turns(
+            user_id=request.user_id,
+            session_id=request.session_id,
+            page_size=request.page_size,
+            page_token=request.page_token,
+            newest_first=convert.newest_first(request.order_by),
+        )
+        return pb.ListTurnsResponse(
+            turns=[convert.turn_message(t) for t in page.turns],
+            next_page_token=page.next_page_token,
+        )
+
+    async def Run(  # type: ignore[override]  # written with context.write, not as a generator
+        self, request: pb.RunRequest, context: Context[pb.RunRequest, pb.RunEvent]
+    ) -> None:
+        events = self._manager.run(
+            user_id=request.user_id,
+            session_id=request.session_id,
+            text=request.input,
+            request_id=request.request_id,
+        )
+        try:
+            # aclosing: when the caller cancels during a write, the run still learns
+            # of it at once and records the turn CANCELLED.
+            async with aclosing(events):
+                async for event in events:
+                    await context.write(convert.run_event(event))
+        except SessionError as error:
+            await context.abort_with_status(to_status(error))
+        except Exception:
+            log.exception("unexpected error in Run")
+            await context.abort(grpc.StatusCode.INTERNAL, "internal error; see the server log")

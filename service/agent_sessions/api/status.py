@@ -1,0 +1,44 @@
+"""Domain errors to gRPC status codes, in one place, with a google.rpc.ErrorInfo detail."""
+
+from __future__ import annotations
+
+import grpc
+from google.protobuf import any_pb2
+from google.rpc import error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+from agent_sessions import errors
+
+DOMAIN = "sessions.v1.SessionService"
+
+_CODES: tuple[tuple[type[errors.SessionError], grpc.StatusCode], ...] = (
+    (errors.InvalidArgument, grpc.StatusCode.INVALID_ARGUMENT),
+    (errors.SessionNotFound, grpc.StatusCode.NOT_FOUND),
+    (errors.SessionAlreadyExists, grpc.StatusCode.ALREADY_EXISTS),
+    (errors.FailedPrecondition, grpc.StatusCode.FAILED_PRECONDITION),
+    (errors.Conflict, grpc.StatusCode.ABORTED),
+    (errors.StoreUnavailable, grpc.StatusCode.UNAVAILABLE),
+    (errors.RunTimedOut, grpc.StatusCode.DEADLINE_EXCEEDED),
+    (errors.AgentFailed, grpc.StatusCode.INTERNAL),
+)
+
+
+def status_code(error: errors.SessionError) -> grpc.StatusCode:
+    for error_type, code in _CODES:
+        if isinstance(error, error_type):
+            return code
+    return grpc.StatusCode.INTERNAL
+
+
+def to_status(error: errors.SessionError) -> grpc.Status:
+    """The status to abort with: code, message, and ErrorInfo(reason, domain, metadata)."""
+    code = status_code(error)
+    info = error_details_pb2.ErrorInfo(reason=error.reason, domain=DOMAIN, metadata=error.metadata)
+    detail = any_pb2.Any()
+    detail.Pack(info)
+    status: grpc.Status = rpc_status.to_status(
+        status_pb2.Status(
+            code=code.value[0], message=error.message, details=[detail]
+        )
+    )
+    return status

@@ -1,0 +1,65 @@
+"""Standard health checking (grpc.health.v1) that follows whether the store answers."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from grpc_health.v1 import health_pb2
+from grpc_health.v1.health import aio as health_aio
+
+from agent_sessions.errors import StoreUnavailable
+from agent_sessions.store import SessionStore
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAME = "sessions.v1.SessionService"
+_SERVING = health_pb2.HealthCheckResponse.SERVING
+_NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+class StoreHealth:
+    """Pings the store on an interval and reports SERVING only while it answers."""
+
+    def __init__(self, store: SessionStore, *, interval_s: float) -> None:
+        self.servicer = health_aio.HealthServicer()
+        self._store = store
+        self._interval_s = interval_s
+        self._task: asyncio.Task[None] | None = None
+        self._healthy: bool | None = None
+
+    async def start(self) -> None:
+        await self.check()
+        self._task = asyncio.create_task(self._watch(), name="store-health")
+
+    async def check(self) -> bool:
+        try:
+            async with asyncio.timeout(self._interval_s * 2):
+                await self._store.ping()
+            healthy = True
+        except (StoreUnavailable, TimeoutError):
+            healthy = False
+        if healthy != self._healthy:
+            self._healthy = healthy
+            if healthy:
+                log.info("store answers: SERVING")
+            else:
+                log.warning("store does not answer: NOT_SERVING")
+            await self._set(_SERVING if healthy else _NOT_SERVING)
+        return healthy
+
+    async def shutdown(self) -> None:
+        """Reports NOT_SERVING for good, so that balancers stop sending calls."""
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        await self.servicer.enter_graceful_shutdown()
+
+    async def _watch(self) -> None:
+        while True:
+            await asyncio.sleep(self._interval_s)
+            await self.check()
+
+    async def _set(self, status: health_pb2.HealthCheckResponse.ServingStatus.ValueType) -> None:
+        for service in ("", SERVICE_NAME):
+            await self.servicer.set(service, status)

@@ -1,0 +1,122 @@
+"""Builds and runs the gRPC server: sessions, health checking and reflection."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Mapping
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from sessions.v1 import sessions_pb2, sessions_pb2_grpc
+
+from agent_sessions.agents import Agent, AgentRegistry
+from agent_sessions.api.servicer import SessionServicer
+from agent_sessions.config import Settings
+from agent_sessions.health import StoreHealth
+from agent_sessions.sessions import SessionManager, SessionPolicy
+from agent_sessions.store import SessionStore
+from agent_sessions.store.memory import MemorySessionStore
+
+log = logging.getLogger(__name__)
+
+
+def _ms(seconds: float) -> int:
+    return round(seconds * 1000)
+
+
+def policy_from(settings: Settings) -> SessionPolicy:
+    return SessionPolicy(
+        default_ttl_ms=_ms(settings.default_ttl.total_seconds()),
+        default_idle_timeout_ms=_ms(settings.default_idle_timeout.total_seconds()),
+        default_max_turns=settings.default_max_turns,
+        max_ttl_ms=_ms(settings.max_ttl.total_seconds()),
+        max_input_bytes=settings.max_input_bytes,
+        max_state_bytes=settings.max_state_bytes,
+        history_turns=settings.history_turns,
+        run_timeout_ms=_ms(settings.run_timeout.total_seconds()),
+    )
+
+
+def open_store(settings: Settings) -> SessionStore:
+    if settings.store_url.startswith("memory:"):
+        return MemorySessionStore()
+    from agent_sessions.store.redis import RedisSessionStore
+
+    return RedisSessionStore.from_url(
+        settings.store_url,
+        prefix=settings.key_prefix,
+        socket_timeout=settings.redis_timeout.total_seconds(),
+        max_connections=settings.redis_max_connections,
+    )
+
+
+class SessionServer:
+    """One listening server over one store; ``start``, then ``stop`` with a grace period."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        agents: Mapping[str, Agent] | None = None,
+        store: SessionStore | None = None,
+    ) -> None:
+        self.settings = settings
+        self.store = store if store is not None else open_store(settings)
+        self.manager = SessionManager(self.store, AgentRegistry(agents), policy_from(settings))
+        self.health = StoreHealth(
+            self.store, interval_s=settings.health_check_interval.total_seconds()
+        )
+        self.port = 0
+        self._server = grpc.aio.server()
+        sessions_pb2_grpc.add_SessionServiceServicer_to_server(
+            SessionServicer(self.manager), self._server
+        )
+        health_pb2_grpc.add_HealthServicer_to_server(self.health.servicer, self._server)
+        reflection.enable_server_reflection(
+            (
+                sessions_pb2.DESCRIPTOR.services_by_name["SessionService"].full_name,
+                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                reflection.SERVICE_NAME,
+            ),
+            self._server,
+        )
+
+    @property
+    def address(self) -> str:
+        host = self.settings.address.rpartition(":")[0]
+        return f"{host}:{self.port}"
+
+    async def start(self) -> None:
+        self.port = self._server.add_insecure_port(self.settings.address)
+        if self.port == 0:
+            raise OSError(f"cannot listen on {self.settings.address}")
+        await self.health.start()
+        await self._server.start()
+        log.info("serving sessions.v1.SessionService on %s (store %s)", self.address,
+                 self.settings.store_url.split("@")[-1])
+
+    async def stop(self, grace_s: float | None = None) -> None:
+        """Refuses new calls, lets running ones finish within the grace period, then closes."""
+        grace = self.settings.shutdown_grace.total_seconds() if grace_s is None else grace_s
+        await self.health.shutdown()
+        await self._server.stop(grace)
+        await self.store.close()
+
+    async def wait(self) -> None:
+        await self._server.wait_for_termination()
+
+
+async def serve(settings: Settings) -> None:
+    """Runs until SIGTERM or SIGINT, then shuts down gracefully."""
+    server = SessionServer(settings)
+    await server.start()
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stopping.set)
+    await stopping.wait()
+    log.info("shutting down: running calls have %s to finish", settings.shutdown_grace)
+    await server.stop()

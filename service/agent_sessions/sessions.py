@@ -1,0 +1,372 @@
+"""The session logic: defaults, limits and the life of a turn, independent of gRPC and storage."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import aclosing
+from dataclasses import dataclass
+
+from agent_sessions import paging, validation
+from agent_sessions.agents import AgentContext, AgentRegistry
+from agent_sessions.errors import AgentFailed, RunSuperseded, RunTimedOut, SessionError
+from agent_sessions.model import (
+    JsonValue,
+    Session,
+    SessionCursor,
+    SessionPatch,
+    SessionStatus,
+    StateDelta,
+    Turn,
+    TurnOutcome,
+    TurnStart,
+    TurnStatus,
+)
+from agent_sessions.store import SessionStore
+
+log = logging.getLogger(__name__)
+
+SESSIONS_PAGE_SIZE = 50
+TURNS_PAGE_SIZE = 100
+MAX_PAGE_SIZE = 1000
+CANCELLED_ERROR = "cancelled: the caller went away before the reply was complete"
+# A run that outlives its timeout is failed by the run itself; the lease only frees
+# the session when the process running it died, so it waits a little longer.
+_LEASE_SLACK_MS = 30_000
+
+
+def wall_clock_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class SessionPolicy:
+    """Defaults and limits for sessions and turns."""
+
+    default_ttl_ms: int = 24 * 3_600_000
+    default_idle_timeout_ms: int = 30 * 60_000
+    default_max_turns: int = 0
+    max_ttl_ms: int = 30 * 24 * 3_600_000
+    max_input_bytes: int = 32 * 1024
+    max_state_bytes: int = 64 * 1024
+    history_turns: int = 20
+    run_timeout_ms: int = 5 * 60_000
+
+
+@dataclass(frozen=True, slots=True)
+class RunStarted:
+    turn_index: int
+    replayed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class RunDelta:
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class RunCompleted:
+    turn: Turn
+    session: Session
+
+
+RunEvent = RunStarted | RunDelta | RunCompleted
+
+
+@dataclass(frozen=True, slots=True)
+class SessionsPage:
+    sessions: list[Session]
+    next_page_token: str
+
+
+@dataclass(frozen=True, slots=True)
+class TurnsPage:
+    turns: list[Turn]
+    next_page_token: str
+
+
+class SessionManager:
+    """Creates, reads, changes and runs sessions over a store and a set of agents."""
+
+    def __init__(
+        self,
+        store: SessionStore,
+        agents: AgentRegistry,
+        policy: SessionPolicy | None = None,
+        *,
+        clock: Callable[[], int] = wall_clock_ms,
+    ) -> None:
+        self.store = store
+        self._agents = agents
+        self._policy = policy or SessionPolicy()
+        self._clock = clock
+
+    async def create(
+        self,
+        *,
+        user_id: str,
+        agent_id: str,
+        session_id: str = "",
+        ttl_ms: int | None = None,
+        idle_timeout_ms: int | None = None,
+        max_turns: int | None = None,
+        state: dict[str, JsonValue] | None = None,
+        labels: dict[str, str] | None = None,
+    ) -> Session:
+        policy = self._policy
+        now = self._clock()
+        session = Session(
+            session_id=validation.session_id(session_id) if session_id else new_session_id(),
+            user_id=validation.user_id(user_id),
+            agent_id=validation.agent_id(agent_id),
+            status=SessionStatus.ACTIVE,
+            create_time_ms=now,
+            update_time_ms=now,
+            last_activity_ms=now,
+            ttl_ms=self._duration("ttl", ttl_ms, policy.default_ttl_ms),
+            idle_timeout_ms=self._duration(
+                "idle_timeout", idle_timeout_ms, policy.default_idle_timeout_ms
+            ),
+            max_turns=validation.max_turns(
+                policy.default_max_turns if max_turns is None else max_turns
+            ),
+            turn_count=0,
+            total_turns=0,
+            state=validation.state(state or {}, max_bytes=policy.max_state_bytes),
+            labels=validation.labels(labels or {}),
+        )
+        return await self.store.create(session)
+
+    async def get(self, *, user_id: str, session_id: str) -> Session:
+        return await self.store.get(
+            user_id=validation.user_id(user_id),
+            session_id=validation.session_id(session_id),
+            now_ms=self._clock(),
+        )
+
+    async def list(
+        self, *, user_id: str, agent_id: str = "", page_size: int = 0, page_token: str = ""
+    ) -> SessionsPage:
+        validation.user_id(user_id)
+        if agent_id:
+            validation.agent_id(agent_id)
+        size = validation.page_size(page_size, default=SESSIONS_PAGE_SIZE, maximum=MAX_PAGE_SIZE)
+        query = {"user_id": user_id, "agent_id": agent_id}
+        after = None
+        if page_token:
+            position = paging.decode(page_token, query)
+            after = SessionCursor(int(position["t"]), str(position["s"]))
+        page = await self.store.list(
+            user_id=user_id,
+            agent_id=agent_id or None,
+            page_size=size,
+            after=after,
+            now_ms=self._clock(),
+        )
+        token = ""
+        if page.next_cursor is not None:
+            cursor = page.next_cursor
+            token = paging.encode(query, {"t": cursor.last_activity_ms, "s": cursor.session_id})
+        return SessionsPage(page.sessions, token)
+
+    async def update(
+        self, *, user_id: str, session_id: str, patch: SessionPatch, etag: str = ""
+    ) -> Session:
+        policy = self._policy
+        if patch == SessionPatch():
+            raise validation.InvalidArgument(
+                "update_mask", "names no field to change: use state, labels, ttl, "
+                "idle_timeout or max_turns"
+            )
+        if patch.state is not None:
+            validation.state(patch.state, max_bytes=policy.max_state_bytes)
+        if patch.labels is not None:
+            validation.labels(patch.labels)
+        if patch.ttl_ms is not None:
+            validation.duration_ms("ttl", patch.ttl_ms, max_ms=policy.max_ttl_ms)
+        if patch.idle_timeout_ms is not None:
+            validation.duration_ms("idle_timeout", patch.idle_timeout_ms, max_ms=policy.max_ttl_ms)
+        if patch.max_turns is not None:
+            validation.max_turns(patch.max_turns)
+        return await self.store.update(
+            user_id=validation.user_id(user_id),
+            session_id=validation.session_id(session_id),
+            patch=patch,
+            expected_etag=etag or None,
+            now_ms=self._clock(),
+        )
+
+    async def end(self, *, user_id: str, session_id: str) -> Session:
+        return await self.store.end(
+            user_id=validation.user_id(user_id),
+            session_id=validation.session_id(session_id),
+            now_ms=self._clock(),
+        )
+
+    async def delete(self, *, user_id: str, session_id: str) -> None:
+        await self.store.delete(
+            user_id=validation.user_id(user_id),
+            session_id=validation.session_id(session_id),
+            now_ms=self._clock(),
+        )
+
+    async def list_turns(
+        self,
+        *,
+        user_id: str,
+        session_id: str,
+        page_size: int = 0,
+        page_token: str = "",
+        newest_first: bool = False,
+    ) -> TurnsPage:
+        validation.user_id(user_id)
+        validation.session_id(session_id)
+        size = validation.page_size(page_size, default=TURNS_PAGE_SIZE, maximum=MAX_PAGE_SIZE)
+        query = {"session_id": session_id, "newest_first": newest_first}
+        # The token keeps the index where the next page starts rather than an offset,
+        # so turns added while a caller pages newest-first do not shift the pages.
+        next_index = int(paging.decode(page_token, query)["i"]) if page_token else None
+        if newest_first and next_index is not None:
+            offset = max(next_index - size, 0)
+            limit = next_index - offset
+            newest_first_in_store = False
+        else:
+            offset = next_index - 1 if next_index is not None else 0
+            limit = size
+            newest_first_in_store = newest_first
+        page = await self.store.list_turns(
+            user_id=user_id,
+            session_id=session_id,
+            offset=offset,
+            limit=limit,
+            newest_first=newest_first_in_store,
+            now_ms=self._clock(),
+        )
+        turns = page.turns
+        if newest_first and not newest_first_in_store:
+            turns = turns[::-1]
+        token = ""
+        if turns:
+            following = turns[-1].index + (-1 if newest_first else 1)
+            if 1 <= following <= page.total_turns:
+                token = paging.encode(query, {"i": following})
+        return TurnsPage(turns, token)
+
+    async def run(
+        self, *, user_id: str, session_id: str, text: str, request_id: str = ""
+    ) -> AsyncIterator[RunEvent]:
+        """Runs one turn, yielding its events; see ``sessions.v1.SessionService.Run``.
+
+        Close the iterator (``contextlib.aclosing``) when abandoning it early: the
+        turn is then recorded CANCELLED.
+        """
+        policy = self._policy
+        validation.user_id(user_id)
+        validation.session_id(session_id)
+        validation.run_input(text, max_bytes=policy.max_input_bytes)
+        validation.request_id(request_id)
+        run_id = secrets.token_hex(8)
+        start = await self.store.begin_turn(
+            user_id=user_id,
+            session_id=session_id,
+            text=text,
+            request_id=request_id,
+            run_id=run_id,
+            lease_ms=policy.run_timeout_ms + _LEASE_SLACK_MS,
+            history_turns=policy.history_turns,
+            now_ms=self._clock(),
+        )
+        yield RunStarted(start.turn.index, start.replayed)
+        if start.replayed:
+            if start.turn.output:
+                yield RunDelta(start.turn.output)
+            yield RunCompleted(start.turn, start.session)
+            return
+
+        reply: list[str] = []
+        state_delta = StateDelta()
+        try:
+            async with asyncio.timeout(policy.run_timeout_ms / 1000):
+                async with aclosing(self._agent_stream(start, text)) as stream:
+                    async for item in stream:
+                        if isinstance(item, StateDelta):
+                            state_delta = state_delta.merged(item)
+                        elif item:
+                            reply.append(item)
+                            yield RunDelta(item)
+        except (asyncio.CancelledError, GeneratorExit):
+            await self._record_unfinished(start, run_id, TurnStatus.CANCELLED, CANCELLED_ERROR)
+            raise
+        except TimeoutError:
+            message = f"the agent did not finish within the run timeout of {policy.run_timeout_ms} ms"
+            await self._record_unfinished(start, run_id, TurnStatus.FAILED, message)
+            raise RunTimedOut(
+                f"turn {start.turn.index}: {message}; the turn is kept as FAILED with your input"
+            ) from None
+        except Exception as exc:
+            log.warning("agent failed in turn %d of %s", start.turn.index, session_id, exc_info=True)
+            message = f"agent {start.session.agent_id!r} failed: {type(exc).__name__}: {exc}"
+            await self._record_unfinished(start, run_id, TurnStatus.FAILED, message)
+            raise AgentFailed(
+                f"turn {start.turn.index}: {message}; the turn is kept as FAILED with your "
+                "input, and the session can run again",
+                metadata={"session_id": session_id, "turn_index": str(start.turn.index)},
+            ) from exc
+
+        turn, session = await self.store.finish_turn(
+            user_id=user_id,
+            session_id=session_id,
+            index=start.turn.index,
+            run_id=run_id,
+            outcome=TurnOutcome(TurnStatus.COMPLETED, output="".join(reply), state_delta=state_delta),
+            now_ms=self._clock(),
+        )
+        yield RunCompleted(turn, session)
+
+    def _agent_stream(self, start: TurnStart, text: str) -> AsyncIterator[str | StateDelta]:
+        session = start.session
+        context = AgentContext(
+            session_id=session.session_id,
+            user_id=session.user_id,
+            agent_id=session.agent_id,
+            turn_index=start.turn.index,
+            state=session.state,
+            summary=session.summary,
+            history=start.history,
+        )
+        return self._agents.resolve(session.agent_id).stream(context, text)
+
+    async def _record_unfinished(
+        self, start: TurnStart, run_id: str, status: TurnStatus, error: str
+    ) -> None:
+        # Shielded: the caller's cancellation must not stop the write that keeps the
+        # user's input with an honest status.
+        finish = self.store.finish_turn(
+            user_id=start.session.user_id,
+            session_id=start.session.session_id,
+            index=start.turn.index,
+            run_id=run_id,
+            outcome=TurnOutcome(status, error=error),
+            now_ms=self._clock(),
+        )
+        try:
+            await asyncio.shield(finish)
+        except RunSuperseded:
+            log.info("turn %d of %s was taken over before it was recorded %s",
+                     start.turn.index, start.session.session_id, status.name)
+        except SessionError:
+            log.warning("could not record turn %d of %s as %s", start.turn.index,
+                        start.session.session_id, status.name, exc_info=True)
+
+    def _duration(self, field: str, value: int | None, default: int) -> int:
+        if value is None:
+            return default
+        return validation.duration_ms(field, value, max_ms=self._policy.max_ttl_ms)
+
+
+def new_session_id() -> str:
+    """An unguessable id: 128 random bits, URL-safe."""
+    return secrets.token_urlsafe(16)

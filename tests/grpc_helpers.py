@@ -1,0 +1,62 @@
+"""Small helpers that keep the gRPC tests readable."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable
+from typing import Any
+
+import grpc
+import pytest
+from google.rpc import error_details_pb2, status_pb2
+from sessions.v1 import sessions_pb2 as pb
+from sessions.v1 import sessions_pb2_grpc
+
+Stub = sessions_pb2_grpc.SessionServiceStub
+
+
+async def create(stub: Stub, user_id: str = "user-1", agent_id: str = "echo", **fields: Any) -> pb.Session:
+    session: pb.Session = await stub.CreateSession(
+        pb.CreateSessionRequest(user_id=user_id, agent_id=agent_id, **fields)
+    )
+    return session
+
+
+async def run(stub: Stub, session: pb.Session, text: str, **fields: Any) -> list[pb.RunEvent]:
+    call = stub.Run(
+        pb.RunRequest(session_id=session.session_id, user_id=session.user_id, input=text, **fields)
+    )
+    return [event async for event in call]
+
+
+def reply_of(events: list[pb.RunEvent]) -> str:
+    return "".join(e.delta.text for e in events if e.WhichOneof("event") == "delta")
+
+
+async def turns(stub: Stub, session: pb.Session) -> list[pb.Turn]:
+    response = await stub.ListTurns(
+        pb.ListTurnsRequest(session_id=session.session_id, user_id=session.user_id)
+    )
+    return list(response.turns)
+
+
+def error_info(error: grpc.aio.AioRpcError) -> error_details_pb2.ErrorInfo:
+    for key, value in error.trailing_metadata() or ():
+        if key == "grpc-status-details-bin":
+            assert isinstance(value, bytes)
+            status = status_pb2.Status.FromString(value)
+            info = error_details_pb2.ErrorInfo()
+            assert status.details[0].Unpack(info)
+            return info
+    raise AssertionError(f"no google.rpc.Status detail in {error!r}")
+
+
+async def rpc_error(call: Awaitable[Any]) -> grpc.aio.AioRpcError:
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await call
+    return raised.value
+
+
+async def stream_error(stub: Stub, session: pb.Session, text: str, **fields: Any) -> grpc.aio.AioRpcError:
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await run(stub, session, text, **fields)
+    return raised.value
