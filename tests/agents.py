@@ -1,4 +1,9 @@
-"""Fake agents for the tests: stand-ins for external agent endpoints."""
+"""A fake agent for the tests: a stand-in for an external agent endpoint.
+
+What it does depends on the input, so one session can show a failure and then
+recover: "explode" fails mid-stream, "hang" waits until cancelled, "pause" takes a
+moment between two chunks; anything else counts turns in the session state.
+"""
 
 from __future__ import annotations
 
@@ -9,52 +14,33 @@ from agent_sessions.agents import AgentContext
 from agent_sessions.model import StateDelta
 
 
-class FailingAgent:
-    """Streams two chunks, then raises."""
-
-    async def stream(self, context: AgentContext, text: str) -> AsyncIterator[str | StateDelta]:
-        yield "partial "
-        yield StateDelta(set={"should_not": "be stored"})
-        yield "reply"
-        raise RuntimeError("the model backend returned 502")
-
-
-class SlowAgent:
-    """Streams one chunk, then waits until cancelled; records that it was."""
-
-    def __init__(self) -> None:
+class ScriptedAgent:
+    def __init__(self, pause_s: float = 0.5) -> None:
+        self.pause_s = pause_s
         self.started = asyncio.Event()
         self.cancelled = asyncio.Event()
 
     async def stream(self, context: AgentContext, text: str) -> AsyncIterator[str | StateDelta]:
-        yield "thinking"
-        self.started.set()
-        try:
-            await asyncio.sleep(3600)
-        except asyncio.CancelledError:
-            self.cancelled.set()
-            raise
-        yield "never"
-
-
-class PausingAgent:
-    """Streams a chunk, pauses for a while, then finishes: a turn that is in flight."""
-
-    def __init__(self, pause_s: float) -> None:
-        self.pause_s = pause_s
-        self.started = asyncio.Event()
-
-    async def stream(self, context: AgentContext, text: str) -> AsyncIterator[str | StateDelta]:
-        yield "first half, "
-        self.started.set()
-        await asyncio.sleep(self.pause_s)
-        yield "second half"
-
-
-class CountingAgent:
-    """Keeps a count in the session state and reports what it was given."""
-
-    async def stream(self, context: AgentContext, text: str) -> AsyncIterator[str | StateDelta]:
+        if text == "explode":
+            yield "partial "
+            yield StateDelta(set={"should_not": "be stored"})
+            yield "reply"
+            raise RuntimeError("the model backend returned 502")
+        if text == "hang":
+            yield "thinking"
+            self.started.set()
+            try:
+                await asyncio.sleep(3600)
+            except asyncio.CancelledError:
+                self.cancelled.set()
+                raise
+        if text == "pause":
+            yield "first half, "
+            self.started.set()
+            await asyncio.sleep(self.pause_s)
+            yield "second half"
+            return
         count = int(context.state.get("count", 0)) + 1
         yield StateDelta(set={"count": count, "last_input": text})
-        yield f"count={count} history={len(context.history)}"
+        yield f"count={count} "
+        yield f"history={len(context.history)}"

@@ -13,7 +13,7 @@ from agent_sessions.server import SessionServer
 
 from agent_sessions.store.memory import MemorySessionStore
 from agent_sessions.store.protocol import SessionStore
-from tests.agents import CountingAgent, FailingAgent, PausingAgent, SlowAgent
+from tests.agents import ScriptedAgent
 from tests.redis_server import RedisServer
 
 
@@ -54,13 +54,8 @@ async def store(
 
 
 @pytest.fixture
-def slow_agent() -> SlowAgent:
-    return SlowAgent()
-
-
-@pytest.fixture
-def pausing_agent() -> PausingAgent:
-    return PausingAgent(pause_s=0.5)
+def scripted_agent() -> ScriptedAgent:
+    return ScriptedAgent()
 
 
 def server_settings(store_url: str, key_prefix: str, **overrides: object) -> Settings:
@@ -81,21 +76,15 @@ async def server(
     store_kind: str,
     request: pytest.FixtureRequest,
     key_prefix: str,
-    slow_agent: SlowAgent,
-    pausing_agent: PausingAgent,
+    scripted_agent: ScriptedAgent,
 ) -> AsyncIterator[SessionServer]:
-    """A real server on a free loopback port; agent ids pick the fake agents."""
+    """A real server on a free loopback port; agent "scripted" is the fake agent."""
     store_url = "memory://"
     if store_kind == "redis":
         store_url = request.getfixturevalue("redis_server").url
     running = SessionServer(
         server_settings(store_url, key_prefix),
-        agents={
-            "failing": FailingAgent(),
-            "slow": slow_agent,
-            "pausing": pausing_agent,
-            "counting": CountingAgent(),
-        },
+        agents={"scripted": scripted_agent},
     )
     await running.start()
     yield running

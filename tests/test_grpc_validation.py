@@ -1,0 +1,102 @@
+"""Malformed requests are refused with INVALID_ARGUMENT, a message that says what to fix, and no write."""
+
+from __future__ import annotations
+
+import pytest
+from google.protobuf import duration_pb2
+from grpc import StatusCode
+from sessions.v1 import sessions_pb2 as pb
+
+from tests.grpc_helpers import Stub, create, error_info, rpc_error, run, turns
+
+
+@pytest.mark.parametrize(
+    ("request_fields", "field", "hint"),
+    [
+        ({"user_id": "", "agent_id": "echo"}, "user_id", "required"),
+        ({"user_id": "u", "agent_id": ""}, "agent_id", "required"),
+        ({"user_id": "u" * 129, "agent_id": "echo"}, "user_id", "limit is 128"),
+        ({"user_id": "u{1}", "agent_id": "echo"}, "user_id", "'{'"),
+        ({"user_id": "u", "agent_id": "echo", "session_id": "a b"}, "session_id", "letters"),
+        ({"user_id": "u", "agent_id": "echo", "session_id": "s" * 200}, "session_id", "limit"),
+        ({"user_id": "u", "agent_id": "echo", "max_turns": -1}, "max_turns", "positive"),
+        ({"user_id": "u", "agent_id": "echo", "labels": {"Bad Key": "x"}}, "labels", "lowercase"),
+    ],
+)
+async def test_create_refuses_malformed_fields(
+    stub: Stub, request_fields: dict[str, object], field: str, hint: str
+) -> None:
+    error = await rpc_error(stub.CreateSession(pb.CreateSessionRequest(**request_fields)))  # type: ignore[arg-type]
+
+    assert error.code() == StatusCode.INVALID_ARGUMENT
+    assert error_info(error).metadata["field"].startswith(field)
+    assert hint in (error.details() or "")
+
+
+@pytest.mark.parametrize("field", ["ttl", "idle_timeout"])
+async def test_create_refuses_negative_durations(stub: Stub, field: str) -> None:
+    negative = duration_pb2.Duration(seconds=-5)
+    request = pb.CreateSessionRequest(user_id="u", agent_id="echo", **{field: negative})
+
+    error = await rpc_error(stub.CreateSession(request))
+
+    assert error.code() == StatusCode.INVALID_ARGUMENT
+    assert field in (error.details() or "") and "positive" in (error.details() or "")
+
+
+async def test_create_refuses_a_ttl_beyond_the_limit(stub: Stub) -> None:
+    request = pb.CreateSessionRequest(
+        user_id="u", agent_id="echo", ttl=duration_pb2.Duration(seconds=400 * 86400)
+    )
+    error = await rpc_error(stub.CreateSession(request))
+    assert error.code() == StatusCode.INVALID_ARGUMENT
+    assert "limit" in (error.details() or "")
+
+
+async def test_run_refuses_empty_input_and_records_nothing(stub: Stub) -> None:
+    session = await create(stub)
+
+    error = await rpc_error(run(stub, session, "   "))
+
+    assert error.code() == StatusCode.INVALID_ARGUMENT
+    assert "input" in (error.details() or "")
+    assert await turns(stub, session) == []
+
+
+async def test_run_refuses_oversized_input_saying_the_limit(stub: Stub) -> None:
+    session = await create(stub)
+
+    error = await rpc_error(run(stub, session, "x" * (32 * 1024 + 1)))
+
+    assert error.code() == StatusCode.INVALID_ARGUMENT
+    assert "32768 bytes" in (error.details() or "")
+    assert await turns(stub, session) == []
+
+
+async def test_run_on_an_unknown_session_is_not_found(stub: Stub) -> None:
+    ghost = pb.Session(session_id="no-such-session", user_id="user-1")
+    error = await rpc_error(run(stub, ghost, "hello?"))
+    assert error.code() == StatusCode.NOT_FOUND
+
+
+async def test_run_as_another_user_is_not_found(stub: Stub) -> None:
+    session = await create(stub, user_id="alice")
+    intruder = pb.Session(session_id=session.session_id, user_id="mallory")
+
+    error = await rpc_error(run(stub, intruder, "let me in"))
+
+    assert error.code() == StatusCode.NOT_FOUND
+    assert await turns(stub, session) == []
+
+
+async def test_a_negative_page_size_is_invalid(stub: Stub) -> None:
+    error = await rpc_error(stub.ListSessions(pb.ListSessionsRequest(user_id="u", page_size=-1)))
+    assert error.code() == StatusCode.INVALID_ARGUMENT
+    assert "page_size" in (error.details() or "")
+
+
+async def test_a_forged_page_token_is_invalid(stub: Stub) -> None:
+    error = await rpc_error(
+        stub.ListSessions(pb.ListSessionsRequest(user_id="u", page_token="not-a-token!"))
+    )
+    assert error.code() == StatusCode.INVALID_ARGUMENT
