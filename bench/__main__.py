@@ -20,12 +20,11 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from sessions.v1 import sessions_pb2 as pb
-from sessions.v1 import sessions_pb2_grpc
 
+from tests.grpc_helpers import Stub
 from tests.redis_server import RedisServer, free_port
 
 TEXT = "How's the weather in Shanghai today?"
-Stub = sessions_pb2_grpc.SessionServiceStub
 
 
 @contextmanager
@@ -33,7 +32,12 @@ def session_server(store_url: str) -> Iterator[str]:
     address = f"127.0.0.1:{free_port()}"
     command = [
         str(Path(sys.executable).parent / "session-server"),
-        "--address", address, "--store", store_url, "--log-level", "WARNING",
+        "--address",
+        address,
+        "--store",
+        store_url,
+        "--log-level",
+        "WARNING",
     ]
     process = subprocess.Popen(command)
     try:
@@ -60,7 +64,9 @@ async def _wait_serving(address: str) -> None:
 
 async def one_turn(stub: Stub, session: pb.Session) -> float:
     started = time.perf_counter()
-    call = stub.Run(pb.RunRequest(session_id=session.session_id, user_id=session.user_id, input=TEXT))
+    call = stub.Run(
+        pb.RunRequest(session_id=session.session_id, user_id=session.user_id, input=TEXT)
+    )
     async for _ in call:
         pass
     return time.perf_counter() - started
@@ -103,12 +109,16 @@ def bench_store(name: str, store_url: str, seconds: float, turns: int) -> None:
     with session_server(store_url) as address:
         for concurrency in (1, 16, 64):
             rate, p50, p99 = asyncio.run(throughput(address, concurrency, seconds))
-            print(f"{name:6} C={concurrency:<3} {rate:8.0f} runs/s   p50 {p50:6.2f} ms   p99 {p99:6.2f} ms")
+            print(
+                f"{name:6} C={concurrency:<3} {rate:8.0f} runs/s"
+                f"   p50 {p50:6.2f} ms   p99 {p99:6.2f} ms"
+            )
         window = max(turns // 20, 1)
         first, last = asyncio.run(long_session(address, turns, window))
         print(
             f"{name:6} one session: turns 2-{window + 1} p50 {first:.2f} ms, turns "
-            f"{turns - window + 1}-{turns} p50 {last:.2f} ms, ratio {last / first:.2f} (target <= 1.2)"
+            f"{turns - window + 1}-{turns} p50 {last:.2f} ms, "
+            f"ratio {last / first:.2f} (target <= 1.2)"
         )
 
 

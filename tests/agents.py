@@ -8,7 +8,7 @@ moment between two chunks; anything else counts turns in the session state.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 
 from agent_sessions.agents import AgentContext
 from agent_sessions.model import StateDelta
@@ -20,7 +20,9 @@ class ScriptedAgent:
         self.started = asyncio.Event()
         self.cancelled = asyncio.Event()
 
-    async def stream(self, context: AgentContext, text: str) -> AsyncIterator[str | StateDelta]:
+    async def stream(
+        self, context: AgentContext, text: str
+    ) -> AsyncGenerator[str | StateDelta, None]:
         if text == "explode":
             yield "partial "
             yield StateDelta(set={"should_not": "be stored"})

@@ -6,14 +6,13 @@ from datetime import timedelta
 
 import grpc
 import pytest
-from sessions.v1 import sessions_pb2_grpc
-
 from agent_sessions.config import Settings
 from agent_sessions.server import SessionServer
-
 from agent_sessions.store.memory import MemorySessionStore
 from agent_sessions.store.protocol import SessionStore
+
 from tests.agents import ScriptedAgent
+from tests.grpc_helpers import Stub
 from tests.redis_server import RedisServer
 
 
@@ -98,5 +97,5 @@ async def channel(server: SessionServer) -> AsyncIterator[grpc.aio.Channel]:
 
 
 @pytest.fixture
-def stub(channel: grpc.aio.Channel) -> sessions_pb2_grpc.SessionServiceStub:
-    return sessions_pb2_grpc.SessionServiceStub(channel)
+def stub(channel: grpc.aio.Channel) -> Stub:
+    return Stub(channel)

@@ -3,18 +3,33 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 import pytest
 from google.rpc import error_details_pb2, status_pb2
 from sessions.v1 import sessions_pb2 as pb
-from sessions.v1 import sessions_pb2_grpc
 
-Stub = sessions_pb2_grpc.SessionServiceStub
+__all__ = [
+    "Stub",
+    "create",
+    "error_info",
+    "reply_of",
+    "rpc_error",
+    "run",
+    "turns",
+]
+
+if TYPE_CHECKING:
+    # The typed stubs know that a stub over a grpc.aio channel returns awaitables.
+    from sessions.v1.sessions_pb2_grpc import SessionServiceAsyncStub as Stub
+else:
+    from sessions.v1.sessions_pb2_grpc import SessionServiceStub as Stub
 
 
-async def create(stub: Stub, user_id: str = "user-1", agent_id: str = "echo", **fields: Any) -> pb.Session:
+async def create(
+    stub: Stub, user_id: str = "user-1", agent_id: str = "echo", **fields: Any
+) -> pb.Session:
     session: pb.Session = await stub.CreateSession(
         pb.CreateSessionRequest(user_id=user_id, agent_id=agent_id, **fields)
     )
@@ -40,9 +55,9 @@ async def turns(stub: Stub, session: pb.Session) -> list[pb.Turn]:
 
 
 def error_info(error: grpc.aio.AioRpcError) -> error_details_pb2.ErrorInfo:
-    for key, value in error.trailing_metadata() or ():
+    metadata: Any = error.trailing_metadata() or ()
+    for key, value in metadata:
         if key == "grpc-status-details-bin":
-            assert isinstance(value, bytes)
             status = status_pb2.Status.FromString(value)
             info = error_details_pb2.ErrorInfo()
             assert status.details[0].Unpack(info)
@@ -53,10 +68,4 @@ def error_info(error: grpc.aio.AioRpcError) -> error_details_pb2.ErrorInfo:
 async def rpc_error(call: Awaitable[Any]) -> grpc.aio.AioRpcError:
     with pytest.raises(grpc.aio.AioRpcError) as raised:
         await call
-    return raised.value
-
-
-async def stream_error(stub: Stub, session: pb.Session, text: str, **fields: Any) -> grpc.aio.AioRpcError:
-    with pytest.raises(grpc.aio.AioRpcError) as raised:
-        await run(stub, session, text, **fields)
     return raised.value

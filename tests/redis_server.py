@@ -24,7 +24,9 @@ class RedisServer:
         self.append_only = append_only
         executable = shutil.which("redis-server")
         if executable is None:
-            raise RuntimeError("redis-server not found: run `make setup` (Debian package redis-server)")
+            raise RuntimeError(
+                "redis-server not found: run `make setup` (Debian package redis-server)"
+            )
         self.executable = executable
         self.port = port or free_port()
         self.workdir = Path(tempfile.mkdtemp(prefix="sessions-redis-"))
@@ -38,13 +40,20 @@ class RedisServer:
         self.process = subprocess.Popen(
             [
                 self.executable,
-                "--port", str(self.port),
-                "--bind", "127.0.0.1",
-                "--save", "",
-                "--appendonly", "yes" if self.append_only else "no",
-                "--appendfsync", "always",
-                "--dir", str(self.workdir),
-                "--logfile", str(self.workdir / "redis.log"),
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "yes" if self.append_only else "no",
+                "--appendfsync",
+                "always",
+                "--dir",
+                str(self.workdir),
+                "--logfile",
+                str(self.workdir / "redis.log"),
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

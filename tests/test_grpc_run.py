@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import asyncio
 
+from agent_sessions.model import TurnStatus
+from agent_sessions.server import SessionServer
 from grpc import StatusCode
 from sessions.v1 import sessions_pb2 as pb
 
-from agent_sessions.model import TurnStatus
-from agent_sessions.server import SessionServer
 from tests.agents import ScriptedAgent
 from tests.grpc_helpers import Stub, create, error_info, reply_of, rpc_error, run, turns
 
@@ -71,7 +71,9 @@ async def test_an_agent_failing_mid_stream_fails_the_turn_and_keeps_the_input(st
     [turn] = await turns(stub, session)
     assert (turn.status, turn.input, turn.output) == (pb.TURN_STATUS_FAILED, "explode", "")
     assert "502" in turn.error
-    got = await stub.GetSession(pb.GetSessionRequest(session_id=session.session_id, user_id="user-1"))
+    got = await stub.GetSession(
+        pb.GetSessionRequest(session_id=session.session_id, user_id="user-1")
+    )
     assert (got.turn_count, dict(got.state)) == (0, {})
 
 
@@ -90,7 +92,8 @@ async def test_cancelling_a_run_cancels_the_agent_and_records_the_turn_cancelled
 ) -> None:
     session = await create(stub, agent_id="scripted")
     call = stub.Run(pb.RunRequest(session_id=session.session_id, user_id="user-1", input="hang"))
-    assert (await call.read()).WhichOneof("event") == "started"
+    first = await anext(aiter(call))
+    assert first.WhichOneof("event") == "started"
     await scripted_agent.started.wait()
 
     call.cancel()
@@ -156,8 +159,11 @@ async def test_list_turns_pages_oldest_first_and_newest_first(stub: Stub) -> Non
         while True:
             page = await stub.ListTurns(
                 pb.ListTurnsRequest(
-                    session_id=session.session_id, user_id="user-1", page_size=2,
-                    page_token=token, order_by=order_by,
+                    session_id=session.session_id,
+                    user_id="user-1",
+                    page_size=2,
+                    page_token=token,
+                    order_by=order_by,
                 )
             )
             seen += [t.index for t in page.turns]
@@ -204,7 +210,11 @@ async def test_a_run_still_going_when_the_grace_period_ends_is_cancelled(
     assert error.code() in (StatusCode.UNAVAILABLE, StatusCode.CANCELLED)
     assert scripted_agent.cancelled.is_set()
     page = await server.store.list_turns(
-        user_id="user-1", session_id=session.session_id, offset=0, limit=1,
-        newest_first=False, now_ms=session.create_time.ToMilliseconds(),
+        user_id="user-1",
+        session_id=session.session_id,
+        offset=0,
+        limit=1,
+        newest_first=False,
+        now_ms=session.create_time.ToMilliseconds(),
     )
     assert (page.turns[0].status, page.turns[0].input) == (TurnStatus.CANCELLED, "hang")

@@ -94,7 +94,7 @@ async def test_list_sessions_pages_through_a_users_sessions_newest_activity_firs
         if not token:
             break
 
-    expected = [made[0]] + made[:0:-1]
+    expected = [made[0], *made[:0:-1]]
     assert seen == [s.session_id for s in expected]
 
 
@@ -191,14 +191,18 @@ async def test_an_ended_session_is_readable_but_runs_no_turns(stub: Stub) -> Non
     assert ended.status == pb.SESSION_STATUS_ENDED
     assert error.code() == StatusCode.FAILED_PRECONDITION
     assert error_info(error).reason == "SESSION_ENDED"
-    got = await stub.GetSession(pb.GetSessionRequest(session_id=session.session_id, user_id="user-1"))
+    got = await stub.GetSession(
+        pb.GetSessionRequest(session_id=session.session_id, user_id="user-1")
+    )
     assert got.status == pb.SESSION_STATUS_ENDED
 
 
 async def test_a_deleted_session_is_not_found(stub: Stub) -> None:
     session = await create(stub)
 
-    await stub.DeleteSession(pb.DeleteSessionRequest(session_id=session.session_id, user_id="user-1"))
+    await stub.DeleteSession(
+        pb.DeleteSessionRequest(session_id=session.session_id, user_id="user-1")
+    )
     error = await rpc_error(
         stub.GetSession(pb.GetSessionRequest(session_id=session.session_id, user_id="user-1"))
     )
@@ -207,7 +211,9 @@ async def test_a_deleted_session_is_not_found(stub: Stub) -> None:
 
 
 async def test_an_expired_session_is_not_found_and_leaves_the_listing(stub: Stub) -> None:
-    session = await create(stub, user_id="brief", idle_timeout=duration_pb2.Duration(nanos=300_000_000))
+    session = await create(
+        stub, user_id="brief", idle_timeout=duration_pb2.Duration(nanos=300_000_000)
+    )
     await asyncio.sleep(0.4)
 
     error = await rpc_error(

@@ -1,4 +1,4 @@
-"""Malformed requests are refused with INVALID_ARGUMENT, a message that says what to fix, and no write."""
+"""Malformed requests: INVALID_ARGUMENT, a message that says what to fix, and no write."""
 
 from __future__ import annotations
 
@@ -35,8 +35,8 @@ async def test_create_refuses_malformed_fields(
 
 @pytest.mark.parametrize("field", ["ttl", "idle_timeout"])
 async def test_create_refuses_negative_durations(stub: Stub, field: str) -> None:
-    negative = duration_pb2.Duration(seconds=-5)
-    request = pb.CreateSessionRequest(user_id="u", agent_id="echo", **{field: negative})
+    request = pb.CreateSessionRequest(user_id="u", agent_id="echo")
+    getattr(request, field).CopyFrom(duration_pb2.Duration(seconds=-5))
 
     error = await rpc_error(stub.CreateSession(request))
 

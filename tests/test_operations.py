@@ -9,9 +9,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-
 from agent_sessions.server import SessionServer
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 
 def grpcurl_path() -> str:
@@ -27,8 +26,11 @@ async def grpcurl(server: SessionServer, *args: str, data: dict[str, Any] | None
     if data is not None:
         command += ["-d", json.dumps(data)]
     process = await asyncio.create_subprocess_exec(
-        *command, server.address, *args,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        *command,
+        server.address,
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
     out, err = await asyncio.wait_for(process.communicate(), timeout=20)
     assert process.returncode == 0, err.decode()
@@ -59,29 +61,40 @@ async def test_grpcurl_lists_the_services_through_reflection(server: SessionServ
 async def test_grpcurl_describes_the_session_service(server: SessionServer) -> None:
     described = await grpcurl(server, "describe", "sessions.v1.SessionService")
 
-    assert "rpc Run ( .sessions.v1.RunRequest ) returns ( stream .sessions.v1.RunEvent )" in described
+    assert (
+        "rpc Run ( .sessions.v1.RunRequest ) returns ( stream .sessions.v1.RunEvent )" in described
+    )
 
 
 async def test_grpcurl_drives_a_whole_session(server: SessionServer) -> None:
     service = "sessions.v1.SessionService"
     [session] = json_stream(
-        await grpcurl(server, f"{service}/CreateSession", data={"user_id": "ops", "agent_id": "echo"})
+        await grpcurl(
+            server, f"{service}/CreateSession", data={"user_id": "ops", "agent_id": "echo"}
+        )
     )
     ids = {"user_id": "ops", "session_id": session["session_id"]}
     await grpcurl(server, f"{service}/Run", data={**ids, "input": "How's the weather in Shanghai?"})
-    second = json_stream(await grpcurl(server, f"{service}/Run", data={**ids, "input": "What about Beijing?"}))
+    second = json_stream(
+        await grpcurl(server, f"{service}/Run", data={**ids, "input": "What about Beijing?"})
+    )
     [listed] = json_stream(await grpcurl(server, f"{service}/ListTurns", data=ids))
     [ended] = json_stream(await grpcurl(server, f"{service}/EndSession", data=ids))
 
     assert second[0] == {"started": {"turn_index": 2}}
     assert "Shanghai" in second[-1]["completed"]["turn"]["output"]
-    assert [t["input"] for t in listed["turns"]] == ["How's the weather in Shanghai?", "What about Beijing?"]
+    assert [t["input"] for t in listed["turns"]] == [
+        "How's the weather in Shanghai?",
+        "What about Beijing?",
+    ]
     assert ended["status"] == "SESSION_STATUS_ENDED"
 
 
 async def test_grpcurl_sees_the_service_healthy(server: SessionServer) -> None:
     [answer] = json_stream(
-        await grpcurl(server, "grpc.health.v1.Health/Check", data={"service": "sessions.v1.SessionService"})
+        await grpcurl(
+            server, "grpc.health.v1.Health/Check", data={"service": "sessions.v1.SessionService"}
+        )
     )
     assert answer == {"status": "SERVING"}
 

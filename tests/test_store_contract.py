@@ -6,7 +6,6 @@ import time
 from typing import Any
 
 import pytest
-
 from agent_sessions.errors import (
     EtagMismatch,
     MaxTurnsReached,
@@ -110,7 +109,9 @@ async def run_turn(store: SessionStore, session: Session, text: str, output: str
 
 
 async def test_created_session_reads_back_with_its_state_and_labels(store: SessionStore) -> None:
-    made = a_session(state={"city": "Shanghai", "n": [1, 2.5, None, {"x": True}]}, labels={"a": "b"})
+    made = a_session(
+        state={"city": "Shanghai", "n": [1, 2.5, None, {"x": True}]}, labels={"a": "b"}
+    )
     await store.create(made)
 
     got = await store.get(user_id="user-1", session_id="s-1", now_ms=now())
@@ -265,8 +266,11 @@ async def test_update_leaves_fields_outside_the_patch_alone(store: SessionStore)
     await store.create(a_session(state={"a": 1}, labels={"x": "1"}))
 
     updated = await store.update(
-        user_id="user-1", session_id="s-1", patch=SessionPatch(ttl_ms=HOUR_MS),
-        expected_etag=None, now_ms=now(),
+        user_id="user-1",
+        session_id="s-1",
+        patch=SessionPatch(ttl_ms=HOUR_MS),
+        expected_etag=None,
+        now_ms=now(),
     )
 
     assert (updated.state, updated.labels, updated.ttl_ms) == ({"a": 1}, {"x": "1"}, HOUR_MS)
@@ -277,14 +281,20 @@ async def test_update_with_a_stale_etag_is_a_conflict_and_changes_nothing(
 ) -> None:
     made = await store.create(a_session(state={"a": 1}))
     await store.update(
-        user_id="user-1", session_id="s-1", patch=SessionPatch(state={"a": 2}),
-        expected_etag=None, now_ms=now(),
+        user_id="user-1",
+        session_id="s-1",
+        patch=SessionPatch(state={"a": 2}),
+        expected_etag=None,
+        now_ms=now(),
     )
 
     with pytest.raises(EtagMismatch):
         await store.update(
-            user_id="user-1", session_id="s-1", patch=SessionPatch(state={"a": 3}),
-            expected_etag=made.etag, now_ms=now(),
+            user_id="user-1",
+            session_id="s-1",
+            patch=SessionPatch(state={"a": 3}),
+            expected_etag=made.etag,
+            now_ms=now(),
         )
     assert (await store.get(user_id="user-1", session_id="s-1", now_ms=now())).state == {"a": 2}
 
@@ -359,7 +369,11 @@ async def test_completing_a_turn_stores_reply_state_and_count_together(
     start = await begin(store, made)
 
     after = await complete(
-        store, made, start, "Sunny, 22°C", delta=StateDelta(set={"city": "Shanghai"}, delete=frozenset({"drop"}))
+        store,
+        made,
+        start,
+        "Sunny, 22°C",
+        delta=StateDelta(set={"city": "Shanghai"}, delete=frozenset({"drop"})),
     )
 
     assert after.state == {"keep": 1, "city": "Shanghai"}
@@ -380,9 +394,13 @@ async def test_a_turn_that_did_not_complete_keeps_the_input_and_no_reply(
     start = await begin(store, made, "my words")
 
     turn, after = await store.finish_turn(
-        user_id="user-1", session_id="s-1", index=1, run_id="run-1",
-        outcome=TurnOutcome(status, output="half a rep", error="boom",
-                            state_delta=StateDelta(set={"a": 2})),
+        user_id="user-1",
+        session_id="s-1",
+        index=1,
+        run_id="run-1",
+        outcome=TurnOutcome(
+            status, output="half a rep", error="boom", state_delta=StateDelta(set={"a": 2})
+        ),
         now_ms=now(),
     )
 
@@ -399,8 +417,12 @@ async def test_history_holds_only_completed_turns_of_the_recent_window(
         await run_turn(store, made, f"q{i}", f"a{i}")
     failed = await begin(store, made, "lost")
     await store.finish_turn(
-        user_id="user-1", session_id="s-1", index=failed.turn.index, run_id="run-1",
-        outcome=TurnOutcome(TurnStatus.FAILED, error="x"), now_ms=now(),
+        user_id="user-1",
+        session_id="s-1",
+        index=failed.turn.index,
+        run_id="run-1",
+        outcome=TurnOutcome(TurnStatus.FAILED, error="x"),
+        now_ms=now(),
     )
 
     start = await begin(store, made, "next", run_id="run-9", history_turns=3)
@@ -457,8 +479,12 @@ async def test_max_turns_counts_completed_turns_only(store: SessionStore) -> Non
     await run_turn(store, made, "1", "one")
     failed = await begin(store, made)
     await store.finish_turn(
-        user_id="user-1", session_id="s-1", index=failed.turn.index, run_id="run-1",
-        outcome=TurnOutcome(TurnStatus.FAILED, error="x"), now_ms=now(),
+        user_id="user-1",
+        session_id="s-1",
+        index=failed.turn.index,
+        run_id="run-1",
+        outcome=TurnOutcome(TurnStatus.FAILED, error="x"),
+        now_ms=now(),
     )
     await run_turn(store, made, "2", "two")
 
@@ -483,8 +509,12 @@ async def test_a_request_id_whose_turn_failed_runs_again(store: SessionStore) ->
     made = await store.create(a_session())
     first = await begin(store, made, "hi", request_id="r-1")
     await store.finish_turn(
-        user_id="user-1", session_id="s-1", index=first.turn.index, run_id="run-1",
-        outcome=TurnOutcome(TurnStatus.FAILED, error="x"), now_ms=now(),
+        user_id="user-1",
+        session_id="s-1",
+        index=first.turn.index,
+        run_id="run-1",
+        outcome=TurnOutcome(TurnStatus.FAILED, error="x"),
+        now_ms=now(),
     )
 
     again = await begin(store, made, "hi", request_id="r-1", run_id="run-2")
@@ -518,7 +548,11 @@ async def test_list_turns_of_another_user_is_not_found(store: SessionStore) -> N
     await store.create(a_session(user_id="alice"))
     with pytest.raises(SessionNotFound):
         await store.list_turns(
-            user_id="mallory", session_id="s-1", offset=0, limit=1, newest_first=False,
+            user_id="mallory",
+            session_id="s-1",
+            offset=0,
+            limit=1,
+            newest_first=False,
             now_ms=now(),
         )
 

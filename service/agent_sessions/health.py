@@ -6,7 +6,7 @@ import asyncio
 import logging
 
 from grpc_health.v1 import health_pb2
-from grpc_health.v1.health import aio as health_aio
+from grpc_health.v1.health import aio as health_aio  # type: ignore[attr-defined]
 
 from agent_sessions.errors import StoreUnavailable
 from agent_sessions.store import SessionStore

@@ -95,8 +95,11 @@ class SessionServer:
             raise OSError(f"cannot listen on {self.settings.address}")
         await self.health.start()
         await self._server.start()
-        log.info("serving sessions.v1.SessionService on %s (store %s)", self.address,
-                 self.settings.store_url.split("@")[-1])
+        log.info(
+            "serving sessions.v1.SessionService on %s (store %s)",
+            self.address,
+            self.settings.store_url.split("@")[-1],
+        )
 
     async def stop(self, grace_s: float | None = None) -> None:
         """Refuses new calls, lets running ones finish within the grace period, then closes."""

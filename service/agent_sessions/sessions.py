@@ -6,13 +6,19 @@ import asyncio
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from contextlib import aclosing
 from dataclasses import dataclass
 
 from agent_sessions import paging, validation
 from agent_sessions.agents import AgentContext, AgentRegistry
-from agent_sessions.errors import AgentFailed, RunSuperseded, RunTimedOut, SessionError
+from agent_sessions.errors import (
+    AgentFailed,
+    InvalidArgument,
+    RunSuperseded,
+    RunTimedOut,
+    SessionError,
+)
 from agent_sessions.model import (
     JsonValue,
     Session,
@@ -177,9 +183,9 @@ class SessionManager:
     ) -> Session:
         policy = self._policy
         if patch == SessionPatch():
-            raise validation.InvalidArgument(
-                "update_mask", "names no field to change: use state, labels, ttl, "
-                "idle_timeout or max_turns"
+            raise InvalidArgument(
+                "update_mask",
+                "names no field to change: use state, labels, ttl, idle_timeout or max_turns",
             )
         if patch.state is not None:
             validation.state(patch.state, max_bytes=policy.max_state_bytes)
@@ -257,7 +263,7 @@ class SessionManager:
 
     async def run(
         self, *, user_id: str, session_id: str, text: str, request_id: str = ""
-    ) -> AsyncIterator[RunEvent]:
+    ) -> AsyncGenerator[RunEvent, None]:
         """Runs one turn, yielding its events; see ``sessions.v1.SessionService.Run``.
 
         Close the iterator (``contextlib.aclosing``) when abandoning it early: the
@@ -301,13 +307,17 @@ class SessionManager:
             await self._record_unfinished(start, run_id, TurnStatus.CANCELLED, CANCELLED_ERROR)
             raise
         except TimeoutError:
-            message = f"the agent did not finish within the run timeout of {policy.run_timeout_ms} ms"
+            message = (
+                f"the agent did not finish within the run timeout of {policy.run_timeout_ms} ms"
+            )
             await self._record_unfinished(start, run_id, TurnStatus.FAILED, message)
             raise RunTimedOut(
                 f"turn {start.turn.index}: {message}; the turn is kept as FAILED with your input"
             ) from None
         except Exception as exc:
-            log.warning("agent failed in turn %d of %s", start.turn.index, session_id, exc_info=True)
+            log.warning(
+                "agent failed in turn %d of %s", start.turn.index, session_id, exc_info=True
+            )
             message = f"agent {start.session.agent_id!r} failed: {type(exc).__name__}: {exc}"
             await self._record_unfinished(start, run_id, TurnStatus.FAILED, message)
             raise AgentFailed(
@@ -321,12 +331,14 @@ class SessionManager:
             session_id=session_id,
             index=start.turn.index,
             run_id=run_id,
-            outcome=TurnOutcome(TurnStatus.COMPLETED, output="".join(reply), state_delta=state_delta),
+            outcome=TurnOutcome(
+                TurnStatus.COMPLETED, output="".join(reply), state_delta=state_delta
+            ),
             now_ms=self._clock(),
         )
         yield RunCompleted(turn, session)
 
-    def _agent_stream(self, start: TurnStart, text: str) -> AsyncIterator[str | StateDelta]:
+    def _agent_stream(self, start: TurnStart, text: str) -> AsyncGenerator[str | StateDelta, None]:
         session = start.session
         context = AgentContext(
             session_id=session.session_id,
@@ -355,11 +367,20 @@ class SessionManager:
         try:
             await asyncio.shield(finish)
         except RunSuperseded:
-            log.info("turn %d of %s was taken over before it was recorded %s",
-                     start.turn.index, start.session.session_id, status.name)
+            log.info(
+                "turn %d of %s was taken over before it was recorded %s",
+                start.turn.index,
+                start.session.session_id,
+                status.name,
+            )
         except SessionError:
-            log.warning("could not record turn %d of %s as %s", start.turn.index,
-                        start.session.session_id, status.name, exc_info=True)
+            log.warning(
+                "could not record turn %d of %s as %s",
+                start.turn.index,
+                start.session.session_id,
+                status.name,
+                exc_info=True,
+            )
 
     def _duration(self, field: str, value: int | None, default: int) -> int:
         if value is None:

@@ -92,7 +92,9 @@ def labels(value: Mapping[str, str]) -> dict[str, str]:
     return dict(value)
 
 
-def state(value: dict[str, JsonValue], *, max_bytes: int, field: str = "state") -> dict[str, JsonValue]:
+def state(
+    value: dict[str, JsonValue], *, max_bytes: int, field: str = "state"
+) -> dict[str, JsonValue]:
     size = len(json.dumps(value, separators=(",", ":")).encode())
     if size > max_bytes:
         raise InvalidArgument(field, f"is {size} bytes as JSON; the limit is {max_bytes} bytes")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 
 from agent_sessions.agents.protocol import AgentContext
 from agent_sessions.model import StateDelta
@@ -19,7 +19,9 @@ class EchoAgent:
     see that the session's context reached the agent; it streams one word a chunk.
     """
 
-    async def stream(self, context: AgentContext, text: str) -> AsyncIterator[str | StateDelta]:
+    async def stream(
+        self, context: AgentContext, text: str
+    ) -> AsyncGenerator[str | StateDelta, None]:
         reply = f"Echo (turn {context.turn_index}): {text}"
         if context.history:
             reply += f' (previous: "{context.history[-1].input}")'

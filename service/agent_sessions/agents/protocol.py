@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -30,10 +30,12 @@ class AgentContext:
 class Agent(Protocol):
     """Produces the reply to one turn.
 
-    ``stream`` yields the reply as text chunks, in order, as they are produced; it
+    ``stream`` is an async generator: it yields the reply as text chunks, in order, as they are produced; it
     may also yield :class:`StateDelta` objects, which are merged and committed with
     the turn only if it completes. Raising fails the turn (the user's input is
-    kept); the run cancels the iterator promptly when the caller goes away.
+    kept); the run closes the generator promptly when the caller goes away.
     """
 
-    def stream(self, context: AgentContext, text: str) -> AsyncIterator[str | StateDelta]: ...
+    def stream(
+        self, context: AgentContext, text: str
+    ) -> AsyncGenerator[str | StateDelta, None]: ...

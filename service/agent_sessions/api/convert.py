@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from google.protobuf import duration_pb2, struct_pb2, timestamp_pb2
 from google.protobuf.json_format import MessageToDict
@@ -48,7 +48,7 @@ def session_message(session: Session) -> pb.Session:
         session_id=session.session_id,
         user_id=session.user_id,
         agent_id=session.agent_id,
-        status=pb.SessionStatus.ValueType(session.status),
+        status=cast(pb.SessionStatus, session.status.value),
         create_time=timestamp(session.create_time_ms),
         update_time=timestamp(session.update_time_ms),
         expire_time=timestamp(session.expire_time_ms),
@@ -70,7 +70,7 @@ def session_message(session: Session) -> pb.Session:
 def turn_message(turn: Turn) -> pb.Turn:
     message = pb.Turn(
         index=turn.index,
-        status=pb.TurnStatus.ValueType(turn.status),
+        status=cast(pb.TurnStatus, turn.status.value),
         input=turn.input,
         output=turn.output,
         create_time=timestamp(turn.create_time_ms),

@@ -37,7 +37,7 @@ def _unary(
         try:
             return await method(self, request, context)
         except SessionError as error:
-            await context.abort_with_status(to_status(error))
+            await context.abort_with_status(to_status(error))  # type: ignore[attr-defined]  # grpc-stubs lag grpc.aio
         except Exception:
             log.exception("unexpected error in %s", method.__name__)
             await context.abort(grpc.StatusCode.INTERNAL, "internal error; see the server log")
@@ -52,7 +52,9 @@ class SessionServicer(sessions_pb2_grpc.SessionServiceServicer):
 
     @_unary
     async def CreateSession(
-        self, request: pb.CreateSessionRequest, context: Context[pb.CreateSessionRequest, pb.Session]
+        self,
+        request: pb.CreateSessionRequest,
+        context: Context[pb.CreateSessionRequest, pb.Session],
     ) -> pb.Session:
         session = await self._manager.create(**convert.create_arguments(request))
         return convert.session_message(session)
@@ -83,7 +85,9 @@ class SessionServicer(sessions_pb2_grpc.SessionServiceServicer):
 
     @_unary
     async def UpdateSession(
-        self, request: pb.UpdateSessionRequest, context: Context[pb.UpdateSessionRequest, pb.Session]
+        self,
+        request: pb.UpdateSessionRequest,
+        context: Context[pb.UpdateSessionRequest, pb.Session],
     ) -> pb.Session:
         session = await self._manager.update(
             user_id=request.session.user_id,
@@ -143,7 +147,7 @@ class SessionServicer(sessions_pb2_grpc.SessionServiceServicer):
                 async for event in events:
                     await context.write(convert.run_event(event))
         except SessionError as error:
-            await context.abort_with_status(to_status(error))
+            await context.abort_with_status(to_status(error))  # type: ignore[attr-defined]  # grpc-stubs lag grpc.aio
         except Exception:
             log.exception("unexpected error in Run")
             await context.abort(grpc.StatusCode.INTERNAL, "internal error; see the server log")

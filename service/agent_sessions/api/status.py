@@ -37,8 +37,6 @@ def to_status(error: errors.SessionError) -> grpc.Status:
     detail = any_pb2.Any()
     detail.Pack(info)
     status: grpc.Status = rpc_status.to_status(
-        status_pb2.Status(
-            code=code.value[0], message=error.message, details=[detail]
-        )
+        status_pb2.Status(code=code.value[0], message=error.message, details=[detail])
     )
     return status

@@ -113,17 +113,16 @@ class MemorySessionStore:
             raise EtagMismatch(session_id, expected_etag, session.etag)
         if patch.state is not None:
             record.state_json = {k: json.dumps(v) for k, v in patch.state.items()}
-        changes = {
-            name: value
-            for name, value in (
-                ("labels", patch.labels),
-                ("ttl_ms", patch.ttl_ms),
-                ("idle_timeout_ms", patch.idle_timeout_ms),
-                ("max_turns", patch.max_turns),
-            )
-            if value is not None
-        }
-        record.session = self._touched(dataclasses.replace(session, **changes), now_ms)
+        changed = dataclasses.replace(
+            session,
+            labels=session.labels if patch.labels is None else dict(patch.labels),
+            ttl_ms=session.ttl_ms if patch.ttl_ms is None else patch.ttl_ms,
+            idle_timeout_ms=(
+                session.idle_timeout_ms if patch.idle_timeout_ms is None else patch.idle_timeout_ms
+            ),
+            max_turns=session.max_turns if patch.max_turns is None else patch.max_turns,
+        )
+        record.session = self._touched(changed, now_ms)
         return self._view(record)
 
     async def end(self, *, user_id: str, session_id: str, now_ms: int) -> Session:
