@@ -30,9 +30,9 @@ class AgentContext:
 class Agent(Protocol):
     """Produces the reply to one turn.
 
-    ``stream`` is an async generator: it yields the reply as text chunks, in order, as they are produced; it
-    may also yield :class:`StateDelta` objects, which are merged and committed with
-    the turn only if it completes. Raising fails the turn (the user's input is
+    ``stream`` is an async generator: it yields the reply as text chunks, in order, as
+    they are produced; it may also yield :class:`StateDelta` objects, which are merged
+    and committed with the turn only if it completes. Raising fails the turn (the user's input is
     kept); the run closes the generator promptly when the caller goes away.
     """
 

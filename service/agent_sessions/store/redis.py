@@ -1,0 +1,446 @@
+"""The Redis store: sessions shared by every server process, expired by Redis itself.
+
+Each call is one EVALSHA of a script from :mod:`agent_sessions.store.redis_scripts`,
+which checks and writes atomically; this module only packs arguments, maps the
+scripts' status tags to domain errors and decodes replies. Automatic retries are off
+because not every script is idempotent: callers retry with request ids.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import redis.asyncio
+import redis.exceptions
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.commands.core import AsyncScript
+
+from agent_sessions.errors import (
+    EtagMismatch,
+    MaxTurnsReached,
+    RunSuperseded,
+    SessionAlreadyExists,
+    SessionEnded,
+    SessionNotFound,
+    StoreUnavailable,
+    TurnInProgress,
+)
+from agent_sessions.model import (
+    JsonValue,
+    RunningTurn,
+    Session,
+    SessionCursor,
+    SessionPage,
+    SessionPatch,
+    SessionStatus,
+    Turn,
+    TurnOutcome,
+    TurnPage,
+    TurnStart,
+    TurnStatus,
+    etag_of,
+)
+from agent_sessions.store import redis_scripts
+
+_UNREACHABLE = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
+
+_SESSION_STATUS = {int(s): s for s in SessionStatus}
+_TURN_STATUS = {int(s): s for s in TurnStatus}
+_COMPLETED = int(TurnStatus.COMPLETED)
+
+_json_decode = json.loads
+_json_encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+_json_encode = _json_encoder.encode
+
+_Arg = str | int
+
+
+class RedisSessionStore:
+    """A :class:`~agent_sessions.store.SessionStore` in Redis (7.0 or later).
+
+    ``client`` must decode responses (``decode_responses=True``). All keys start with
+    ``prefix``; each session's keys carry its user's ``{user_id}`` hash tag, so a script
+    touches one cluster slot.
+    """
+
+    def __init__(
+        self, client: redis.asyncio.Redis, *, prefix: str = "sessions:", owns_client: bool = False
+    ) -> None:
+        if not client.connection_pool.connection_kwargs.get("decode_responses"):
+            raise ValueError("RedisSessionStore needs a client with decode_responses=True")
+        self._client = client
+        self._prefix = prefix
+        self._owns_client = owns_client
+        self._create = client.register_script(redis_scripts.CREATE)
+        self._get = client.register_script(redis_scripts.GET)
+        self._list = client.register_script(redis_scripts.LIST)
+        self._update = client.register_script(redis_scripts.UPDATE)
+        self._end = client.register_script(redis_scripts.END)
+        self._delete = client.register_script(redis_scripts.DELETE)
+        self._begin_turn = client.register_script(redis_scripts.BEGIN_TURN)
+        self._finish_turn = client.register_script(redis_scripts.FINISH_TURN)
+        self._list_turns = client.register_script(redis_scripts.LIST_TURNS)
+
+    @classmethod
+    def from_url(
+        cls,
+        url: str,
+        *,
+        prefix: str = "sessions:",
+        socket_timeout: float = 5.0,
+        max_connections: int = 64,
+    ) -> RedisSessionStore:
+        """A store with a client of its own, closed by :meth:`close`.
+
+        When all ``max_connections`` are busy a call waits up to ``socket_timeout`` for
+        one rather than failing at once.
+        """
+        pool = redis.asyncio.BlockingConnectionPool.from_url(
+            url,
+            max_connections=max_connections,
+            timeout=socket_timeout,
+            socket_timeout=socket_timeout,
+            socket_connect_timeout=socket_timeout,
+            decode_responses=True,
+            retry=Retry(NoBackoff(), 0),
+        )
+        return cls(redis.asyncio.Redis.from_pool(pool), prefix=prefix, owns_client=True)
+
+    async def create(self, session: Session) -> Session:
+        """Stores a new session; raises ``SessionAlreadyExists`` if its id is taken."""
+        running = session.running
+        args: list[_Arg] = [
+            session.create_time_ms,
+            session.session_id,
+            # The values of redis_scripts.META_FIELDS, in order.
+            session.user_id,
+            session.agent_id,
+            int(session.status),
+            session.create_time_ms,
+            session.update_time_ms,
+            session.last_activity_ms,
+            session.ttl_ms,
+            session.idle_timeout_ms,
+            session.max_turns,
+            session.turn_count,
+            session.total_turns,
+            session.version,
+            _json_encode(session.labels),
+            session.summary,
+            running.index if running else 0,
+            running.run_id if running else "",
+            running.lease_until_ms if running else 0,
+            session.expire_time_ms,
+        ]
+        _append_state(args, session.state)
+        reply = await self._run(self._create, self._keys(session.user_id, session.session_id), args)
+        if reply[0] != "OK":
+            raise SessionAlreadyExists(session.session_id)
+        return _session(session.session_id, reply[1], reply[2])
+
+    async def get(self, *, user_id: str, session_id: str, now_ms: int) -> Session:
+        """The live session; raises ``SessionNotFound``."""
+        base = self._session_key(user_id, session_id)
+        reply = await self._run(self._get, (base, base + ":state"), (now_ms,))
+        if reply[0] != "OK":
+            raise SessionNotFound(session_id)
+        return _session(session_id, reply[1], reply[2])
+
+    async def list(
+        self,
+        *,
+        user_id: str,
+        agent_id: str | None,
+        page_size: int,
+        after: SessionCursor | None,
+        now_ms: int,
+    ) -> SessionPage:
+        """Live sessions of a user, most recent activity first, ties by id descending."""
+        user = self._user_key(user_id)
+        args: list[_Arg] = [now_ms, user + ":s:", agent_id or "", page_size]
+        if after is not None:
+            args += ("1", after.last_activity_ms, after.session_id)
+        reply = await self._run(self._list, (user + ":index",), args)
+        sessions = [_session(session_id, meta, state) for session_id, meta, state in reply[2]]
+        next_cursor = None
+        if reply[1] and sessions:
+            last = sessions[-1]
+            next_cursor = SessionCursor(last.last_activity_ms, last.session_id)
+        return SessionPage(sessions, next_cursor)
+
+    async def update(
+        self,
+        *,
+        user_id: str,
+        session_id: str,
+        patch: SessionPatch,
+        expected_etag: str | None,
+        now_ms: int,
+    ) -> Session:
+        """Applies the patch; raises ``EtagMismatch`` when ``expected_etag`` is stale."""
+        fields: list[_Arg] = []
+        if patch.labels is not None:
+            fields += ("labels", _json_encode(patch.labels))
+        if patch.ttl_ms is not None:
+            fields += ("ttl_ms", patch.ttl_ms)
+        if patch.idle_timeout_ms is not None:
+            fields += ("idle_ms", patch.idle_timeout_ms)
+        if patch.max_turns is not None:
+            fields += ("max_turns", patch.max_turns)
+        args: list[_Arg] = [
+            now_ms,
+            session_id,
+            "" if expected_etag is None else "1",
+            expected_etag or "",
+            "" if patch.state is None else "1",
+            len(fields) // 2,
+            *fields,
+        ]
+        if patch.state is not None:
+            _append_state(args, patch.state)
+        reply = await self._run(self._update, self._keys(user_id, session_id), args)
+        tag = reply[0]
+        if tag == "OK":
+            return _session(session_id, reply[1], reply[2])
+        if tag == "ETAG":
+            raise EtagMismatch(session_id, expected_etag or "", etag_of(int(reply[1])))
+        raise SessionNotFound(session_id)
+
+    async def end(self, *, user_id: str, session_id: str, now_ms: int) -> Session:
+        """Marks the session ENDED (idempotent); it stays readable until it expires."""
+        reply = await self._run(self._end, self._keys(user_id, session_id), (now_ms, session_id))
+        if reply[0] != "OK":
+            raise SessionNotFound(session_id)
+        return _session(session_id, reply[1], reply[2])
+
+    async def delete(self, *, user_id: str, session_id: str, now_ms: int) -> None:
+        """Removes the session, its turns and its listing; raises ``SessionNotFound``."""
+        reply = await self._run(self._delete, self._keys(user_id, session_id), (now_ms, session_id))
+        if reply[0] != "OK":
+            raise SessionNotFound(session_id)
+
+    async def begin_turn(
+        self,
+        *,
+        user_id: str,
+        session_id: str,
+        text: str,
+        request_id: str,
+        run_id: str,
+        lease_ms: int,
+        history_turns: int,
+        now_ms: int,
+    ) -> TurnStart:
+        """Records a new IN_PROGRESS turn with the user's input and returns the context.
+
+        Checks, in the order of :meth:`SessionStore.begin_turn
+        <agent_sessions.store.protocol.SessionStore.begin_turn>`, in one script.
+        """
+        open_turn = (
+            f'{{"ct":{now_ms},"rq":{_json_encode(request_id)},"in":{_json_encode(text)}'
+            + redis_scripts.OPEN_TURN_TAIL
+        )
+        args = (
+            now_ms,
+            session_id,
+            request_id,
+            run_id,
+            now_ms + lease_ms,
+            history_turns,
+            open_turn,
+        )
+        reply = await self._run(self._begin_turn, self._keys(user_id, session_id), args)
+        tag = reply[0]
+        if tag == "OK":
+            session = _session(session_id, reply[1], reply[2])
+            history = [
+                _turn_of(fields, position)
+                for position, fields in enumerate(_decode_turns(reply[4]), reply[3] + 1)
+                if fields["s"] == _COMPLETED
+            ]
+            turn = Turn(
+                index=session.total_turns,
+                status=TurnStatus.IN_PROGRESS,
+                input=text,
+                create_time_ms=now_ms,
+                request_id=request_id,
+            )
+            return TurnStart(session, turn, history)
+        if tag == "REPLAY":
+            session = _session(session_id, reply[1], reply[2])
+            return TurnStart(session, _turn(reply[4], reply[3]), [], replayed=True)
+        if tag == "ENDED":
+            raise SessionEnded(session_id)
+        if tag == "MAX_TURNS":
+            raise MaxTurnsReached(session_id, reply[1])
+        if tag == "BUSY":
+            raise TurnInProgress(session_id, reply[1])
+        raise SessionNotFound(session_id)
+
+    async def finish_turn(
+        self,
+        *,
+        user_id: str,
+        session_id: str,
+        index: int,
+        run_id: str,
+        outcome: TurnOutcome,
+        now_ms: int,
+    ) -> tuple[Turn, Session]:
+        """Stores the turn's outcome, state delta and counters in one atomic step.
+
+        Raises ``RunSuperseded`` when ``run_id`` no longer owns the turn.
+        """
+        completed = outcome.status is TurnStatus.COMPLETED
+        tail = (
+            f',"s":{int(outcome.status)},"dt":{now_ms},'
+            f'"out":{_json_encode(outcome.output if completed else "")},'
+            f'"err":{_json_encode(outcome.error)}}}'
+        )
+        args: list[_Arg] = [now_ms, session_id, index, run_id, "1" if completed else "", tail]
+        delta = outcome.state_delta
+        if completed and delta:
+            args.append(len(delta.delete))
+            args += delta.delete
+            _append_state(args, delta.set)
+        else:
+            args.append(0)
+        reply = await self._run(self._finish_turn, self._keys(user_id, session_id), args)
+        if reply[0] != "OK":
+            raise RunSuperseded(session_id, index)
+        return _turn(reply[3], index), _session(session_id, reply[1], reply[2])
+
+    async def list_turns(
+        self,
+        *,
+        user_id: str,
+        session_id: str,
+        offset: int,
+        limit: int,
+        newest_first: bool,
+        now_ms: int,
+    ) -> TurnPage:
+        """Turns by position: ``offset`` counts from the oldest, or the newest turn."""
+        base = self._session_key(user_id, session_id)
+        reply = await self._run(
+            self._list_turns,
+            (base, base + ":turns"),
+            (now_ms, offset, limit, "1" if newest_first else ""),
+        )
+        if reply[0] != "OK":
+            raise SessionNotFound(session_id)
+        turns = [
+            _turn_of(fields, position)
+            for position, fields in enumerate(_decode_turns(reply[3]), reply[2] + 1)
+        ]
+        if newest_first:
+            turns.reverse()
+        return TurnPage(turns, reply[1])
+
+    async def ping(self) -> None:
+        """Returns when Redis answers; raises ``StoreUnavailable`` otherwise."""
+        try:
+            await self._client.ping()
+        except _UNREACHABLE as error:
+            raise _unavailable(error) from error
+
+    async def close(self) -> None:
+        """Closes the client if this store created it."""
+        if self._owns_client:
+            await self._client.aclose()
+
+    async def _run(self, script: AsyncScript, keys: Sequence[str], args: Sequence[_Arg]) -> Any:
+        try:
+            return await script(keys, args)
+        except _UNREACHABLE as error:
+            raise _unavailable(error) from error
+
+    def _user_key(self, user_id: str) -> str:
+        return f"{self._prefix}{{{user_id}}}"
+
+    def _session_key(self, user_id: str, session_id: str) -> str:
+        return f"{self._prefix}{{{user_id}}}:s:{session_id}"
+
+    def _keys(self, user_id: str, session_id: str) -> tuple[str, str, str, str, str]:
+        user = f"{self._prefix}{{{user_id}}}"
+        base = f"{user}:s:{session_id}"
+        return base, base + ":state", base + ":turns", base + ":requests", user + ":index"
+
+
+def _unavailable(error: BaseException) -> StoreUnavailable:
+    return StoreUnavailable(f"Redis cannot be reached: {error}")
+
+
+def _append_state(args: list[_Arg], state: dict[str, JsonValue]) -> None:
+    for key, value in state.items():
+        args += (key, _json_encode(value))
+
+
+def _session(session_id: str, meta: list[str], state: list[str]) -> Session:
+    # The order of redis_scripts.META_FIELDS.
+    (
+        user_id,
+        agent_id,
+        status,
+        create_ms,
+        update_ms,
+        activity_ms,
+        ttl_ms,
+        idle_ms,
+        max_turns,
+        turn_count,
+        total_turns,
+        version,
+        labels,
+        summary,
+        run_index,
+        run_id,
+        lease_ms,
+        _expire_ms,
+    ) = meta
+    pairs = iter(state)
+    return Session(
+        session_id=session_id,
+        user_id=user_id,
+        agent_id=agent_id,
+        status=_SESSION_STATUS[int(status)],
+        create_time_ms=int(create_ms),
+        update_time_ms=int(update_ms),
+        last_activity_ms=int(activity_ms),
+        ttl_ms=int(ttl_ms),
+        idle_timeout_ms=int(idle_ms),
+        max_turns=int(max_turns),
+        turn_count=int(turn_count),
+        total_turns=int(total_turns),
+        state={key: _json_decode(value) for key, value in zip(pairs, pairs, strict=True)},
+        labels=_json_decode(labels) if labels != "{}" else {},
+        summary=summary,
+        version=int(version),
+        running=RunningTurn(int(run_index), run_id, int(lease_ms)) if run_index != "0" else None,
+    )
+
+
+def _decode_turns(elements: list[str]) -> list[dict[str, Any]]:
+    # One parse of the joined elements costs far less than a json.loads call each.
+    decoded: list[dict[str, Any]] = _json_decode("[" + ",".join(elements) + "]")
+    return decoded
+
+
+def _turn(element: str, index: int) -> Turn:
+    return _turn_of(_json_decode(element), index)
+
+
+def _turn_of(fields: dict[str, Any], index: int) -> Turn:
+    return Turn(
+        index=index,
+        status=_TURN_STATUS[fields["s"]],
+        input=fields["in"],
+        create_time_ms=fields["ct"],
+        output=fields["out"],
+        complete_time_ms=fields["dt"],
+        request_id=fields["rq"],
+        error=fields["err"],
+    )
