@@ -2,7 +2,8 @@
 
 What it does depends on the input, so one session can show a failure and then
 recover: "explode" fails mid-stream, "hang" waits until cancelled, "pause" takes a
-moment between two chunks; anything else counts turns in the session state.
+moment between two chunks, "wait" sends a chunk and waits for ``release``; anything
+else counts turns in the session state.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ class ScriptedAgent:
         self.pause_s = pause_s
         self.started = asyncio.Event()
         self.cancelled = asyncio.Event()
+        self.release = asyncio.Event()
 
     async def stream(
         self, context: AgentContext, text: str
@@ -40,6 +42,11 @@ class ScriptedAgent:
             yield "first half, "
             self.started.set()
             await asyncio.sleep(self.pause_s)
+            yield "second half"
+            return
+        if text == "wait":
+            yield "first half, "
+            await self.release.wait()
             yield "second half"
             return
         count = int(context.state.get("count", 0)) + 1

@@ -6,11 +6,11 @@ from datetime import timedelta
 
 import grpc
 import pytest
+
 from agent_sessions.config import Settings
 from agent_sessions.server import SessionServer
 from agent_sessions.store.memory import MemorySessionStore
 from agent_sessions.store.protocol import SessionStore
-
 from tests.agents import ScriptedAgent
 from tests.grpc_helpers import Stub
 from tests.redis_server import RedisServer

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import asyncio
 
-from agent_sessions.model import TurnStatus
-from agent_sessions.server import SessionServer
 from grpc import StatusCode
 from sessions.v1 import sessions_pb2 as pb
 
+from agent_sessions.model import TurnStatus
+from agent_sessions.server import SessionServer
 from tests.agents import ScriptedAgent
 from tests.grpc_helpers import Stub, create, error_info, reply_of, rpc_error, run, turns
 
@@ -20,11 +20,29 @@ async def test_run_streams_started_then_deltas_then_the_completed_turn(stub: Stu
 
     kinds = [e.WhichOneof("event") for e in events]
     assert kinds[0] == "started" and kinds[-1] == "completed"
-    assert kinds.count("delta") >= 3
+    assert set(kinds[1:-1]) == {"delta"}
     completed = events[-1].completed
     assert completed.turn.output == reply_of(events) == "Echo (turn 1): Hello"
     assert completed.turn.status == pb.TURN_STATUS_COMPLETED
     assert completed.session.turn_count == 1
+
+
+async def test_reply_text_reaches_the_caller_while_the_agent_is_still_working(
+    stub: Stub, scripted_agent: ScriptedAgent
+) -> None:
+    session = await create(stub, agent_id="scripted")
+    events = aiter(
+        stub.Run(pb.RunRequest(session_id=session.session_id, user_id="user-1", input="wait"))
+    )
+
+    started, first = await anext(events), await anext(events)
+    scripted_agent.release.set()
+    rest = [event async for event in events]
+
+    assert started.started.turn_index == 1
+    assert first.delta.text == "first half, "
+    assert reply_of(rest) == "second half"
+    assert rest[-1].completed.turn.output == "first half, second half"
 
 
 async def test_the_agent_sees_the_previous_turn(stub: Stub) -> None:

@@ -9,8 +9,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from agent_sessions.server import SessionServer
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from agent_sessions.server import SessionServer
 
 
 def grpcurl_path() -> str:

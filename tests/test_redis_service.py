@@ -7,12 +7,12 @@ from collections.abc import AsyncIterator, Iterator
 
 import grpc
 import pytest
-from agent_sessions.server import SessionServer
 from grpc import StatusCode
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from sessions.v1 import sessions_pb2 as pb
 from sessions.v1 import sessions_pb2_grpc
 
+from agent_sessions.server import SessionServer
 from tests.conftest import server_settings
 from tests.grpc_helpers import create, error_info, reply_of, rpc_error, run, turns
 from tests.redis_server import RedisServer

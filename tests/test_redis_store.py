@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 import redis.asyncio
+
 from agent_sessions.errors import StoreUnavailable
 from agent_sessions.model import (
     Session,
@@ -19,7 +20,6 @@ from agent_sessions.model import (
     TurnStatus,
 )
 from agent_sessions.store.redis import RedisSessionStore
-
 from tests.redis_server import RedisServer
 
 USER = "user-1"

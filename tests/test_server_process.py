@@ -10,9 +10,9 @@ import time
 from pathlib import Path
 
 import grpc
-from agent_sessions.config import Settings
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from agent_sessions.config import Settings
 from tests.redis_server import free_port
 
 SESSION_SERVER = str(Path(sys.executable).parent / "session-server")

@@ -13,6 +13,7 @@ from sessions.v1 import sessions_pb2 as pb
 from sessions.v1 import sessions_pb2_grpc
 
 from agent_sessions.api import convert
+from agent_sessions.api.coalesce import coalesced
 from agent_sessions.api.status import to_status
 from agent_sessions.errors import SessionError
 from agent_sessions.sessions import SessionManager
@@ -134,11 +135,13 @@ class SessionServicer(sessions_pb2_grpc.SessionServiceServicer):
     async def Run(  # type: ignore[override]  # written with context.write, not as a generator
         self, request: pb.RunRequest, context: Context[pb.RunRequest, pb.RunEvent]
     ) -> None:
-        events = self._manager.run(
-            user_id=request.user_id,
-            session_id=request.session_id,
-            text=request.input,
-            request_id=request.request_id,
+        events = coalesced(
+            self._manager.run(
+                user_id=request.user_id,
+                session_id=request.session_id,
+                text=request.input,
+                request_id=request.request_id,
+            )
         )
         try:
             # aclosing: when the caller cancels during a write, the run still learns

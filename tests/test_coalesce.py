@@ -1,0 +1,70 @@
+"""Deltas that pile up while one is being sent leave as one message, in order."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncGenerator
+
+import pytest
+
+from agent_sessions.api.coalesce import coalesced
+from agent_sessions.model import Session, SessionStatus, Turn, TurnStatus
+from agent_sessions.sessions import RunCompleted, RunDelta, RunEvent, RunStarted
+
+TURN = Turn(1, TurnStatus.COMPLETED, "hi", 0, output="abc")
+SESSION = Session("s", "u", "a", SessionStatus.ACTIVE, 0, 0, 0, 1, 1, 0, 1, 1)
+
+
+async def burst() -> AsyncGenerator[RunEvent, None]:
+    yield RunStarted(1, replayed=False)
+    for text in "abc":
+        yield RunDelta(text)
+    yield RunCompleted(TURN, SESSION)
+
+
+async def test_deltas_produced_at_once_are_sent_as_one() -> None:
+    events = [event async for event in coalesced(burst())]
+
+    assert events == [RunStarted(1, False), RunDelta("abc"), RunCompleted(TURN, SESSION)]
+
+
+async def test_deltas_produced_apart_are_sent_apart() -> None:
+    async def trickle() -> AsyncGenerator[RunEvent, None]:
+        for text in "ab":
+            yield RunDelta(text)
+            await asyncio.sleep(0.01)
+
+    events = [event async for event in coalesced(trickle())]
+
+    assert events == [RunDelta("a"), RunDelta("b")]
+
+
+async def test_an_error_of_the_run_reaches_the_caller_after_the_events_before_it() -> None:
+    async def failing() -> AsyncGenerator[RunEvent, None]:
+        yield RunDelta("partial")
+        raise ValueError("agent broke")
+
+    received: list[RunEvent] = []
+    with pytest.raises(ValueError, match="agent broke"):
+        async for event in coalesced(failing()):
+            received.append(event)
+    assert received == [RunDelta("partial")]
+
+
+async def test_closing_early_cancels_the_run_where_it_waits() -> None:
+    cancelled = asyncio.Event()
+
+    async def waiting() -> AsyncGenerator[RunEvent, None]:
+        yield RunStarted(1, replayed=False)
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+        yield RunDelta("never")
+
+    stream = coalesced(waiting())
+    assert await anext(stream) == RunStarted(1, False)
+    await stream.aclose()
+
+    assert cancelled.is_set()
