@@ -46,6 +46,7 @@ class ScriptedAgent:
             return
         if text == "wait":
             yield "first half, "
+            self.started.set()
             await self.release.wait()
             yield "second half"
             return

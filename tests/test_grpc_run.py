@@ -45,6 +45,20 @@ async def test_reply_text_reaches_the_caller_while_the_agent_is_still_working(
     assert rest[-1].completed.turn.output == "first half, second half"
 
 
+async def test_a_running_turn_is_listed_in_progress_with_the_input(
+    stub: Stub, scripted_agent: ScriptedAgent
+) -> None:
+    session = await create(stub, agent_id="scripted")
+    running = asyncio.ensure_future(run(stub, session, "wait"))
+    await scripted_agent.started.wait()
+
+    [turn] = await turns(stub, session)
+    scripted_agent.release.set()
+    await running
+
+    assert (turn.status, turn.input, turn.output) == (pb.TURN_STATUS_IN_PROGRESS, "wait", "")
+
+
 async def test_the_agent_sees_the_previous_turn(stub: Stub) -> None:
     session = await create(stub)
     await run(stub, session, "How's the weather in Shanghai?")

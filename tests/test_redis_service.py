@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Iterator
+from datetime import timedelta
 
 import grpc
 import pytest
@@ -13,6 +14,7 @@ from sessions.v1 import sessions_pb2 as pb
 from sessions.v1 import sessions_pb2_grpc
 
 from agent_sessions.server import SessionServer
+from tests.agents import ScriptedAgent
 from tests.conftest import server_settings
 from tests.grpc_helpers import create, error_info, reply_of, rpc_error, run, turns
 from tests.redis_server import RedisServer
@@ -113,3 +115,36 @@ async def test_a_session_created_on_one_replica_is_resumed_on_another(
     finally:
         await first.stop(0)
         await second.stop(0)
+
+
+async def test_redis_stopping_during_a_run_keeps_the_input_and_frees_the_session_later(
+    private_redis: RedisServer, key_prefix: str, scripted_agent: ScriptedAgent
+) -> None:
+    settings = server_settings(private_redis.url, key_prefix, run_timeout=timedelta(seconds=1))
+    server = SessionServer(settings, agents={"scripted": scripted_agent})
+    await server.start()
+    try:
+        async with grpc.aio.insecure_channel(server.address) as channel:
+            stub = sessions_pb2_grpc.SessionServiceStub(channel)
+            session = await create(stub, agent_id="scripted")
+            running = asyncio.ensure_future(run(stub, session, "wait"))
+            await scripted_agent.started.wait()
+
+            private_redis.stop()
+            scripted_agent.release.set()
+            error = await rpc_error(running)
+            private_redis.start()
+            await health_becomes(server.address, SERVING)
+            await asyncio.sleep(2.1)  # the unrecorded turn's lease: twice the 1 s run timeout
+
+            events = await run(stub, session, "after the outage")
+            history = await turns(stub, session)
+
+        assert error.code() == StatusCode.UNAVAILABLE
+        assert events[-1].completed.turn.index == 2
+        assert [(t.status, t.input) for t in history] == [
+            (pb.TURN_STATUS_FAILED, "wait"),
+            (pb.TURN_STATUS_COMPLETED, "after the outage"),
+        ]
+    finally:
+        await server.stop(0)

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import grpc
+import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from agent_sessions.config import Settings
@@ -52,7 +53,10 @@ def test_an_unsupported_store_url_is_refused_naming_the_setting() -> None:
     assert "store" in result.stderr and "memory://" in result.stderr
 
 
-def test_the_server_takes_its_address_from_the_environment_and_stops_on_sigterm() -> None:
+@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT])
+def test_the_server_takes_its_address_from_the_environment_and_stops_on_a_signal(
+    stop_signal: signal.Signals,
+) -> None:
     address = f"127.0.0.1:{free_port()}"
     process = subprocess.Popen(
         [SESSION_SERVER],
@@ -62,7 +66,7 @@ def test_the_server_takes_its_address_from_the_environment_and_stops_on_sigterm(
     )
     try:
         wait_until_serving(address)
-        process.send_signal(signal.SIGTERM)
+        process.send_signal(stop_signal)
         _, log = process.communicate(timeout=15)
     finally:
         process.kill()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -436,6 +437,23 @@ async def test_a_second_concurrent_turn_is_a_conflict(store: SessionStore) -> No
     await begin(store, made)
     with pytest.raises(TurnInProgress):
         await begin(store, made, run_id="run-2")
+
+
+async def test_of_many_concurrent_begins_exactly_one_records_a_turn(store: SessionStore) -> None:
+    made = await store.create(a_session())
+
+    outcomes = await asyncio.gather(
+        *(begin(store, made, f"attempt {i}", run_id=f"run-{i}") for i in range(20)),
+        return_exceptions=True,
+    )
+
+    started = [o for o in outcomes if isinstance(o, TurnStart)]
+    assert len(started) == 1
+    assert all(isinstance(o, TurnInProgress) for o in outcomes if o not in started)
+    page = await store.list_turns(
+        user_id="user-1", session_id="s-1", offset=0, limit=30, newest_first=False, now_ms=now()
+    )
+    assert [t.input for t in page.turns] == [started[0].turn.input]
 
 
 async def test_a_turn_whose_lease_ran_out_is_failed_by_the_next_run(store: SessionStore) -> None:

@@ -40,8 +40,9 @@ TURNS_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
 CANCELLED_ERROR = "cancelled: the caller went away before the reply was complete"
 # A run that outlives its timeout is failed by the run itself; the lease only frees
-# the session when the process running it died, so it waits a little longer.
-_LEASE_SLACK_MS = 30_000
+# the session when the run could not record its end (its process died, or the store
+# was unreachable at that moment), so it lasts a little longer than the timeout.
+_MAX_LEASE_SLACK_MS = 5_000
 
 
 def wall_clock_ms() -> int:
@@ -281,7 +282,7 @@ class SessionManager:
             text=text,
             request_id=request_id,
             run_id=run_id,
-            lease_ms=policy.run_timeout_ms + _LEASE_SLACK_MS,
+            lease_ms=policy.run_timeout_ms + min(policy.run_timeout_ms, _MAX_LEASE_SLACK_MS),
             history_turns=policy.history_turns,
             now_ms=self._clock(),
         )
