@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import re
 from collections.abc import AsyncGenerator
 
@@ -27,5 +26,3 @@ class EchoAgent:
             reply += f' (previous: "{context.history[-1].input}")'
         for chunk in _WORD.findall(reply):
             yield chunk
-            # Let the transport send each chunk as it is produced, as a real agent would.
-            await asyncio.sleep(0)
