@@ -241,6 +241,7 @@ async def test_a_run_still_going_when_the_grace_period_ends_is_cancelled(
     error = await rpc_error(running)
     assert error.code() in (StatusCode.UNAVAILABLE, StatusCode.CANCELLED)
     assert scripted_agent.cancelled.is_set()
+    # Read back through the stopped server's store (memory keeps it; Redis reconnects).
     page = await server.store.list_turns(
         user_id="user-1",
         session_id=session.session_id,
@@ -249,4 +250,5 @@ async def test_a_run_still_going_when_the_grace_period_ends_is_cancelled(
         newest_first=False,
         now_ms=session.create_time.ToMilliseconds(),
     )
+    await server.store.close()
     assert (page.turns[0].status, page.turns[0].input) == (TurnStatus.CANCELLED, "hang")

@@ -27,6 +27,7 @@ class StoreHealth:
         self._interval_s = interval_s
         self._task: asyncio.Task[None] | None = None
         self._healthy: bool | None = None
+        self._stopping = asyncio.Event()
 
     async def start(self) -> None:
         await self.check()
@@ -50,15 +51,20 @@ class StoreHealth:
 
     async def shutdown(self) -> None:
         """Reports NOT_SERVING for good, so that balancers stop sending calls."""
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
         await self.servicer.enter_graceful_shutdown()
+        # Stopped by an event, not by cancelling: a cancellation that arrives as the
+        # ping's own timeout expires can be lost (asyncio.timeout in Python 3.11).
+        self._stopping.set()
+        if self._task is not None:
+            await self._task
 
     async def _watch(self) -> None:
-        while True:
-            await asyncio.sleep(self._interval_s)
-            await self.check()
+        while not self._stopping.is_set():
+            try:
+                async with asyncio.timeout(self._interval_s):
+                    await self._stopping.wait()
+            except TimeoutError:
+                await self.check()
 
     async def _set(self, status: health_pb2.HealthCheckResponse.ServingStatus.ValueType) -> None:
         for service in ("", SERVICE_NAME):

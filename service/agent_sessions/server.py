@@ -70,6 +70,7 @@ class SessionServer:
             self.store, interval_s=settings.health_check_interval.total_seconds()
         )
         self.port = 0
+        self._stopped = False
         self._server = grpc.aio.server()
         sessions_pb2_grpc.add_SessionServiceServicer_to_server(
             SessionServicer(self.manager), self._server
@@ -103,9 +104,15 @@ class SessionServer:
 
     async def stop(self, grace_s: float | None = None) -> None:
         """Refuses new calls, lets running ones finish within the grace period, then closes."""
+        if self._stopped:
+            return
+        self._stopped = True
         grace = self.settings.shutdown_grace.total_seconds() if grace_s is None else grace_s
         await self.health.shutdown()
         await self._server.stop(grace)
+        # The server cancels the runs still going when the grace period ends but does
+        # not wait for them to record their turns CANCELLED: that happens here.
+        await self.manager.settle(timeout_s=self.settings.redis_timeout.total_seconds())
         await self.store.close()
 
     async def wait(self) -> None:

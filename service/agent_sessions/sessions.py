@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
 import time
-from collections.abc import AsyncGenerator, Callable
-from contextlib import aclosing
+from collections.abc import AsyncGenerator, Callable, Iterator
+from contextlib import aclosing, contextmanager
 from dataclasses import dataclass
 
 from agent_sessions import paging, validation
@@ -95,6 +96,31 @@ class TurnsPage:
     next_page_token: str
 
 
+class _InFlight:
+    """Counts runs and turn writes under way, so that shutdown can wait for them."""
+
+    def __init__(self) -> None:
+        self._count = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    @contextmanager
+    def track(self) -> Iterator[None]:
+        self._count += 1
+        self._idle.clear()
+        try:
+            yield
+        finally:
+            self._count -= 1
+            if not self._count:
+                self._idle.set()
+
+    async def idle(self, timeout_s: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout_s):
+                await self._idle.wait()
+
+
 class SessionManager:
     """Creates, reads, changes and runs sessions over a store and a set of agents."""
 
@@ -110,6 +136,7 @@ class SessionManager:
         self._agents = agents
         self._policy = policy or SessionPolicy()
         self._clock = clock
+        self._in_flight = _InFlight()
 
     async def create(
         self,
@@ -286,57 +313,59 @@ class SessionManager:
             history_turns=policy.history_turns,
             now_ms=self._clock(),
         )
-        yield RunStarted(start.turn.index, start.replayed)
         if start.replayed:
+            yield RunStarted(start.turn.index, replayed=True)
             if start.turn.output:
                 yield RunDelta(start.turn.output)
             yield RunCompleted(start.turn, start.session)
             return
+        with self._in_flight.track():
+            reply: list[str] = []
+            state_delta = StateDelta()
+            try:
+                yield RunStarted(start.turn.index, replayed=False)
+                async with asyncio.timeout(policy.run_timeout_ms / 1000):
+                    async with aclosing(self._agent_stream(start, text)) as stream:
+                        async for item in stream:
+                            if isinstance(item, StateDelta):
+                                state_delta = state_delta.merged(item)
+                            elif item:
+                                reply.append(item)
+                                yield RunDelta(item)
+            except (asyncio.CancelledError, GeneratorExit):
+                await self._record_unfinished(start, run_id, TurnStatus.CANCELLED, CANCELLED_ERROR)
+                raise
+            except TimeoutError:
+                message = (
+                    f"the agent did not finish within the run timeout of {policy.run_timeout_ms} ms"
+                )
+                await self._record_unfinished(start, run_id, TurnStatus.FAILED, message)
+                raise RunTimedOut(
+                    f"turn {start.turn.index}: {message}; "
+                    "the turn is kept as FAILED with your input"
+                ) from None
+            except Exception as exc:
+                log.warning(
+                    "agent failed in turn %d of %s", start.turn.index, session_id, exc_info=True
+                )
+                message = f"agent {start.session.agent_id!r} failed: {type(exc).__name__}: {exc}"
+                await self._record_unfinished(start, run_id, TurnStatus.FAILED, message)
+                raise AgentFailed(
+                    f"turn {start.turn.index}: {message}; the turn is kept as FAILED with your "
+                    "input, and the session can run again",
+                    metadata={"session_id": session_id, "turn_index": str(start.turn.index)},
+                ) from exc
 
-        reply: list[str] = []
-        state_delta = StateDelta()
-        try:
-            async with asyncio.timeout(policy.run_timeout_ms / 1000):
-                async with aclosing(self._agent_stream(start, text)) as stream:
-                    async for item in stream:
-                        if isinstance(item, StateDelta):
-                            state_delta = state_delta.merged(item)
-                        elif item:
-                            reply.append(item)
-                            yield RunDelta(item)
-        except (asyncio.CancelledError, GeneratorExit):
-            await self._record_unfinished(start, run_id, TurnStatus.CANCELLED, CANCELLED_ERROR)
-            raise
-        except TimeoutError:
-            message = (
-                f"the agent did not finish within the run timeout of {policy.run_timeout_ms} ms"
+            turn, session = await self.store.finish_turn(
+                user_id=user_id,
+                session_id=session_id,
+                index=start.turn.index,
+                run_id=run_id,
+                outcome=TurnOutcome(
+                    TurnStatus.COMPLETED, output="".join(reply), state_delta=state_delta
+                ),
+                now_ms=self._clock(),
             )
-            await self._record_unfinished(start, run_id, TurnStatus.FAILED, message)
-            raise RunTimedOut(
-                f"turn {start.turn.index}: {message}; the turn is kept as FAILED with your input"
-            ) from None
-        except Exception as exc:
-            log.warning(
-                "agent failed in turn %d of %s", start.turn.index, session_id, exc_info=True
-            )
-            message = f"agent {start.session.agent_id!r} failed: {type(exc).__name__}: {exc}"
-            await self._record_unfinished(start, run_id, TurnStatus.FAILED, message)
-            raise AgentFailed(
-                f"turn {start.turn.index}: {message}; the turn is kept as FAILED with your "
-                "input, and the session can run again",
-                metadata={"session_id": session_id, "turn_index": str(start.turn.index)},
-            ) from exc
-
-        turn, session = await self.store.finish_turn(
-            user_id=user_id,
-            session_id=session_id,
-            index=start.turn.index,
-            run_id=run_id,
-            outcome=TurnOutcome(
-                TurnStatus.COMPLETED, output="".join(reply), state_delta=state_delta
-            ),
-            now_ms=self._clock(),
-        )
         yield RunCompleted(turn, session)
 
     def _agent_stream(self, start: TurnStart, text: str) -> AsyncGenerator[str | StateDelta, None]:
@@ -355,33 +384,45 @@ class SessionManager:
     async def _record_unfinished(
         self, start: TurnStart, run_id: str, status: TurnStatus, error: str
     ) -> None:
-        # Shielded: the caller's cancellation must not stop the write that keeps the
-        # user's input with an honest status.
-        finish = self.store.finish_turn(
-            user_id=start.session.user_id,
-            session_id=start.session.session_id,
-            index=start.turn.index,
-            run_id=run_id,
-            outcome=TurnOutcome(status, error=error),
-            now_ms=self._clock(),
-        )
+        # A task of its own, shielded: the caller's cancellation must not stop the
+        # write that keeps the user's input with an honest status, and shutdown
+        # waits for it (settle) before closing the store.
+        await asyncio.shield(self._write_unfinished(start, run_id, status, error))
+
+    async def _write_unfinished(
+        self, start: TurnStart, run_id: str, status: TurnStatus, error: str
+    ) -> None:
+        session = start.session
         try:
-            await asyncio.shield(finish)
+            with self._in_flight.track():
+                await self.store.finish_turn(
+                    user_id=session.user_id,
+                    session_id=session.session_id,
+                    index=start.turn.index,
+                    run_id=run_id,
+                    outcome=TurnOutcome(status, error=error),
+                    now_ms=self._clock(),
+                )
         except RunSuperseded:
             log.info(
                 "turn %d of %s was taken over before it was recorded %s",
                 start.turn.index,
-                start.session.session_id,
+                session.session_id,
                 status.name,
             )
         except SessionError:
+            # Its lease will let a later run mark it FAILED; the input stays stored.
             log.warning(
                 "could not record turn %d of %s as %s",
                 start.turn.index,
-                start.session.session_id,
+                session.session_id,
                 status.name,
                 exc_info=True,
             )
+
+    async def settle(self, timeout_s: float) -> None:
+        """Waits (at most ``timeout_s``) for runs and the writes that record their end."""
+        await self._in_flight.idle(timeout_s)
 
     def _duration(self, field: str, value: int | None, default: int) -> int:
         if value is None:
