@@ -1,0 +1,65 @@
+"""How the clients reach the server: address, credentials, retries and call metadata."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import grpc
+
+DEFAULT_ADDRESS = "127.0.0.1:50051"
+SERVICE = "sessions.v1.SessionService"
+
+# Calls that may be sent twice without harm. Run is among them because the client
+# gives every run a request id (a repeat replays the turn); Create, Update and
+# Delete are not, since a repeat of one that went through reports a conflict.
+RETRIED_METHODS = ("GetSession", "ListSessions", "ListTurns", "EndSession", "Run")
+
+SERVICE_CONFIG = json.dumps(
+    {
+        "methodConfig": [
+            {
+                "name": [{"service": SERVICE, "method": method} for method in RETRIED_METHODS],
+                "retryPolicy": {
+                    "maxAttempts": 4,
+                    "initialBackoff": "0.1s",
+                    "maxBackoff": "2s",
+                    "backoffMultiplier": 2,
+                    "retryableStatusCodes": ["UNAVAILABLE"],
+                },
+            }
+        ]
+    }
+)
+
+
+def address(explicit: str | None) -> str:
+    """The address given, else ``SESSIONS_ADDRESS``, else ``127.0.0.1:50051``."""
+    return explicit or os.environ.get("SESSIONS_ADDRESS") or DEFAULT_ADDRESS
+
+
+def options(retries: bool) -> list[tuple[str, object]]:
+    if not retries:
+        return [("grpc.enable_retries", 0)]
+    return [("grpc.enable_retries", 1), ("grpc.service_config", SERVICE_CONFIG)]
+
+
+def credentials(
+    *,
+    tls: bool,
+    root_certificates: bytes | None,
+    private_key: bytes | None,
+    certificate_chain: bytes | None,
+) -> grpc.ChannelCredentials | None:
+    """TLS credentials when asked for (or when any certificate is given), else None."""
+    if not (tls or root_certificates or certificate_chain):
+        return None
+    return grpc.ssl_channel_credentials(
+        root_certificates=root_certificates,
+        private_key=private_key,
+        certificate_chain=certificate_chain,
+    )
+
+
+def metadata(token: str | None) -> tuple[tuple[str, str], ...]:
+    return (("authorization", f"Bearer {token}"),) if token else ()

@@ -1,0 +1,287 @@
+"""The blocking client: ``SessionClient`` and the ``Session`` handles it returns."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+import grpc
+from sessions.v1 import sessions_pb2 as pb
+from sessions.v1 import sessions_pb2_grpc
+
+from agent_sessions_client import _channel, _requests
+from agent_sessions_client._errors import AlreadyExistsError, NotFoundError, from_rpc_error
+from agent_sessions_client._types import SessionInfo, Turn, session_info, turn
+
+if TYPE_CHECKING:
+    from sessions.v1.sessions_pb2_grpc import SessionServiceStub
+
+
+class SessionClient:
+    """Creates, resumes and lists sessions on a session server.
+
+    ``address`` defaults to ``SESSIONS_ADDRESS``, else ``127.0.0.1:50051``. Every call
+    takes a ``timeout`` in seconds (``default_timeout`` when omitted; ``run_timeout``
+    for runs). Reads, ends and runs are retried on UNAVAILABLE with backoff by the
+    channel's service config. Pass ``tls=True`` (and certificates if needed) and a
+    bearer ``token`` when the server asks for them. Use as a context manager, or call
+    :meth:`close`.
+    """
+
+    def __init__(
+        self,
+        address: str | None = None,
+        *,
+        tls: bool = False,
+        root_certificates: bytes | None = None,
+        private_key: bytes | None = None,
+        certificate_chain: bytes | None = None,
+        token: str | None = None,
+        default_timeout: float = 10.0,
+        run_timeout: float = 300.0,
+        retries: bool = True,
+    ) -> None:
+        self.address = _channel.address(address)
+        credentials = _channel.credentials(
+            tls=tls,
+            root_certificates=root_certificates,
+            private_key=private_key,
+            certificate_chain=certificate_chain,
+        )
+        options = _channel.options(retries)
+        self._channel = (
+            grpc.secure_channel(self.address, credentials, options)
+            if credentials
+            else grpc.insecure_channel(self.address, options)
+        )
+        self._stub: SessionServiceStub = sessions_pb2_grpc.SessionServiceStub(self._channel)
+        self._metadata = _channel.metadata(token)
+        self.default_timeout = default_timeout
+        self.run_timeout = run_timeout
+
+    def __enter__(self) -> SessionClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def create_session(
+        self,
+        *,
+        user_id: str,
+        agent_id: str,
+        session_id: str = "",
+        ttl: timedelta | None = None,
+        idle_timeout: timedelta | None = None,
+        max_turns: int | None = None,
+        state: Mapping[str, Any] | None = None,
+        labels: Mapping[str, str] | None = None,
+        timeout: float | None = None,
+    ) -> Session:
+        """Creates a session; the server's defaults apply to what is left out."""
+        request = _requests.create(
+            user_id=user_id,
+            agent_id=agent_id,
+            session_id=session_id,
+            ttl=ttl,
+            idle_timeout=idle_timeout,
+            max_turns=max_turns,
+            state=state,
+            labels=labels,
+        )
+        return Session(self, self._call(self._stub.CreateSession, request, timeout))
+
+    def load_session(
+        self, session_id: str, *, user_id: str, timeout: float | None = None
+    ) -> Session:
+        """Resumes a session by id; raises ``NotFoundError`` if it is gone or not the user's."""
+        request = pb.GetSessionRequest(session_id=session_id, user_id=user_id)
+        return Session(self, self._call(self._stub.GetSession, request, timeout))
+
+    def load_or_create_session(
+        self, *, user_id: str, agent_id: str, session_id: str = "", **create: Any
+    ) -> Session:
+        """Resumes ``session_id`` if it lives, else creates a session (with that id if given)."""
+        if session_id:
+            try:
+                return self.load_session(session_id, user_id=user_id)
+            except NotFoundError:
+                pass
+        try:
+            return self.create_session(
+                user_id=user_id, agent_id=agent_id, session_id=session_id, **create
+            )
+        except AlreadyExistsError:  # created by someone else meanwhile
+            return self.load_session(session_id, user_id=user_id)
+
+    def list_sessions(
+        self, *, user_id: str, agent_id: str = "", page_size: int = 0, timeout: float | None = None
+    ) -> Iterator[Session]:
+        """The user's live sessions, most recently active first, across all pages."""
+        token = ""
+        while True:
+            request = pb.ListSessionsRequest(
+                user_id=user_id, agent_id=agent_id, page_size=page_size, page_token=token
+            )
+            page: pb.ListSessionsResponse = self._call(self._stub.ListSessions, request, timeout)
+            for message in page.sessions:
+                yield Session(self, message)
+            token = page.next_page_token
+            if not token:
+                return
+
+    def _call(self, method: Any, request: Any, timeout: float | None) -> Any:
+        try:
+            return method(
+                request,
+                timeout=self.default_timeout if timeout is None else timeout,
+                metadata=self._metadata,
+            )
+        except grpc.RpcError as error:
+            raise from_rpc_error(error) from None
+
+
+class Session:
+    """A session on the server, as last seen: run turns, read its history, change it."""
+
+    def __init__(self, client: SessionClient, message: pb.Session) -> None:
+        self._client = client
+        self.info: SessionInfo = session_info(message)
+
+    def __repr__(self) -> str:
+        return f"Session({self.session_id!r}, user_id={self.user_id!r}, agent_id={self.agent_id!r})"
+
+    @property
+    def session_id(self) -> str:
+        return self.info.session_id
+
+    @property
+    def user_id(self) -> str:
+        return self.info.user_id
+
+    @property
+    def agent_id(self) -> str:
+        return self.info.agent_id
+
+    @property
+    def state(self) -> dict[str, Any]:
+        """The state as last seen (a copy); :meth:`refresh` reads it again."""
+        return dict(self.info.state)
+
+    def run(self, text: str, *, request_id: str | None = None, timeout: float | None = None) -> str:
+        """Runs one turn and returns the agent's whole reply."""
+        return "".join(self.stream(text, request_id=request_id, timeout=timeout))
+
+    def stream(
+        self, text: str, *, request_id: str | None = None, timeout: float | None = None
+    ) -> Iterator[str]:
+        """Runs one turn, yielding the reply's text as it arrives.
+
+        Stopping the iteration early cancels the run (the turn is kept as CANCELLED).
+        """
+        client = self._client
+        call = client._stub.Run(
+            _requests.run(self.session_id, self.user_id, text, request_id),
+            timeout=client.run_timeout if timeout is None else timeout,
+            metadata=client._metadata,
+        )
+        try:
+            for event in call:
+                kind = event.WhichOneof("event")
+                if kind == "delta":
+                    yield event.delta.text
+                elif kind == "completed":
+                    self.info = session_info(event.completed.session)
+        except grpc.RpcError as error:
+            raise from_rpc_error(error) from None
+        finally:
+            call.cancel()  # type: ignore[no-untyped-call]  # grpc-stubs lack its types
+
+    def turns(
+        self, *, newest_first: bool = False, page_size: int = 0, timeout: float | None = None
+    ) -> Iterator[Turn]:
+        """The whole history, oldest first (or newest first), fetched page by page."""
+        token = ""
+        while True:
+            request = _requests.list_turns(
+                self.session_id,
+                self.user_id,
+                newest_first=newest_first,
+                page_size=page_size,
+                page_token=token,
+            )
+            page: pb.ListTurnsResponse = self._client._call(
+                self._client._stub.ListTurns, request, timeout
+            )
+            yield from (turn(message) for message in page.turns)
+            token = page.next_page_token
+            if not token:
+                return
+
+    def refresh(self, *, timeout: float | None = None) -> SessionInfo:
+        """Reads the session again (state, counts, expiry)."""
+        request = pb.GetSessionRequest(session_id=self.session_id, user_id=self.user_id)
+        self.info = session_info(
+            self._client._call(self._client._stub.GetSession, request, timeout)
+        )
+        return self.info
+
+    def update(
+        self,
+        *,
+        state: Mapping[str, Any] | None = None,
+        labels: Mapping[str, str] | None = None,
+        ttl: timedelta | None = None,
+        idle_timeout: timedelta | None = None,
+        max_turns: int | None = None,
+        if_unchanged: bool = True,
+        timeout: float | None = None,
+    ) -> SessionInfo:
+        """Replaces the given fields; with ``if_unchanged`` (the default) only if nobody
+        changed the session since it was last seen, else ``AbortedError``."""
+        request = _requests.update(
+            session_id=self.session_id,
+            user_id=self.user_id,
+            etag=self.info.etag if if_unchanged else "",
+            state=state,
+            labels=labels,
+            ttl=ttl,
+            idle_timeout=idle_timeout,
+            max_turns=max_turns,
+        )
+        self.info = session_info(
+            self._client._call(self._client._stub.UpdateSession, request, timeout)
+        )
+        return self.info
+
+    def update_state(
+        self,
+        changes: Mapping[str, Any],
+        *,
+        remove: tuple[str, ...] = (),
+        timeout: float | None = None,
+    ) -> dict[str, Any]:
+        """Sets and removes top-level state keys, if the session is unchanged since last seen.
+
+        On ``AbortedError``, :meth:`refresh` and try again.
+        """
+        state = {k: v for k, v in self.info.state.items() if k not in remove}
+        state.update(changes)
+        return self.update(state=state, timeout=timeout).state
+
+    def end(self, *, timeout: float | None = None) -> SessionInfo:
+        """Ends the session: readable until it expires, no more turns."""
+        request = pb.EndSessionRequest(session_id=self.session_id, user_id=self.user_id)
+        self.info = session_info(
+            self._client._call(self._client._stub.EndSession, request, timeout)
+        )
+        return self.info
+
+    def delete(self, *, timeout: float | None = None) -> None:
+        """Deletes the session and its history now."""
+        request = pb.DeleteSessionRequest(session_id=self.session_id, user_id=self.user_id)
+        self._client._call(self._client._stub.DeleteSession, request, timeout)

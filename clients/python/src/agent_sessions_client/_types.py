@@ -1,0 +1,117 @@
+"""Plain Python views of sessions and turns, as the client hands them out."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from google.protobuf import duration_pb2, struct_pb2, timestamp_pb2
+from google.protobuf.json_format import MessageToDict
+from sessions.v1 import sessions_pb2 as pb
+
+
+class SessionStatus(enum.Enum):
+    ACTIVE = "ACTIVE"
+    ENDED = "ENDED"
+
+
+class TurnStatus(enum.Enum):
+    IN_PROGRESS = "IN_PROGRESS"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+
+
+@dataclass(frozen=True, slots=True)
+class SessionInfo:
+    """A snapshot of a session (no history); ``etag`` makes a later write conditional."""
+
+    session_id: str
+    user_id: str
+    agent_id: str
+    status: SessionStatus
+    create_time: datetime
+    update_time: datetime
+    expire_time: datetime
+    last_activity_time: datetime
+    ttl: timedelta
+    idle_timeout: timedelta
+    max_turns: int
+    turn_count: int
+    total_turns: int
+    state: dict[str, Any] = field(default_factory=dict)
+    labels: dict[str, str] = field(default_factory=dict)
+    summary: str = ""
+    etag: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Turn:
+    """One exchange: the user's input and the agent's reply (``output``)."""
+
+    index: int
+    status: TurnStatus
+    input: str
+    output: str
+    create_time: datetime
+    complete_time: datetime | None
+    request_id: str = ""
+    error: str = ""
+
+
+def _time(stamp: timestamp_pb2.Timestamp) -> datetime:
+    return stamp.ToDatetime(tzinfo=UTC)
+
+
+def session_info(message: pb.Session) -> SessionInfo:
+    return SessionInfo(
+        session_id=message.session_id,
+        user_id=message.user_id,
+        agent_id=message.agent_id,
+        status=SessionStatus(pb.SessionStatus.Name(message.status).removeprefix("SESSION_STATUS_")),
+        create_time=_time(message.create_time),
+        update_time=_time(message.update_time),
+        expire_time=_time(message.expire_time),
+        last_activity_time=_time(message.last_activity_time),
+        ttl=message.ttl.ToTimedelta(),
+        idle_timeout=message.idle_timeout.ToTimedelta(),
+        max_turns=message.max_turns,
+        turn_count=message.turn_count,
+        total_turns=message.total_turns,
+        state=state_dict(message.state),
+        labels=dict(message.labels),
+        summary=message.summary,
+        etag=message.etag,
+    )
+
+
+def turn(message: pb.Turn) -> Turn:
+    return Turn(
+        index=message.index,
+        status=TurnStatus(pb.TurnStatus.Name(message.status).removeprefix("TURN_STATUS_")),
+        input=message.input,
+        output=message.output,
+        create_time=_time(message.create_time),
+        complete_time=_time(message.complete_time) if message.HasField("complete_time") else None,
+        request_id=message.request_id,
+        error=message.error,
+    )
+
+
+def state_dict(struct: struct_pb2.Struct) -> dict[str, Any]:
+    values: dict[str, Any] = MessageToDict(struct)
+    return values
+
+
+def struct(values: dict[str, Any]) -> struct_pb2.Struct:
+    message = struct_pb2.Struct()
+    message.update(values)
+    return message
+
+
+def duration(span: timedelta) -> duration_pb2.Duration:
+    message = duration_pb2.Duration()
+    message.FromTimedelta(span)
+    return message
