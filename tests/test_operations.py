@@ -21,7 +21,9 @@ def grpcurl_path() -> str:
     return found
 
 
-async def grpcurl(server: SessionServer, *args: str, data: dict[str, Any] | None = None) -> str:
+async def grpcurl(
+    server: SessionServer, *args: str, data: dict[str, Any] | None = None, expect_ok: bool = True
+) -> str:
     # A subprocess driven from the event loop: the server under test runs on it too.
     command = [grpcurl_path(), "-plaintext"]
     if data is not None:
@@ -34,6 +36,9 @@ async def grpcurl(server: SessionServer, *args: str, data: dict[str, Any] | None
         stderr=asyncio.subprocess.PIPE,
     )
     out, err = await asyncio.wait_for(process.communicate(), timeout=20)
+    if not expect_ok:
+        assert process.returncode != 0
+        return err.decode()
     assert process.returncode == 0, err.decode()
     return out.decode()
 
@@ -108,3 +113,15 @@ async def test_health_reports_serving_for_the_server_and_the_service(server: Ses
         for service in ("", "sessions.v1.SessionService"):
             answer = await health.Check(health_pb2.HealthCheckRequest(service=service))
             assert answer.status == health_pb2.HealthCheckResponse.SERVING
+
+
+async def test_grpcurl_shows_an_error_status_with_its_reason(server: SessionServer) -> None:
+    shown = await grpcurl(
+        server,
+        "sessions.v1.SessionService/GetSession",
+        data={"user_id": "ops", "session_id": "no-such-session"},
+        expect_ok=False,
+    )
+
+    assert "Code: NotFound" in shown
+    assert "SESSION_NOT_FOUND" in shown
