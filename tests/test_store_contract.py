@@ -22,6 +22,7 @@ from agent_sessions.model import (
     SessionPatch,
     SessionStatus,
     StateDelta,
+    Turn,
     TurnOutcome,
     TurnStart,
     TurnStatus,
@@ -574,6 +575,134 @@ async def test_list_turns_of_another_user_is_not_found(store: SessionStore) -> N
             newest_first=False,
             now_ms=now(),
         )
+
+
+# --- import ----------------------------------------------------------------------------
+
+
+def a_history(t: int) -> list[Turn]:
+    """Four finished turns as an export holds them: two completed, one failed, one cancelled."""
+    return [
+        Turn(1, TurnStatus.COMPLETED, "q1", t - 9_000, "a1", t - 8_900, "r-1"),
+        Turn(2, TurnStatus.FAILED, "q2", t - 8_000, "", t - 7_900, "r-2", "agent failed"),
+        Turn(3, TurnStatus.CANCELLED, "q3", t - 7_000, "", t - 6_900, "", "cancelled"),
+        Turn(4, TurnStatus.COMPLETED, 'q4 "ünï" 🌤\\', t - 6_000, "a4 ☀️\n", t - 5_900, "r-4"),
+    ]
+
+
+def an_imported_session(t: int, **overrides: Any) -> Session:
+    fields: dict[str, Any] = {
+        "now_ms": t,
+        "state": {"city": "Shanghai", "n": [1, 2.5, None]},
+        "labels": {"channel": "web"},
+        "summary": "The user asked about the weather.",
+        "turn_count": 2,
+        "total_turns": 4,
+    }
+    fields.update(overrides)
+    return a_session(**fields)
+
+
+async def all_turns(store: SessionStore, session: Session) -> list[Turn]:
+    page = await store.list_turns(
+        user_id=session.user_id,
+        session_id=session.session_id,
+        offset=0,
+        limit=100_000,
+        newest_first=False,
+        now_ms=now(),
+    )
+    return page.turns
+
+
+async def test_an_imported_session_reads_back_with_its_state_summary_status_and_counts(
+    store: SessionStore,
+) -> None:
+    t = now()
+    made = an_imported_session(t, status=SessionStatus.ENDED)
+
+    stored = await store.import_session(made, a_history(t))
+    got = await store.get(user_id="user-1", session_id="s-1", now_ms=now())
+
+    assert stored == made
+    assert got == made
+
+
+async def test_imported_turns_list_back_exactly_as_given(store: SessionStore) -> None:
+    t = now()
+    made = await store.import_session(an_imported_session(t), a_history(t))
+
+    assert await all_turns(store, made) == a_history(t)
+
+
+async def test_the_request_id_of_an_imported_completed_turn_replays_it(
+    store: SessionStore,
+) -> None:
+    t = now()
+    made = await store.import_session(an_imported_session(t), a_history(t))
+
+    again = await begin(store, made, "q1", request_id="r-1")
+
+    assert again.replayed
+    assert again.turn == a_history(t)[0]
+    assert again.session.total_turns == 4
+
+
+async def test_the_request_id_of_an_imported_failed_turn_runs_again(store: SessionStore) -> None:
+    t = now()
+    made = await store.import_session(an_imported_session(t), a_history(t))
+
+    again = await begin(store, made, "q2", request_id="r-2")
+
+    assert not again.replayed
+    assert again.turn.index == 5
+
+
+async def test_the_turn_after_an_import_is_n_plus_1_with_the_imported_history(
+    store: SessionStore,
+) -> None:
+    t = now()
+    made = await store.import_session(an_imported_session(t), a_history(t))
+
+    start = await begin(store, made, "next")
+    after = await complete(store, made, start)
+
+    history = a_history(t)
+    assert start.turn.index == 5
+    assert start.history == [history[0], history[3]]
+    assert (after.turn_count, after.total_turns) == (3, 5)
+
+
+async def test_an_import_of_thousands_of_turns_is_stored_whole(store: SessionStore) -> None:
+    t = now()
+    n = 2_500  # more than one slice of arguments per Redis command
+    turns = [
+        Turn(i, TurnStatus.COMPLETED, f"q{i}", t - n + i, f"a{i}", t - n + i, f"r-{i}")
+        for i in range(1, n + 1)
+    ]
+    made = await store.import_session(
+        an_imported_session(t, state={}, turn_count=n, total_turns=n), turns
+    )
+
+    replayed = await begin(store, made, "q", request_id=f"r-{n}")
+
+    assert await all_turns(store, made) == turns
+    assert replayed.replayed and replayed.turn == turns[-1]
+
+
+async def test_importing_over_a_taken_id_raises_already_exists_and_changes_nothing(
+    store: SessionStore,
+) -> None:
+    t = now()
+    existing = await store.create(a_session(now_ms=t, state={"mine": True}))
+    before = await run_turn(store, existing, "hi", "hello")
+    turns_before = await all_turns(store, existing)
+
+    with pytest.raises(SessionAlreadyExists):
+        await store.import_session(an_imported_session(t), a_history(t))
+
+    assert await store.get(user_id="user-1", session_id="s-1", now_ms=now()) == before
+    assert await all_turns(store, existing) == turns_before
 
 
 async def test_ping_answers_when_the_store_is_up(store: SessionStore) -> None:

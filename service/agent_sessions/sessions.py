@@ -7,7 +7,7 @@ import contextlib
 import logging
 import secrets
 import time
-from collections.abc import AsyncGenerator, Callable, Iterator
+from collections.abc import AsyncGenerator, Callable, Iterator, Sequence
 from contextlib import aclosing, contextmanager
 from dataclasses import dataclass
 
@@ -36,6 +36,7 @@ from agent_sessions.store import SessionStore
 
 log = logging.getLogger(__name__)
 
+MAX_IMPORT_TURNS = 10_000
 SESSIONS_PAGE_SIZE = 50
 TURNS_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
@@ -173,6 +174,102 @@ class SessionManager:
             labels=validation.labels(labels or {}),
         )
         return await self.store.create(session)
+
+    async def import_session(
+        self,
+        *,
+        user_id: str,
+        agent_id: str,
+        session_id: str,
+        turns: Sequence[Turn],
+        ttl_ms: int | None = None,
+        idle_timeout_ms: int | None = None,
+        max_turns: int | None = None,
+        state: dict[str, JsonValue] | None = None,
+        labels: dict[str, str] | None = None,
+        summary: str = "",
+        status: SessionStatus = SessionStatus.ACTIVE,
+    ) -> Session:
+        """Creates a session with a finished history; see ``SessionService.ImportSession``.
+
+        The session starts a fresh life now; its counts come from ``turns``, which are
+        all checked before anything is written. Invalid fields are named as in
+        ``ImportSessionRequest`` (``session.ttl``, ``turns[3].index``).
+        """
+        policy = self._policy
+        session_id = validation.session_id(session_id, field="session.session_id")
+        user_id = validation.user_id(user_id, field="session.user_id")
+        agent_id = validation.agent_id(agent_id, field="session.agent_id")
+        ttl_ms = self._duration("session.ttl", ttl_ms, policy.default_ttl_ms)
+        idle_timeout_ms = self._duration(
+            "session.idle_timeout", idle_timeout_ms, policy.default_idle_timeout_ms
+        )
+        max_turns = validation.max_turns(
+            policy.default_max_turns if max_turns is None else max_turns, field="session.max_turns"
+        )
+        state = validation.state(
+            state or {}, max_bytes=policy.max_state_bytes, field="session.state"
+        )
+        labels = validation.labels(labels or {}, field="session.labels")
+        history = self._importable(turns)
+        now = self._clock()
+        session = Session(
+            session_id=session_id,
+            user_id=user_id,
+            agent_id=agent_id,
+            status=status,
+            create_time_ms=now,
+            update_time_ms=now,
+            last_activity_ms=now,
+            ttl_ms=ttl_ms,
+            idle_timeout_ms=idle_timeout_ms,
+            max_turns=max_turns,
+            turn_count=sum(t.status is TurnStatus.COMPLETED for t in history),
+            total_turns=len(history),
+            state=state,
+            labels=labels,
+            summary=summary,
+        )
+        return await self.store.import_session(session, history)
+
+    def _importable(self, turns: Sequence[Turn]) -> list[Turn]:
+        """The turns of an import, checked: a whole finished history, inputs as Run takes them."""
+        if len(turns) > MAX_IMPORT_TURNS:
+            raise InvalidArgument(
+                "turns",
+                f"has {len(turns)} turns; the limit is {MAX_IMPORT_TURNS} turns per import",
+            )
+        completed_by_request: dict[str, int] = {}
+        for position, turn in enumerate(turns):
+            field = f"turns[{position}]"
+            if turn.index != position + 1:
+                raise InvalidArgument(
+                    f"{field}.index",
+                    f"is {turn.index} where {position + 1} was expected: the turns' indexes "
+                    "run 1, 2, 3, ... in order, without gaps",
+                )
+            validation.finished_turn_status(f"{field}.status", turn.status)
+            validation.run_input(
+                turn.input, max_bytes=self._policy.max_input_bytes, field=f"{field}.input"
+            )
+            if turn.output and turn.status is not TurnStatus.COMPLETED:
+                raise InvalidArgument(
+                    f"{field}.output",
+                    f"must be empty for a {turn.status.name} turn: "
+                    "only a completed turn keeps a reply",
+                )
+            validation.request_id(turn.request_id, field=f"{field}.request_id")
+            if turn.request_id in completed_by_request:
+                # Run replays a completed turn's request id rather than record a new turn.
+                raise InvalidArgument(
+                    f"{field}.request_id",
+                    f"{turn.request_id!r} is the request id of completed turn "
+                    f"{completed_by_request[turn.request_id]}; a request id may not follow "
+                    "its completed turn",
+                )
+            if turn.request_id and turn.status is TurnStatus.COMPLETED:
+                completed_by_request[turn.request_id] = turn.index
+        return list(turns)
 
     async def get(self, *, user_id: str, session_id: str) -> Session:
         return await self.store.get(

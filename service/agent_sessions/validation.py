@@ -7,7 +7,7 @@ import re
 from collections.abc import Mapping
 
 from agent_sessions.errors import InvalidArgument
-from agent_sessions.model import JsonValue
+from agent_sessions.model import JsonValue, TurnStatus
 
 MAX_ID_LENGTH = 128
 MAX_LABELS = 64
@@ -34,31 +34,46 @@ def _identifier(field: str, value: str, pattern: re.Pattern[str], allowed: str) 
     return value
 
 
-def user_id(value: str) -> str:
-    return _identifier("user_id", value, _USER_ID, "characters other than whitespace, '{' and '}'")
+def user_id(value: str, *, field: str = "user_id") -> str:
+    return _identifier(field, value, _USER_ID, "characters other than whitespace, '{' and '}'")
 
 
-def session_id(value: str) -> str:
-    return _identifier("session_id", value, _SESSION_ID, "letters, digits and . _ ~ -")
+def session_id(value: str, *, field: str = "session_id") -> str:
+    return _identifier(field, value, _SESSION_ID, "letters, digits and . _ ~ -")
 
 
-def agent_id(value: str) -> str:
-    return _identifier("agent_id", value, _AGENT_ID, "letters, digits and . _ ~ : / @ -")
+def agent_id(value: str, *, field: str = "agent_id") -> str:
+    return _identifier(field, value, _AGENT_ID, "letters, digits and . _ ~ : / @ -")
 
 
-def request_id(value: str) -> str:
+def request_id(value: str, *, field: str = "request_id") -> str:
     if not value:
         return value
-    return _identifier("request_id", value, _REQUEST_ID, "characters other than whitespace")
+    return _identifier(field, value, _REQUEST_ID, "characters other than whitespace")
 
 
-def run_input(value: str, *, max_bytes: int) -> str:
+def run_input(value: str, *, max_bytes: int, field: str = "input") -> str:
     if not value.strip():
-        raise InvalidArgument("input", "is required: send the user's message as text")
+        raise InvalidArgument(field, "is required: send the user's message as text")
     size = len(value.encode())
     if size > max_bytes:
-        raise InvalidArgument("input", f"is {size} bytes of UTF-8; the limit is {max_bytes} bytes")
+        raise InvalidArgument(field, f"is {size} bytes of UTF-8; the limit is {max_bytes} bytes")
     return value
+
+
+_FINISHED = (TurnStatus.COMPLETED, TurnStatus.FAILED, TurnStatus.CANCELLED)
+
+
+def finished_turn_status(field: str, value: int) -> TurnStatus:
+    """The status of an imported turn, given by its number: COMPLETED, FAILED or CANCELLED."""
+    if value not in _FINISHED:
+        known = {int(status): status.name for status in TurnStatus}
+        name = known.get(value, "UNSPECIFIED" if value == 0 else f"unknown ({value})")
+        raise InvalidArgument(
+            field,
+            f"is {name}; only finished turns can be imported: COMPLETED, FAILED or CANCELLED",
+        )
+    return TurnStatus(value)
 
 
 def duration_ms(field: str, value: int, *, max_ms: int) -> int:
@@ -69,25 +84,25 @@ def duration_ms(field: str, value: int, *, max_ms: int) -> int:
     return value
 
 
-def max_turns(value: int) -> int:
+def max_turns(value: int, *, field: str = "max_turns") -> int:
     if value < 0:
-        raise InvalidArgument("max_turns", f"must be 0 (unlimited) or positive, got {value}")
+        raise InvalidArgument(field, f"must be 0 (unlimited) or positive, got {value}")
     return value
 
 
-def labels(value: Mapping[str, str]) -> dict[str, str]:
+def labels(value: Mapping[str, str], *, field: str = "labels") -> dict[str, str]:
     if len(value) > MAX_LABELS:
-        raise InvalidArgument("labels", f"has {len(value)} entries; the limit is {MAX_LABELS}")
+        raise InvalidArgument(field, f"has {len(value)} entries; the limit is {MAX_LABELS}")
     for key, text in value.items():
         if not _LABEL_KEY.fullmatch(key):
             raise InvalidArgument(
-                f"labels[{key!r}]",
+                f"{field}[{key!r}]",
                 "keys are 1-63 characters: a lowercase letter, then lowercase letters, "
                 "digits and _ . -",
             )
         if len(text) > MAX_LABEL_VALUE_LENGTH:
             raise InvalidArgument(
-                f"labels[{key!r}]", f"value is longer than {MAX_LABEL_VALUE_LENGTH} characters"
+                f"{field}[{key!r}]", f"value is longer than {MAX_LABEL_VALUE_LENGTH} characters"
             )
     return dict(value)
 

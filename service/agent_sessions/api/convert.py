@@ -8,9 +8,9 @@ from google.protobuf import duration_pb2, struct_pb2, timestamp_pb2
 from google.protobuf.json_format import MessageToDict
 from sessions.v1 import sessions_pb2 as pb
 
-from agent_sessions import sessions
+from agent_sessions import sessions, validation
 from agent_sessions.errors import InvalidArgument
-from agent_sessions.model import JsonValue, Session, SessionPatch, Turn
+from agent_sessions.model import JsonValue, Session, SessionPatch, SessionStatus, Turn
 
 _DURATION_FIELDS = {"ttl": "ttl_ms", "idle_timeout": "idle_timeout_ms"}
 UPDATABLE_FIELDS = ("state", "labels", "ttl", "idle_timeout", "max_turns")
@@ -97,6 +97,54 @@ def create_arguments(request: pb.CreateSessionRequest) -> dict[str, Any]:
         "state": state_from_struct(request.state),
         "labels": dict(request.labels),
     }
+
+
+def import_arguments(request: pb.ImportSessionRequest) -> dict[str, Any]:
+    """The arguments of ``SessionManager.import_session``; output-only fields are dropped."""
+    source = request.session
+    return {
+        "user_id": source.user_id,
+        "agent_id": source.agent_id,
+        "session_id": source.session_id,
+        "ttl_ms": duration_ms("session.ttl", source.ttl) if source.HasField("ttl") else None,
+        "idle_timeout_ms": (
+            duration_ms("session.idle_timeout", source.idle_timeout)
+            if source.HasField("idle_timeout")
+            else None
+        ),
+        # Not optional in Session: 0 is unlimited, as it always is there.
+        "max_turns": source.max_turns,
+        "state": state_from_struct(source.state),
+        "labels": dict(source.labels),
+        "summary": source.summary,
+        "status": _imported_status(source.status),
+        "turns": [_imported_turn(i, turn) for i, turn in enumerate(request.turns)],
+    }
+
+
+def _imported_status(status: int) -> SessionStatus:
+    if status == pb.SESSION_STATUS_UNSPECIFIED:
+        return SessionStatus.ACTIVE
+    if status not in (pb.SESSION_STATUS_ACTIVE, pb.SESSION_STATUS_ENDED):
+        raise InvalidArgument(
+            "session.status", f"is {status}; use ACTIVE or ENDED (unspecified means ACTIVE)"
+        )
+    return SessionStatus(status)
+
+
+def _imported_turn(position: int, message: pb.Turn) -> Turn:
+    return Turn(
+        index=message.index,
+        status=validation.finished_turn_status(f"turns[{position}].status", message.status),
+        input=message.input,
+        output=message.output,
+        create_time_ms=message.create_time.ToMilliseconds(),
+        complete_time_ms=(
+            message.complete_time.ToMilliseconds() if message.HasField("complete_time") else 0
+        ),
+        request_id=message.request_id,
+        error=message.error,
+    )
 
 
 def session_patch(request: pb.UpdateSessionRequest) -> SessionPatch:

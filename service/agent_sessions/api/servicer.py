@@ -61,6 +61,15 @@ class SessionServicer(sessions_pb2_grpc.SessionServiceServicer):
         return convert.session_message(session)
 
     @_unary
+    async def ImportSession(
+        self,
+        request: pb.ImportSessionRequest,
+        context: Context[pb.ImportSessionRequest, pb.Session],
+    ) -> pb.Session:
+        session = await self._manager.import_session(**convert.import_arguments(request))
+        return convert.session_message(session)
+
+    @_unary
     async def GetSession(
         self, request: pb.GetSessionRequest, context: Context[pb.GetSessionRequest, pb.Session]
     ) -> pb.Session:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from agent_sessions.errors import (
@@ -55,6 +56,12 @@ class MemorySessionStore:
         self._last_sweep_ms = 0
 
     async def create(self, session: Session) -> Session:
+        return self._insert(session, ())
+
+    async def import_session(self, session: Session, turns: Sequence[Turn]) -> Session:
+        return self._insert(session, turns)
+
+    def _insert(self, session: Session, turns: Sequence[Turn]) -> Session:
         self._sweep(session.create_time_ms)
         key = (session.user_id, session.session_id)
         if self._find(key, session.create_time_ms) is not None:
@@ -62,6 +69,8 @@ class MemorySessionStore:
         record = _Record(
             session=dataclasses.replace(session, state={}),
             state_json={k: json.dumps(v) for k, v in session.state.items()},
+            turns=list(turns),
+            turn_by_request={t.request_id: t.index for t in turns if t.request_id},
         )
         self._records[key] = record
         self._by_user.setdefault(session.user_id, set()).add(session.session_id)

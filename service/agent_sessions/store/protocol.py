@@ -7,6 +7,7 @@ and write in one step; the session logic decides everything else.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
 from agent_sessions.model import (
@@ -34,6 +35,18 @@ class SessionStore(Protocol):
 
     async def create(self, session: Session) -> Session:
         """Stores a new session; raises ``SessionAlreadyExists`` if its id is taken."""
+        ...
+
+    async def import_session(self, session: Session, turns: Sequence[Turn]) -> Session:
+        """Stores a new session with a finished history; raises ``SessionAlreadyExists`` if
+        its id is taken.
+
+        ``turns`` are the whole history, indexes 1..n in order, none in progress; the
+        session's counts already agree with them. The session and all its turns are
+        written in one atomic step, and each turn's request id is registered as
+        :meth:`begin_turn` registers it (of turns sharing one, the last wins), so that
+        :meth:`begin_turn` replays a completed turn by its request id.
+        """
         ...
 
     async def get(self, *, user_id: str, session_id: str, now_ms: int) -> Session: ...

@@ -111,6 +111,18 @@ class RedisSessionStore:
 
     async def create(self, session: Session) -> Session:
         """Stores a new session; raises ``SessionAlreadyExists`` if its id is taken."""
+        return await self._insert(session, ())
+
+    async def import_session(self, session: Session, turns: Sequence[Turn]) -> Session:
+        """Stores a new session with a finished history; raises ``SessionAlreadyExists`` if
+        its id is taken.
+
+        One script writes the session, its turns (as :meth:`finish_turn` leaves them) and
+        their request ids.
+        """
+        return await self._insert(session, turns)
+
+    async def _insert(self, session: Session, turns: Sequence[Turn]) -> Session:
         running = session.running
         args: list[_Arg] = [
             session.create_time_ms,
@@ -135,6 +147,12 @@ class RedisSessionStore:
             running.lease_until_ms if running else 0,
             session.expire_time_ms,
         ]
+        # A later turn with the same request id wins, as in begin_turn.
+        requests = {t.request_id: t.index for t in turns if t.request_id}
+        args += (len(turns), len(requests))
+        args += (_turn_json(t) for t in turns)
+        for request_id, index in requests.items():
+            args += (request_id, index)
         _append_state(args, session.state)
         reply = await self._run(self._create, self._keys(session.user_id, session.session_id), args)
         if reply[0] != "OK":
@@ -239,10 +257,7 @@ class RedisSessionStore:
         Checks, in the order of :meth:`SessionStore.begin_turn
         <agent_sessions.store.protocol.SessionStore.begin_turn>`, in one script.
         """
-        open_turn = (
-            f'{{"ct":{now_ms},"rq":{_json_encode(request_id)},"in":{_json_encode(text)}'
-            + redis_scripts.OPEN_TURN_TAIL
-        )
+        open_turn = _turn_head(now_ms, request_id, text) + redis_scripts.OPEN_TURN_TAIL
         args = (
             now_ms,
             session_id,
@@ -295,10 +310,8 @@ class RedisSessionStore:
         Raises ``RunSuperseded`` when ``run_id`` no longer owns the turn.
         """
         completed = outcome.status is TurnStatus.COMPLETED
-        tail = (
-            f',"s":{int(outcome.status)},"dt":{now_ms},'
-            f'"out":{_json_encode(outcome.output if completed else "")},'
-            f'"err":{_json_encode(outcome.error)}}}'
+        tail = _turn_tail(
+            outcome.status, now_ms, outcome.output if completed else "", outcome.error
         )
         args: list[_Arg] = [now_ms, session_id, index, run_id, "1" if completed else "", tail]
         delta = outcome.state_delta
@@ -420,6 +433,26 @@ def _session(session_id: str, meta: list[str], state: list[str]) -> Session:
         summary=summary,
         version=int(version),
         running=RunningTurn(int(run_index), run_id, int(lease_ms)) if run_index != "0" else None,
+    )
+
+
+def _turn_head(create_ms: int, request_id: str, text: str) -> str:
+    """The start of a turn's JSON: the fields that never change (see ``OPEN_TURN_TAIL``)."""
+    return f'{{"ct":{create_ms},"rq":{_json_encode(request_id)},"in":{_json_encode(text)}'
+
+
+def _turn_tail(status: TurnStatus, complete_ms: int, output: str, error: str) -> str:
+    """The end of a finished turn's JSON, which replaces ``OPEN_TURN_TAIL``."""
+    return (
+        f',"s":{int(status)},"dt":{complete_ms},'
+        f'"out":{_json_encode(output)},"err":{_json_encode(error)}}}'
+    )
+
+
+def _turn_json(turn: Turn) -> str:
+    """A finished turn as the turns list holds it; its index is its position."""
+    return _turn_head(turn.create_time_ms, turn.request_id, turn.input) + _turn_tail(
+        turn.status, turn.complete_time_ms, turn.output, turn.error
     )
 
 

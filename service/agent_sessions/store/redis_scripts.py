@@ -128,8 +128,12 @@ end
 
 # KEYS[1] meta, KEYS[2] state, KEYS[3] turns, KEYS[4] requests, KEYS[5] index
 # ARGV[1] now_ms (the session's create time), ARGV[2] session_id,
-# ARGV[3 .. 2 + #META_FIELDS] the values of META_FIELDS in order,
-# ARGV[3 + #META_FIELDS ..] state key, JSON value pairs
+# ARGV[3 .. 2 + M] the values of META_FIELDS in order (M = #META_FIELDS),
+# ARGV[3 + M] n: count of turns, ARGV[4 + M] r: count of request ids (both 0 for a new
+# session; an imported one brings its finished history),
+# ARGV[5 + M .. 4 + M + n] each turn's final JSON, oldest first,
+# ARGV[5 + M + n .. 4 + M + n + 2r] request id, turn index pairs,
+# ARGV[5 + M + n + 2r ..] state key, JSON value pairs
 # -> {"OK", meta, state} | {"EXISTS"}
 CREATE = (
     _PRELUDE
@@ -146,7 +150,13 @@ for i, field in ipairs(META) do
   fields[#fields + 1] = ARGV[2 + i]
 end
 redis.call('HSET', KEYS[1], unpack(fields))
-call_with_argv('HSET', KEYS[2], 3 + #META, #ARGV)
+local n, r = tonumber(ARGV[3 + #META]), tonumber(ARGV[4 + #META])
+local first_turn = 5 + #META
+local first_request = first_turn + n
+local first_state = first_request + 2 * r
+call_with_argv('RPUSH', KEYS[3], first_turn, first_request - 1)
+call_with_argv('HSET', KEYS[4], first_request, first_state - 1)
+call_with_argv('HSET', KEYS[2], first_state, #ARGV)
 return commit(KEYS, ARGV[2])
 """
 )

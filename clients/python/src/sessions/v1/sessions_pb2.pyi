@@ -127,6 +127,14 @@ class CreateSessionRequest(_message.Message):
     labels: _containers.ScalarMap[str, str]
     def __init__(self, user_id: _Optional[str] = ..., agent_id: _Optional[str] = ..., session_id: _Optional[str] = ..., ttl: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., idle_timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., max_turns: _Optional[int] = ..., state: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., labels: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
+class ImportSessionRequest(_message.Message):
+    __slots__ = ("session", "turns")
+    SESSION_FIELD_NUMBER: _ClassVar[int]
+    TURNS_FIELD_NUMBER: _ClassVar[int]
+    session: Session
+    turns: _containers.RepeatedCompositeFieldContainer[Turn]
+    def __init__(self, session: _Optional[_Union[Session, _Mapping]] = ..., turns: _Optional[_Iterable[_Union[Turn, _Mapping]]] = ...) -> None: ...
+
 class GetSessionRequest(_message.Message):
     __slots__ = ("session_id", "user_id")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]

@@ -43,6 +43,11 @@ class SessionServiceStub:
                 request_serializer=sessions_dot_v1_dot_sessions__pb2.CreateSessionRequest.SerializeToString,
                 response_deserializer=sessions_dot_v1_dot_sessions__pb2.Session.FromString,
                 _registered_method=True)
+        self.ImportSession = channel.unary_unary(
+                '/sessions.v1.SessionService/ImportSession',
+                request_serializer=sessions_dot_v1_dot_sessions__pb2.ImportSessionRequest.SerializeToString,
+                response_deserializer=sessions_dot_v1_dot_sessions__pb2.Session.FromString,
+                _registered_method=True)
         self.GetSession = channel.unary_unary(
                 '/sessions.v1.SessionService/GetSession',
                 request_serializer=sessions_dot_v1_dot_sessions__pb2.GetSessionRequest.SerializeToString,
@@ -89,6 +94,16 @@ class SessionServiceServicer:
 
     def CreateSession(self, request, context):
         """Creates a session. A client-chosen session id that is taken is ALREADY_EXISTS.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ImportSession(self, request, context):
+        """Creates a session with a given history, for restoring exported sessions: its
+        settings, state, labels, summary, status and finished turns are stored in one
+        atomic write, and it starts a fresh life (its create time is now). A session id
+        that is taken is ALREADY_EXISTS.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -154,6 +169,11 @@ def add_SessionServiceServicer_to_server(servicer, server):
             'CreateSession': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateSession,
                     request_deserializer=sessions_dot_v1_dot_sessions__pb2.CreateSessionRequest.FromString,
+                    response_serializer=sessions_dot_v1_dot_sessions__pb2.Session.SerializeToString,
+            ),
+            'ImportSession': grpc.unary_unary_rpc_method_handler(
+                    servicer.ImportSession,
+                    request_deserializer=sessions_dot_v1_dot_sessions__pb2.ImportSessionRequest.FromString,
                     response_serializer=sessions_dot_v1_dot_sessions__pb2.Session.SerializeToString,
             ),
             'GetSession': grpc.unary_unary_rpc_method_handler(
@@ -222,6 +242,33 @@ class SessionService:
             target,
             '/sessions.v1.SessionService/CreateSession',
             sessions_dot_v1_dot_sessions__pb2.CreateSessionRequest.SerializeToString,
+            sessions_dot_v1_dot_sessions__pb2.Session.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ImportSession(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sessions.v1.SessionService/ImportSession',
+            sessions_dot_v1_dot_sessions__pb2.ImportSessionRequest.SerializeToString,
             sessions_dot_v1_dot_sessions__pb2.Session.FromString,
             options,
             channel_credentials,

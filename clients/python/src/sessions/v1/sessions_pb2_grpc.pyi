@@ -39,6 +39,12 @@ class SessionServiceStub:
     def __new__(cls, channel: _aio.Channel) -> SessionServiceAsyncStub: ...
     CreateSession: _grpc.UnaryUnaryMultiCallable[_sessions_pb2.CreateSessionRequest, _sessions_pb2.Session]
     """Creates a session. A client-chosen session id that is taken is ALREADY_EXISTS."""
+    ImportSession: _grpc.UnaryUnaryMultiCallable[_sessions_pb2.ImportSessionRequest, _sessions_pb2.Session]
+    """Creates a session with a given history, for restoring exported sessions: its
+    settings, state, labels, summary, status and finished turns are stored in one
+    atomic write, and it starts a fresh life (its create time is now). A session id
+    that is taken is ALREADY_EXISTS.
+    """
     GetSession: _grpc.UnaryUnaryMultiCallable[_sessions_pb2.GetSessionRequest, _sessions_pb2.Session]
     """Returns a session's metadata, state, summary and counts, without its history."""
     ListSessions: _grpc.UnaryUnaryMultiCallable[_sessions_pb2.ListSessionsRequest, _sessions_pb2.ListSessionsResponse]
@@ -71,6 +77,12 @@ class SessionServiceAsyncStub(SessionServiceStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     CreateSession: _aio.UnaryUnaryMultiCallable[_sessions_pb2.CreateSessionRequest, _sessions_pb2.Session]  # type: ignore[assignment]
     """Creates a session. A client-chosen session id that is taken is ALREADY_EXISTS."""
+    ImportSession: _aio.UnaryUnaryMultiCallable[_sessions_pb2.ImportSessionRequest, _sessions_pb2.Session]  # type: ignore[assignment]
+    """Creates a session with a given history, for restoring exported sessions: its
+    settings, state, labels, summary, status and finished turns are stored in one
+    atomic write, and it starts a fresh life (its create time is now). A session id
+    that is taken is ALREADY_EXISTS.
+    """
     GetSession: _aio.UnaryUnaryMultiCallable[_sessions_pb2.GetSessionRequest, _sessions_pb2.Session]  # type: ignore[assignment]
     """Returns a session's metadata, state, summary and counts, without its history."""
     ListSessions: _aio.UnaryUnaryMultiCallable[_sessions_pb2.ListSessionsRequest, _sessions_pb2.ListSessionsResponse]  # type: ignore[assignment]
@@ -106,6 +118,18 @@ class SessionServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_sessions_pb2.Session, _abc.Awaitable[_sessions_pb2.Session]]:
         """Creates a session. A client-chosen session id that is taken is ALREADY_EXISTS."""
+
+    @_abc_1.abstractmethod
+    def ImportSession(
+        self,
+        request: _sessions_pb2.ImportSessionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_sessions_pb2.Session, _abc.Awaitable[_sessions_pb2.Session]]:
+        """Creates a session with a given history, for restoring exported sessions: its
+        settings, state, labels, summary, status and finished turns are stored in one
+        atomic write, and it starts a fresh life (its create time is now). A session id
+        that is taken is ALREADY_EXISTS.
+        """
 
     @_abc_1.abstractmethod
     def GetSession(
