@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from datetime import timedelta
 
@@ -222,3 +223,33 @@ def test_the_address_defaults_to_sessions_address(
 
     assert client.address == live_server
     assert session.session_id
+
+
+def test_an_exported_session_imports_with_its_history(client: SessionClient, user_id: str) -> None:
+    original = client.create_session(user_id=user_id, agent_id="my-agent", state={"k": "v"})
+    original.run("How's the weather in Shanghai?")
+    original.run("What about Beijing?")
+
+    record = json.loads(json.dumps(original.export()))
+    restored = client.import_session(record, user_id=f"{user_id}-restored")
+
+    assert restored.session_id == original.session_id
+    assert restored.state == {"k": "v"}
+    assert [(t.input, t.output) for t in restored.turns()] == [
+        (t.input, t.output) for t in original.turns()
+    ]
+    assert restored.run("And Tokyo?").endswith('(previous: "What about Beijing?")')
+
+
+def test_importing_over_a_taken_id_raises_already_exists(
+    client: SessionClient, user_id: str
+) -> None:
+    session = client.create_session(user_id=user_id, agent_id="a")
+
+    with pytest.raises(AlreadyExistsError):
+        client.import_session(session.export())
+
+
+def test_a_malformed_record_is_invalid(client: SessionClient) -> None:
+    with pytest.raises(InvalidArgumentError):
+        client.import_session({"session_id": "s"})

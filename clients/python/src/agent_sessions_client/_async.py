@@ -13,8 +13,13 @@ import grpc
 from sessions.v1 import sessions_pb2 as pb
 from sessions.v1 import sessions_pb2_grpc
 
-from agent_sessions_client import _channel, _requests
-from agent_sessions_client._errors import AlreadyExistsError, NotFoundError, from_rpc_error
+from agent_sessions_client import _channel, _records, _requests
+from agent_sessions_client._errors import (
+    AlreadyExistsError,
+    InvalidArgumentError,
+    NotFoundError,
+    from_rpc_error,
+)
 from agent_sessions_client._types import SessionInfo, Turn, session_info, turn
 
 if TYPE_CHECKING:
@@ -135,6 +140,24 @@ class AsyncSessionClient:
             if not token:
                 return
 
+    async def import_session(
+        self,
+        record: Mapping[str, Any],
+        *,
+        user_id: str | None = None,
+        timeout: float | None = None,
+    ) -> AsyncSession:
+        """Re-creates an exported session (see :meth:`AsyncSession.export`), its history included.
+
+        ``user_id`` gives it another owner. Raises ``AlreadyExistsError`` if the id is
+        taken, ``InvalidArgumentError`` for a malformed record.
+        """
+        try:
+            request = _records.import_request(record, user_id)
+        except (KeyError, ValueError, TypeError) as error:
+            raise InvalidArgumentError(f"not a session record: {error!r}") from None
+        return AsyncSession(self, await self._call(self._stub.ImportSession, request, timeout))
+
     async def _call(self, method: Any, request: Any, timeout: float | None) -> Any:
         try:
             return await method(
@@ -230,6 +253,11 @@ class AsyncSession:
             token = page.next_page_token
             if not token:
                 return
+
+    async def export(self, *, timeout: float | None = None) -> dict[str, Any]:
+        """The session and its whole history as a JSON-ready record (JSON Lines export)."""
+        info = await self.refresh(timeout=timeout)
+        return _records.export_record(info, [t async for t in self.turns(timeout=timeout)])
 
     async def refresh(self, *, timeout: float | None = None) -> SessionInfo:
         """Reads the session again (state, counts, expiry)."""

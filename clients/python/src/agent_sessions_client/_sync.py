@@ -10,8 +10,13 @@ import grpc
 from sessions.v1 import sessions_pb2 as pb
 from sessions.v1 import sessions_pb2_grpc
 
-from agent_sessions_client import _channel, _requests
-from agent_sessions_client._errors import AlreadyExistsError, NotFoundError, from_rpc_error
+from agent_sessions_client import _channel, _records, _requests
+from agent_sessions_client._errors import (
+    AlreadyExistsError,
+    InvalidArgumentError,
+    NotFoundError,
+    from_rpc_error,
+)
 from agent_sessions_client._types import SessionInfo, Turn, session_info, turn
 
 if TYPE_CHECKING:
@@ -134,6 +139,24 @@ class SessionClient:
             if not token:
                 return
 
+    def import_session(
+        self,
+        record: Mapping[str, Any],
+        *,
+        user_id: str | None = None,
+        timeout: float | None = None,
+    ) -> Session:
+        """Re-creates an exported session (see :meth:`Session.export`), its history included.
+
+        ``user_id`` gives it another owner. Raises ``AlreadyExistsError`` if the id is
+        taken, ``InvalidArgumentError`` for a malformed record.
+        """
+        try:
+            request = _records.import_request(record, user_id)
+        except (KeyError, ValueError, TypeError) as error:
+            raise InvalidArgumentError(f"not a session record: {error!r}") from None
+        return Session(self, self._call(self._stub.ImportSession, request, timeout))
+
     def _call(self, method: Any, request: Any, timeout: float | None) -> Any:
         try:
             return method(
@@ -221,6 +244,11 @@ class Session:
             token = page.next_page_token
             if not token:
                 return
+
+    def export(self, *, timeout: float | None = None) -> dict[str, Any]:
+        """The session and its whole history as a JSON-ready record (JSON Lines export)."""
+        info = self.refresh(timeout=timeout)
+        return _records.export_record(info, list(self.turns(timeout=timeout)))
 
     def refresh(self, *, timeout: float | None = None) -> SessionInfo:
         """Reads the session again (state, counts, expiry)."""
