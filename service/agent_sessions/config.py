@@ -53,6 +53,12 @@ class Settings(BaseSettings):
     max_state_bytes: int = Field(
         64 * 1024, gt=0, description="the largest session state, as JSON bytes"
     )
+    max_message_bytes: int = Field(
+        16 * 1024 * 1024,
+        ge=4 * 1024 * 1024,
+        description="the largest gRPC message received or sent (ImportSession carries whole "
+        "histories)",
+    )
     history_turns: int = Field(
         20, ge=0, description="recent turns scanned for the agent's context (completed ones kept)"
     )

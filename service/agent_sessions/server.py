@@ -71,7 +71,12 @@ class SessionServer:
         )
         self.port = 0
         self._stopped = False
-        self._server = grpc.aio.server()
+        self._server = grpc.aio.server(
+            options=[
+                ("grpc.max_receive_message_length", settings.max_message_bytes),
+                ("grpc.max_send_message_length", settings.max_message_bytes),
+            ]
+        )
         sessions_pb2_grpc.add_SessionServiceServicer_to_server(
             SessionServicer(self.manager), self._server
         )

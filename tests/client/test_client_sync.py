@@ -253,3 +253,17 @@ def test_importing_over_a_taken_id_raises_already_exists(
 def test_a_malformed_record_is_invalid(client: SessionClient) -> None:
     with pytest.raises(InvalidArgumentError):
         client.import_session({"session_id": "s"})
+
+
+def test_a_history_larger_than_grpcs_default_4_mb_exports_and_imports(
+    client: SessionClient, user_id: str
+) -> None:
+    session = client.create_session(user_id=user_id, agent_id="a")
+    for i in range(180):
+        session.run(f"{i} " + "x" * 30_000)  # about 60 KB a turn with its echo
+
+    record = session.export()
+    restored = client.import_session(record, user_id=f"{user_id}-restored")
+
+    assert len(json.dumps(record)) > 5 * 1024 * 1024
+    assert restored.info.total_turns == 180

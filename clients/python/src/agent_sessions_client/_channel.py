@@ -38,10 +38,19 @@ def address(explicit: str | None) -> str:
     return explicit or os.environ.get("SESSIONS_ADDRESS") or DEFAULT_ADDRESS
 
 
+# Whole histories travel in one message (export pages, ImportSession); the server
+# sets its own limit (--max-message-bytes).
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+
+
 def options(retries: bool) -> list[tuple[str, object]]:
+    sizes: list[tuple[str, object]] = [
+        ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+        ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+    ]
     if not retries:
-        return [("grpc.enable_retries", 0)]
-    return [("grpc.enable_retries", 1), ("grpc.service_config", SERVICE_CONFIG)]
+        return [*sizes, ("grpc.enable_retries", 0)]
+    return [*sizes, ("grpc.enable_retries", 1), ("grpc.service_config", SERVICE_CONFIG)]
 
 
 def credentials(
