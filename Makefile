@@ -13,7 +13,7 @@ PROTOS := $(shell find protos -name '*.proto')
 $(INSTALLED): pyproject.toml clients/python/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e clients/python -e '.[dev]'
+	$(BIN)/pip install --quiet -e 'clients/python[cli]' -e '.[dev]'
 	touch $@
 
 setup: $(INSTALLED) redis-server

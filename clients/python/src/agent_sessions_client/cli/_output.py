@@ -1,0 +1,224 @@
+"""How results are shown: rich tables for people, or JSON with no decoration for scripts."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from rich import box
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from agent_sessions_client import SessionInfo, SessionStatus, Turn, TurnStatus
+
+_EXACT_INTEGERS = 2**53  # the largest whole numbers a double holds exactly
+# The turns table's index and status columns and the gaps between its four columns.
+_FIXED_TURN_COLUMNS = 5 + len("IN_PROGRESS") + 3 * 3
+_STATUS_STYLE = {
+    SessionStatus.ACTIVE: "green",
+    SessionStatus.ENDED: "dim",
+    TurnStatus.COMPLETED: "green",
+    TurnStatus.IN_PROGRESS: "yellow",
+    TurnStatus.FAILED: "red",
+    TurnStatus.CANCELLED: "dim",
+}
+
+
+def plain(value: Any) -> Any:
+    """``value`` with whole floats as ints: a Struct stores every number as a double, so a
+    state value set as 3 comes back as 3.0, which is the same JSON number but reads oddly."""
+    if isinstance(value, float) and value.is_integer() and abs(value) <= _EXACT_INTEGERS:
+        return int(value)
+    if isinstance(value, dict):
+        return {key: plain(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [plain(item) for item in value]
+    return value
+
+
+def session_json(info: SessionInfo) -> dict[str, Any]:
+    """A session as the JSON object ``--json`` prints."""
+    return {
+        "session_id": info.session_id,
+        "user_id": info.user_id,
+        "agent_id": info.agent_id,
+        "status": info.status.value,
+        "create_time": info.create_time.isoformat(),
+        "update_time": info.update_time.isoformat(),
+        "last_activity_time": info.last_activity_time.isoformat(),
+        "expire_time": info.expire_time.isoformat(),
+        "ttl_seconds": info.ttl.total_seconds(),
+        "idle_timeout_seconds": info.idle_timeout.total_seconds(),
+        "max_turns": info.max_turns,
+        "turn_count": info.turn_count,
+        "total_turns": info.total_turns,
+        "state": plain(info.state),
+        "labels": info.labels,
+        "summary": info.summary,
+        "etag": info.etag,
+    }
+
+
+def turn_json(turn: Turn) -> dict[str, Any]:
+    """A turn as the JSON object ``--json`` prints."""
+    return {
+        "index": turn.index,
+        "status": turn.status.value,
+        "input": turn.input,
+        "output": turn.output,
+        "create_time": turn.create_time.isoformat(),
+        "complete_time": turn.complete_time.isoformat() if turn.complete_time else None,
+        "request_id": turn.request_id,
+        "error": turn.error,
+    }
+
+
+def span(length: timedelta) -> str:
+    """A duration in its two largest units: ``2d``, ``1h30m``, ``45s``."""
+    seconds = int(length.total_seconds())
+    parts = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        amount, seconds = divmod(seconds, size)
+        if amount:
+            parts.append(f"{amount}{unit}")
+    return "".join(parts[:2]) or "0s"
+
+
+def relative(moment: datetime, now: datetime) -> str:
+    """``in 29m``, ``3m12s ago`` or ``now``."""
+    delta = moment - now
+    if abs(delta) < timedelta(seconds=1):
+        return "now"
+    return f"in {span(delta)}" if delta > timedelta(0) else f"{span(-delta)} ago"
+
+
+def _status(status: SessionStatus | TurnStatus) -> Text:
+    return Text(status.value, style=_STATUS_STYLE[status])
+
+
+def _preview(text: str, room: int) -> str:
+    line = " ".join(text.split())  # one line per row, whatever the text's own layout
+    return line if len(line) <= room else line[: room - 1] + "…"
+
+
+class Output:
+    """Writes results to stdout and notes and errors to stderr, as tables or as JSON."""
+
+    def __init__(self, *, as_json: bool) -> None:
+        self.as_json = as_json
+        # Text from the server goes into Text objects, never through rich's markup parser.
+        self.console = Console(highlight=False)
+        self.stderr = Console(stderr=True, highlight=False)
+
+    def json(self, value: Any) -> None:
+        """One JSON value on one line."""
+        sys.stdout.write(json.dumps(value, ensure_ascii=False) + "\n")
+        sys.stdout.flush()
+
+    def note(self, message: str) -> None:
+        """A message for the person at the terminal (stderr, so it never mixes with data)."""
+        self.stderr.print(Text(message), style="dim", soft_wrap=True)
+
+    def error(self, message: str) -> None:
+        self.stderr.print(Text(f"sessionctl: {message}"), style="red", soft_wrap=True)
+
+    def session(self, info: SessionInfo) -> None:
+        if self.as_json:
+            self.json(session_json(info))
+            return
+        now = datetime.now(UTC)
+        grid = Table.grid(padding=(0, 2))
+        grid.add_column(style="bold", no_wrap=True)
+        grid.add_column()
+        max_turns = str(info.max_turns) if info.max_turns else "unlimited"
+        rows: list[tuple[str, str | Text]] = [
+            ("session", info.session_id),
+            ("user", info.user_id),
+            ("agent", info.agent_id),
+            ("status", _status(info.status)),
+            ("turns", f"{info.turn_count} completed, {info.total_turns} in history"),
+            ("max turns", max_turns),
+            ("created", f"{info.create_time:%Y-%m-%d %H:%M:%S} UTC"),
+            ("last activity", relative(info.last_activity_time, now)),
+            (
+                "expires",
+                f"{info.expire_time:%Y-%m-%d %H:%M:%S} UTC ({relative(info.expire_time, now)})",
+            ),
+            ("ttl", span(info.ttl)),
+            ("idle timeout", span(info.idle_timeout)),
+            ("labels", ", ".join(f"{k}={v}" for k, v in sorted(info.labels.items())) or "-"),
+            ("state", json.dumps(plain(info.state), ensure_ascii=False) if info.state else "-"),
+        ]
+        if info.summary:
+            rows.append(("summary", info.summary))
+        for key, value in rows:
+            grid.add_row(key, value if isinstance(value, Text) else Text(value))
+        self.console.print(grid)
+
+    def sessions(self, infos: Iterable[SessionInfo]) -> None:
+        """A table of sessions, or one JSON object per line as they arrive."""
+        if self.as_json:
+            for info in infos:
+                self.json(session_json(info))
+            return
+        table = Table(box=box.SIMPLE_HEAD, show_edge=False)
+        table.add_column("SESSION", no_wrap=True)
+        table.add_column("AGENT", overflow="fold")
+        table.add_column("STATUS", no_wrap=True)
+        table.add_column("TURNS", justify="right", no_wrap=True)
+        table.add_column("LAST ACTIVITY", no_wrap=True)
+        table.add_column("EXPIRES", no_wrap=True)
+        now = datetime.now(UTC)
+        for info in infos:
+            table.add_row(
+                Text(info.session_id),
+                Text(info.agent_id),
+                _status(info.status),
+                str(info.turn_count),
+                relative(info.last_activity_time, now),
+                relative(info.expire_time, now),
+            )
+        if table.row_count:
+            self.console.print(table)
+        else:
+            self.note("no sessions")
+
+    def turns(self, turns: Iterable[Turn]) -> None:
+        """A table of turns, or one JSON object per line as they arrive."""
+        if self.as_json:
+            for turn in turns:
+                self.json(turn_json(turn))
+            return
+        table = Table(box=box.SIMPLE_HEAD, show_edge=False)
+        table.add_column("#", justify="right", no_wrap=True)
+        table.add_column("STATUS", no_wrap=True)
+        table.add_column("INPUT")
+        table.add_column("OUTPUT")
+        # Rich would squeeze the narrow columns away to fit long texts: shorten the texts
+        # instead, to a third and two thirds of what the index and status columns leave.
+        room = max(self.console.width - _FIXED_TURN_COLUMNS, 30)
+        input_room, output_room = room // 3, room - room // 3
+        for turn in turns:
+            reply = Text(_preview(turn.output, output_room))
+            if turn.error:
+                reply = Text(_preview(turn.error, output_room), style="red")
+            row_input = Text(_preview(turn.input, input_room))
+            table.add_row(str(turn.index), _status(turn.status), row_input, reply)
+        if table.row_count:
+            self.console.print(table)
+        else:
+            self.note("no turns")
+
+    def value(self, value: Any) -> None:
+        """A JSON value: one line with ``--json``; a bare string or indented JSON otherwise."""
+        value = plain(value)
+        if self.as_json:
+            self.json(value)
+        elif isinstance(value, str):
+            self.console.print(Text(value), soft_wrap=True)
+        else:
+            self.console.print_json(json.dumps(value, ensure_ascii=False))

@@ -1,0 +1,246 @@
+"""sessionctl, the console script, run as a subprocess against a live server on each store.
+
+The address reaches it through SESSIONS_ADDRESS only, to prove that it is honoured.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agent_sessions_client import InvalidArgumentError, SessionClient
+from agent_sessions_client.cli import main
+from tests.redis_server import free_port
+
+SESSIONCTL = str(Path(sys.executable).parent / "sessionctl")
+
+
+def sessionctl(address: str, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "SESSIONS_ADDRESS": address}
+    env.pop("SESSIONS_TOKEN", None)
+    # stdin is always a pipe, so that nothing waits for the terminal of the test run.
+    return subprocess.run(
+        [SESSIONCTL, *args], input=stdin, capture_output=True, text=True, env=env, timeout=30
+    )
+
+
+def json_lines(stdout: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in stdout.splitlines()]
+
+
+def create(address: str, user_id: str, *options: str) -> str:
+    result = sessionctl(address, "create", "--user", user_id, "--agent", "echo", "--json", *options)
+    assert result.returncode == 0, result.stderr
+    session_id: str = json.loads(result.stdout)["session_id"]
+    return session_id
+
+
+def test_create_then_get_shows_the_session_as_a_table_and_as_json(
+    live_server: str, user_id: str
+) -> None:
+    session_id = create(
+        live_server,
+        user_id,
+        "--ttl", "48h", "--idle-timeout", "90s", "--max-turns", "5",
+        "--state", '{"city": "Shanghai"}', "--label", "channel=web",
+    )  # fmt: skip
+
+    table = sessionctl(live_server, "get", "--user", user_id, session_id)
+    as_json = sessionctl(live_server, "--json", "get", "--user", user_id, session_id)
+
+    assert table.returncode == 0, table.stderr
+    for shown in (session_id, user_id, "ACTIVE", "channel=web", '{"city": "Shanghai"}'):
+        assert shown in table.stdout
+    assert re.search(r"^ttl +2d\b", table.stdout, re.MULTILINE)
+    session = json.loads(as_json.stdout)
+    assert (session["session_id"], session["user_id"], session["agent_id"]) == (
+        session_id,
+        user_id,
+        "echo",
+    )
+    assert (session["ttl_seconds"], session["idle_timeout_seconds"], session["max_turns"]) == (
+        172800,
+        90,
+        5,
+    )
+    assert (session["state"], session["labels"]) == ({"city": "Shanghai"}, {"channel": "web"})
+
+
+def test_list_pages_through_more_sessions_than_one_page(live_server: str, user_id: str) -> None:
+    created = {create(live_server, user_id) for _ in range(5)}
+
+    listed = sessionctl(live_server, "list", "--user", user_id, "--page-size", "2", "--json")
+    table = sessionctl(live_server, "list", "--user", user_id, "--page-size", "2")
+    limited = sessionctl(live_server, "list", "--user", user_id, "--limit", "3", "--json")
+
+    assert {session["session_id"] for session in json_lines(listed.stdout)} == created
+    assert len(json_lines(listed.stdout)) == 5
+    assert all(session_id in table.stdout for session_id in created)
+    assert len(json_lines(limited.stdout)) == 3
+
+
+def test_run_streams_the_reply_to_an_argument(live_server: str, user_id: str) -> None:
+    session_id = create(live_server, user_id)
+
+    result = sessionctl(live_server, "run", "--user", user_id, session_id, "Hi")
+
+    assert (result.returncode, result.stdout) == (0, "Echo (turn 1): Hi\n")
+
+
+def test_run_reads_the_input_from_stdin(live_server: str, user_id: str) -> None:
+    session_id = create(live_server, user_id)
+    sessionctl(live_server, "run", "--user", user_id, session_id, "Hi")
+
+    result = sessionctl(live_server, "run", "--user", user_id, session_id, stdin="Bye\n")
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == 'Echo (turn 2): Bye (previous: "Hi")\n'
+
+
+def test_turns_lists_the_history(live_server: str, user_id: str) -> None:
+    session_id = create(live_server, user_id)
+    for text in ("Hi", "Bye"):
+        sessionctl(live_server, "run", "--user", user_id, session_id, text)
+
+    listed = sessionctl(live_server, "turns", "--user", user_id, session_id, "--json")
+    table = sessionctl(live_server, "turns", "--user", user_id, session_id)
+    newest = sessionctl(
+        live_server, "turns", "--user", user_id, session_id, "--newest-first", "--limit", "1",
+        "--json",
+    )  # fmt: skip
+
+    turns = json_lines(listed.stdout)
+    assert [(t["index"], t["status"], t["input"]) for t in turns] == [
+        (1, "COMPLETED", "Hi"),
+        (2, "COMPLETED", "Bye"),
+    ]
+    assert turns[1]["output"] == 'Echo (turn 2): Bye (previous: "Hi")'
+    assert "COMPLETED" in table.stdout
+    assert "Echo (turn 1): Hi" in table.stdout
+    assert [t["index"] for t in json_lines(newest.stdout)] == [2]
+
+
+def test_state_set_then_get(live_server: str, user_id: str) -> None:
+    session_id = create(live_server, user_id, "--state", '{"old": true}')
+
+    changed = sessionctl(
+        live_server, "state", "set", "--user", user_id, session_id,
+        "plan=pro", "count=3", 'tags=["a", "b"]', "--remove", "old",
+    )  # fmt: skip
+    whole = sessionctl(live_server, "state", "get", "--user", user_id, session_id, "--json")
+    one = sessionctl(live_server, "state", "get", "--user", user_id, session_id, "plan")
+    missing = sessionctl(live_server, "state", "get", "--user", user_id, session_id, "nope")
+
+    assert changed.returncode == 0, changed.stderr
+    assert json.loads(whole.stdout) == {"plan": "pro", "count": 3, "tags": ["a", "b"]}
+    assert one.stdout == "pro\n"
+    assert missing.returncode == 3
+
+
+def test_end_then_run_fails_with_exit_5(live_server: str, user_id: str) -> None:
+    session_id = create(live_server, user_id)
+
+    ended = sessionctl(live_server, "end", "--user", user_id, session_id, "--json")
+    run = sessionctl(live_server, "run", "--user", user_id, session_id, "Hi")
+
+    assert json.loads(ended.stdout)["status"] == "ENDED"
+    assert run.returncode == 5
+    assert run.stderr.startswith("sessionctl: ")
+    assert run.stdout == ""
+
+
+def test_delete_then_get_exits_3(live_server: str, user_id: str) -> None:
+    session_id = create(live_server, user_id)
+
+    unconfirmed = sessionctl(live_server, "delete", "--user", user_id, session_id)
+    deleted = sessionctl(live_server, "delete", "--user", user_id, session_id, "--yes")
+    read = sessionctl(live_server, "get", "--user", user_id, session_id)
+
+    assert unconfirmed.returncode == 2  # stdin is no terminal to ask on, and no --yes
+    assert deleted.returncode == 0, deleted.stderr
+    assert read.returncode == 3
+    assert read.stderr.startswith("sessionctl: ")
+
+
+def test_invalid_input_exits_2_with_the_servers_message(live_server: str, user_id: str) -> None:
+    with SessionClient(live_server) as client, pytest.raises(InvalidArgumentError) as refused:
+        client.create_session(user_id=user_id, agent_id="")
+
+    result = sessionctl(live_server, "create", "--user", user_id, "--agent", "")
+    bad_duration = sessionctl(
+        live_server, "create", "--user", user_id, "--agent", "a", "--ttl", "x"
+    )
+
+    assert result.returncode == 2
+    assert result.stderr == f"sessionctl: {refused.value.message}\n"
+    assert bad_duration.returncode == 2
+    assert "invalid duration" in bad_duration.stderr
+
+
+def test_an_unreachable_address_exits_4_quickly() -> None:
+    nobody = f"127.0.0.1:{free_port()}"
+    started = time.monotonic()
+
+    result = sessionctl(nobody, "--timeout", "2", "get", "--user", "u", "s")
+
+    assert result.returncode == 4
+    assert result.stderr.startswith(f"sessionctl: cannot reach {nobody}: ")
+    assert time.monotonic() - started < 5
+
+
+def test_export_then_import_under_a_new_user_restores_the_turns(
+    live_server: str, user_id: str, tmp_path: Path
+) -> None:
+    first, second = create(live_server, user_id), create(live_server, user_id)
+    for text in ("Hi", "Bye"):
+        sessionctl(live_server, "run", "--user", user_id, first, text)
+    sessionctl(live_server, "end", "--user", user_id, second)
+    exported = tmp_path / "sessions.jsonl"
+    new_user = f"{user_id}-restored"
+
+    export = sessionctl(live_server, "export", "--user", user_id, "--output", str(exported))
+    imported = sessionctl(live_server, "import", str(exported), "--user", new_user)
+    again = sessionctl(
+        live_server, "import", "--user", new_user, "--json", stdin=exported.read_text()
+    )
+
+    assert export.returncode == 0, export.stderr
+    assert len(exported.read_text().splitlines()) == 2
+    assert imported.returncode == 0, imported.stderr
+    assert "Imported 2 session(s); 0 already existed; 0 failed." in imported.stdout
+    assert json.loads(again.stdout) == {"imported": 0, "already_existing": 2, "failed": 0}
+    assert again.returncode == 0
+    before = sessionctl(live_server, "turns", "--user", user_id, first, "--json")
+    after = sessionctl(live_server, "turns", "--user", new_user, first, "--json")
+    assert json_lines(after.stdout) == json_lines(before.stdout)
+    ended = sessionctl(live_server, "get", "--user", new_user, second, "--json")
+    assert json.loads(ended.stdout)["status"] == "ENDED"
+
+
+def test_chat_runs_two_turns_with_context_then_quits(live_server: str, user_id: str) -> None:
+    result = sessionctl(
+        live_server, "chat", "--user", user_id, "--agent", "echo", stdin="Hi\nHow are you?\n/quit\n"
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert "agent> Echo (turn 1): Hi\n" in result.stdout
+    assert 'agent> Echo (turn 2): How are you? (previous: "Hi")\n' in result.stdout
+    (session,) = json_lines(sessionctl(live_server, "list", "--user", user_id, "--json").stdout)
+    assert session["turn_count"] == 2
+
+
+def test_without_rich_it_says_how_to_install_it(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setitem(sys.modules, "rich", None)  # makes `import rich` fail
+
+    assert main(["list", "--user", "u"]) == 1
+    assert "pip install 'agent-sessions-client[cli]'" in capsys.readouterr().err
