@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import json
 import os
+import pty
 import re
+import select
 import subprocess
 import sys
 import time
@@ -244,3 +246,44 @@ def test_without_rich_it_says_how_to_install_it(
 
     assert main(["list", "--user", "u"]) == 1
     assert "pip install 'agent-sessions-client[cli]'" in capsys.readouterr().err
+
+
+def test_chat_in_a_real_terminal_streams_replies_and_quits(live_server: str, user_id: str) -> None:
+    primary, secondary = pty.openpty()
+    process = subprocess.Popen(
+        [SESSIONCTL, "chat", "--user", user_id, "--agent", "echo"],
+        stdin=secondary,
+        stdout=secondary,
+        stderr=secondary,
+        env={**os.environ, "SESSIONS_ADDRESS": live_server, "TERM": "dumb"},
+        close_fds=True,
+    )
+    os.close(secondary)
+    try:
+        screen = read_until(primary, "you> ")
+        os.write(primary, b"How's the weather in Shanghai?\n")
+        screen += read_until(primary, "you> ")
+        os.write(primary, b"What about Beijing?\n")
+        screen += read_until(primary, "you> ")
+        os.write(primary, b"/quit\n")
+        screen += read_until(primary, "Resume with")
+        assert process.wait(timeout=10) == 0
+    finally:
+        process.kill()
+        os.close(primary)
+
+    assert "agent> Echo (turn 1): How's the weather in Shanghai?" in screen
+    assert "Echo (turn 2): What about Beijing? (previous: \"How's the weather" in screen
+
+
+def read_until(fd: int, marker: str, timeout: float = 15) -> str:
+    """What the terminal shows until ``marker`` appears."""
+    seen = b""
+    deadline = time.monotonic() + timeout
+    while marker.encode() not in seen:
+        remaining = deadline - time.monotonic()
+        assert remaining > 0, f"{marker!r} never appeared in {seen.decode(errors='replace')!r}"
+        ready, _, _ = select.select([fd], [], [], remaining)
+        if ready:
+            seen += os.read(fd, 4096)
+    return seen.decode(errors="replace").replace("\r\n", "\n")
