@@ -18,9 +18,10 @@ $(INSTALLED): pyproject.toml clients/python/pyproject.toml
 
 setup: $(INSTALLED) redis-server
 
-## run: serve on 127.0.0.1:50051 with the in-memory store (ARGS="--store redis://..." to change)
+## run: serve on 127.0.0.1:50051 with the in-memory store, echo answering any agent id
+## (ARGS="--store redis://..." to add or change settings)
 run: $(INSTALLED)
-	$(BIN)/session-server $(ARGS)
+	$(BIN)/session-server --default-agent echo $(ARGS)
 
 ## test: the whole suite; Redis tests start their own redis-server on free ports
 test: setup

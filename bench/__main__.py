@@ -38,6 +38,8 @@ def session_server(store_url: str) -> Iterator[str]:
         store_url,
         "--log-level",
         "WARNING",
+        "--default-agent",
+        "echo",
     ]
     process = subprocess.Popen(command)
     try:

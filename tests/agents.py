@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncGenerator
 
-from agent_sessions.agents import AgentContext
+from agent_sessions.agents import AgentContext, AgentEvent
 from agent_sessions.model import StateDelta
 
 
@@ -22,9 +22,7 @@ class ScriptedAgent:
         self.cancelled = asyncio.Event()
         self.release = asyncio.Event()
 
-    async def stream(
-        self, context: AgentContext, text: str
-    ) -> AsyncGenerator[str | StateDelta, None]:
+    async def stream(self, context: AgentContext, text: str) -> AsyncGenerator[AgentEvent, None]:
         if text == "explode":
             yield "partial "
             yield StateDelta(set={"should_not": "be stored"})

@@ -65,6 +65,8 @@ def server_settings(store_url: str, key_prefix: str, **overrides: object) -> Set
         "health_check_interval": timedelta(milliseconds=100),
         "redis_timeout": timedelta(seconds=1),
         "shutdown_grace": timedelta(seconds=1),
+        # Tests name agents freely ("my-agent"); the echo agent answers them all.
+        "default_agent": "echo",
     }
     values.update(overrides)
     return Settings.model_validate(values)

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from agent_sessions.agents.specs import AgentSpec, load_agents_file
 
 STORE_SCHEMES = ("memory", "redis", "rediss")
 
@@ -35,6 +38,19 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("store", "SESSIONS_STORE_URL"),
         description="where sessions live: memory:// (embedded, lost on exit), "
         "redis://[:password@]host:port/db or rediss:// for TLS",
+    )
+    default_agent: str | None = Field(
+        None,
+        description="the agent that answers any agent_id the agents table does not name; "
+        "unset, such ids are refused (built-in agents: echo, weather)",
+    )
+    agents: dict[str, AgentSpec] = Field(
+        default_factory=dict,
+        description='the agents table as JSON: {"<agent_id>": {"kind": "openai", ...}}; '
+        "kinds: echo, weather, openai, grpc, plugin",
+    )
+    agents_file: Path | None = Field(
+        None, description="a TOML file of [agents.<agent_id>] tables (the agents setting wins)"
     )
     key_prefix: str = Field("sessions:", min_length=1, description="prefix of every Redis key")
     default_ttl: timedelta = Field(
@@ -98,3 +114,9 @@ class Settings(BaseSettings):
         if not sep or not host or not port.isdigit() or int(port) > 65535:
             raise ValueError(f"address {address!r} must be host:port, e.g. 127.0.0.1:50051")
         return address
+
+    def agent_specs(self) -> dict[str, AgentSpec]:
+        """The agents table: the agents file's, then the ``agents`` setting's entries."""
+        specs = load_agents_file(self.agents_file) if self.agents_file else {}
+        specs.update(self.agents)
+        return specs

@@ -7,9 +7,10 @@ the ``google.rpc.ErrorInfo`` reason sent with it::
     ├── InvalidArgument       INVALID_ARGUMENT
     ├── SessionNotFound       NOT_FOUND
     ├── SessionAlreadyExists  ALREADY_EXISTS
-    ├── FailedPrecondition    FAILED_PRECONDITION  (ended session, max turns)
+    ├── FailedPrecondition    FAILED_PRECONDITION  (ended session, max turns, agent gone)
     ├── Conflict              ABORTED              (etag mismatch, turn already running)
     ├── StoreUnavailable      UNAVAILABLE
+    ├── AgentUnavailableError UNAVAILABLE          (the turn is kept as FAILED)
     ├── AgentFailed           INTERNAL             (the turn is kept as FAILED)
     └── RunTimedOut           DEADLINE_EXCEEDED    (the turn is kept as FAILED)
 """
@@ -91,6 +92,17 @@ class MaxTurnsReached(FailedPrecondition):
         )
 
 
+class AgentNotConfigured(FailedPrecondition):
+    reason = "AGENT_NOT_CONFIGURED"
+
+    def __init__(self, agent_id: str, known: list[str]) -> None:
+        super().__init__(
+            f"the session's agent {agent_id!r} is not configured on this server "
+            f"(it has {', '.join(known)}); the turn is kept as FAILED with your input",
+            metadata={"agent_id": agent_id},
+        )
+
+
 class Conflict(SessionError):
     """A concurrent change won; re-read and retry."""
 
@@ -134,6 +146,12 @@ class StoreUnavailable(SessionError):
     """The session store cannot be reached; retry later."""
 
     reason = "STORE_UNAVAILABLE"
+
+
+class AgentUnavailableError(SessionError):
+    """The agent could not be reached or is overloaded; the turn is kept as FAILED."""
+
+    reason = "AGENT_UNAVAILABLE"
 
 
 class AgentFailed(SessionError):

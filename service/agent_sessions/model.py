@@ -86,6 +86,19 @@ def etag_of(version: int) -> str:
 
 
 @dataclass(frozen=True, slots=True)
+class TokenUsage:
+    """What a reply cost in model tokens, when the agent reports it."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+    def __add__(self, other: TokenUsage) -> TokenUsage:
+        return TokenUsage(
+            self.input_tokens + other.input_tokens, self.output_tokens + other.output_tokens
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class Turn:
     index: int
     status: TurnStatus
@@ -95,6 +108,7 @@ class Turn:
     complete_time_ms: int = 0
     request_id: str = ""
     error: str = ""
+    usage: TokenUsage = TokenUsage()
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +160,7 @@ class TurnOutcome:
     output: str = ""
     error: str = ""
     state_delta: StateDelta = field(default_factory=StateDelta)
+    usage: TokenUsage = TokenUsage()
 
 
 @dataclass(frozen=True, slots=True)

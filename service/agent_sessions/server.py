@@ -13,6 +13,8 @@ from grpc_reflection.v1alpha import reflection
 from sessions.v1 import sessions_pb2, sessions_pb2_grpc
 
 from agent_sessions.agents import Agent, AgentRegistry
+from agent_sessions.agents.registry import ConfiguredAgent
+from agent_sessions.agents.registry import build as build_agent
 from agent_sessions.api.servicer import SessionServicer
 from agent_sessions.config import Settings
 from agent_sessions.health import StoreHealth
@@ -65,7 +67,12 @@ class SessionServer:
     ) -> None:
         self.settings = settings
         self.store = store if store is not None else open_store(settings)
-        self.manager = SessionManager(self.store, AgentRegistry(agents), policy_from(settings))
+        configured: dict[str, Agent | ConfiguredAgent] = {
+            agent_id: build_agent(spec) for agent_id, spec in settings.agent_specs().items()
+        }
+        configured.update(agents or {})
+        registry = AgentRegistry(configured, default=settings.default_agent)
+        self.manager = SessionManager(self.store, registry, policy_from(settings))
         self.health = StoreHealth(
             self.store, interval_s=settings.health_check_interval.total_seconds()
         )

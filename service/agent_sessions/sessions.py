@@ -12,9 +12,19 @@ from contextlib import aclosing, contextmanager
 from dataclasses import dataclass
 
 from agent_sessions import paging, validation
-from agent_sessions.agents import AgentContext, AgentRegistry
+from agent_sessions.agents import (
+    Agent,
+    AgentContext,
+    AgentError,
+    AgentEvent,
+    AgentRegistry,
+    AgentTimeout,
+    AgentUnavailable,
+)
 from agent_sessions.errors import (
     AgentFailed,
+    AgentNotConfigured,
+    AgentUnavailableError,
     InvalidArgument,
     RunSuperseded,
     RunTimedOut,
@@ -27,6 +37,7 @@ from agent_sessions.model import (
     SessionPatch,
     SessionStatus,
     StateDelta,
+    TokenUsage,
     Turn,
     TurnOutcome,
     TurnStart,
@@ -136,6 +147,8 @@ class SessionManager:
         self.store = store
         self._agents = agents
         self._policy = policy or SessionPolicy()
+        longest = agents.longest_timeout_ms(self._policy.run_timeout_ms)
+        self._lease_ms = longest + min(longest, _MAX_LEASE_SLACK_MS)
         self._clock = clock
         self._in_flight = _InFlight()
 
@@ -156,7 +169,7 @@ class SessionManager:
         session = Session(
             session_id=validation.session_id(session_id) if session_id else new_session_id(),
             user_id=validation.user_id(user_id),
-            agent_id=validation.agent_id(agent_id),
+            agent_id=self._known_agent(agent_id),
             status=SessionStatus.ACTIVE,
             create_time_ms=now,
             update_time_ms=now,
@@ -199,7 +212,7 @@ class SessionManager:
         policy = self._policy
         session_id = validation.session_id(session_id, field="session.session_id")
         user_id = validation.user_id(user_id, field="session.user_id")
-        agent_id = validation.agent_id(agent_id, field="session.agent_id")
+        agent_id = self._known_agent(agent_id, field="session.agent_id")
         ttl_ms = self._duration("session.ttl", ttl_ms, policy.default_ttl_ms)
         idle_timeout_ms = self._duration(
             "session.idle_timeout", idle_timeout_ms, policy.default_idle_timeout_ms
@@ -406,7 +419,7 @@ class SessionManager:
             text=text,
             request_id=request_id,
             run_id=run_id,
-            lease_ms=policy.run_timeout_ms + min(policy.run_timeout_ms, _MAX_LEASE_SLACK_MS),
+            lease_ms=self._lease_ms,
             history_turns=policy.history_turns,
             now_ms=self._clock(),
         )
@@ -416,42 +429,51 @@ class SessionManager:
                 yield RunDelta(start.turn.output)
             yield RunCompleted(start.turn, start.session)
             return
+        configured = self._agents.resolve(start.session.agent_id)
+        if configured is None:
+            error = AgentNotConfigured(start.session.agent_id, self._agents.agent_ids)
+            await self._record_unfinished(start, run_id, TurnStatus.FAILED, error.message)
+            raise error
+        timeout_ms = configured.timeout_ms or policy.run_timeout_ms
         with self._in_flight.track():
             reply: list[str] = []
+            reply_bytes = 0
             state_delta = StateDelta()
+            usage = TokenUsage()
             try:
                 yield RunStarted(start.turn.index, replayed=False)
-                async with asyncio.timeout(policy.run_timeout_ms / 1000):
-                    async with aclosing(self._agent_stream(start, text)) as stream:
+                async with asyncio.timeout(timeout_ms / 1000):
+                    agent_stream = self._agent_stream(configured.agent, start, text)
+                    async with aclosing(agent_stream) as stream:
                         async for item in stream:
-                            if isinstance(item, StateDelta):
+                            if isinstance(item, str):
+                                reply_bytes += len(item.encode())
+                                if reply_bytes > configured.max_reply_bytes:
+                                    raise AgentError(
+                                        "the reply grew past the agent's limit of "
+                                        f"{configured.max_reply_bytes} bytes"
+                                    )
+                                if item:
+                                    reply.append(item)
+                                    yield RunDelta(item)
+                            elif isinstance(item, StateDelta):
                                 state_delta = state_delta.merged(item)
-                            elif item:
-                                reply.append(item)
-                                yield RunDelta(item)
+                            else:
+                                usage = usage + item
             except (asyncio.CancelledError, GeneratorExit):
                 await self._record_unfinished(start, run_id, TurnStatus.CANCELLED, CANCELLED_ERROR)
                 raise
-            except TimeoutError:
-                message = (
-                    f"the agent did not finish within the run timeout of {policy.run_timeout_ms} ms"
-                )
-                await self._record_unfinished(start, run_id, TurnStatus.FAILED, message)
-                raise RunTimedOut(
-                    f"turn {start.turn.index}: {message}; "
-                    "the turn is kept as FAILED with your input"
-                ) from None
             except Exception as exc:
+                failure = _agent_failure(exc, start, timeout_ms)
                 log.warning(
-                    "agent failed in turn %d of %s", start.turn.index, session_id, exc_info=True
+                    "turn %d of %s failed: %s",
+                    start.turn.index,
+                    session_id,
+                    failure.message,
+                    exc_info=not isinstance(exc, AgentError | TimeoutError),
                 )
-                message = f"agent {start.session.agent_id!r} failed: {type(exc).__name__}: {exc}"
-                await self._record_unfinished(start, run_id, TurnStatus.FAILED, message)
-                raise AgentFailed(
-                    f"turn {start.turn.index}: {message}; the turn is kept as FAILED with your "
-                    "input, and the session can run again",
-                    metadata={"session_id": session_id, "turn_index": str(start.turn.index)},
-                ) from exc
+                await self._record_unfinished(start, run_id, TurnStatus.FAILED, failure.message)
+                raise failure from exc
 
             turn, session = await self.store.finish_turn(
                 user_id=user_id,
@@ -459,13 +481,19 @@ class SessionManager:
                 index=start.turn.index,
                 run_id=run_id,
                 outcome=TurnOutcome(
-                    TurnStatus.COMPLETED, output="".join(reply), state_delta=state_delta
+                    TurnStatus.COMPLETED,
+                    output="".join(reply),
+                    state_delta=state_delta,
+                    usage=usage,
                 ),
                 now_ms=self._clock(),
             )
         yield RunCompleted(turn, session)
 
-    def _agent_stream(self, start: TurnStart, text: str) -> AsyncGenerator[str | StateDelta, None]:
+    @staticmethod
+    def _agent_stream(
+        agent: Agent, start: TurnStart, text: str
+    ) -> AsyncGenerator[AgentEvent, None]:
         session = start.session
         context = AgentContext(
             session_id=session.session_id,
@@ -476,7 +504,7 @@ class SessionManager:
             summary=session.summary,
             history=start.history,
         )
-        return self._agents.resolve(session.agent_id).stream(context, text)
+        return agent.stream(context, text)
 
     async def _record_unfinished(
         self, start: TurnStart, run_id: str, status: TurnStatus, error: str
@@ -521,10 +549,40 @@ class SessionManager:
         """Waits (at most ``timeout_s``) for runs and the writes that record their end."""
         await self._in_flight.idle(timeout_s)
 
+    def _known_agent(self, agent_id: str, field: str = "agent_id") -> str:
+        validation.agent_id(agent_id, field=field)
+        if not self._agents.knows(agent_id):
+            raise InvalidArgument(
+                field,
+                f"unknown agent {agent_id!r}: this server has {', '.join(self._agents.agent_ids)}"
+                " (configure more in the agents table, or set a default agent)",
+            )
+        return agent_id
+
     def _duration(self, field: str, value: int | None, default: int) -> int:
         if value is None:
             return default
         return validation.duration_ms(field, value, max_ms=self._policy.max_ttl_ms)
+
+
+def _agent_failure(error: Exception, start: TurnStart, timeout_ms: int) -> SessionError:
+    """The error a failed agent gives the caller; its message is also the turn's error."""
+    agent = f"agent {start.session.agent_id!r}"
+    where = f"turn {start.turn.index}"
+    kept = "the turn is kept as FAILED with your input, and the session can run again"
+    metadata = {"session_id": start.session.session_id, "turn_index": str(start.turn.index)}
+    if isinstance(error, TimeoutError):
+        return RunTimedOut(
+            f"{where}: {agent} did not finish within {timeout_ms} ms; {kept}", metadata=metadata
+        )
+    if isinstance(error, AgentTimeout):
+        return RunTimedOut(f"{where}: {agent} timed out: {error}; {kept}", metadata=metadata)
+    if isinstance(error, AgentUnavailable):
+        return AgentUnavailableError(
+            f"{where}: {agent} is unavailable: {error}; {kept}", metadata=metadata
+        )
+    reason = str(error) if isinstance(error, AgentError) else f"{type(error).__name__}: {error}"
+    return AgentFailed(f"{where}: {agent} failed: {reason}; {kept}", metadata=metadata)
 
 
 def new_session_id() -> str:

@@ -56,6 +56,8 @@ def live_server(request: pytest.FixtureRequest) -> Iterator[str]:
             f"client-{uuid.uuid4().hex[:8]}:",
             "--log-level",
             "WARNING",
+            "--default-agent",
+            "echo",
         ]
     )
     try:

@@ -5,8 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncGenerator
 
-from agent_sessions.agents.protocol import AgentContext
-from agent_sessions.model import StateDelta
+from agent_sessions.agents.protocol import AgentContext, AgentEvent
 
 _WORD = re.compile(r"\S+\s*|\s+")
 
@@ -18,9 +17,7 @@ class EchoAgent:
     see that the session's context reached the agent; it streams one word a chunk.
     """
 
-    async def stream(
-        self, context: AgentContext, text: str
-    ) -> AsyncGenerator[str | StateDelta, None]:
+    async def stream(self, context: AgentContext, text: str) -> AsyncGenerator[AgentEvent, None]:
         reply = f"Echo (turn {context.turn_index}): {text}"
         if context.history:
             reply += f' (previous: "{context.history[-1].input}")'

@@ -6,7 +6,10 @@ from collections.abc import AsyncGenerator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-from agent_sessions.model import JsonValue, StateDelta, Turn
+from agent_sessions.model import JsonValue, StateDelta, TokenUsage, Turn
+
+AgentEvent = str | StateDelta | TokenUsage
+"""What an agent yields: reply text, a state change, or the tokens it spent."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,10 +35,10 @@ class Agent(Protocol):
 
     ``stream`` is an async generator: it yields the reply as text chunks, in order, as
     they are produced; it may also yield :class:`StateDelta` objects, which are merged
-    and committed with the turn only if it completes. Raising fails the turn (the user's input is
-    kept); the run closes the generator promptly when the caller goes away.
+    and committed with the turn only if it completes, and :class:`TokenUsage`, which is
+    added up and stored with the turn. Raising fails the turn (the user's input is
+    kept; :mod:`agent_sessions.agents.errors` says which status each error gives); the
+    run closes the generator promptly when the caller goes away.
     """
 
-    def stream(
-        self, context: AgentContext, text: str
-    ) -> AsyncGenerator[str | StateDelta, None]: ...
+    def stream(self, context: AgentContext, text: str) -> AsyncGenerator[AgentEvent, None]: ...

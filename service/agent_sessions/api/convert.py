@@ -10,7 +10,14 @@ from sessions.v1 import sessions_pb2 as pb
 
 from agent_sessions import sessions, validation
 from agent_sessions.errors import InvalidArgument
-from agent_sessions.model import JsonValue, Session, SessionPatch, SessionStatus, Turn
+from agent_sessions.model import (
+    JsonValue,
+    Session,
+    SessionPatch,
+    SessionStatus,
+    TokenUsage,
+    Turn,
+)
 
 _DURATION_FIELDS = {"ttl": "ttl_ms", "idle_timeout": "idle_timeout_ms"}
 UPDATABLE_FIELDS = ("state", "labels", "ttl", "idle_timeout", "max_turns")
@@ -77,6 +84,9 @@ def turn_message(turn: Turn) -> pb.Turn:
         request_id=turn.request_id,
         error=turn.error,
     )
+    if turn.usage.input_tokens or turn.usage.output_tokens:
+        message.usage.input_tokens = turn.usage.input_tokens
+        message.usage.output_tokens = turn.usage.output_tokens
     if turn.complete_time_ms:
         message.complete_time.CopyFrom(timestamp(turn.complete_time_ms))
     return message
@@ -144,6 +154,7 @@ def _imported_turn(position: int, message: pb.Turn) -> Turn:
         ),
         request_id=message.request_id,
         error=message.error,
+        usage=TokenUsage(message.usage.input_tokens, message.usage.output_tokens),
     )
 
 

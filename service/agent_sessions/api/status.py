@@ -18,6 +18,7 @@ _CODES: tuple[tuple[type[errors.SessionError], grpc.StatusCode], ...] = (
     (errors.FailedPrecondition, grpc.StatusCode.FAILED_PRECONDITION),
     (errors.Conflict, grpc.StatusCode.ABORTED),
     (errors.StoreUnavailable, grpc.StatusCode.UNAVAILABLE),
+    (errors.AgentUnavailableError, grpc.StatusCode.UNAVAILABLE),
     (errors.RunTimedOut, grpc.StatusCode.DEADLINE_EXCEEDED),
     (errors.AgentFailed, grpc.StatusCode.INTERNAL),
 )

@@ -225,6 +225,7 @@ class MemorySessionStore:
             output=outcome.output if completed else "",
             error=outcome.error,
             complete_time_ms=now_ms,
+            usage=outcome.usage,
         )
         record.turns[index - 1] = turn
         if completed:

@@ -36,6 +36,7 @@ from agent_sessions.model import (
     SessionPage,
     SessionPatch,
     SessionStatus,
+    TokenUsage,
     Turn,
     TurnOutcome,
     TurnPage,
@@ -311,7 +312,11 @@ class RedisSessionStore:
         """
         completed = outcome.status is TurnStatus.COMPLETED
         tail = _turn_tail(
-            outcome.status, now_ms, outcome.output if completed else "", outcome.error
+            outcome.status,
+            now_ms,
+            outcome.output if completed else "",
+            outcome.error,
+            outcome.usage,
         )
         args: list[_Arg] = [now_ms, session_id, index, run_id, "1" if completed else "", tail]
         delta = outcome.state_delta
@@ -441,18 +446,21 @@ def _turn_head(create_ms: int, request_id: str, text: str) -> str:
     return f'{{"ct":{create_ms},"rq":{_json_encode(request_id)},"in":{_json_encode(text)}'
 
 
-def _turn_tail(status: TurnStatus, complete_ms: int, output: str, error: str) -> str:
+def _turn_tail(
+    status: TurnStatus, complete_ms: int, output: str, error: str, usage: TokenUsage
+) -> str:
     """The end of a finished turn's JSON, which replaces ``OPEN_TURN_TAIL``."""
     return (
         f',"s":{int(status)},"dt":{complete_ms},'
-        f'"out":{_json_encode(output)},"err":{_json_encode(error)}}}'
+        f'"out":{_json_encode(output)},"err":{_json_encode(error)},'
+        f'"ti":{usage.input_tokens},"to":{usage.output_tokens}}}'
     )
 
 
 def _turn_json(turn: Turn) -> str:
     """A finished turn as the turns list holds it; its index is its position."""
     return _turn_head(turn.create_time_ms, turn.request_id, turn.input) + _turn_tail(
-        turn.status, turn.complete_time_ms, turn.output, turn.error
+        turn.status, turn.complete_time_ms, turn.output, turn.error, turn.usage
     )
 
 
@@ -476,4 +484,6 @@ def _turn_of(fields: dict[str, Any], index: int) -> Turn:
         complete_time_ms=fields["dt"],
         request_id=fields["rq"],
         error=fields["err"],
+        # A turn failed by the lease script has no usage.
+        usage=TokenUsage(fields.get("ti", 0), fields.get("to", 0)),
     )
