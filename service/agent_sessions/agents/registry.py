@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import inspect
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -104,7 +105,8 @@ def _plugin(spec: PluginSpec) -> Agent:
     target: object = importlib.import_module(module_name)
     for name in attribute.split("."):
         target = getattr(target, name)
-    if not isinstance(target, Agent):
+    # A class passes the protocol check through its stream function: instantiate it.
+    if inspect.isclass(target) or not isinstance(target, Agent):
         if not callable(target):
             raise TypeError(f"{spec.object} is neither an agent nor a factory of one")
         target = target(**spec.options)

@@ -28,7 +28,13 @@ from agent_sessions_client._errors import (
     UnavailableError,
 )
 from agent_sessions_client._sync import Session, SessionClient
-from agent_sessions_client._types import SessionInfo, SessionStatus, Turn, TurnStatus
+from agent_sessions_client._types import (
+    SessionInfo,
+    SessionStatus,
+    TokenUsage,
+    Turn,
+    TurnStatus,
+)
 
 __all__ = [
     "AbortedError",
@@ -44,6 +50,7 @@ __all__ = [
     "SessionInfo",
     "SessionStatus",
     "SessionsError",
+    "TokenUsage",
     "Turn",
     "TurnStatus",
     "UnauthenticatedError",

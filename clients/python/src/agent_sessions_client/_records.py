@@ -5,7 +5,7 @@ A record is a session with its whole history::
     {"session_id", "user_id", "agent_id", "status", "ttl_seconds",
      "idle_timeout_seconds", "max_turns", "state", "labels", "summary",
      "turns": [{"index", "status", "input", "output", "create_time",
-                "complete_time", "request_id", "error"}, ...]}
+                "complete_time", "request_id", "error", "usage"}, ...]}
 
 Times are ISO 8601. An imported session starts a fresh life (its expiry counts from
 the import); its turns keep their times.
@@ -45,6 +45,10 @@ def export_record(info: SessionInfo, turns: Iterable[Turn]) -> dict[str, Any]:
                 "complete_time": t.complete_time.isoformat() if t.complete_time else None,
                 "request_id": t.request_id,
                 "error": t.error,
+                "usage": {
+                    "input_tokens": t.usage.input_tokens,
+                    "output_tokens": t.usage.output_tokens,
+                },
             }
             for t in turns
         ],
@@ -87,6 +91,9 @@ def import_request(record: Mapping[str, Any], user_id: str | None) -> pb.ImportS
             request_id=item.get("request_id", ""),
             error=item.get("error", ""),
         )
+        usage = item.get("usage") or {}
+        message.usage.input_tokens = int(usage.get("input_tokens", 0))
+        message.usage.output_tokens = int(usage.get("output_tokens", 0))
         message.create_time.CopyFrom(_timestamp(item["create_time"]))
         if item.get("complete_time"):
             message.complete_time.CopyFrom(_timestamp(item["complete_time"]))

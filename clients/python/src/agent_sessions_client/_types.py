@@ -48,6 +48,14 @@ class SessionInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class TokenUsage:
+    """Model tokens a turn cost, when the agent reported them (else zeros)."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class Turn:
     """One exchange: the user's input and the agent's reply (``output``)."""
 
@@ -59,6 +67,7 @@ class Turn:
     complete_time: datetime | None
     request_id: str = ""
     error: str = ""
+    usage: TokenUsage = TokenUsage()
 
 
 def _time(stamp: timestamp_pb2.Timestamp) -> datetime:
@@ -97,6 +106,7 @@ def turn(message: pb.Turn) -> Turn:
         complete_time=_time(message.complete_time) if message.HasField("complete_time") else None,
         request_id=message.request_id,
         error=message.error,
+        usage=TokenUsage(message.usage.input_tokens, message.usage.output_tokens),
     )
 
 
