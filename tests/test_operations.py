@@ -76,7 +76,9 @@ async def test_grpcurl_drives_a_whole_session(server: SessionServer) -> None:
     service = "sessions.v1.SessionService"
     [session] = json_stream(
         await grpcurl(
-            server, f"{service}/CreateSession", data={"user_id": "ops", "agent_id": "echo"}
+            server,
+            f"{service}/CreateSession",
+            data={"user_id": "ops", "agent_id": "weather", "ttl": "172800s", "max_turns": 100},
         )
     )
     ids = {"user_id": "ops", "session_id": session["session_id"]}
@@ -88,7 +90,8 @@ async def test_grpcurl_drives_a_whole_session(server: SessionServer) -> None:
     [ended] = json_stream(await grpcurl(server, f"{service}/EndSession", data=ids))
 
     assert second[0] == {"started": {"turn_index": 2}}
-    assert "Shanghai" in second[-1]["completed"]["turn"]["output"]
+    assert second[-1]["completed"]["turn"]["output"] == "Beijing is cloudy today, 18°C"
+    assert session["ttl"] == "172800s"
     assert [t["input"] for t in listed["turns"]] == [
         "How's the weather in Shanghai?",
         "What about Beijing?",
