@@ -101,7 +101,7 @@ class MemorySessionStore:
             live = [s for s in live if s.agent_id == agent_id]
         page = live[:page_size]
         next_cursor = None
-        if len(live) > page_size:
+        if page and len(live) > page_size:
             last = page[-1]
             next_cursor = SessionCursor(last.last_activity_ms, last.session_id)
         records = [self._records[(user_id, s.session_id)] for s in page]
