@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from agent_sessions.agents import AgentContext
+from agent_sessions.agents import AgentContext, AgentEvent
 from agent_sessions.agents.echo import EchoAgent
-from agent_sessions.model import StateDelta, Turn, TurnStatus
+from agent_sessions.model import Turn, TurnStatus
 
 
 def context(turn_index: int, previous_inputs: list[str]) -> AgentContext:
@@ -15,7 +15,7 @@ def context(turn_index: int, previous_inputs: list[str]) -> AgentContext:
     return AgentContext("s", "u", "echo", turn_index, {}, "", history)
 
 
-async def chunks(agent: EchoAgent, ctx: AgentContext, text: str) -> list[str | StateDelta]:
+async def chunks(agent: EchoAgent, ctx: AgentContext, text: str) -> list[AgentEvent]:
     return [chunk async for chunk in agent.stream(ctx, text)]
 
 

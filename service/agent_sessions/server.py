@@ -71,8 +71,8 @@ class SessionServer:
             agent_id: build_agent(spec) for agent_id, spec in settings.agent_specs().items()
         }
         configured.update(agents or {})
-        registry = AgentRegistry(configured, default=settings.default_agent)
-        self.manager = SessionManager(self.store, registry, policy_from(settings))
+        self.agents = AgentRegistry(configured, default=settings.default_agent)
+        self.manager = SessionManager(self.store, self.agents, policy_from(settings))
         self.health = StoreHealth(
             self.store, interval_s=settings.health_check_interval.total_seconds()
         )
@@ -125,6 +125,7 @@ class SessionServer:
         # The server cancels the runs still going when the grace period ends but does
         # not wait for them to record their turns CANCELLED: that happens here.
         await self.manager.settle(timeout_s=self.settings.redis_timeout.total_seconds())
+        await self.agents.aclose()
         await self.store.close()
 
     async def wait(self) -> None:

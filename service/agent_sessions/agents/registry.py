@@ -75,6 +75,13 @@ class AgentRegistry:
             return self._agents[self._default]
         return found
 
+    async def aclose(self) -> None:
+        """Closes the agents that hold connections (those with an ``aclose`` method)."""
+        for configured in self._agents.values():
+            close = getattr(configured.agent, "aclose", None)
+            if close is not None:
+                await close()
+
     def longest_timeout_ms(self, run_timeout_ms: int) -> int:
         return max([run_timeout_ms, *(a.timeout_ms for a in self._agents.values() if a.timeout_ms)])
 
