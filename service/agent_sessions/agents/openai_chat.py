@@ -1,0 +1,235 @@
+"""An agent behind an OpenAI-compatible chat completions API (OpenAI, vLLM, Ollama, ...)."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import AsyncGenerator
+from urllib.parse import urlsplit, urlunsplit
+
+import openai
+from openai import AsyncOpenAI, omit
+from openai.types.chat import ChatCompletionChunk, ChatCompletionMessageParam
+
+from agent_sessions.agents.errors import AgentError, AgentTimeout, AgentUnavailable
+from agent_sessions.agents.protocol import AgentContext, AgentEvent
+from agent_sessions.agents.specs import OpenAISpec
+from agent_sessions.model import TokenUsage
+
+log = logging.getLogger(__name__)
+
+# Local servers (Ollama, llama.cpp, vLLM without --api-key) accept any key, but the
+# client insists on one.
+PLACEHOLDER_API_KEY = "unused"
+# An upstream error can be a whole HTML page from a proxy; the turn keeps its start.
+_MAX_REASON_CHARS = 500
+
+
+class OpenAIChatAgent:
+    """Streams the reply of a chat model, with the session's context as the conversation.
+
+    The messages are the system prompt, the session's summary (when it has one), each
+    turn of the history as a user and an assistant message, then the new input. Upstream
+    failures become :class:`AgentUnavailable` (refused, HTTP 429 and 5xx),
+    :class:`AgentTimeout` or :class:`AgentError` (other 4xx, a malformed stream), with
+    the upstream reason in the message.
+    """
+
+    def __init__(self, spec: OpenAISpec, client: AsyncOpenAI, api_key: str) -> None:
+        self._spec = spec
+        self._client = client
+        self._api_key = api_key
+        self._where = _without_userinfo(spec.base_url)
+
+    @classmethod
+    def from_spec(cls, spec: OpenAISpec) -> OpenAIChatAgent:
+        """The agent a spec describes; its HTTP client is made here and reused by every turn.
+
+        The API key is ``api_key``, else the variable ``api_key_env`` names, else a
+        placeholder (local servers take any key).
+        """
+        api_key = ""
+        if spec.api_key is not None:
+            api_key = spec.api_key.get_secret_value()
+        elif spec.api_key_env:
+            api_key = os.environ.get(spec.api_key_env, "")
+            if not api_key:
+                # Not fatal: a local server answers anyway, and one that wants a key
+                # fails each turn with its HTTP 401, which names the problem.
+                log.warning(
+                    "the openai agent for %s takes its API key from $%s, which is not set; "
+                    "sending a placeholder key",
+                    _without_userinfo(spec.base_url),
+                    spec.api_key_env,
+                )
+        api_key = api_key or PLACEHOLDER_API_KEY
+        # Retries belong to the caller, whose Run carries a request id; retrying here
+        # would hide failures and could run past the agent's timeout.
+        client = AsyncOpenAI(api_key=api_key, base_url=spec.base_url, max_retries=0)
+        return cls(spec, client, api_key)
+
+    async def stream(self, context: AgentContext, text: str) -> AsyncGenerator[AgentEvent, None]:
+        spec = self._spec
+        try:
+            upstream = await self._client.chat.completions.create(
+                model=spec.model,
+                messages=self._messages(context, text),
+                stream=True,
+                stream_options={"include_usage": True},
+                temperature=spec.temperature if spec.temperature is not None else omit,
+                max_tokens=spec.max_tokens if spec.max_tokens is not None else omit,
+            )
+        except openai.OpenAIError as exc:
+            raise self._failure(exc) from exc
+        usage: TokenUsage | None = None
+        chunks = 0
+        # Leaving this block by any way (done, failed, closed or cancelled by the run)
+        # closes the HTTP response, so no request is left running upstream.
+        async with upstream:
+            try:
+                async for chunk in upstream:
+                    chunks += 1
+                    content, reported = self._read(chunk)
+                    if reported is not None:
+                        usage = reported
+                    if content:
+                        yield content
+            except (openai.OpenAIError, ValueError) as exc:
+                # ValueError: an event that is not JSON, or a chunk pydantic rejects.
+                raise self._failure(exc) from exc
+            if not chunks:
+                content_type = upstream.response.headers.get("content-type", "no content type")
+                raise AgentError(
+                    f"malformed stream from {self._where}: no chat completion chunks in the "
+                    f"response ({content_type})"
+                )
+        if usage is not None:
+            yield usage
+
+    async def aclose(self) -> None:
+        """Closes the HTTP client and its pooled connections; the server does on shutdown."""
+        await self._client.close()
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`aclose` was called: no turn can run any more."""
+        return self._client.is_closed()
+
+    def _messages(self, context: AgentContext, text: str) -> list[ChatCompletionMessageParam]:
+        messages: list[ChatCompletionMessageParam] = [
+            {"role": "system", "content": self._spec.system_prompt}
+        ]
+        if context.summary:
+            messages.append(
+                {
+                    "role": "system",
+                    "content": f"Summary of the conversation so far: {context.summary}",
+                }
+            )
+        for turn in context.history:
+            messages.append({"role": "user", "content": turn.input})
+            messages.append({"role": "assistant", "content": turn.output})
+        messages.append({"role": "user", "content": text})
+        return messages
+
+    def _read(self, chunk: object) -> tuple[str, TokenUsage | None]:
+        """The text and the usage a chunk carries; AgentError if it is not a chunk at all.
+
+        The client builds chunks without validating them, so a server that sends
+        something else (a whole chat completion, a bare string) is caught here.
+        """
+        if (
+            not isinstance(chunk, ChatCompletionChunk)
+            or chunk.object not in ("chat.completion.chunk", None)
+            or not isinstance(chunk.choices, list)
+        ):
+            raise AgentError(
+                f"malformed stream from {self._where}: an event is not a chat completion "
+                f"chunk: {self._redact(repr(chunk))[:_MAX_REASON_CHARS]}"
+            )
+        parts: list[str] = []
+        for choice in chunk.choices:
+            delta = getattr(choice, "delta", None)
+            content = getattr(delta, "content", None)
+            if delta is None or not isinstance(content, str | None):
+                raise AgentError(
+                    f"malformed stream from {self._where}: a choice without a text delta: "
+                    f"{self._redact(repr(choice))[:_MAX_REASON_CHARS]}"
+                )
+            # n is never asked for, so every choice is choice 0; the check keeps a
+            # server that sends more from mixing replies.
+            if content and choice.index in (0, None):
+                parts.append(content)
+        usage = None
+        if chunk.usage is not None:
+            usage = TokenUsage(
+                _tokens(chunk.usage.prompt_tokens), _tokens(chunk.usage.completion_tokens)
+            )
+        return "".join(parts), usage
+
+    def _failure(self, error: openai.OpenAIError | ValueError) -> AgentError:
+        where = self._where
+        # Subclass first: a timeout is also a connection error.
+        if isinstance(error, openai.APITimeoutError):
+            return AgentTimeout(f"{where} did not answer in time: {self._cause(error)}")
+        if isinstance(error, openai.APIConnectionError):
+            return AgentUnavailable(f"cannot reach {where}: {self._cause(error)}")
+        if isinstance(error, openai.APIStatusError):
+            status = error.status_code
+            message = f"HTTP {status} from {where}: {self._upstream_message(error)}"
+            if status == 429 or status >= 500:
+                return AgentUnavailable(message)
+            return AgentError(message)
+        if isinstance(error, openai.APIError):
+            # An error event in the middle of a stream that had begun well.
+            return AgentError(f"error event in the stream from {where}: {self._reason(error)}")
+        if isinstance(error, ValueError):
+            return AgentError(f"malformed stream from {where}: {self._reason(error)}")
+        return AgentError(f"{where} failed: {type(error).__name__}: {self._reason(error)}")
+
+    def _upstream_message(self, error: openai.APIStatusError) -> str:
+        # The client keeps OpenAI's {"error": {"message": ...}} as the error's body.
+        body = error.body
+        if isinstance(body, dict) and isinstance(body.get("message"), str):
+            return self._reason(body["message"])
+        if isinstance(body, str) and body.strip():
+            return self._reason(body)
+        return self._reason(error.message)
+
+    def _cause(self, error: openai.APIError) -> str:
+        # "Connection error." says little: the transport's exception says what happened,
+        # and the socket's error beneath it why (refused, a name that does not resolve).
+        chain: list[BaseException] = []
+        link = error.__cause__ or error.__context__
+        while link is not None and len(chain) < 10:
+            chain.append(link)
+            link = link.__cause__ or link.__context__
+        if not chain:
+            return self._reason(error.message)
+        reason = f"{type(chain[0]).__name__}: {chain[0]}"
+        socket_errors = [e for e in chain if isinstance(e, OSError) and e.errno is not None]
+        if socket_errors and socket_errors[-1] is not chain[0]:
+            reason += f" ({type(socket_errors[-1]).__name__}: {socket_errors[-1]})"
+        return self._reason(reason)
+
+    def _reason(self, reason: object) -> str:
+        return self._redact(" ".join(str(reason).split()))[:_MAX_REASON_CHARS]
+
+    def _redact(self, text: str) -> str:
+        # Some servers quote the key they rejected.
+        if self._api_key and self._api_key != PLACEHOLDER_API_KEY:
+            text = text.replace(self._api_key, "[api key]")
+        return text
+
+
+def _tokens(count: object) -> int:
+    # Unvalidated like the rest of the chunk: a server may send null or worse.
+    return count if isinstance(count, int) and count >= 0 else 0
+
+
+def _without_userinfo(url: str) -> str:
+    """The URL without any user:password part, so that messages never carry credentials."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))

@@ -1,0 +1,420 @@
+"""The openai agent over real gRPC, against a stand-in OpenAI-compatible HTTP server.
+
+Each test runs on the memory and the Redis store. The stand-in (tests/openai_stub.py)
+answers as the request's model says, or as the test switches it at runtime, so one
+session can fail and then run again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import grpc
+import pytest
+from google.protobuf import struct_pb2
+from grpc import StatusCode
+from sessions.v1 import sessions_pb2 as pb
+
+from agent_sessions.agents.openai_chat import OpenAIChatAgent
+from agent_sessions.server import SessionServer
+from tests.conftest import server_settings
+from tests.grpc_helpers import Stub, create, error_info, reply_of, rpc_error, run, turns
+from tests.openai_stub import LONG_CHUNK, USAGE, OpenAIStub
+
+API_KEY = "sk-test-4a1f9c"
+KEY_ENV = "AGENT_SESSIONS_TEST_OPENAI_KEY"
+UNSET_KEY_ENV = "AGENT_SESSIONS_TEST_UNSET_KEY"
+SYSTEM_PROMPT = "You are terse."
+
+
+@pytest.fixture
+def openai_stub() -> Iterator[OpenAIStub]:
+    started = OpenAIStub()
+    started.start()
+    yield started
+    started.stop()
+
+
+@pytest.fixture
+def store_url(store_kind: str, request: pytest.FixtureRequest) -> str:
+    if store_kind == "redis":
+        url: str = request.getfixturevalue("redis_server").url
+        return url
+    return "memory://"
+
+
+@pytest.fixture
+async def grpc_stub(
+    store_url: str, key_prefix: str, openai_stub: OpenAIStub, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[Stub]:
+    """A session server whose agents are models of the stand-in server."""
+    monkeypatch.setenv(KEY_ENV, API_KEY)
+    monkeypatch.delenv(UNSET_KEY_ENV, raising=False)
+
+    def model(name: str, **options: Any) -> dict[str, Any]:
+        spec = {"kind": "openai", "base_url": openai_stub.base_url, "model": name}
+        return {**spec, "api_key_env": KEY_ENV, **options}
+
+    agents = {
+        "gpt": model("echo-context", system_prompt=SYSTEM_PROMPT),
+        "tuned": model("echo-context", temperature=0.2, max_tokens=64),
+        "keyless": model("echo-context", api_key_env=UNSET_KEY_ENV),
+        "counted": model("usage"),
+        "slow": model("slow"),
+        "slow-limited": model("slow", timeout=0.5),
+        "long-limited": model("long", max_reply_bytes=4096),
+    }
+    server = SessionServer(server_settings(store_url, key_prefix, agents=agents))
+    await server.start()
+    try:
+        async with grpc.aio.insecure_channel(server.address) as channel:
+            yield Stub(channel)
+    finally:
+        await server.stop(0)
+
+
+async def create_with_state(stub: Stub, agent_id: str) -> pb.Session:
+    state = struct_pb2.Struct()
+    state.update({"city": "Paris"})
+    return await create(stub, agent_id=agent_id, state=state)
+
+
+async def settled_turns(stub: Stub, session: pb.Session) -> list[pb.Turn]:
+    """The turns once none is in progress: a cancelled run records its end just after."""
+    for _ in range(100):
+        listed = await turns(stub, session)
+        if all(t.status != pb.TURN_STATUS_IN_PROGRESS for t in listed):
+            return listed
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"a turn stayed in progress: {listed}")
+
+
+async def disconnects_within(openai_stub: OpenAIStub, seconds: float) -> bool:
+    return await asyncio.to_thread(openai_stub.disconnected.wait, seconds)
+
+
+async def assert_fails_then_runs_again(
+    stub: Stub, openai_stub: OpenAIStub, code: StatusCode, reason: str, *upstream: str
+) -> None:
+    """Runs a turn that fails; then, with the stand-in answering again, one that works."""
+    session = await create_with_state(stub, "gpt")
+
+    error = await rpc_error(run(stub, session, "Hello"))
+
+    assert error.code() == code
+    assert error_info(error).reason == reason
+    details = error.details() or ""
+    assert all(part in details for part in upstream), details
+    assert API_KEY not in details
+    [turn] = await turns(stub, session)
+    assert (turn.status, turn.input, turn.output) == (pb.TURN_STATUS_FAILED, "Hello", "")
+    assert all(part in turn.error for part in upstream), turn.error
+    assert API_KEY not in turn.error
+    got = await stub.GetSession(
+        pb.GetSessionRequest(session_id=session.session_id, user_id=session.user_id)
+    )
+    assert (got.turn_count, dict(got.state)) == (0, {"city": "Paris"})
+
+    openai_stub.mode = None
+    events = await run(stub, session, "Hello again")
+
+    assert events[-1].completed.turn.index == 2
+    assert reply_of(events).startswith("messages=2 ")  # the failed turn is not history
+
+
+async def test_a_turn_streams_the_model_reply_and_stores_it_as_the_output(
+    grpc_stub: Stub,
+) -> None:
+    session = await create(grpc_stub, agent_id="gpt")
+
+    events = await run(grpc_stub, session, "How's the weather in Shanghai?")
+
+    expected = f"messages=2 system={SYSTEM_PROMPT} last=How's the weather in Shanghai? history="
+    assert reply_of(events) == expected
+    assert events[-1].completed.turn.output == expected
+    [turn] = await turns(grpc_stub, session)
+    assert (turn.status, turn.output) == (pb.TURN_STATUS_COMPLETED, expected)
+
+
+async def test_reply_text_reaches_the_caller_while_the_model_is_still_streaming(
+    grpc_stub: Stub,
+) -> None:
+    session = await create(grpc_stub, agent_id="slow")  # 50 chunks, 0.2 s apart
+    call = grpc_stub.Run(
+        pb.RunRequest(session_id=session.session_id, user_id=session.user_id, input="Go slowly")
+    )
+    events = aiter(call)
+
+    started = time.monotonic()
+    await anext(events)
+    first = await anext(events)
+
+    assert time.monotonic() - started < 2
+    assert first.delta.text.startswith("tick0")
+    call.cancel()
+
+
+async def test_the_second_turn_sends_the_system_prompt_and_the_first_turn_as_history(
+    grpc_stub: Stub, openai_stub: OpenAIStub
+) -> None:
+    session = await create(grpc_stub, agent_id="gpt")
+    first = reply_of(await run(grpc_stub, session, "How's the weather in Shanghai?"))
+
+    events = await run(grpc_stub, session, "What about Beijing?")
+
+    assert openai_stub.requests[-1].messages == [
+        {"role": "system", "content": SYSTEM_PROMPT},
+        {"role": "user", "content": "How's the weather in Shanghai?"},
+        {"role": "assistant", "content": first},
+        {"role": "user", "content": "What about Beijing?"},
+    ]
+    assert reply_of(events).endswith(
+        "last=What about Beijing? history=How's the weather in Shanghai?"
+    )
+
+
+async def test_the_session_summary_reaches_the_model_as_a_system_message(
+    grpc_stub: Stub, openai_stub: OpenAIStub
+) -> None:
+    restored = pb.Session(
+        session_id="restored", user_id="user-1", agent_id="gpt", summary="The user lives in Oslo."
+    )
+    earlier = pb.Turn(index=1, status=pb.TURN_STATUS_COMPLETED, input="Hi", output="Hello!")
+    session = await grpc_stub.ImportSession(
+        pb.ImportSessionRequest(session=restored, turns=[earlier])
+    )
+
+    await run(grpc_stub, session, "Any plans?")
+
+    assert openai_stub.requests[-1].messages == [
+        {"role": "system", "content": SYSTEM_PROMPT},
+        {
+            "role": "system",
+            "content": "Summary of the conversation so far: The user lives in Oslo.",
+        },
+        {"role": "user", "content": "Hi"},
+        {"role": "assistant", "content": "Hello!"},
+        {"role": "user", "content": "Any plans?"},
+    ]
+
+
+async def test_the_api_key_from_api_key_env_reaches_the_server_as_a_bearer_token(
+    grpc_stub: Stub, openai_stub: OpenAIStub
+) -> None:
+    session = await create(grpc_stub, agent_id="gpt")
+
+    await run(grpc_stub, session, "Hello")
+
+    [request] = openai_stub.requests
+    assert request.path == "/v1/chat/completions"
+    assert request.headers["authorization"] == f"Bearer {API_KEY}"
+    assert request.body["stream"] is True
+    assert request.body["stream_options"] == {"include_usage": True}
+
+
+async def test_an_unset_api_key_env_sends_a_placeholder_key_as_local_servers_take_any(
+    grpc_stub: Stub, openai_stub: OpenAIStub
+) -> None:
+    session = await create(grpc_stub, agent_id="keyless")
+
+    events = await run(grpc_stub, session, "Hello")
+
+    assert events[-1].completed.turn.status == pb.TURN_STATUS_COMPLETED
+    assert openai_stub.requests[-1].headers["authorization"] == "Bearer unused"
+
+
+async def test_temperature_and_max_tokens_are_sent_only_when_configured(
+    grpc_stub: Stub, openai_stub: OpenAIStub
+) -> None:
+    await run(grpc_stub, await create(grpc_stub, agent_id="tuned"), "Hello")
+    await run(grpc_stub, await create(grpc_stub, agent_id="gpt"), "Hello")
+
+    tuned, plain = openai_stub.requests
+    assert (tuned.body["temperature"], tuned.body["max_tokens"]) == (0.2, 64)
+    assert "temperature" not in plain.body and "max_tokens" not in plain.body
+
+
+async def test_reported_token_usage_is_stored_with_the_turn(grpc_stub: Stub) -> None:
+    session = await create(grpc_stub, agent_id="counted")
+
+    events = await run(grpc_stub, session, "Hello")
+
+    assert reply_of(events) == "counted"
+    [turn] = await turns(grpc_stub, session)
+    assert (turn.usage.input_tokens, turn.usage.output_tokens) == (
+        USAGE["prompt_tokens"],
+        USAGE["completion_tokens"],
+    )
+
+
+async def test_cancelling_a_run_closes_the_upstream_request_and_records_the_turn_cancelled(
+    grpc_stub: Stub, openai_stub: OpenAIStub
+) -> None:
+    session = await create(grpc_stub, agent_id="slow")
+    call = grpc_stub.Run(
+        pb.RunRequest(session_id=session.session_id, user_id=session.user_id, input="Go slowly")
+    )
+    events = aiter(call)
+    assert (await anext(events)).WhichOneof("event") == "started"
+    assert (await anext(events)).delta.text.startswith("tick0")
+
+    cancelled_at = time.monotonic()
+    call.cancel()
+
+    assert await disconnects_within(openai_stub, 1.0)
+    assert openai_stub.disconnect_time is not None
+    assert openai_stub.disconnect_time - cancelled_at < 1.0
+    [turn] = await settled_turns(grpc_stub, session)
+    assert (turn.status, turn.input, turn.output) == (pb.TURN_STATUS_CANCELLED, "Go slowly", "")
+
+
+async def test_the_agent_timeout_is_deadline_exceeded_and_fails_the_turn(
+    grpc_stub: Stub, openai_stub: OpenAIStub
+) -> None:
+    session = await create(grpc_stub, agent_id="slow-limited")
+
+    started = time.monotonic()
+    error = await rpc_error(run(grpc_stub, session, "Go slowly"))
+
+    assert time.monotonic() - started < 3
+    assert error.code() == StatusCode.DEADLINE_EXCEEDED
+    assert error_info(error).reason == "RUN_TIMED_OUT"
+    assert "500 ms" in (error.details() or "")
+    assert await disconnects_within(openai_stub, 1.0)
+    [turn] = await turns(grpc_stub, session)
+    assert (turn.status, turn.input, turn.output) == (pb.TURN_STATUS_FAILED, "Go slowly", "")
+
+
+async def test_a_reply_past_max_reply_bytes_is_internal_and_stores_no_output(
+    grpc_stub: Stub, openai_stub: OpenAIStub
+) -> None:
+    session = await create(grpc_stub, agent_id="long-limited")
+
+    error = await rpc_error(run(grpc_stub, session, "Tell me everything"))
+
+    assert error.code() == StatusCode.INTERNAL
+    assert error_info(error).reason == "AGENT_FAILED"
+    assert "4096 bytes" in (error.details() or "")
+    # The stand-in had 1 MiB to send; it was cut off, not read to the end.
+    assert await disconnects_within(openai_stub, 1.0)
+    [turn] = await turns(grpc_stub, session)
+    assert (turn.status, turn.output) == (pb.TURN_STATUS_FAILED, "")
+    assert LONG_CHUNK not in turn.error
+
+
+async def test_http_500_is_unavailable_and_the_session_runs_again(
+    grpc_stub: Stub, openai_stub: OpenAIStub
+) -> None:
+    openai_stub.mode = "error-500"
+
+    await assert_fails_then_runs_again(
+        grpc_stub,
+        openai_stub,
+        StatusCode.UNAVAILABLE,
+        "AGENT_UNAVAILABLE",
+        "HTTP 500",
+        "The server had an error while processing your request.",
+    )
+
+
+async def test_http_429_is_unavailable_and_the_session_runs_again(
+    grpc_stub: Stub, openai_stub: OpenAIStub
+) -> None:
+    openai_stub.mode = "error-429"
+
+    await assert_fails_then_runs_again(
+        grpc_stub,
+        openai_stub,
+        StatusCode.UNAVAILABLE,
+        "AGENT_UNAVAILABLE",
+        "HTTP 429",
+        "Rate limit reached for requests.",
+    )
+
+
+async def test_http_401_is_internal_carrying_the_status_and_the_upstream_message(
+    grpc_stub: Stub, openai_stub: OpenAIStub
+) -> None:
+    openai_stub.mode = "error-401"
+
+    await assert_fails_then_runs_again(
+        grpc_stub,
+        openai_stub,
+        StatusCode.INTERNAL,
+        "AGENT_FAILED",
+        f"HTTP 401 from {openai_stub.base_url}: Incorrect API key provided: [api key].",
+    )
+
+
+async def test_an_event_that_is_not_json_is_internal_malformed_stream(
+    grpc_stub: Stub, openai_stub: OpenAIStub
+) -> None:
+    openai_stub.mode = "malformed"
+
+    await assert_fails_then_runs_again(
+        grpc_stub,
+        openai_stub,
+        StatusCode.INTERNAL,
+        "AGENT_FAILED",
+        f"malformed stream from {openai_stub.base_url}",
+    )
+
+
+async def test_a_response_that_is_not_a_chat_completion_stream_is_internal(
+    grpc_stub: Stub, openai_stub: OpenAIStub
+) -> None:
+    openai_stub.mode = "not-a-stream"
+
+    await assert_fails_then_runs_again(
+        grpc_stub,
+        openai_stub,
+        StatusCode.INTERNAL,
+        "AGENT_FAILED",
+        f"malformed stream from {openai_stub.base_url}",
+        "application/json",
+    )
+
+
+async def test_a_refused_connection_is_unavailable_and_the_session_runs_again(
+    grpc_stub: Stub, openai_stub: OpenAIStub
+) -> None:
+    session = await create_with_state(grpc_stub, "gpt")
+    openai_stub.stop()
+
+    error = await rpc_error(run(grpc_stub, session, "Hello"))
+
+    assert error.code() == StatusCode.UNAVAILABLE
+    assert error_info(error).reason == "AGENT_UNAVAILABLE"
+    assert f"cannot reach {openai_stub.base_url}" in (error.details() or "")
+    assert "ConnectionRefused" in (error.details() or "")
+    [turn] = await turns(grpc_stub, session)
+    assert (turn.status, turn.input, turn.output) == (pb.TURN_STATUS_FAILED, "Hello", "")
+    assert "ConnectionRefused" in turn.error
+
+    openai_stub.start()  # on the same port
+    events = await run(grpc_stub, session, "Hello again")
+
+    assert events[-1].completed.turn.index == 2
+    assert events[-1].completed.session.turn_count == 1
+    assert dict(events[-1].completed.session.state) == {"city": "Paris"}
+
+
+async def test_stopping_the_server_closes_the_agents_http_client(
+    store_url: str, key_prefix: str, openai_stub: OpenAIStub
+) -> None:
+    spec = {"kind": "openai", "base_url": openai_stub.base_url, "model": "echo-context"}
+    server = SessionServer(server_settings(store_url, key_prefix, agents={"gpt": spec}))
+    await server.start()
+    try:
+        async with grpc.aio.insecure_channel(server.address) as channel:
+            await run(Stub(channel), await create(Stub(channel), agent_id="gpt"), "Hello")
+        configured = server.agents.resolve("gpt")
+        assert configured is not None and isinstance(configured.agent, OpenAIChatAgent)
+        assert not configured.agent.closed
+    finally:
+        await server.stop(0)
+
+    assert configured.agent.closed
