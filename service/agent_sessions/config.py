@@ -2,24 +2,37 @@
 
 from __future__ import annotations
 
+import json
+import re
 from datetime import timedelta
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import AliasChoices, Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, Field, FilePath, SecretStr, ValidationInfo, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from agent_sessions.agents.specs import AgentSpec, load_agents_file
 
 STORE_SCHEMES = ("memory", "redis", "rediss")
+_DURATION = re.compile(r"(?P<number>\d+(?:\.\d+)?)\s*(?P<unit>ms|s|m|h|d)?")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
+
+
+def parse_duration(value: object) -> object:
+    """Seconds (``90``) or a number with a unit (``500ms``, ``30s``, ``5m``, ``48h``, ``2d``)
+    as a timedelta; anything else (ISO 8601 ``PT30M``, a timedelta) is left to pydantic."""
+    if isinstance(value, str) and (match := _DURATION.fullmatch(value.strip())):
+        return timedelta(seconds=float(match["number"]) * _UNIT_SECONDS[match["unit"]])
+    return value
 
 
 class Settings(BaseSettings):
     """Serve sessions.v1.SessionService over gRPC.
 
     Every flag can also be set as an environment variable SESSIONS_<FLAG> (the store
-    as SESSIONS_STORE_URL). Durations take seconds (90) or ISO 8601 (PT30M).
+    as SESSIONS_STORE_URL). Durations take seconds (90), a unit (500ms, 30s, 5m, 48h,
+    2d) or ISO 8601 (PT30M).
     """
 
     model_config = SettingsConfigDict(
@@ -28,6 +41,8 @@ class Settings(BaseSettings):
         cli_prog_name="session-server",
         extra="forbid",
         populate_by_name=True,
+        # Validation errors must not echo what was given: it may be a bearer token.
+        hide_input_in_errors=True,
     )
 
     address: str = Field(
@@ -75,6 +90,12 @@ class Settings(BaseSettings):
         description="the largest gRPC message received or sent (ImportSession carries whole "
         "histories)",
     )
+    max_sessions_per_user: int = Field(
+        10_000, ge=0, description="live sessions one user may have; 0 is unlimited"
+    )
+    max_concurrent_runs: int = Field(
+        1_000, gt=0, description="turns this process runs at once; more are RESOURCE_EXHAUSTED"
+    )
     history_turns: int = Field(
         20, ge=0, description="recent turns scanned for the agent's context (completed ones kept)"
     )
@@ -96,6 +117,44 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "INFO", description="logging level"
     )
+    tls_cert_file: FilePath | None = Field(
+        None,
+        description="PEM certificate (chain) the server presents; with --tls-key-file the "
+        "server speaks TLS only",
+    )
+    tls_key_file: FilePath | None = Field(
+        None, validate_default=True, description="PEM private key of --tls-cert-file"
+    )
+    tls_client_ca_file: FilePath | None = Field(
+        None,
+        description="PEM CA certificate(s) for client certificates: set, every client must "
+        "present one they signed (mutual TLS); needs --tls-cert-file",
+    )
+    # NoDecode: the environment may hold a comma-separated list, not only JSON.
+    auth_tokens: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list,
+        description="bearer tokens of the calling services, comma-separated or a JSON list: "
+        "set, every call needs 'authorization: Bearer <token>' (prefer SESSIONS_AUTH_TOKENS: "
+        "flags show in ps)",
+    )
+    auth_open_health_and_reflection: bool = Field(
+        True,
+        description="health checks and reflection need no token (false: protect them too)",
+    )
+
+    @field_validator(
+        "default_ttl",
+        "default_idle_timeout",
+        "max_ttl",
+        "run_timeout",
+        "shutdown_grace",
+        "health_check_interval",
+        "redis_timeout",
+        mode="before",
+    )
+    @classmethod
+    def _duration(cls, value: object) -> object:
+        return parse_duration(value)
 
     @field_validator("store_url")
     @classmethod
@@ -114,6 +173,55 @@ class Settings(BaseSettings):
         if not sep or not host or not port.isdigit() or int(port) > 65535:
             raise ValueError(f"address {address!r} must be host:port, e.g. 127.0.0.1:50051")
         return address
+
+    @field_validator("tls_cert_file", "tls_key_file", "tls_client_ca_file")
+    @classmethod
+    def _readable_pem(cls, path: Path | None) -> Path | None:
+        if path is None:
+            return None
+        try:
+            pem = path.read_bytes()
+        except OSError as error:
+            raise ValueError(f"cannot read {path}: {error.strerror}") from None
+        if b"-----BEGIN " not in pem:
+            raise ValueError(f"{path} is not a PEM file")
+        return path
+
+    @field_validator("tls_key_file")
+    @classmethod
+    def _cert_and_key_together(cls, key: Path | None, info: ValidationInfo) -> Path | None:
+        if "tls_cert_file" not in info.data:  # the certificate itself was refused
+            return key
+        if (info.data["tls_cert_file"] is None) != (key is None):
+            raise ValueError("tls_cert_file and tls_key_file go together: give both or neither")
+        return key
+
+    @field_validator("tls_client_ca_file")
+    @classmethod
+    def _client_ca_needs_tls(cls, ca: Path | None, info: ValidationInfo) -> Path | None:
+        if ca is not None and info.data.get("tls_cert_file") is None:
+            raise ValueError("tls_client_ca_file (mutual TLS) needs tls_cert_file and tls_key_file")
+        return ca
+
+    @field_validator("auth_tokens", mode="before")
+    @classmethod
+    def _token_list(cls, value: object) -> object:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [part.strip() for part in text.split(",") if part.strip()]
+        return value
+
+    @field_validator("auth_tokens")
+    @classmethod
+    def _usable_tokens(cls, tokens: list[SecretStr]) -> list[SecretStr]:
+        # The token itself is never part of the message: errors are printed.
+        for number, token in enumerate(tokens, 1):
+            secret = token.get_secret_value()
+            if not secret or not secret.isascii() or not secret.isprintable() or " " in secret:
+                raise ValueError(f"token {number} must be non-empty printable ASCII without spaces")
+        return tokens
 
     def agent_specs(self) -> dict[str, AgentSpec]:
         """The agents table: the agents file's, then the ``agents`` setting's entries."""

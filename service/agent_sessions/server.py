@@ -18,6 +18,7 @@ from agent_sessions.agents.registry import build as build_agent
 from agent_sessions.api.servicer import SessionServicer
 from agent_sessions.config import Settings
 from agent_sessions.health import StoreHealth
+from agent_sessions.security import interceptors, security_mode, server_credentials
 from agent_sessions.sessions import SessionManager, SessionPolicy
 from agent_sessions.store import SessionStore
 from agent_sessions.store.memory import MemorySessionStore
@@ -39,6 +40,8 @@ def policy_from(settings: Settings) -> SessionPolicy:
         max_state_bytes=settings.max_state_bytes,
         history_turns=settings.history_turns,
         run_timeout_ms=_ms(settings.run_timeout.total_seconds()),
+        max_sessions_per_user=settings.max_sessions_per_user,
+        max_concurrent_runs=settings.max_concurrent_runs,
     )
 
 
@@ -78,11 +81,13 @@ class SessionServer:
         )
         self.port = 0
         self._stopped = False
+        self._credentials = server_credentials(settings)
         self._server = grpc.aio.server(
+            interceptors=interceptors(settings),
             options=[
                 ("grpc.max_receive_message_length", settings.max_message_bytes),
                 ("grpc.max_send_message_length", settings.max_message_bytes),
-            ]
+            ],
         )
         sessions_pb2_grpc.add_SessionServiceServicer_to_server(
             SessionServicer(self.manager), self._server
@@ -103,15 +108,19 @@ class SessionServer:
         return f"{host}:{self.port}"
 
     async def start(self) -> None:
-        self.port = self._server.add_insecure_port(self.settings.address)
+        if self._credentials is None:
+            self.port = self._server.add_insecure_port(self.settings.address)
+        else:
+            self.port = self._server.add_secure_port(self.settings.address, self._credentials)
         if self.port == 0:
             raise OSError(f"cannot listen on {self.settings.address}")
         await self.health.start()
         await self._server.start()
         log.info(
-            "serving sessions.v1.SessionService on %s (store %s)",
+            "serving sessions.v1.SessionService on %s (store %s; %s)",
             self.address,
             self.settings.store_url.split("@")[-1],
+            security_mode(self.settings),
         )
 
     async def stop(self, grace_s: float | None = None) -> None:

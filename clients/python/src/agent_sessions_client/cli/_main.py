@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from agent_sessions_client import SessionClient, SessionsError, UnavailableError
 from agent_sessions_client.cli._exit import ERROR, INTERRUPTED, CliError, exit_code
@@ -17,11 +18,21 @@ DEFAULT_RUN_TIMEOUT = 300.0
 
 def run(argv: Sequence[str] | None = None) -> int:
     """Runs ``sessionctl`` with ``argv`` (default: the process's) and returns its exit code."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.ca_file and not args.tls:
+        parser.error("--ca-file needs --tls")
+    # A private CA to trust instead of the system's: --ca-file, else $SESSIONS_CA_FILE.
+    ca_file = (args.ca_file or os.environ.get("SESSIONS_CA_FILE")) if args.tls else None
+    try:
+        root_certificates = Path(ca_file).read_bytes() if ca_file else None
+    except OSError as error:
+        parser.error(f"cannot read the CA file {ca_file}: {error.strerror}")
     out = Output(as_json=args.json)
     client = SessionClient(
         args.address,
         tls=args.tls,
+        root_certificates=root_certificates,
         token=args.token or os.environ.get("SESSIONS_TOKEN") or None,
         default_timeout=args.timeout or DEFAULT_TIMEOUT,
         run_timeout=args.timeout or DEFAULT_RUN_TIMEOUT,

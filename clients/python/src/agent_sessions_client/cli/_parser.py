@@ -63,6 +63,15 @@ def _add_global_options(parser: argparse.ArgumentParser, *, top_level: bool) -> 
         default=default(False),
         help=described("connect with TLS"),
     )
+    group.add_argument(
+        "--ca-file",
+        metavar="PATH",
+        default=default(None),
+        help=described(
+            "with --tls, trust the CA certificates in this PEM file instead of the system's "
+            "(default: $SESSIONS_CA_FILE)"
+        ),
+    )
 
 
 def _command(
