@@ -68,3 +68,19 @@ def test_invalid_values_are_refused_naming_the_setting(args: list[str], field: s
         settings(args)
 
     assert field in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("90", timedelta(seconds=90)),
+        ("1.5", timedelta(seconds=1.5)),
+        ("500ms", timedelta(milliseconds=500)),
+        ("30m", timedelta(minutes=30)),
+        ("48h", timedelta(hours=48)),
+        ("2d", timedelta(days=2)),
+        ("PT30M", timedelta(minutes=30)),
+    ],
+)
+def test_durations_take_seconds_units_or_iso_8601(text: str, expected: timedelta) -> None:
+    assert settings(["--run-timeout", text]).run_timeout == expected

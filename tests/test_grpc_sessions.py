@@ -28,7 +28,7 @@ async def test_generated_session_ids_carry_128_random_bits(stub: Stub) -> None:
     ids = {(await create(stub)).session_id for _ in range(20)}
 
     assert len(ids) == 20
-    assert all(len(i) >= 22 for i in ids)  # 128 bits in URL-safe base64
+    assert all(len(i) == 32 and int(i, 16) >= 0 for i in ids)  # 128 bits in hex
 
 
 async def test_create_keeps_the_requested_settings_state_and_labels(stub: Stub) -> None:

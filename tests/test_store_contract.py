@@ -15,6 +15,7 @@ from agent_sessions.errors import (
     SessionAlreadyExists,
     SessionEnded,
     SessionNotFound,
+    TooManySessions,
     TurnInProgress,
 )
 from agent_sessions.model import (
@@ -707,3 +708,29 @@ async def test_importing_over_a_taken_id_raises_already_exists_and_changes_nothi
 
 async def test_ping_answers_when_the_store_is_up(store: SessionStore) -> None:
     await store.ping()
+
+
+async def test_create_refuses_a_user_at_the_session_limit(store: SessionStore) -> None:
+    for i in range(2):
+        await store.create(a_session(session_id=f"s-{i}"), max_sessions_per_user=2)
+
+    with pytest.raises(TooManySessions):
+        await store.create(a_session(session_id="s-2"), max_sessions_per_user=2)
+    await store.create(a_session(session_id="s-2", user_id="someone-else"), max_sessions_per_user=2)
+    with pytest.raises(SessionNotFound):
+        await store.get(user_id="user-1", session_id="s-2", now_ms=now())
+
+
+async def test_expired_and_deleted_sessions_do_not_count_toward_the_limit(
+    store: SessionStore,
+) -> None:
+    t = now()
+    await store.create(a_session(session_id="brief", idle_timeout_ms=60_000, now_ms=t))
+    await store.create(a_session(session_id="deleted", now_ms=t))
+    await store.delete(user_id="user-1", session_id="deleted", now_ms=t)
+
+    made = await store.create(
+        a_session(session_id="new", now_ms=t + 60_000), max_sessions_per_user=1
+    )
+
+    assert made.session_id == "new"

@@ -8,6 +8,7 @@ the ``google.rpc.ErrorInfo`` reason sent with it::
     ├── SessionNotFound       NOT_FOUND
     ├── SessionAlreadyExists  ALREADY_EXISTS
     ├── FailedPrecondition    FAILED_PRECONDITION  (ended session, max turns, agent gone)
+    ├── ResourceExhausted     RESOURCE_EXHAUSTED   (sessions per user, concurrent runs)
     ├── Conflict              ABORTED              (etag mismatch, turn already running)
     ├── StoreUnavailable      UNAVAILABLE
     ├── AgentUnavailableError UNAVAILABLE          (the turn is kept as FAILED)
@@ -100,6 +101,31 @@ class AgentNotConfigured(FailedPrecondition):
             f"the session's agent {agent_id!r} is not configured on this server "
             f"(it has {', '.join(known)}); the turn is kept as FAILED with your input",
             metadata={"agent_id": agent_id},
+        )
+
+
+class ResourceExhausted(SessionError):
+    """A limit of the service is reached; nothing was stored."""
+
+
+class TooManySessions(ResourceExhausted):
+    reason = "TOO_MANY_SESSIONS"
+
+    def __init__(self, user_id: str, limit: int) -> None:
+        super().__init__(
+            f"user {user_id!r} has {limit} live sessions, the limit per user; end or delete "
+            "some (ended sessions count until they expire), or let them expire",
+            metadata={"max_sessions_per_user": str(limit)},
+        )
+
+
+class TooManyRuns(ResourceExhausted):
+    reason = "TOO_MANY_RUNS"
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            f"this server is running {limit} turns, its limit; retry shortly",
+            metadata={"max_concurrent_runs": str(limit)},
         )
 
 

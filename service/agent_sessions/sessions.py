@@ -29,6 +29,7 @@ from agent_sessions.errors import (
     RunSuperseded,
     RunTimedOut,
     SessionError,
+    TooManyRuns,
 )
 from agent_sessions.model import (
     JsonValue,
@@ -74,6 +75,8 @@ class SessionPolicy:
     max_state_bytes: int = 64 * 1024
     history_turns: int = 20
     run_timeout_ms: int = 5 * 60_000
+    max_sessions_per_user: int = 10_000
+    max_concurrent_runs: int = 1_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +119,10 @@ class _InFlight:
         self._idle = asyncio.Event()
         self._idle.set()
 
+    @property
+    def count(self) -> int:
+        return self._count
+
     @contextmanager
     def track(self) -> Iterator[None]:
         self._count += 1
@@ -151,6 +158,7 @@ class SessionManager:
         self._lease_ms = longest + min(longest, _MAX_LEASE_SLACK_MS)
         self._clock = clock
         self._in_flight = _InFlight()
+        self._runs = _InFlight()
 
     async def create(
         self,
@@ -186,7 +194,7 @@ class SessionManager:
             state=validation.state(state or {}, max_bytes=policy.max_state_bytes),
             labels=validation.labels(labels or {}),
         )
-        return await self.store.create(session)
+        return await self.store.create(session, max_sessions_per_user=policy.max_sessions_per_user)
 
     async def import_session(
         self,
@@ -243,7 +251,9 @@ class SessionManager:
             labels=labels,
             summary=summary,
         )
-        return await self.store.import_session(session, history)
+        return await self.store.import_session(
+            session, history, max_sessions_per_user=policy.max_sessions_per_user
+        )
 
     def _importable(self, turns: Sequence[Turn]) -> list[Turn]:
         """The turns of an import, checked: a whole finished history, inputs as Run takes them."""
@@ -412,6 +422,16 @@ class SessionManager:
         validation.session_id(session_id)
         validation.run_input(text, max_bytes=policy.max_input_bytes)
         validation.request_id(request_id)
+        if self._runs.count >= policy.max_concurrent_runs:
+            raise TooManyRuns(policy.max_concurrent_runs)
+        with self._runs.track():
+            async for event in self._turn(user_id, session_id, text, request_id):
+                yield event
+
+    async def _turn(
+        self, user_id: str, session_id: str, text: str, request_id: str
+    ) -> AsyncGenerator[RunEvent, None]:
+        policy = self._policy
         run_id = secrets.token_hex(8)
         start = await self.store.begin_turn(
             user_id=user_id,
@@ -586,5 +606,5 @@ def _agent_failure(error: Exception, start: TurnStart, timeout_ms: int) -> Sessi
 
 
 def new_session_id() -> str:
-    """An unguessable id: 128 random bits, URL-safe."""
-    return secrets.token_urlsafe(16)
+    """An unguessable id: 128 random bits, in hex (no leading '-' to confuse command lines)."""
+    return secrets.token_hex(16)

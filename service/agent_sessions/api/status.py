@@ -16,6 +16,7 @@ _CODES: tuple[tuple[type[errors.SessionError], grpc.StatusCode], ...] = (
     (errors.SessionNotFound, grpc.StatusCode.NOT_FOUND),
     (errors.SessionAlreadyExists, grpc.StatusCode.ALREADY_EXISTS),
     (errors.FailedPrecondition, grpc.StatusCode.FAILED_PRECONDITION),
+    (errors.ResourceExhausted, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (errors.Conflict, grpc.StatusCode.ABORTED),
     (errors.StoreUnavailable, grpc.StatusCode.UNAVAILABLE),
     (errors.AgentUnavailableError, grpc.StatusCode.UNAVAILABLE),

@@ -19,6 +19,7 @@ from agent_sessions.errors import (
     SessionAlreadyExists,
     SessionEnded,
     SessionNotFound,
+    TooManySessions,
     TurnInProgress,
 )
 from agent_sessions.model import (
@@ -55,17 +56,27 @@ class MemorySessionStore:
         self._by_user: dict[str, set[str]] = {}
         self._last_sweep_ms = 0
 
-    async def create(self, session: Session) -> Session:
-        return self._insert(session, ())
+    async def create(self, session: Session, *, max_sessions_per_user: int = 0) -> Session:
+        return self._insert(session, (), max_sessions_per_user)
 
-    async def import_session(self, session: Session, turns: Sequence[Turn]) -> Session:
-        return self._insert(session, turns)
+    async def import_session(
+        self, session: Session, turns: Sequence[Turn], *, max_sessions_per_user: int = 0
+    ) -> Session:
+        return self._insert(session, turns, max_sessions_per_user)
 
-    def _insert(self, session: Session, turns: Sequence[Turn]) -> Session:
-        self._sweep(session.create_time_ms)
+    def _insert(self, session: Session, turns: Sequence[Turn], max_sessions: int) -> Session:
+        now = session.create_time_ms
+        self._sweep(now)
         key = (session.user_id, session.session_id)
-        if self._find(key, session.create_time_ms) is not None:
+        if self._find(key, now) is not None:
             raise SessionAlreadyExists(session.session_id)
+        if max_sessions:
+            live = sum(
+                self._find((session.user_id, other), now) is not None
+                for other in list(self._by_user.get(session.user_id, ()))
+            )
+            if live >= max_sessions:
+                raise TooManySessions(session.user_id, max_sessions)
         record = _Record(
             session=dataclasses.replace(session, state={}),
             state_json={k: json.dumps(v) for k, v in session.state.items()},

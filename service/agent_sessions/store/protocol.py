@@ -33,13 +33,17 @@ class SessionStore(Protocol):
     cannot be reached.
     """
 
-    async def create(self, session: Session) -> Session:
-        """Stores a new session; raises ``SessionAlreadyExists`` if its id is taken."""
+    async def create(self, session: Session, *, max_sessions_per_user: int = 0) -> Session:
+        """Stores a new session; raises ``SessionAlreadyExists`` if its id is taken, and
+        ``TooManySessions`` if its user already has ``max_sessions_per_user`` live
+        sessions (0: no limit)."""
         ...
 
-    async def import_session(self, session: Session, turns: Sequence[Turn]) -> Session:
+    async def import_session(
+        self, session: Session, turns: Sequence[Turn], *, max_sessions_per_user: int = 0
+    ) -> Session:
         """Stores a new session with a finished history; raises ``SessionAlreadyExists`` if
-        its id is taken.
+        its id is taken, ``TooManySessions`` as :meth:`create` does.
 
         ``turns`` are the whole history, indexes 1..n in order, none in progress; the
         session's counts already agree with them. The session and all its turns are

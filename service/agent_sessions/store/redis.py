@@ -26,6 +26,7 @@ from agent_sessions.errors import (
     SessionEnded,
     SessionNotFound,
     StoreUnavailable,
+    TooManySessions,
     TurnInProgress,
 )
 from agent_sessions.model import (
@@ -110,24 +111,28 @@ class RedisSessionStore:
         )
         return cls(redis.asyncio.Redis.from_pool(pool), prefix=prefix, owns_client=True)
 
-    async def create(self, session: Session) -> Session:
-        """Stores a new session; raises ``SessionAlreadyExists`` if its id is taken."""
-        return await self._insert(session, ())
+    async def create(self, session: Session, *, max_sessions_per_user: int = 0) -> Session:
+        """Stores a new session; raises ``SessionAlreadyExists`` if its id is taken and
+        ``TooManySessions`` if its user has ``max_sessions_per_user`` live ones."""
+        return await self._insert(session, (), max_sessions_per_user)
 
-    async def import_session(self, session: Session, turns: Sequence[Turn]) -> Session:
-        """Stores a new session with a finished history; raises ``SessionAlreadyExists`` if
-        its id is taken.
+    async def import_session(
+        self, session: Session, turns: Sequence[Turn], *, max_sessions_per_user: int = 0
+    ) -> Session:
+        """Stores a new session with a finished history; raises as :meth:`create` does.
 
         One script writes the session, its turns (as :meth:`finish_turn` leaves them) and
         their request ids.
         """
-        return await self._insert(session, turns)
+        return await self._insert(session, turns, max_sessions_per_user)
 
-    async def _insert(self, session: Session, turns: Sequence[Turn]) -> Session:
+    async def _insert(self, session: Session, turns: Sequence[Turn], max_sessions: int) -> Session:
         running = session.running
         args: list[_Arg] = [
             session.create_time_ms,
             session.session_id,
+            max_sessions,
+            self._user_key(session.user_id) + ":s:",
             # The values of redis_scripts.META_FIELDS, in order.
             session.user_id,
             session.agent_id,
@@ -156,6 +161,8 @@ class RedisSessionStore:
             args += (request_id, index)
         _append_state(args, session.state)
         reply = await self._run(self._create, self._keys(session.user_id, session.session_id), args)
+        if reply[0] == "LIMIT":
+            raise TooManySessions(session.user_id, max_sessions)
         if reply[0] != "OK":
             raise SessionAlreadyExists(session.session_id)
         return _session(session.session_id, reply[1], reply[2])

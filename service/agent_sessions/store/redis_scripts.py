@@ -128,13 +128,15 @@ end
 
 # KEYS[1] meta, KEYS[2] state, KEYS[3] turns, KEYS[4] requests, KEYS[5] index
 # ARGV[1] now_ms (the session's create time), ARGV[2] session_id,
-# ARGV[3 .. 2 + M] the values of META_FIELDS in order (M = #META_FIELDS),
-# ARGV[3 + M] n: count of turns, ARGV[4 + M] r: count of request ids (both 0 for a new
+# ARGV[3] the most live sessions the user may have (0: no limit),
+# ARGV[4] the user's session key prefix ("<prefix>{<user_id>}:s:"),
+# ARGV[5 .. 4 + M] the values of META_FIELDS in order (M = #META_FIELDS),
+# ARGV[5 + M] n: count of turns, ARGV[6 + M] r: count of request ids (both 0 for a new
 # session; an imported one brings its finished history),
-# ARGV[5 + M .. 4 + M + n] each turn's final JSON, oldest first,
-# ARGV[5 + M + n .. 4 + M + n + 2r] request id, turn index pairs,
-# ARGV[5 + M + n + 2r ..] state key, JSON value pairs
-# -> {"OK", meta, state} | {"EXISTS"}
+# ARGV[7 + M .. 6 + M + n] each turn's final JSON, oldest first,
+# ARGV[7 + M + n .. 6 + M + n + 2r] request id, turn index pairs,
+# ARGV[7 + M + n + 2r ..] state key, JSON value pairs
+# -> {"OK", meta, state} | {"EXISTS"} | {"LIMIT", live sessions}
 CREATE = (
     _PRELUDE
     + """
@@ -142,16 +144,33 @@ local now = tonumber(ARGV[1])
 if load_meta(KEYS[1], now) then
   return {'EXISTS'}
 end
+local limit = tonumber(ARGV[3])
+if limit > 0 and redis.call('ZCARD', KEYS[5]) >= limit then
+  -- The index may still list sessions that are gone: count the live ones, and drop
+  -- the others (this costs a pass over the index only when the user is at the limit).
+  local live = 0
+  for _, id in ipairs(redis.call('ZRANGE', KEYS[5], 0, -1)) do
+    local expire = redis.call('HGET', ARGV[4] .. id, 'expire_ms')
+    if expire and tonumber(expire) > now then
+      live = live + 1
+    else
+      redis.call('ZREM', KEYS[5], id)
+    end
+  end
+  if live >= limit then
+    return {'LIMIT', live}
+  end
+end
 -- Whatever is left of an expired session of the same id goes first.
 redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4])
 local fields = {}
 for i, field in ipairs(META) do
   fields[#fields + 1] = field
-  fields[#fields + 1] = ARGV[2 + i]
+  fields[#fields + 1] = ARGV[4 + i]
 end
 redis.call('HSET', KEYS[1], unpack(fields))
-local n, r = tonumber(ARGV[3 + #META]), tonumber(ARGV[4 + #META])
-local first_turn = 5 + #META
+local n, r = tonumber(ARGV[5 + #META]), tonumber(ARGV[6 + #META])
+local first_turn = 7 + #META
 local first_request = first_turn + n
 local first_state = first_request + 2 * r
 call_with_argv('RPUSH', KEYS[3], first_turn, first_request - 1)
