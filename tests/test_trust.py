@@ -23,6 +23,7 @@ from grpc import StatusCode
 from sessions.v1 import sessions_pb2 as pb
 
 from agent_sessions.server import SessionServer
+from tests.agents import ScriptedAgent
 from tests.conftest import server_settings
 from tests.grpc_helpers import Stub, create, reply_of, run, turns
 from tests.redis_server import RedisServer, free_port
@@ -227,3 +228,33 @@ async def test_a_server_killed_mid_run_leaves_a_failed_turn_and_a_usable_session
         (pb.TURN_STATUS_COMPLETED, "are you back?", "Echo (turn 2): are you back?"),
     ]
     assert "lease" in history[0].error
+
+
+async def test_a_retry_after_a_deadline_completes_the_turn_once(
+    stub: Stub, scripted_agent: ScriptedAgent
+) -> None:
+    session = await create(stub, agent_id="scripted")
+    request = pb.RunRequest(
+        session_id=session.session_id, user_id=session.user_id, input="pause", request_id="r-1"
+    )
+
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        async for _ in stub.Run(request, timeout=0.2):
+            pass
+    for _ in range(50):  # the server records the cut-off turn as soon as it learns of it
+        if (await turns(stub, session))[0].status != pb.TURN_STATUS_IN_PROGRESS:
+            break
+        await asyncio.sleep(0.02)
+    retried = [event async for event in stub.Run(request)]
+    again = [event async for event in stub.Run(request)]
+    history = await turns(stub, session)
+
+    assert raised.value.code() == StatusCode.DEADLINE_EXCEEDED
+    # The deadline cancelled the first agent call: its turn keeps the input, no reply.
+    assert [(t.status, t.request_id) for t in history] == [
+        (pb.TURN_STATUS_CANCELLED, "r-1"),
+        (pb.TURN_STATUS_COMPLETED, "r-1"),
+    ]
+    # Once completed, the request id replays: no second completed turn, no agent call.
+    assert again[0].started.replayed
+    assert reply_of(again) == reply_of(retried) == "first half, second half"
