@@ -6,32 +6,15 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import grpc
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from agent_sessions.config import Settings
+from tests.processes import wait_until_serving
 from tests.redis_server import free_port
 
 SESSION_SERVER = str(Path(sys.executable).parent / "session-server")
-
-
-def wait_until_serving(address: str) -> None:
-    deadline = time.monotonic() + 15
-    with grpc.insecure_channel(address) as channel:
-        health = health_pb2_grpc.HealthStub(channel)
-        while True:
-            try:
-                answer = health.Check(health_pb2.HealthCheckRequest(), timeout=1)
-                if answer.status == health_pb2.HealthCheckResponse.SERVING:
-                    return
-            except grpc.RpcError:
-                if time.monotonic() > deadline:
-                    raise
-            time.sleep(0.05)
 
 
 def test_help_documents_every_setting() -> None:

@@ -8,33 +8,16 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import grpc
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from tests.processes import wait_until_serving
 from tests.redis_server import RedisServer, free_port
 
 SESSION_SERVER = str(Path(sys.executable).parent / "session-server")
-
-
-def wait_until_serving(address: str) -> None:
-    deadline = time.monotonic() + 15
-    with grpc.insecure_channel(address) as channel:
-        health = health_pb2_grpc.HealthStub(channel)
-        while True:
-            try:
-                answer = health.Check(health_pb2.HealthCheckRequest(), timeout=1)
-                if answer.status == health_pb2.HealthCheckResponse.SERVING:
-                    return
-            except grpc.RpcError:
-                if time.monotonic() > deadline:
-                    raise
-            time.sleep(0.05)
 
 
 @pytest.fixture(scope="session", params=["memory", "redis"])
