@@ -156,3 +156,20 @@ async def test_a_session_whose_agent_is_no_longer_configured_fails_its_turn(
     assert error.code() == StatusCode.FAILED_PRECONDITION
     assert error_info(error).reason == "AGENT_NOT_CONFIGURED"
     assert (turn.status, turn.input) == (pb.TURN_STATUS_FAILED, "anyone?")
+
+
+async def test_an_agents_state_change_past_the_state_limit_fails_the_turn(
+    start_server: StartServer,
+) -> None:
+    spec = {"kind": "plugin", "object": "tests.agents:ScriptedAgent"}
+    stub = await start_server(agents={"scripted": spec}, max_state_bytes=16)
+    session = await create(stub, agent_id="scripted")
+
+    error = await rpc_error(run(stub, session, "a message that the agent records in its state"))
+
+    assert error.code() == StatusCode.INTERNAL
+    assert "state change was refused" in (error.details() or "")
+    got = await stub.GetSession(
+        pb.GetSessionRequest(session_id=session.session_id, user_id=session.user_id)
+    )
+    assert (dict(got.state), got.turn_count) == ({}, 0)

@@ -29,3 +29,19 @@ def decode(token: str, query: dict[str, Any]) -> dict[str, Any]:
             "page_token", "belongs to a different query: repeat the other fields of the first call"
         )
     return position
+
+
+def integer(position: dict[str, Any], key: str, *, minimum: int) -> int:
+    """A whole number saved in a position; a forged or damaged token is INVALID_ARGUMENT."""
+    value = position.get(key)
+    if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value < 2**53:
+        raise InvalidArgument("page_token", "is not a token this service issued")
+    return value
+
+
+def text(position: dict[str, Any], key: str) -> str:
+    """A string saved in a position; a forged or damaged token is INVALID_ARGUMENT."""
+    value = position.get(key)
+    if not isinstance(value, str):
+        raise InvalidArgument("page_token", "is not a token this service issued")
+    return value

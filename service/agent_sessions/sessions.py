@@ -312,7 +312,9 @@ class SessionManager:
         after = None
         if page_token:
             position = paging.decode(page_token, query)
-            after = SessionCursor(int(position["t"]), str(position["s"]))
+            after = SessionCursor(
+                paging.integer(position, "t", minimum=0), paging.text(position, "s")
+            )
         page = await self.store.list(
             user_id=user_id,
             agent_id=agent_id or None,
@@ -382,7 +384,9 @@ class SessionManager:
         query = {"session_id": session_id, "newest_first": newest_first}
         # The token keeps the index where the next page starts rather than an offset,
         # so turns added while a caller pages newest-first do not shift the pages.
-        next_index = int(paging.decode(page_token, query)["i"]) if page_token else None
+        next_index = (
+            paging.integer(paging.decode(page_token, query), "i", minimum=1) if page_token else None
+        )
         if newest_first and next_index is not None:
             offset = max(next_index - size, 0)
             limit = next_index - offset
@@ -480,6 +484,8 @@ class SessionManager:
                                 state_delta = state_delta.merged(item)
                             else:
                                 usage = usage + item
+                if state_delta:
+                    self._check_agent_state(start.session, state_delta)
             except (asyncio.CancelledError, GeneratorExit):
                 await self._record_unfinished(start, run_id, TurnStatus.CANCELLED, CANCELLED_ERROR)
                 raise
@@ -509,6 +515,15 @@ class SessionManager:
                 now_ms=self._clock(),
             )
         yield RunCompleted(turn, session)
+
+    def _check_agent_state(self, session: Session, delta: StateDelta) -> None:
+        # The agent's change must leave a state the session could have been given.
+        state = {k: v for k, v in session.state.items() if k not in delta.delete}
+        state.update(delta.set)
+        try:
+            validation.state(state, max_bytes=self._policy.max_state_bytes)
+        except InvalidArgument as error:
+            raise AgentError(f"its state change was refused: {error.message}") from None
 
     @staticmethod
     def _agent_stream(

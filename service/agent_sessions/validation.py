@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 from agent_sessions.errors import InvalidArgument
 from agent_sessions.model import JsonValue, TurnStatus
@@ -12,6 +12,11 @@ from agent_sessions.model import JsonValue, TurnStatus
 MAX_ID_LENGTH = 128
 MAX_LABELS = 64
 MAX_LABEL_VALUE_LENGTH = 256
+# Objects and arrays nested in a session's state, the state itself counting as 1. Each
+# object level is three protobuf messages (Struct, map entry, Value), and protobuf parses
+# at most 100 nested messages: deeper states would make answers that carry the session
+# (RunEvent.completed.session.state is the deepest) impossible to build or to read.
+MAX_STATE_DEPTH = 32
 
 # Session ids go into Redis key names between separators, so they are kept URL-safe;
 # user ids carry the Redis Cluster hash tag, so they may not contain braces.
@@ -110,10 +115,39 @@ def labels(value: Mapping[str, str], *, field: str = "labels") -> dict[str, str]
 def state(
     value: dict[str, JsonValue], *, max_bytes: int, field: str = "state"
 ) -> dict[str, JsonValue]:
-    size = len(json.dumps(value, separators=(",", ":")).encode())
+    depth = _depth(value)
+    if depth > MAX_STATE_DEPTH:
+        raise InvalidArgument(
+            field,
+            f"nests objects and arrays {depth} levels deep; the limit is {MAX_STATE_DEPTH}",
+        )
+    try:
+        size = len(json.dumps(value, separators=(",", ":"), allow_nan=False).encode())
+    except ValueError:
+        raise InvalidArgument(
+            field, "holds a number that is NaN or infinite; state numbers must be finite"
+        ) from None
     if size > max_bytes:
         raise InvalidArgument(field, f"is {size} bytes as JSON; the limit is {max_bytes} bytes")
     return value
+
+
+def _depth(value: JsonValue) -> int:
+    """How deep objects and arrays nest in ``value`` (a scalar is 0); not recursive."""
+    deepest = 0
+    pending = [(value, 1)]
+    while pending:
+        item, level = pending.pop()
+        children: Iterable[JsonValue]
+        if isinstance(item, dict):
+            children = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        deepest = max(deepest, level)
+        pending.extend((child, level + 1) for child in children)
+    return deepest
 
 
 def page_size(value: int, *, default: int, maximum: int) -> int:

@@ -45,8 +45,33 @@ def duration_ms(field: str, span: duration_pb2.Duration) -> int:
     return ms
 
 
-def state_from_struct(struct: struct_pb2.Struct) -> dict[str, JsonValue]:
-    values: dict[str, Any] = MessageToDict(struct)
+# Timestamp's own range: 0001-01-01T00:00:00Z to 9999-12-31T23:59:59.999999999Z.
+_MIN_TIMESTAMP_SECONDS = -62_135_596_800
+_MAX_TIMESTAMP_SECONDS = 253_402_300_799
+
+
+def _timestamp_ms(field: str, stamp: timestamp_pb2.Timestamp) -> int:
+    """Milliseconds since the epoch; a timestamp that breaks Timestamp's rules is refused."""
+    if not (
+        _MIN_TIMESTAMP_SECONDS <= stamp.seconds <= _MAX_TIMESTAMP_SECONDS
+        and 0 <= stamp.nanos <= 999_999_999
+    ):
+        raise InvalidArgument(
+            field,
+            f"is not a valid timestamp (seconds={stamp.seconds}, nanos={stamp.nanos}): "
+            "it must lie between 0001-01-01 and 9999-12-31, with nanos from 0 to 999999999",
+        )
+    return stamp.ToMilliseconds()
+
+
+def state_from_struct(struct: struct_pb2.Struct, field: str = "state") -> dict[str, JsonValue]:
+    try:
+        values: dict[str, Any] = MessageToDict(struct)
+    except ValueError:
+        # json_format writes no NaN or infinity: JSON has no such numbers.
+        raise InvalidArgument(
+            field, "holds a number that is NaN or infinite; state numbers must be finite"
+        ) from None
     return values
 
 
@@ -124,7 +149,7 @@ def import_arguments(request: pb.ImportSessionRequest) -> dict[str, Any]:
         ),
         # Not optional in Session: 0 is unlimited, as it always is there.
         "max_turns": source.max_turns,
-        "state": state_from_struct(source.state),
+        "state": state_from_struct(source.state, "session.state"),
         "labels": dict(source.labels),
         "summary": source.summary,
         "status": _imported_status(source.status),
@@ -148,9 +173,11 @@ def _imported_turn(position: int, message: pb.Turn) -> Turn:
         status=validation.finished_turn_status(f"turns[{position}].status", message.status),
         input=message.input,
         output=message.output,
-        create_time_ms=message.create_time.ToMilliseconds(),
+        create_time_ms=_timestamp_ms(f"turns[{position}].create_time", message.create_time),
         complete_time_ms=(
-            message.complete_time.ToMilliseconds() if message.HasField("complete_time") else 0
+            _timestamp_ms(f"turns[{position}].complete_time", message.complete_time)
+            if message.HasField("complete_time")
+            else 0
         ),
         request_id=message.request_id,
         error=message.error,

@@ -1,0 +1,1275 @@
+"""Hostile input to every RPC: every answer is a proper status code, never INTERNAL, never a crash.
+
+The property (hypothesis): arbitrary strings, sizes, durations, field masks, page tokens,
+labels and state, sent over the real server to each RPC of ``sessions.v1.SessionService``,
+are answered either OK or with a code a caller can act on (:data:`REFUSALS`), with a
+message and, from the service, a ``google.rpc.ErrorInfo``; never INTERNAL, UNKNOWN,
+UNAVAILABLE (the store is up) or DEADLINE_EXCEEDED (a hang: every call has a deadline).
+A refused write stores nothing: a refused create or import leaves its id unknown (or the
+session that already had it unchanged) and the user's listing as it was, and a refused
+update, end, delete, run or read leaves the session it named exactly as it was.
+
+Reaching deep: a request with many arbitrary fields is refused at its first check and
+never tests the others, so each example makes at most two fields hostile (any value at
+all) and keeps the others valid (:func:`mixed`); with none hostile the request succeeds
+and its answer is checked too. Requests name the example's own live session (created
+for it, sometimes ended, at its max_turns or with turns), another user's view of it, or
+arbitrary ids (:class:`Target`), so they reach the store and the agent.
+
+Hypothesis with asyncio: pytest-asyncio (1.x) runs a coroutine test decorated with
+``@given`` by wrapping hypothesis' inner test in its synchronizer, so each example is one
+``run_until_complete`` on the session-scoped loop that the ``server`` and ``stub``
+fixtures live on: no ``.example()``, no loop or thread of our own, and shrinking works.
+The function-scoped fixtures are shared by all the examples of a test on purpose
+(``HealthCheck.function_scoped_fixture``): each example makes its sessions under fresh
+ids and deletes them when it ends.
+
+Budget: every RPC gets ``SWEEP`` (120 examples) on the memory store, and ``SMALL_SWEEP``
+(40, the same strategies) on Redis, where the same values also go through the Lua
+scripts; ``derandomize=True`` draws the same examples on every run, and ``database=None``
+keeps no example database (the ``.hypothesis`` cache that remains ignores itself in
+git). The file takes 15-20 s.
+
+After the sweeps: regression tests for what they found (fixed in validation.py and
+api/convert.py) and paging (forged page tokens), and a strict xfail pinning one bug
+left (undecodable request bytes answer UNKNOWN), to be unmarked once it is fixed.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+import time
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any, TypeVar, cast
+
+import grpc
+import pytest
+from google.protobuf import duration_pb2, field_mask_pb2, struct_pb2, timestamp_pb2
+from grpc import StatusCode
+from hypothesis import HealthCheck, Phase, event, given, settings
+from hypothesis import strategies as st
+from sessions.v1 import sessions_pb2 as pb
+
+from agent_sessions.api.status import DOMAIN
+from agent_sessions.validation import MAX_STATE_DEPTH
+from tests.grpc_helpers import Stub, create, error_info, rpc_error, run
+
+# The codes a caller can act on. RESOURCE_EXHAUSTED is gRPC's own answer to a message
+# over --max-message-bytes; OUT_OF_RANGE is allowed by the issue though nothing sends it.
+REFUSALS = frozenset(
+    {
+        StatusCode.INVALID_ARGUMENT,
+        StatusCode.NOT_FOUND,
+        StatusCode.ALREADY_EXISTS,
+        StatusCode.FAILED_PRECONDITION,
+        StatusCode.ABORTED,
+        StatusCode.OUT_OF_RANGE,
+        StatusCode.RESOURCE_EXHAUSTED,
+    }
+)
+CALL_TIMEOUT = 10.0  # seconds: a hang shows as DEADLINE_EXCEEDED, which is not a refusal
+MAX_INPUT_BYTES = 32 * 1024  # the server's default --max-input-bytes
+MAX_STATE_BYTES = 64 * 1024  # and --max-state-bytes
+MAX_TTL_MS = 30 * 86_400_000  # and --max-ttl
+# The deepest state (JSON nesting; the state itself is 1) that the server can decode in
+# an UpdateSession or ImportSession request: protobuf parses at most 100 nested messages,
+# and each object level costs three (Struct, map entry, Value). Deeper requests do not
+# decode at all (test_undecodable_requests_are_refused_properly).
+DECODABLE_STATE_DEPTH = 33
+
+SWEEP = settings(
+    max_examples=120,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[
+        HealthCheck.function_scoped_fixture,
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
+        HealthCheck.large_base_example,
+    ],
+)
+SMALL_SWEEP = settings(SWEEP, max_examples=40)
+# For the strict xfails: finding the failure is the point, shrinking it only costs time.
+PINNED = settings(SMALL_SWEEP, phases=[Phase.generate], report_multiple_bugs=False)
+
+Answer = TypeVar("Answer")
+Case = TypeVar("Case")
+
+
+# --- checking answers -------------------------------------------------------------------
+
+
+def assert_proper_refusal(error: grpc.aio.AioRpcError) -> None:
+    code = error.code()
+    assert code in REFUSALS, f"{code.name}: {error.details()!r}"
+    assert error.details(), f"{code.name} without a message"
+    if code is not StatusCode.RESOURCE_EXHAUSTED:  # gRPC's own, without a detail
+        info = error_info(error)
+        assert info.domain == DOMAIN, info
+        assert info.reason, info
+        if code is StatusCode.INVALID_ARGUMENT:
+            assert info.metadata["field"], info
+
+
+def note(outcome: object) -> None:
+    """Counts the outcomes of the call under test (pytest --hypothesis-show-statistics)."""
+    if not isinstance(outcome, grpc.aio.AioRpcError):
+        event("OK")
+    elif outcome.code() is StatusCode.INVALID_ARGUMENT:
+        event(f"INVALID_ARGUMENT {error_info(outcome).metadata['field'][:40]}")
+    else:
+        event(outcome.code().name)
+
+
+async def answer(call: Awaitable[Answer]) -> Answer | grpc.aio.AioRpcError:
+    """The response, or the error once checked to be a proper refusal."""
+    try:
+        return await call
+    except grpc.aio.AioRpcError as error:
+        assert_proper_refusal(error)
+        return error
+
+
+async def run_answer(
+    stub: Stub, request: pb.RunRequest
+) -> list[pb.RunEvent] | grpc.aio.AioRpcError:
+    try:
+        return [item async for item in stub.Run(request, timeout=CALL_TIMEOUT)]
+    except grpc.aio.AioRpcError as error:
+        assert_proper_refusal(error)
+        return error
+
+
+async def get(stub: Stub, user_id: str, session_id: str) -> pb.Session | grpc.aio.AioRpcError:
+    request = pb.GetSessionRequest(user_id=user_id, session_id=session_id)
+    return await answer(stub.GetSession(request, timeout=CALL_TIMEOUT))
+
+
+async def assert_absent(stub: Stub, user_id: str, session_id: str) -> None:
+    found = await get(stub, user_id, session_id)
+    assert isinstance(found, grpc.aio.AioRpcError), f"a refused request stored {found}"
+    assert found.code() in (StatusCode.NOT_FOUND, StatusCode.INVALID_ARGUMENT)
+
+
+async def assert_unchanged(stub: Stub, before: pb.Session) -> None:
+    after = await get(stub, before.user_id, before.session_id)
+    assert after == before, f"a refused request changed the session:\n{before}\n->\n{after}"
+
+
+async def listed_ids(stub: Stub, user_id: str) -> set[str]:
+    request = pb.ListSessionsRequest(user_id=user_id, page_size=1000)
+    page = await answer(stub.ListSessions(request, timeout=CALL_TIMEOUT))
+    assert isinstance(page, pb.ListSessionsResponse)
+    return {session.session_id for session in page.sessions}
+
+
+def expires_soon(session: pb.Session) -> bool:
+    """Whether a session accepted with a tiny ttl or idle timeout may be gone already."""
+    return session.expire_time.ToMilliseconds() < time.time() * 1000 + 60_000
+
+
+async def assert_reads_as(stub: Stub, expected: pb.Session) -> None:
+    if not expires_soon(expected):
+        assert await get(stub, expected.user_id, expected.session_id) == expected
+
+
+def valid_user(user_id: str) -> bool:
+    return 0 < len(user_id) <= 128 and not any(c.isspace() or c in "{}" for c in user_id)
+
+
+@dataclass
+class Sessions:
+    """The sessions an example made, deleted when it ends so that the next starts clean."""
+
+    stub: Stub
+    made: list[pb.Session] = field(default_factory=list)
+
+    async def create(self, user_id: str, **fields: Any) -> pb.Session:
+        request = pb.CreateSessionRequest(user_id=user_id, agent_id="echo", **fields)
+        session: pb.Session = await self.stub.CreateSession(request, timeout=CALL_TIMEOUT)
+        self.made.append(session)
+        return session
+
+    def keep(self, session: pb.Session) -> None:
+        self.made.append(session)
+
+    async def run(self, session: pb.Session, text: str, request_id: str = "") -> None:
+        request = pb.RunRequest(
+            user_id=session.user_id,
+            session_id=session.session_id,
+            input=text,
+            request_id=request_id,
+        )
+        async for _ in self.stub.Run(request, timeout=CALL_TIMEOUT):
+            pass
+
+    async def read(self, session: pb.Session) -> pb.Session:
+        read = await get(self.stub, session.user_id, session.session_id)
+        assert isinstance(read, pb.Session)
+        return read
+
+    async def delete_all(self) -> None:
+        for session in self.made:
+            request = pb.DeleteSessionRequest(
+                user_id=session.user_id, session_id=session.session_id
+            )
+            await answer(self.stub.DeleteSession(request, timeout=CALL_TIMEOUT))
+
+
+async def with_sessions(stub: Stub, body: Callable[[Sessions], Coroutine[Any, Any, None]]) -> None:
+    sessions = Sessions(stub)
+    try:
+        await body(sessions)
+    finally:
+        await sessions.delete_all()
+
+
+# --- values: valid ones, and hostile ones (anything at all) -----------------------------
+
+# Every code point but the surrogates: protobuf strings must be valid UTF-8.
+CHARACTERS = st.characters(codec="utf-8")
+# fmt: off
+NASTY = (
+    "", " ", " \t\r\n ", "\x00", "a\x00b", "\x1b[31mred", "\x7f", "\u200b", "\ufeff",
+    "\u2028", "{", "}", "{u}", "a{b}c", ":", "a:b", "::", "*", "?", "\\", "/", "../..",
+    "%s%n", '"', "'", "null", "NaN", "-1", "0", "é", "𝄞", "🙂", "日本語", "a b", "a\nb",
+    "sessions:{u}:s:x", 'W/"1"',
+)
+# fmt: on
+
+
+def repeated(unit: st.SearchStrategy[str], sizes: st.SearchStrategy[int]) -> st.SearchStrategy[str]:
+    """A long string: a short unit repeated to a drawn number of characters."""
+    return st.tuples(unit, sizes).map(lambda drawn: (drawn[0] * drawn[1])[: drawn[1]])
+
+
+def texts(max_size: int = 40) -> st.SearchStrategy[str]:
+    return st.one_of(
+        st.sampled_from(NASTY),
+        st.text(CHARACTERS, max_size=max_size),
+        st.from_regex(r"[A-Za-z0-9._~-]{1,24}", fullmatch=True),
+        # Around the 128-character id limit, and huge.
+        repeated(st.sampled_from(["a", "é", "🙂", " "]), st.integers(120, 140)),
+        repeated(st.text(CHARACTERS, min_size=1, max_size=3), st.integers(200, 20_000)),
+    )
+
+
+int32s = st.one_of(
+    st.sampled_from([0, 1, -1, 2, 1000, 1001, 2**31 - 1, -(2**31)]),
+    st.integers(-(2**31), 2**31 - 1),
+)
+user_ids = st.from_regex(r"[^\s{}]{1,40}", fullmatch=True, alphabet=CHARACTERS)
+session_ids = st.from_regex(r"[A-Za-z0-9._~-]{1,128}", fullmatch=True)
+# The default agent (echo) answers any valid agent id.
+agent_ids = st.one_of(st.just("echo"), st.from_regex(r"[A-Za-z0-9._~:/@-]{1,32}", fullmatch=True))
+
+
+def duration_of(seconds: int, nanos: int) -> duration_pb2.Duration:
+    return duration_pb2.Duration(seconds=seconds, nanos=nanos)
+
+
+# At least a minute, so that sessions outlive their example (hostile ones can be 1 ms).
+valid_durations = st.integers(60_000, MAX_TTL_MS).map(
+    lambda ms: duration_of(ms // 1000, ms % 1000 * 1_000_000)
+)
+# fmt: off
+DURATION_EDGES = [
+    (0, 0), (0, 1), (0, 999_999), (0, 1_000_000), (1, 0), (-1, 0), (0, -1), (1, -1), (-1, 1),
+    (0, 1_000_000_000), (0, 2**31 - 1), (0, -(2**31)), (2_592_000, 0), (2_592_000, 1_000_000),
+    (315_576_000_000, 0), (2**63 - 1, 999_999_999), (-(2**63), 0),
+]
+# fmt: on
+durations = st.one_of(
+    st.sampled_from(DURATION_EDGES),
+    st.tuples(st.integers(-(2**63), 2**63 - 1), st.integers(-(2**31), 2**31 - 1)),
+    st.tuples(st.integers(-10, 31 * 86_400), st.integers(-(10**9), 2 * 10**9)),
+).map(lambda pair: duration_of(*pair))
+
+
+def timestamp_of(seconds: int, nanos: int) -> timestamp_pb2.Timestamp:
+    return timestamp_pb2.Timestamp(seconds=seconds, nanos=nanos)
+
+
+# Timestamp's range: 0001-01-01 to 9999-12-31.
+valid_timestamps = st.integers(-62_135_596_800_000, 253_402_300_799_999).map(
+    lambda ms: timestamp_of(ms // 1000, ms % 1000 * 1_000_000)
+)
+timestamps = st.one_of(
+    st.sampled_from([(0, -1), (0, 10**9), (-62_135_596_801, 0), (253_402_300_800, 0)]),
+    st.tuples(st.integers(-(2**63), 2**63 - 1), st.integers(-(2**31), 2**31 - 1)),
+).map(lambda pair: timestamp_of(*pair))
+
+
+def json_values(leaves: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    return st.recursive(
+        leaves,
+        lambda children: st.one_of(
+            st.lists(children, max_size=4), st.dictionaries(texts(20), children, max_size=4)
+        ),
+        max_leaves=20,
+    )
+
+
+finite_json = json_values(
+    st.one_of(
+        st.none(),
+        st.booleans(),
+        st.floats(allow_nan=False, allow_infinity=False),
+        st.integers(-(2**53), 2**53),
+        st.text(CHARACTERS, max_size=20),
+    )
+)
+any_json = json_values(st.one_of(st.none(), st.booleans(), st.floats(), texts(20)))
+
+
+def struct(values: dict[str, Any], kindless: list[str] | None = None) -> struct_pb2.Struct:
+    made = struct_pb2.Struct()
+    made.update(values)
+    for key in kindless or ():
+        made.fields[key].Clear()  # a Value with no kind: a raw client can send one
+    return made
+
+
+def nested_objects(depth: int) -> dict[str, Any]:
+    """A state ``depth`` objects deep (the state itself is 1), the innermost empty."""
+    state: dict[str, Any] = {}
+    for _ in range(depth - 1):
+        state = {"v": state}
+    return state
+
+
+def nested_lists(depth: int) -> list[Any]:
+    value: list[Any] = []
+    for _ in range(depth - 1):
+        value = [value]
+    return value
+
+
+valid_states = st.dictionaries(st.text(CHARACTERS, max_size=10), finite_json, max_size=4).map(
+    struct
+)
+states = st.one_of(
+    st.builds(
+        struct,
+        st.dictionaries(texts(20), any_json, max_size=6),
+        st.lists(texts(10), max_size=2),
+    ),
+    st.sampled_from([math.nan, math.inf, -math.inf]).map(lambda x: struct({"a": [1, {"b": x}]})),
+    # Around the size limit: one big string, or thousands of keys (Redis gets them in chunks).
+    st.integers(MAX_STATE_BYTES - 16, MAX_STATE_BYTES + 16).map(
+        lambda n: struct({"k": "x" * (n - len('{"k":""}'))})
+    ),
+    st.integers(0, 8_000).map(lambda n: struct({f"k{i}": True for i in range(n)})),
+    # Deep, up to what the server can decode.
+    st.integers(1, DECODABLE_STATE_DEPTH).map(lambda depth: struct(nested_objects(depth))),
+    st.integers(1, 45).map(lambda depth: struct({"v": nested_lists(depth)})),
+)
+
+valid_labels = st.dictionaries(
+    st.from_regex(r"[a-z][a-z0-9_.-]{0,62}", fullmatch=True),
+    st.text(CHARACTERS, max_size=256),
+    max_size=5,
+)
+labels = st.one_of(
+    st.dictionaries(
+        st.one_of(st.from_regex(r"[a-z][a-z0-9_.-]{0,63}", fullmatch=True), texts(70)),
+        texts(300),
+        max_size=5,
+    ),
+    # Around the 64-label and 256-character limits.
+    st.integers(60, 70).map(lambda n: {f"k{i}": "v" for i in range(n)}),
+    st.integers(250, 260).map(lambda n: {"long": "é" * n}),
+)
+
+UPDATABLE = ("state", "labels", "ttl", "idle_timeout", "max_turns")
+valid_masks = st.sets(st.sampled_from(UPDATABLE), min_size=1).map(
+    lambda paths: field_mask_pb2.FieldMask(paths=sorted(paths))
+)
+# fmt: off
+MASK_PATHS = [
+    *UPDATABLE, "", "*", "state.city", "session.state", "etag", "user_id", "summary", "STATE",
+    " labels", "labels,ttl",
+]
+# fmt: on
+masks = st.lists(st.one_of(st.sampled_from(MASK_PATHS), texts()), max_size=6).map(
+    lambda paths: field_mask_pb2.FieldMask(paths=paths)
+)
+
+valid_inputs = st.one_of(
+    st.sampled_from(["How's the weather in Shanghai?", "What about Beijing?"]),
+    st.text(CHARACTERS, min_size=1, max_size=50).filter(lambda text: bool(text.strip())),
+)
+inputs = st.one_of(
+    texts(),
+    # Around --max-input-bytes, in one-, two- and four-byte characters.
+    st.integers(MAX_INPUT_BYTES - 2, MAX_INPUT_BYTES + 2).map(lambda n: "x" * n),
+    st.integers(MAX_INPUT_BYTES // 2 - 1, MAX_INPUT_BYTES // 2 + 1).map(lambda n: "é" * n),
+    st.integers(MAX_INPUT_BYTES // 4 - 1, MAX_INPUT_BYTES // 4 + 1).map(lambda n: "🙂" * n),
+    repeated(st.text(CHARACTERS, min_size=1, max_size=2), st.integers(30_000, 70_000)),
+)
+valid_page_sizes = st.sampled_from([0, 1, 2, 1000])
+
+
+@dataclass(frozen=True)
+class Target:
+    """The session a request names: the example's own, or other ids where given."""
+
+    user_id: str | None = None
+    session_id: str | None = None
+
+    def ids(self, own: pb.Session) -> tuple[str, str]:
+        user_id = own.user_id if self.user_id is None else self.user_id
+        session_id = own.session_id if self.session_id is None else self.session_id
+        return user_id, session_id
+
+
+OWN = Target()
+targets = st.one_of(
+    st.builds(Target, user_id=user_ids),  # another user's view: NOT_FOUND, no leak
+    st.builds(Target, user_id=texts()),
+    st.builds(Target, session_id=st.one_of(session_ids, texts())),
+    st.builds(Target, user_id=texts(), session_id=texts()),
+)
+
+
+@dataclass(frozen=True)
+class Token:
+    """A page token: the real next page's (``text`` None), maybe cut short, or any text."""
+
+    text: str | None = None
+    cut: int | None = None
+
+    def resolve(self, real: str) -> str:
+        if self.text is not None:
+            return self.text
+        return real if self.cut is None else real[: self.cut]
+
+
+def b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def json_b64(value: Any) -> str:
+    return b64(json.dumps(value).encode())
+
+
+valid_tokens = st.sampled_from([Token(text=""), Token()])
+tokens = st.one_of(
+    st.builds(Token, cut=st.integers(-30, 300)),
+    st.builds(Token, text=texts()),
+    st.builds(Token, text=st.binary(max_size=80).map(b64)),
+    st.builds(Token, text=any_json.map(json_b64)),
+    # Shaped like this service's tokens, of another query.
+    st.builds(Token, text=st.fixed_dictionaries({"q": any_json, "p": any_json}).map(json_b64)),
+)
+orders = st.sampled_from(["", "index", "index desc", "Index  DESC", "index asc"])
+
+
+def mixed(
+    build: Callable[..., Case],
+    max_hostile: int = 2,
+    min_hostile: int = 0,
+    weights: dict[str, int] | None = None,
+    **fields: tuple[st.SearchStrategy[Any], st.SearchStrategy[Any]] | st.SearchStrategy[Any],
+) -> st.SearchStrategy[Case]:
+    """``build(**fields)`` with up to ``max_hostile`` fields drawn hostile, the rest valid.
+
+    A field is a pair of strategies, (valid, hostile), or one strategy always drawn
+    (the session an example sets up). ``weights`` makes some fields hostile more often.
+    """
+    pairs = {name: pair for name, pair in fields.items() if isinstance(pair, tuple)}
+    choices = [name for name in sorted(pairs) for _ in range((weights or {}).get(name, 1))]
+    counts = [min(count, len(pairs)) for count in (0, 1, 1, 1, 2) if count <= max_hostile]
+
+    @st.composite
+    def cases(draw: st.DrawFn) -> Case:
+        # Mostly one hostile field, so that it meets its own check; shrinks to none.
+        count = draw(st.sampled_from([c for c in counts if c >= min_hostile]))
+        hostile = draw(st.sets(st.sampled_from(choices), min_size=count, max_size=count))
+        values = {}
+        for name, strategies in fields.items():
+            if isinstance(strategies, tuple):
+                valid, anything = strategies
+                values[name] = draw(anything if name in hostile else valid)
+            else:
+                values[name] = draw(strategies)
+        return build(**values)
+
+    return cases()
+
+
+def either(*values: Any) -> st.SearchStrategy[Any]:
+    return st.sampled_from(values)
+
+
+def optional(strategy: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    return st.none() | strategy
+
+
+def set_optional(message: Any, name: str, value: Any) -> None:
+    if value is not None:
+        getattr(message, name).CopyFrom(value)
+
+
+def enum(value: int) -> Any:
+    """An int as a protobuf enum field's value (proto3 enums are open: any int32 goes)."""
+    return cast(Any, value)
+
+
+def imported_turn(position: int, hostile: bool) -> st.SearchStrategy[pb.Turn]:
+    def build(**fields: Any) -> pb.Turn:
+        created, completed, usage = (
+            fields.pop("create_time"),
+            fields.pop("complete_time"),
+            fields.pop("usage"),
+        )
+        turn = pb.Turn(**fields)
+        set_optional(turn, "create_time", created)
+        set_optional(turn, "complete_time", completed)
+        if usage is not None:
+            turn.usage.input_tokens, turn.usage.output_tokens = usage
+        return turn
+
+    return mixed(
+        build,
+        max_hostile=1 if hostile else 0,
+        min_hostile=1 if hostile else 0,
+        index=(st.just(position + 1), int32s),
+        status=(either(2, 3, 4).map(enum), int32s.map(enum)),
+        input=(valid_inputs, inputs),
+        output=(st.just(""), texts()),
+        request_id=(either("", f"rq-{position}"), st.one_of(st.just("rq-0"), texts())),
+        error=(st.just(""), texts()),
+        create_time=(optional(valid_timestamps), timestamps),
+        complete_time=(optional(valid_timestamps), timestamps),
+        usage=(st.none(), st.tuples(int32s, int32s)),
+    )
+
+
+@st.composite
+def imported_turns(draw: st.DrawFn, hostile: bool) -> list[pb.Turn]:
+    if hostile and draw(st.integers(0, 5)) == 0:  # the 10,000-turn limit
+        return [
+            pb.Turn(index=i + 1, status=pb.TURN_STATUS_COMPLETED, input="x")
+            for i in range(draw(either(10_000, 10_001)))
+        ]
+    count = draw(st.integers(1 if hostile else 0, 4))
+    bad = draw(st.integers(0, count - 1)) if hostile else -1
+    return [draw(imported_turn(position, position == bad)) for position in range(count)]
+
+
+# --- the sweeps: one property per RPC, on both stores -----------------------------------
+
+
+def sweeps(
+    check: Callable[[Stub, Case], Coroutine[Any, Any, None]], cases: st.SearchStrategy[Case]
+) -> tuple[Any, Any]:
+    """The property ``check`` as two tests: ``SWEEP`` on memory, ``SMALL_SWEEP`` on Redis."""
+
+    @pytest.mark.parametrize("store_kind", ["memory"])
+    @SWEEP
+    @given(case=cases)
+    async def on_memory(stub: Stub, case: Case) -> None:
+        await check(stub, case)
+
+    @pytest.mark.parametrize("store_kind", ["redis"])
+    @SMALL_SWEEP
+    @given(case=cases)
+    async def on_redis(stub: Stub, case: Case) -> None:
+        await check(stub, case)
+
+    return on_memory, on_redis
+
+
+@dataclass(frozen=True)
+class CreateCase:
+    user_id: str
+    agent_id: str
+    session_id: str | None  # None: the id of an existing session
+    ttl: duration_pb2.Duration | None
+    idle_timeout: duration_pb2.Duration | None
+    max_turns: int | None
+    state: struct_pb2.Struct | None
+    labels: dict[str, str]
+
+
+create_cases = mixed(
+    CreateCase,
+    user_id=(user_ids, texts()),
+    agent_id=(agent_ids, texts()),
+    session_id=(st.one_of(st.just(""), session_ids), st.one_of(st.none(), texts())),
+    ttl=(optional(valid_durations), durations),
+    idle_timeout=(optional(valid_durations), durations),
+    max_turns=(optional(st.integers(0, 1000)), int32s),
+    state=(optional(valid_states), states),
+    labels=(valid_labels, labels),
+)
+
+
+async def check_create(stub: Stub, case: CreateCase) -> None:
+    async def body(sessions: Sessions) -> None:
+        existing = None
+        session_id = case.session_id
+        if session_id is None:
+            existing = await sessions.create(case.user_id if valid_user(case.user_id) else "u")
+            session_id = existing.session_id
+        request = pb.CreateSessionRequest(
+            user_id=case.user_id, agent_id=case.agent_id, session_id=session_id, labels=case.labels
+        )
+        set_optional(request, "ttl", case.ttl)
+        set_optional(request, "idle_timeout", case.idle_timeout)
+        set_optional(request, "state", case.state)
+        if case.max_turns is not None:
+            request.max_turns = case.max_turns
+        listed = await listed_ids(stub, case.user_id) if valid_user(case.user_id) else set()
+
+        created = await answer(stub.CreateSession(request, timeout=CALL_TIMEOUT))
+        note(created)
+
+        if isinstance(created, pb.Session):
+            sessions.keep(created)
+            assert created.user_id == case.user_id
+            assert created.session_id == session_id or not session_id
+            assert created.status == pb.SESSION_STATUS_ACTIVE
+            assert dict(created.labels) == case.labels
+            await assert_reads_as(stub, created)
+            return
+        if existing is not None and existing.user_id == case.user_id:
+            await assert_unchanged(stub, existing)
+        elif session_id and valid_user(case.user_id):
+            await assert_absent(stub, case.user_id, session_id)
+        if valid_user(case.user_id):
+            assert await listed_ids(stub, case.user_id) == listed
+
+    await with_sessions(stub, body)
+
+
+test_create_session, test_create_session_on_redis = sweeps(check_create, create_cases)
+
+
+@dataclass(frozen=True)
+class ImportCase:
+    session_id: str | None  # None: the id of an existing session
+    user_id: str
+    agent_id: str
+    ttl: duration_pb2.Duration | None
+    idle_timeout: duration_pb2.Duration | None
+    max_turns: int
+    state: struct_pb2.Struct | None
+    labels: dict[str, str]
+    summary: str
+    status: int
+    turns: list[pb.Turn]
+
+
+import_cases = mixed(
+    ImportCase,
+    weights={"turns": 4},  # a history has many fields of its own
+    session_id=(session_ids, st.one_of(st.none(), texts())),
+    user_id=(user_ids, texts()),
+    agent_id=(agent_ids, texts()),
+    ttl=(optional(valid_durations), durations),
+    idle_timeout=(optional(valid_durations), durations),
+    max_turns=(st.integers(0, 1000), int32s),
+    state=(optional(valid_states), states),
+    labels=(valid_labels, labels),
+    summary=(st.text(CHARACTERS, max_size=100), texts()),
+    status=(either(0, 1, 2), int32s),
+    turns=(imported_turns(hostile=False), imported_turns(hostile=True)),
+)
+
+
+async def check_import(stub: Stub, case: ImportCase) -> None:
+    async def body(sessions: Sessions) -> None:
+        existing = None
+        session_id = case.session_id
+        if session_id is None:
+            existing = await sessions.create(case.user_id if valid_user(case.user_id) else "u")
+            session_id = existing.session_id
+        source = pb.Session(
+            session_id=session_id,
+            user_id=case.user_id,
+            agent_id=case.agent_id,
+            max_turns=case.max_turns,
+            labels=case.labels,
+            summary=case.summary,
+            status=enum(case.status),
+        )
+        set_optional(source, "ttl", case.ttl)
+        set_optional(source, "idle_timeout", case.idle_timeout)
+        set_optional(source, "state", case.state)
+        request = pb.ImportSessionRequest(session=source, turns=case.turns)
+
+        imported = await answer(stub.ImportSession(request, timeout=CALL_TIMEOUT))
+        note(imported)
+
+        if isinstance(imported, pb.Session):
+            sessions.keep(imported)
+            assert (imported.user_id, imported.session_id) == (case.user_id, session_id)
+            assert imported.total_turns == len(case.turns)
+            assert imported.summary == case.summary
+            if expires_soon(imported):
+                return
+            history = pb.ListTurnsRequest(
+                user_id=case.user_id, session_id=session_id, page_size=1000
+            )
+            listed = await answer(stub.ListTurns(history, timeout=CALL_TIMEOUT))
+            assert isinstance(listed, pb.ListTurnsResponse)
+            assert [t.input for t in listed.turns] == [t.input for t in case.turns[:1000]]
+            return
+        if existing is not None and existing.user_id == case.user_id:
+            await assert_unchanged(stub, existing)
+        elif valid_user(case.user_id):
+            await assert_absent(stub, case.user_id, session_id)
+
+    await with_sessions(stub, body)
+
+
+test_import_session, test_import_session_on_redis = sweeps(check_import, import_cases)
+
+
+# The RPCs on one session. Each example makes its own session for a valid user (maybe
+# ended, at its max_turns, or with turns, the first under request id "rq-seen") and names
+# it, another user's view of it, or arbitrary ids.
+
+
+@dataclass(frozen=True)
+class Setup:
+    user_id: str
+    turns: int
+    ended: bool
+    max_turns: int
+
+
+setups = st.builds(
+    Setup,
+    user_id=user_ids,
+    turns=st.integers(0, 3),
+    ended=st.booleans(),
+    max_turns=either(0, 0, 1, 2),
+)
+
+
+async def own_session(sessions: Sessions, setup: Setup) -> pb.Session:
+    session = await sessions.create(setup.user_id, max_turns=setup.max_turns)
+    turns = min(setup.turns, setup.max_turns) if setup.max_turns else setup.turns
+    for index in range(turns):
+        await sessions.run(session, f"turn {index + 1}", request_id="" if index else "rq-seen")
+    if setup.ended:
+        request = pb.EndSessionRequest(user_id=session.user_id, session_id=session.session_id)
+        await sessions.stub.EndSession(request, timeout=CALL_TIMEOUT)
+    return await sessions.read(session)
+
+
+@dataclass(frozen=True)
+class SessionCase:
+    setup: Setup
+    target: Target
+
+
+session_cases = mixed(SessionCase, setup=setups, target=(st.just(OWN), targets))
+
+
+async def check_get(stub: Stub, case: SessionCase) -> None:
+    async def body(sessions: Sessions) -> None:
+        own = await own_session(sessions, case.setup)
+        user_id, session_id = case.target.ids(own)
+
+        read = await get(stub, user_id, session_id)
+        note(read)
+
+        if isinstance(read, pb.Session):
+            assert (user_id, session_id) == (own.user_id, own.session_id)
+            assert read == own
+
+    await with_sessions(stub, body)
+
+
+test_get_session, test_get_session_on_redis = sweeps(check_get, session_cases)
+
+
+async def check_end(stub: Stub, case: SessionCase) -> None:
+    async def body(sessions: Sessions) -> None:
+        own = await own_session(sessions, case.setup)
+        user_id, session_id = case.target.ids(own)
+        request = pb.EndSessionRequest(user_id=user_id, session_id=session_id)
+
+        ended = await answer(stub.EndSession(request, timeout=CALL_TIMEOUT))
+        note(ended)
+
+        if isinstance(ended, pb.Session):
+            assert (user_id, session_id) == (own.user_id, own.session_id)
+            assert ended.status == pb.SESSION_STATUS_ENDED
+            assert await sessions.read(own) == ended
+        else:
+            await assert_unchanged(stub, own)
+
+    await with_sessions(stub, body)
+
+
+test_end_session, test_end_session_on_redis = sweeps(check_end, session_cases)
+
+
+async def check_delete(stub: Stub, case: SessionCase) -> None:
+    async def body(sessions: Sessions) -> None:
+        own = await own_session(sessions, case.setup)
+        user_id, session_id = case.target.ids(own)
+        request = pb.DeleteSessionRequest(user_id=user_id, session_id=session_id)
+
+        deleted = await answer(stub.DeleteSession(request, timeout=CALL_TIMEOUT))
+        note(deleted)
+
+        if isinstance(deleted, pb.DeleteSessionResponse):
+            assert (user_id, session_id) == (own.user_id, own.session_id)
+            await assert_absent(stub, user_id, session_id)
+        else:
+            await assert_unchanged(stub, own)
+
+    await with_sessions(stub, body)
+
+
+test_delete_session, test_delete_session_on_redis = sweeps(check_delete, session_cases)
+
+
+@dataclass(frozen=True)
+class UpdateCase:
+    setup: Setup
+    target: Target
+    etag: str | None  # None: the session's current etag
+    mask: field_mask_pb2.FieldMask
+    ttl: duration_pb2.Duration | None
+    idle_timeout: duration_pb2.Duration | None
+    max_turns: int
+    state: struct_pb2.Struct | None
+    labels: dict[str, str]
+
+
+update_cases = mixed(
+    UpdateCase,
+    setup=setups,
+    target=(st.just(OWN), targets),
+    etag=(either(None, ""), st.one_of(st.just('W/"1"'), texts())),
+    mask=(valid_masks, masks),
+    ttl=(valid_durations, optional(durations)),
+    idle_timeout=(valid_durations, optional(durations)),
+    max_turns=(st.integers(0, 1000), int32s),
+    state=(optional(valid_states), states),
+    labels=(valid_labels, labels),
+)
+
+
+async def check_update(stub: Stub, case: UpdateCase) -> None:
+    async def body(sessions: Sessions) -> None:
+        own = await own_session(sessions, case.setup)
+        user_id, session_id = case.target.ids(own)
+        source = pb.Session(
+            user_id=user_id,
+            session_id=session_id,
+            etag=own.etag if case.etag is None else case.etag,
+            max_turns=case.max_turns,
+            labels=case.labels,
+        )
+        set_optional(source, "ttl", case.ttl)
+        set_optional(source, "idle_timeout", case.idle_timeout)
+        set_optional(source, "state", case.state)
+        request = pb.UpdateSessionRequest(session=source, update_mask=case.mask)
+
+        updated = await answer(stub.UpdateSession(request, timeout=CALL_TIMEOUT))
+        note(updated)
+
+        if isinstance(updated, pb.Session):
+            assert (user_id, session_id) == (own.user_id, own.session_id)
+            assert updated.etag != own.etag
+            if "labels" in case.mask.paths:
+                assert dict(updated.labels) == case.labels
+            if "max_turns" in case.mask.paths:
+                assert updated.max_turns == case.max_turns
+            await assert_reads_as(stub, updated)
+        else:
+            await assert_unchanged(stub, own)
+
+    await with_sessions(stub, body)
+
+
+test_update_session, test_update_session_on_redis = sweeps(check_update, update_cases)
+
+
+@dataclass(frozen=True)
+class RunCase:
+    setup: Setup
+    target: Target
+    input: str
+    request_id: str
+
+
+run_cases = mixed(
+    RunCase,
+    setup=setups,
+    target=(st.just(OWN), targets),
+    input=(valid_inputs, inputs),
+    request_id=(st.one_of(either("", "rq-seen"), session_ids), texts()),
+)
+
+
+async def check_run(stub: Stub, case: RunCase) -> None:
+    async def body(sessions: Sessions) -> None:
+        own = await own_session(sessions, case.setup)
+        user_id, session_id = case.target.ids(own)
+        request = pb.RunRequest(
+            user_id=user_id, session_id=session_id, input=case.input, request_id=case.request_id
+        )
+
+        events = await run_answer(stub, request)
+        note(events)
+
+        if isinstance(events, grpc.aio.AioRpcError):
+            await assert_unchanged(stub, own)
+            return
+        assert (user_id, session_id) == (own.user_id, own.session_id)
+        kinds = [item.WhichOneof("event") for item in events]
+        assert kinds[0] == "started" and kinds[-1] == "completed", kinds
+        assert set(kinds[1:-1]) <= {"delta"}, kinds
+        completed = events[-1].completed
+        assert "".join(item.delta.text for item in events[1:-1]) == completed.turn.output
+        assert completed.turn.status == pb.TURN_STATUS_COMPLETED
+        if events[0].started.replayed:
+            assert completed.turn.request_id == case.request_id == "rq-seen"
+        else:
+            assert completed.turn.input == case.input
+            assert completed.session.total_turns == own.total_turns + 1
+        assert await sessions.read(own) == completed.session
+
+    await with_sessions(stub, body)
+
+
+test_run, test_run_on_redis = sweeps(check_run, run_cases)
+
+
+@dataclass(frozen=True)
+class ListTurnsCase:
+    setup: Setup
+    target: Target
+    page_size: int
+    token: Token
+    order_by: str
+
+
+list_turns_cases = mixed(
+    ListTurnsCase,
+    setup=setups,
+    target=(st.just(OWN), targets),
+    page_size=(valid_page_sizes, int32s),
+    token=(valid_tokens, tokens),
+    order_by=(orders, st.one_of(st.sampled_from(["create_time", "-index", "index,"]), texts())),
+)
+
+
+async def check_list_turns(stub: Stub, case: ListTurnsCase) -> None:
+    async def body(sessions: Sessions) -> None:
+        own = await own_session(sessions, case.setup)
+        user_id, session_id = case.target.ids(own)
+        # A real token: the one after a first page of one turn, in the order asked for
+        # (when that order is valid; otherwise the token stays empty).
+        first_page = pb.ListTurnsRequest(
+            user_id=own.user_id, session_id=own.session_id, page_size=1, order_by=case.order_by
+        )
+        first = await answer(stub.ListTurns(first_page, timeout=CALL_TIMEOUT))
+        real = first.next_page_token if isinstance(first, pb.ListTurnsResponse) else ""
+        request = pb.ListTurnsRequest(
+            user_id=user_id,
+            session_id=session_id,
+            page_size=case.page_size,
+            page_token=case.token.resolve(real),
+            order_by=case.order_by,
+        )
+
+        listed = await answer(stub.ListTurns(request, timeout=CALL_TIMEOUT))
+        note(listed)
+
+        if isinstance(listed, pb.ListTurnsResponse):
+            assert (user_id, session_id) == (own.user_id, own.session_id)
+            assert len(listed.turns) <= (case.page_size or 100)
+            assert {t.index for t in listed.turns} <= set(range(1, own.total_turns + 1))
+        await assert_unchanged(stub, own)
+
+    await with_sessions(stub, body)
+
+
+test_list_turns, test_list_turns_on_redis = sweeps(check_list_turns, list_turns_cases)
+
+
+@dataclass(frozen=True)
+class ListSessionsCase:
+    user_id: str | None  # None: the user who owns the example's sessions
+    owned: int
+    agent_id: str
+    page_size: int
+    token: Token
+
+
+list_sessions_cases = mixed(
+    ListSessionsCase,
+    user_id=(st.none(), st.one_of(user_ids, texts())),
+    owned=(st.integers(0, 3), st.integers(0, 3)),
+    agent_id=(either("", "echo", "other"), texts()),
+    page_size=(valid_page_sizes, int32s),
+    token=(valid_tokens, tokens),
+)
+
+
+async def check_list_sessions(stub: Stub, case: ListSessionsCase) -> None:
+    async def body(sessions: Sessions) -> None:
+        owner = "lister"
+        made = [await sessions.create(owner) for _ in range(case.owned)]
+        first_page = pb.ListSessionsRequest(user_id=owner, agent_id=case.agent_id, page_size=1)
+        first = await answer(stub.ListSessions(first_page, timeout=CALL_TIMEOUT))
+        real = first.next_page_token if isinstance(first, pb.ListSessionsResponse) else ""
+        request = pb.ListSessionsRequest(
+            user_id=owner if case.user_id is None else case.user_id,
+            agent_id=case.agent_id,
+            page_size=case.page_size,
+            page_token=case.token.resolve(real),
+        )
+
+        listed = await answer(stub.ListSessions(request, timeout=CALL_TIMEOUT))
+        note(listed)
+
+        if isinstance(listed, pb.ListSessionsResponse):
+            assert len(listed.sessions) <= (case.page_size or 50)
+            assert {s.user_id for s in listed.sessions} <= {request.user_id}
+            if request.user_id == owner:
+                assert {s.session_id for s in listed.sessions} <= {s.session_id for s in made}
+        for session in made:
+            await assert_unchanged(stub, session)
+
+    await with_sessions(stub, body)
+
+
+test_list_sessions, test_list_sessions_on_redis = sweeps(check_list_sessions, list_sessions_cases)
+
+
+# --- regressions: what the sweeps found, fixed in validation.py and api/convert.py -----
+
+
+@pytest.mark.parametrize("number", [math.nan, math.inf, -math.inf], ids=["nan", "inf", "-inf"])
+async def test_state_numbers_must_be_finite(stub: Stub, number: float) -> None:
+    """Was INTERNAL: json_format refuses to turn NaN and infinities into JSON."""
+    state = struct({"a": [1, {"b": number}]})
+    create_request = pb.CreateSessionRequest(
+        user_id="u", agent_id="echo", session_id="nan-create", state=state
+    )
+    import_request = pb.ImportSessionRequest(
+        session=pb.Session(user_id="u", agent_id="echo", session_id="nan-import", state=state)
+    )
+    session = await create(stub, user_id="u")
+    update_request = pb.UpdateSessionRequest(
+        session=pb.Session(user_id="u", session_id=session.session_id, state=state),
+        update_mask=field_mask_pb2.FieldMask(paths=["state"]),
+    )
+
+    calls: list[tuple[Awaitable[Any], str]] = [
+        (stub.CreateSession(create_request), "state"),
+        (stub.ImportSession(import_request), "session.state"),
+        (stub.UpdateSession(update_request), "state"),
+    ]
+    for call, field_name in calls:
+        error = await rpc_error(call)
+        assert error.code() == StatusCode.INVALID_ARGUMENT
+        assert error_info(error).metadata["field"] == field_name
+        assert "finite" in (error.details() or "")
+
+    await assert_absent(stub, "u", "nan-create")
+    await assert_absent(stub, "u", "nan-import")
+    await assert_unchanged(stub, session)
+
+
+@pytest.mark.parametrize(
+    ("stamp", "seconds", "nanos"),
+    [
+        ("create_time", 0, -1),
+        ("create_time", 0, 1_000_000_000),
+        ("complete_time", 253_402_300_800, 0),  # 10000-01-01
+        ("complete_time", -62_135_596_801, 0),  # before 0001-01-01
+    ],
+)
+async def test_imported_turn_times_must_be_valid_timestamps(
+    stub: Stub, stamp: str, seconds: int, nanos: int
+) -> None:
+    """Was INTERNAL: Timestamp.ToMilliseconds raises ValueError outside Timestamp's rules."""
+    turn = pb.Turn(index=1, status=pb.TURN_STATUS_COMPLETED, input="hi", output="hello")
+    getattr(turn, stamp).CopyFrom(timestamp_of(seconds, nanos))
+    source = pb.Session(user_id="u", agent_id="echo", session_id="bad-time")
+
+    error = await rpc_error(
+        stub.ImportSession(pb.ImportSessionRequest(session=source, turns=[turn]))
+    )
+
+    assert error.code() == StatusCode.INVALID_ARGUMENT
+    assert error_info(error).metadata["field"] == f"turns[0].{stamp}"
+    assert "timestamp" in (error.details() or "")
+    await assert_absent(stub, "u", "bad-time")
+
+
+async def test_imported_turn_times_may_span_timestamps_whole_range(stub: Stub) -> None:
+    turn = pb.Turn(
+        index=1,
+        status=pb.TURN_STATUS_COMPLETED,
+        input="hi",
+        create_time=timestamp_of(-62_135_596_800, 0),
+        complete_time=timestamp_of(253_402_300_799, 999_999_999),
+    )
+    source = pb.Session(user_id="u", agent_id="echo", session_id="old-times")
+
+    await stub.ImportSession(pb.ImportSessionRequest(session=source, turns=[turn]))
+
+    listed = await stub.ListTurns(pb.ListTurnsRequest(user_id="u", session_id="old-times"))
+    assert listed.turns[0].create_time == turn.create_time
+    assert listed.turns[0].complete_time == timestamp_of(253_402_300_799, 999_000_000)
+
+
+async def test_state_depth_is_limited_so_that_every_answer_can_carry_it(stub: Stub) -> None:
+    """Was INTERNAL on every Run: a state 34 objects deep was accepted, then RunCompleted
+    (RunEvent > RunCompleted > Session > state) could not be built within protobuf's
+    100-message nesting limit, after the turn had been stored COMPLETED."""
+    deepest = struct(nested_objects(MAX_STATE_DEPTH))
+    session = await create(stub, user_id="u", state=deepest)
+
+    events = await run(stub, session, "hi")
+
+    assert events[-1].completed.session.state == deepest
+    listed = await stub.ListSessions(pb.ListSessionsRequest(user_id="u"))
+    assert listed.sessions[0].state == deepest
+
+    too_deep = [
+        nested_objects(MAX_STATE_DEPTH + 1),
+        nested_objects(DECODABLE_STATE_DEPTH + 1),  # the deepest a Create carries: broke Run
+        {"v": nested_lists(MAX_STATE_DEPTH)},
+    ]
+    for state in too_deep:
+        request = pb.CreateSessionRequest(user_id="u", agent_id="echo", state=struct(state))
+        error = await rpc_error(stub.CreateSession(request))
+        assert error.code() == StatusCode.INVALID_ARGUMENT
+        assert error_info(error).metadata["field"] == "state"
+        assert f"the limit is {MAX_STATE_DEPTH}" in (error.details() or "")
+    update = pb.UpdateSessionRequest(
+        session=pb.Session(user_id="u", session_id=session.session_id, state=struct(too_deep[0])),
+        update_mask=field_mask_pb2.FieldMask(paths=["state"]),
+    )
+    before = await stub.GetSession(pb.GetSessionRequest(user_id="u", session_id=session.session_id))
+    assert (await rpc_error(stub.UpdateSession(update))).code() == StatusCode.INVALID_ARGUMENT
+    await assert_unchanged(stub, before)
+    assert await listed_ids(stub, "u") == {session.session_id}
+
+
+# --- bugs outside validation.py and api/convert.py, pinned until fixed -----------------
+# strict: once fixed these pass, and the xfail mark must go.
+
+
+def forged_token(query: dict[str, Any], position: Any) -> str:
+    """A token as paging.encode writes it, for the right query, at any position."""
+    return json_b64({"q": query, "p": position})
+
+
+@PINNED
+@given(
+    position=st.dictionaries(
+        st.one_of(st.sampled_from(["i", "t", "s"]), texts(5)), any_json, max_size=3
+    ),
+    newest_first=st.booleans(),
+)
+async def test_forged_page_tokens_are_refused_properly(
+    stub: Stub, position: dict[str, Any], newest_first: bool
+) -> None:
+    async def body(sessions: Sessions) -> None:
+        session = await sessions.create("forger")
+        for index in range(3):
+            await sessions.run(session, f"turn {index + 1}")
+        turns_query = {"session_id": session.session_id, "newest_first": newest_first}
+        listed = await answer(
+            stub.ListTurns(
+                pb.ListTurnsRequest(
+                    user_id="forger",
+                    session_id=session.session_id,
+                    order_by="index desc" if newest_first else "",
+                    page_token=forged_token(turns_query, position),
+                ),
+                timeout=CALL_TIMEOUT,
+            )
+        )
+        if isinstance(listed, pb.ListTurnsResponse):
+            assert {t.index for t in listed.turns} <= {1, 2, 3}
+        sessions_query = {"user_id": "forger", "agent_id": ""}
+        await answer(
+            stub.ListSessions(
+                pb.ListSessionsRequest(
+                    user_id="forger", page_token=forged_token(sessions_query, position)
+                ),
+                timeout=CALL_TIMEOUT,
+            )
+        )
+
+    await with_sessions(stub, body)
+
+
+METHODS = [
+    (method.name, method.server_streaming)
+    for method in pb.DESCRIPTOR.services_by_name["SessionService"].methods
+]
+
+
+def varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        low, value = value & 0x7F, value >> 7
+        if not value:
+            return bytes([*out, low])
+        out.append(low | 0x80)
+
+
+def deep_create_request(depth: int) -> bytes:
+    """A CreateSessionRequest whose state nests ``depth`` objects: no client builds one
+    past protobuf's limit, so it is encoded by hand (Struct.fields is a map of Value)."""
+    state = b""
+    for _ in range(depth - 1):
+        value = b"\x2a" + varint(len(state)) + state  # Value.struct_value = 5
+        entry = b"\x0a\x01v\x12" + varint(len(value)) + value  # key = 1, value = 2
+        state = b"\x0a" + varint(len(entry)) + entry  # Struct.fields = 1
+    head = pb.CreateSessionRequest(user_id="u", agent_id="echo").SerializeToString()
+    return head + b"\x3a" + varint(len(state)) + state  # CreateSessionRequest.state = 7
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="grpc.aio answers a request that does not decode (corrupt wire format, invalid "
+    "UTF-8 in a string, nesting past protobuf's limit) with UNKNOWN and the DecodeError's "
+    "text, before the servicer runs; server.py would need deserializers that turn a "
+    "DecodeError into INVALID_ARGUMENT",
+)
+@pytest.mark.parametrize("store_kind", ["memory"])
+@PINNED
+@given(
+    method=st.sampled_from(METHODS),
+    payload=st.one_of(
+        st.binary(max_size=64),
+        st.sampled_from([b"\xff\xff\xff", b"\x0a\x02\xc3\x28", b"\x0a\x05ab"]),
+        st.integers(DECODABLE_STATE_DEPTH + 2, 60).map(deep_create_request),
+    ),
+)
+async def test_undecodable_requests_are_refused_properly(
+    channel: grpc.aio.Channel, method: tuple[str, bool], payload: bytes
+) -> None:
+    name, streaming = method
+    path = f"/sessions.v1.SessionService/{name}"
+    try:  # no serializers: the payload goes out as it is
+        if streaming:
+            async for _ in channel.unary_stream(path, None, None)(payload, timeout=CALL_TIMEOUT):
+                pass
+        else:
+            await channel.unary_unary(path, None, None)(payload, timeout=CALL_TIMEOUT)
+    except grpc.aio.AioRpcError as error:
+        assert error.code() in REFUSALS, f"{error.code().name}: {error.details()!r}"
