@@ -31,8 +31,8 @@ keeps no example database (the ``.hypothesis`` cache that remains ignores itself
 git). The file takes 15-20 s.
 
 After the sweeps: regression tests for what they found (fixed in validation.py and
-api/convert.py) and paging (forged page tokens), and a strict xfail pinning one bug
-left (undecodable request bytes answer UNKNOWN), to be unmarked once it is fixed.
+api/convert.py), paging (forged page tokens) and the registration of the servicer
+(a request that does not decode is INVALID_ARGUMENT, not grpc's UNKNOWN).
 """
 
 from __future__ import annotations
@@ -93,7 +93,7 @@ SWEEP = settings(
     ],
 )
 SMALL_SWEEP = settings(SWEEP, max_examples=40)
-# For the strict xfails: finding the failure is the point, shrinking it only costs time.
+# For the regression sweeps below: finding a failure is the point, shrinking only costs time.
 PINNED = settings(SMALL_SWEEP, phases=[Phase.generate], report_multiple_bugs=False)
 
 Answer = TypeVar("Answer")
@@ -1165,8 +1165,8 @@ async def test_state_depth_is_limited_so_that_every_answer_can_carry_it(stub: St
     assert await listed_ids(stub, "u") == {session.session_id}
 
 
-# --- bugs outside validation.py and api/convert.py, pinned until fixed -----------------
-# strict: once fixed these pass, and the xfail mark must go.
+# --- forged page tokens and requests that do not decode --------------------------------
+# Both answered INTERNAL or UNKNOWN once; these sweeps keep them answered properly.
 
 
 def forged_token(query: dict[str, Any], position: Any) -> str:
@@ -1242,14 +1242,6 @@ def deep_create_request(depth: int) -> bytes:
     return head + b"\x3a" + varint(len(state)) + state  # CreateSessionRequest.state = 7
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="grpc.aio answers a request that does not decode (corrupt wire format, invalid "
-    "UTF-8 in a string, nesting past protobuf's limit) with UNKNOWN and the DecodeError's "
-    "text, before the servicer runs; server.py would need deserializers that turn a "
-    "DecodeError into INVALID_ARGUMENT",
-)
 @pytest.mark.parametrize("store_kind", ["memory"])
 @PINNED
 @given(

@@ -10,11 +10,12 @@ from collections.abc import Mapping
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
-from sessions.v1 import sessions_pb2, sessions_pb2_grpc
+from sessions.v1 import sessions_pb2
 
 from agent_sessions.agents import Agent, AgentRegistry
 from agent_sessions.agents.registry import ConfiguredAgent
 from agent_sessions.agents.registry import build as build_agent
+from agent_sessions.api.registration import add_session_service
 from agent_sessions.api.servicer import SessionServicer
 from agent_sessions.config import Settings
 from agent_sessions.health import StoreHealth
@@ -89,9 +90,7 @@ class SessionServer:
                 ("grpc.max_send_message_length", settings.max_message_bytes),
             ],
         )
-        sessions_pb2_grpc.add_SessionServiceServicer_to_server(
-            SessionServicer(self.manager), self._server
-        )
+        add_session_service(SessionServicer(self.manager), self._server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health.servicer, self._server)
         reflection.enable_server_reflection(
             (

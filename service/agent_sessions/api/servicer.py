@@ -14,8 +14,9 @@ from sessions.v1 import sessions_pb2_grpc
 
 from agent_sessions.api import convert
 from agent_sessions.api.coalesce import coalesced
+from agent_sessions.api.registration import MalformedRequest
 from agent_sessions.api.status import to_status
-from agent_sessions.errors import SessionError
+from agent_sessions.errors import InvalidArgument, SessionError
 from agent_sessions.sessions import SessionManager
 
 log = logging.getLogger(__name__)
@@ -36,6 +37,7 @@ def _unary(
         self: Servicer, request: Request, context: Context[Request, Response]
     ) -> Response:
         try:
+            _refuse_malformed(request)
             return await method(self, request, context)
         except SessionError as error:
             await context.abort_with_status(to_status(error))  # type: ignore[attr-defined]  # grpc-stubs lag grpc.aio
@@ -45,6 +47,13 @@ def _unary(
         raise AssertionError("abort returns only by raising")
 
     return handler
+
+
+def _refuse_malformed(request: object) -> None:
+    if isinstance(request, MalformedRequest):
+        raise InvalidArgument(
+            "request", f"does not decode as {request.message_type}: {request.error}"
+        )
 
 
 class SessionServicer(sessions_pb2_grpc.SessionServiceServicer):
@@ -144,6 +153,10 @@ class SessionServicer(sessions_pb2_grpc.SessionServiceServicer):
     async def Run(  # type: ignore[override]  # written with context.write, not as a generator
         self, request: pb.RunRequest, context: Context[pb.RunRequest, pb.RunEvent]
     ) -> None:
+        try:
+            _refuse_malformed(request)
+        except SessionError as error:
+            await context.abort_with_status(to_status(error))  # type: ignore[attr-defined]
         events = coalesced(
             self._manager.run(
                 user_id=request.user_id,
