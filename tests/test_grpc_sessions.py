@@ -223,3 +223,20 @@ async def test_an_expired_session_is_not_found_and_leaves_the_listing(stub: Stub
 
     assert error.code() == StatusCode.NOT_FOUND
     assert list(page.sessions) == []
+
+
+async def test_a_create_retried_with_its_request_id_returns_the_same_session(stub: Stub) -> None:
+    first = await create(stub, session_id="chat-7", request_id="create-7")
+
+    again = await create(stub, session_id="chat-7", request_id="create-7")
+    other = await rpc_error(create(stub, session_id="chat-7", request_id="create-8"))
+
+    assert again == first
+    assert other.code() == StatusCode.ALREADY_EXISTS
+
+
+async def test_a_create_request_id_needs_a_client_chosen_session_id(stub: Stub) -> None:
+    error = await rpc_error(create(stub, request_id="create-9"))
+
+    assert error.code() == StatusCode.INVALID_ARGUMENT
+    assert "session_id" in (error.details() or "")

@@ -734,3 +734,21 @@ async def test_expired_and_deleted_sessions_do_not_count_toward_the_limit(
     )
 
     assert made.session_id == "new"
+
+
+async def test_a_create_retried_with_its_request_id_returns_the_session(
+    store: SessionStore,
+) -> None:
+    first = await store.create(a_session(create_request_id="create-1", state={"a": 1}))
+
+    again = await store.create(a_session(create_request_id="create-1", state={"b": 2}))
+
+    assert again == first
+
+
+async def test_a_taken_id_with_another_request_id_is_already_exists(store: SessionStore) -> None:
+    await store.create(a_session(create_request_id="create-1"))
+    with pytest.raises(SessionAlreadyExists):
+        await store.create(a_session(create_request_id="create-2"))
+    with pytest.raises(SessionAlreadyExists):
+        await store.create(a_session())

@@ -59,6 +59,7 @@ class Session:
     summary: str = ""
     version: int = 1
     running: RunningTurn | None = None
+    create_request_id: str = ""
 
     @property
     def expire_time_ms(self) -> int:

@@ -171,9 +171,16 @@ class SessionManager:
         max_turns: int | None = None,
         state: dict[str, JsonValue] | None = None,
         labels: dict[str, str] | None = None,
+        request_id: str = "",
     ) -> Session:
         policy = self._policy
         now = self._clock()
+        if request_id and not session_id:
+            raise InvalidArgument(
+                "request_id",
+                "makes a create retry-safe only with a client-chosen session_id; "
+                "set session_id too, or leave request_id empty",
+            )
         session = Session(
             session_id=validation.session_id(session_id) if session_id else new_session_id(),
             user_id=validation.user_id(user_id),
@@ -193,6 +200,7 @@ class SessionManager:
             total_turns=0,
             state=validation.state(state or {}, max_bytes=policy.max_state_bytes),
             labels=validation.labels(labels or {}),
+            create_request_id=validation.request_id(request_id),
         )
         return await self.store.create(session, max_sessions_per_user=policy.max_sessions_per_user)
 

@@ -267,3 +267,17 @@ def test_a_history_larger_than_grpcs_default_4_mb_exports_and_imports(
 
     assert len(json.dumps(record)) > 5 * 1024 * 1024
     assert restored.info.total_turns == 180
+
+
+def test_a_create_retried_with_its_request_id_returns_the_same_session(
+    client: SessionClient, user_id: str
+) -> None:
+    first = client.create_session(
+        user_id=user_id, agent_id="a", session_id="chat-1", request_id="create-1"
+    )
+
+    again = client.create_session(
+        user_id=user_id, agent_id="a", session_id="chat-1", request_id="create-1"
+    )
+
+    assert again.info == first.info

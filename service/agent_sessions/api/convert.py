@@ -131,6 +131,7 @@ def create_arguments(request: pb.CreateSessionRequest) -> dict[str, Any]:
         "max_turns": request.max_turns if request.HasField("max_turns") else None,
         "state": state_from_struct(request.state),
         "labels": dict(request.labels),
+        "request_id": request.request_id,
     }
 
 

@@ -68,7 +68,11 @@ class MemorySessionStore:
         now = session.create_time_ms
         self._sweep(now)
         key = (session.user_id, session.session_id)
-        if self._find(key, now) is not None:
+        existing = self._find(key, now)
+        if existing is not None:
+            retried = existing.session.create_request_id
+            if retried and retried == session.create_request_id:
+                return self._view(existing)  # a retry of the create that made it
             raise SessionAlreadyExists(session.session_id)
         if max_sessions:
             live = sum(

@@ -36,7 +36,8 @@ class SessionStore(Protocol):
     async def create(self, session: Session, *, max_sessions_per_user: int = 0) -> Session:
         """Stores a new session; raises ``SessionAlreadyExists`` if its id is taken, and
         ``TooManySessions`` if its user already has ``max_sessions_per_user`` live
-        sessions (0: no limit)."""
+        sessions (0: no limit). If the session that holds the id was stored with the same
+        non-empty ``create_request_id``, returns it unchanged (a retried create)."""
         ...
 
     async def import_session(

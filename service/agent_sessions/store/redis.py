@@ -151,6 +151,7 @@ class RedisSessionStore:
             running.index if running else 0,
             running.run_id if running else "",
             running.lease_until_ms if running else 0,
+            session.create_request_id,
             session.expire_time_ms,
         ]
         # A later turn with the same request id wins, as in begin_turn.
@@ -424,6 +425,7 @@ def _session(session_id: str, meta: list[str], state: list[str]) -> Session:
         run_index,
         run_id,
         lease_ms,
+        create_request_id,
         _expire_ms,
     ) = meta
     pairs = iter(state)
@@ -445,6 +447,7 @@ def _session(session_id: str, meta: list[str], state: list[str]) -> Session:
         summary=summary,
         version=int(version),
         running=RunningTurn(int(run_index), run_id, int(lease_ms)) if run_index != "0" else None,
+        create_request_id=create_request_id,
     )
 
 

@@ -42,6 +42,7 @@ META_FIELDS = (
     "run_index",
     "run_id",
     "lease_ms",
+    "create_request_id",
     "expire_ms",
 )
 """Fields of the meta hash, in the order replies carry them; ``expire_ms`` stays last."""
@@ -66,6 +67,7 @@ def _lua_string(text: str) -> str:
 _PRELUDE = f"""
 local META = {{{", ".join(_lua_string(f) for f in META_FIELDS)}}}
 local AGENT_ID = {META_FIELDS.index("agent_id") + 1}
+local CREATE_REQUEST_ID = {META_FIELDS.index("create_request_id") + 1}
 local ENDED = {int(SessionStatus.ENDED)}
 local COMPLETED = {int(TurnStatus.COMPLETED)}
 local OPEN_TURN_TAIL = {_lua_string(OPEN_TURN_TAIL)}
@@ -136,12 +138,19 @@ end
 # ARGV[7 + M .. 6 + M + n] each turn's final JSON, oldest first,
 # ARGV[7 + M + n .. 6 + M + n + 2r] request id, turn index pairs,
 # ARGV[7 + M + n + 2r ..] state key, JSON value pairs
-# -> {"OK", meta, state} | {"EXISTS"} | {"LIMIT", live sessions}
+# -> {"OK", meta, state} (also for a retry: the session exists, made with the same
+#    non-empty create_request_id) | {"EXISTS"} | {"LIMIT", live sessions}
 CREATE = (
     _PRELUDE
     + """
 local now = tonumber(ARGV[1])
-if load_meta(KEYS[1], now) then
+local existing, raw = load_meta(KEYS[1], now)
+if existing then
+  -- A retry of the create that made it (same request id) gets the session back.
+  local request_id = ARGV[4 + CREATE_REQUEST_ID]
+  if request_id ~= '' and raw[CREATE_REQUEST_ID] == request_id then
+    return {'OK', raw, redis.call('HGETALL', KEYS[2])}
+  end
   return {'EXISTS'}
 end
 local limit = tonumber(ARGV[3])

@@ -23,9 +23,14 @@ def create(
     max_turns: int | None,
     state: Mapping[str, Any] | None,
     labels: Mapping[str, str] | None,
+    request_id: str | None = None,
 ) -> pb.CreateSessionRequest:
     request = pb.CreateSessionRequest(
-        user_id=user_id, agent_id=agent_id, session_id=session_id, labels=labels or {}
+        user_id=user_id,
+        agent_id=agent_id,
+        session_id=session_id,
+        labels=labels or {},
+        request_id=request_id or "",
     )
     if ttl is not None:
         request.ttl.CopyFrom(duration(ttl))

@@ -85,9 +85,14 @@ class SessionClient:
         max_turns: int | None = None,
         state: Mapping[str, Any] | None = None,
         labels: Mapping[str, str] | None = None,
+        request_id: str | None = None,
         timeout: float | None = None,
     ) -> Session:
-        """Creates a session; the server's defaults apply to what is left out."""
+        """Creates a session; the server's defaults apply to what is left out.
+
+        With a ``session_id``, a ``request_id`` makes the create safe to retry: a retry
+        returns the session it made instead of raising ``AlreadyExistsError``.
+        """
         request = _requests.create(
             user_id=user_id,
             agent_id=agent_id,
@@ -97,6 +102,7 @@ class SessionClient:
             max_turns=max_turns,
             state=state,
             labels=labels,
+            request_id=request_id,
         )
         return Session(self, self._call(self._stub.CreateSession, request, timeout))
 

@@ -28,7 +28,7 @@ from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1asessions/v1/sessions.proto\x12\x0bsessions.v1\x1a\x1egoogle/protobuf/duration.proto\x1a google/protobuf/field_mask.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf4\x04\n\x07Session\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x10\n\x08\x61gent_id\x18\x03 \x01(\t\x12*\n\x06status\x18\x04 \x01(\x0e\x32\x1a.sessions.v1.SessionStatus\x12/\n\x0b\x63reate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x65xpire_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12&\n\x03ttl\x18\x08 \x01(\x0b\x32\x19.google.protobuf.Duration\x12/\n\x0cidle_timeout\x18\t \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x11\n\tmax_turns\x18\n \x01(\x05\x12\x12\n\nturn_count\x18\x0b \x01(\x05\x12&\n\x05state\x18\x0c \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x30\n\x06labels\x18\r \x03(\x0b\x32 .sessions.v1.Session.LabelsEntry\x12\x0f\n\x07summary\x18\x0e \x01(\t\x12\x0c\n\x04\x65tag\x18\x0f \x01(\t\x12\x36\n\x12last_activity_time\x18\x10 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0btotal_turns\x18\x11 \x01(\x05\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x8c\x02\n\x04Turn\x12\r\n\x05index\x18\x01 \x01(\x05\x12\'\n\x06status\x18\x02 \x01(\x0e\x32\x17.sessions.v1.TurnStatus\x12\r\n\x05input\x18\x03 \x01(\t\x12\x0e\n\x06output\x18\x04 \x01(\t\x12/\n\x0b\x63reate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x31\n\rcomplete_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nrequest_id\x18\x07 \x01(\t\x12\r\n\x05\x65rror\x18\x08 \x01(\t\x12&\n\x05usage\x18\t \x01(\x0b\x32\x17.sessions.v1.TokenUsage\"9\n\nTokenUsage\x12\x14\n\x0cinput_tokens\x18\x01 \x01(\x05\x12\x15\n\routput_tokens\x18\x02 \x01(\x05\"\xe2\x02\n\x14\x43reateSessionRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x10\n\x08\x61gent_id\x18\x02 \x01(\t\x12\x12\n\nsession_id\x18\x03 \x01(\t\x12&\n\x03ttl\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12/\n\x0cidle_timeout\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x16\n\tmax_turns\x18\x06 \x01(\x05H\x00\x88\x01\x01\x12&\n\x05state\x18\x07 \x01(\x0b\x32\x17.google.protobuf.Struct\x12=\n\x06labels\x18\x08 \x03(\x0b\x32-.sessions.v1.CreateSessionRequest.LabelsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x0c\n\n_max_turns\"_\n\x14ImportSessionRequest\x12%\n\x07session\x18\x01 \x01(\x0b\x32\x14.sessions.v1.Session\x12 \n\x05turns\x18\x02 \x03(\x0b\x32\x11.sessions.v1.Turn\"8\n\x11GetSessionRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\"_\n\x13ListSessionsRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x10\n\x08\x61gent_id\x18\x02 \x01(\t\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\t\"W\n\x14ListSessionsResponse\x12&\n\x08sessions\x18\x01 \x03(\x0b\x32\x14.sessions.v1.Session\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"n\n\x14UpdateSessionRequest\x12%\n\x07session\x18\x01 \x01(\x0b\x32\x14.sessions.v1.Session\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"8\n\x11\x45ndSessionRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\";\n\x14\x44\x65leteSessionRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\"\x17\n\x15\x44\x65leteSessionResponse\"T\n\nRunRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\r\n\x05input\x18\x03 \x01(\t\x12\x12\n\nrequest_id\x18\x04 \x01(\t\"\x97\x01\n\x08RunEvent\x12*\n\x07started\x18\x01 \x01(\x0b\x32\x17.sessions.v1.RunStartedH\x00\x12&\n\x05\x64\x65lta\x18\x02 \x01(\x0b\x32\x15.sessions.v1.RunDeltaH\x00\x12.\n\tcompleted\x18\x03 \x01(\x0b\x32\x19.sessions.v1.RunCompletedH\x00\x42\x07\n\x05\x65vent\"2\n\nRunStarted\x12\x12\n\nturn_index\x18\x01 \x01(\x05\x12\x10\n\x08replayed\x18\x02 \x01(\x08\"\x18\n\x08RunDelta\x12\x0c\n\x04text\x18\x01 \x01(\t\"V\n\x0cRunCompleted\x12\x1f\n\x04turn\x18\x01 \x01(\x0b\x32\x11.sessions.v1.Turn\x12%\n\x07session\x18\x02 \x01(\x0b\x32\x14.sessions.v1.Session\"p\n\x10ListTurnsRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\t\x12\x10\n\x08order_by\x18\x05 \x01(\t\"N\n\x11ListTurnsResponse\x12 \n\x05turns\x18\x01 \x03(\x0b\x32\x11.sessions.v1.Turn\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t*d\n\rSessionStatus\x12\x1e\n\x1aSESSION_STATUS_UNSPECIFIED\x10\x00\x12\x19\n\x15SESSION_STATUS_ACTIVE\x10\x01\x12\x18\n\x14SESSION_STATUS_ENDED\x10\x02*\x94\x01\n\nTurnStatus\x12\x1b\n\x17TURN_STATUS_UNSPECIFIED\x10\x00\x12\x1b\n\x17TURN_STATUS_IN_PROGRESS\x10\x01\x12\x19\n\x15TURN_STATUS_COMPLETED\x10\x02\x12\x16\n\x12TURN_STATUS_FAILED\x10\x03\x12\x19\n\x15TURN_STATUS_CANCELLED\x10\x04\x32\xa8\x05\n\x0eSessionService\x12H\n\rCreateSession\x12!.sessions.v1.CreateSessionRequest\x1a\x14.sessions.v1.Session\x12H\n\rImportSession\x12!.sessions.v1.ImportSessionRequest\x1a\x14.sessions.v1.Session\x12\x42\n\nGetSession\x12\x1e.sessions.v1.GetSessionRequest\x1a\x14.sessions.v1.Session\x12S\n\x0cListSessions\x12 .sessions.v1.ListSessionsRequest\x1a!.sessions.v1.ListSessionsResponse\x12H\n\rUpdateSession\x12!.sessions.v1.UpdateSessionRequest\x1a\x14.sessions.v1.Session\x12\x42\n\nEndSession\x12\x1e.sessions.v1.EndSessionRequest\x1a\x14.sessions.v1.Session\x12V\n\rDeleteSession\x12!.sessions.v1.DeleteSessionRequest\x1a\".sessions.v1.DeleteSessionResponse\x12\x37\n\x03Run\x12\x17.sessions.v1.RunRequest\x1a\x15.sessions.v1.RunEvent0\x01\x12J\n\tListTurns\x12\x1d.sessions.v1.ListTurnsRequest\x1a\x1e.sessions.v1.ListTurnsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1asessions/v1/sessions.proto\x12\x0bsessions.v1\x1a\x1egoogle/protobuf/duration.proto\x1a google/protobuf/field_mask.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf4\x04\n\x07Session\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x10\n\x08\x61gent_id\x18\x03 \x01(\t\x12*\n\x06status\x18\x04 \x01(\x0e\x32\x1a.sessions.v1.SessionStatus\x12/\n\x0b\x63reate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x65xpire_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12&\n\x03ttl\x18\x08 \x01(\x0b\x32\x19.google.protobuf.Duration\x12/\n\x0cidle_timeout\x18\t \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x11\n\tmax_turns\x18\n \x01(\x05\x12\x12\n\nturn_count\x18\x0b \x01(\x05\x12&\n\x05state\x18\x0c \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x30\n\x06labels\x18\r \x03(\x0b\x32 .sessions.v1.Session.LabelsEntry\x12\x0f\n\x07summary\x18\x0e \x01(\t\x12\x0c\n\x04\x65tag\x18\x0f \x01(\t\x12\x36\n\x12last_activity_time\x18\x10 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0btotal_turns\x18\x11 \x01(\x05\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x8c\x02\n\x04Turn\x12\r\n\x05index\x18\x01 \x01(\x05\x12\'\n\x06status\x18\x02 \x01(\x0e\x32\x17.sessions.v1.TurnStatus\x12\r\n\x05input\x18\x03 \x01(\t\x12\x0e\n\x06output\x18\x04 \x01(\t\x12/\n\x0b\x63reate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x31\n\rcomplete_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nrequest_id\x18\x07 \x01(\t\x12\r\n\x05\x65rror\x18\x08 \x01(\t\x12&\n\x05usage\x18\t \x01(\x0b\x32\x17.sessions.v1.TokenUsage\"9\n\nTokenUsage\x12\x14\n\x0cinput_tokens\x18\x01 \x01(\x05\x12\x15\n\routput_tokens\x18\x02 \x01(\x05\"\xf6\x02\n\x14\x43reateSessionRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x10\n\x08\x61gent_id\x18\x02 \x01(\t\x12\x12\n\nsession_id\x18\x03 \x01(\t\x12&\n\x03ttl\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12/\n\x0cidle_timeout\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x16\n\tmax_turns\x18\x06 \x01(\x05H\x00\x88\x01\x01\x12&\n\x05state\x18\x07 \x01(\x0b\x32\x17.google.protobuf.Struct\x12=\n\x06labels\x18\x08 \x03(\x0b\x32-.sessions.v1.CreateSessionRequest.LabelsEntry\x12\x12\n\nrequest_id\x18\t \x01(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x0c\n\n_max_turns\"_\n\x14ImportSessionRequest\x12%\n\x07session\x18\x01 \x01(\x0b\x32\x14.sessions.v1.Session\x12 \n\x05turns\x18\x02 \x03(\x0b\x32\x11.sessions.v1.Turn\"8\n\x11GetSessionRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\"_\n\x13ListSessionsRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x10\n\x08\x61gent_id\x18\x02 \x01(\t\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\t\"W\n\x14ListSessionsResponse\x12&\n\x08sessions\x18\x01 \x03(\x0b\x32\x14.sessions.v1.Session\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"n\n\x14UpdateSessionRequest\x12%\n\x07session\x18\x01 \x01(\x0b\x32\x14.sessions.v1.Session\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"8\n\x11\x45ndSessionRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\";\n\x14\x44\x65leteSessionRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\"\x17\n\x15\x44\x65leteSessionResponse\"T\n\nRunRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\r\n\x05input\x18\x03 \x01(\t\x12\x12\n\nrequest_id\x18\x04 \x01(\t\"\x97\x01\n\x08RunEvent\x12*\n\x07started\x18\x01 \x01(\x0b\x32\x17.sessions.v1.RunStartedH\x00\x12&\n\x05\x64\x65lta\x18\x02 \x01(\x0b\x32\x15.sessions.v1.RunDeltaH\x00\x12.\n\tcompleted\x18\x03 \x01(\x0b\x32\x19.sessions.v1.RunCompletedH\x00\x42\x07\n\x05\x65vent\"2\n\nRunStarted\x12\x12\n\nturn_index\x18\x01 \x01(\x05\x12\x10\n\x08replayed\x18\x02 \x01(\x08\"\x18\n\x08RunDelta\x12\x0c\n\x04text\x18\x01 \x01(\t\"V\n\x0cRunCompleted\x12\x1f\n\x04turn\x18\x01 \x01(\x0b\x32\x11.sessions.v1.Turn\x12%\n\x07session\x18\x02 \x01(\x0b\x32\x14.sessions.v1.Session\"p\n\x10ListTurnsRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\t\x12\x10\n\x08order_by\x18\x05 \x01(\t\"N\n\x11ListTurnsResponse\x12 \n\x05turns\x18\x01 \x03(\x0b\x32\x11.sessions.v1.Turn\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t*d\n\rSessionStatus\x12\x1e\n\x1aSESSION_STATUS_UNSPECIFIED\x10\x00\x12\x19\n\x15SESSION_STATUS_ACTIVE\x10\x01\x12\x18\n\x14SESSION_STATUS_ENDED\x10\x02*\x94\x01\n\nTurnStatus\x12\x1b\n\x17TURN_STATUS_UNSPECIFIED\x10\x00\x12\x1b\n\x17TURN_STATUS_IN_PROGRESS\x10\x01\x12\x19\n\x15TURN_STATUS_COMPLETED\x10\x02\x12\x16\n\x12TURN_STATUS_FAILED\x10\x03\x12\x19\n\x15TURN_STATUS_CANCELLED\x10\x04\x32\xa8\x05\n\x0eSessionService\x12H\n\rCreateSession\x12!.sessions.v1.CreateSessionRequest\x1a\x14.sessions.v1.Session\x12H\n\rImportSession\x12!.sessions.v1.ImportSessionRequest\x1a\x14.sessions.v1.Session\x12\x42\n\nGetSession\x12\x1e.sessions.v1.GetSessionRequest\x1a\x14.sessions.v1.Session\x12S\n\x0cListSessions\x12 .sessions.v1.ListSessionsRequest\x1a!.sessions.v1.ListSessionsResponse\x12H\n\rUpdateSession\x12!.sessions.v1.UpdateSessionRequest\x1a\x14.sessions.v1.Session\x12\x42\n\nEndSession\x12\x1e.sessions.v1.EndSessionRequest\x1a\x14.sessions.v1.Session\x12V\n\rDeleteSession\x12!.sessions.v1.DeleteSessionRequest\x1a\".sessions.v1.DeleteSessionResponse\x12\x37\n\x03Run\x12\x17.sessions.v1.RunRequest\x1a\x15.sessions.v1.RunEvent0\x01\x12J\n\tListTurns\x12\x1d.sessions.v1.ListTurnsRequest\x1a\x1e.sessions.v1.ListTurnsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -39,10 +39,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SESSION_LABELSENTRY']._serialized_options = b'8\001'
   _globals['_CREATESESSIONREQUEST_LABELSENTRY']._loaded_options = None
   _globals['_CREATESESSIONREQUEST_LABELSENTRY']._serialized_options = b'8\001'
-  _globals['_SESSIONSTATUS']._serialized_start=2687
-  _globals['_SESSIONSTATUS']._serialized_end=2787
-  _globals['_TURNSTATUS']._serialized_start=2790
-  _globals['_TURNSTATUS']._serialized_end=2938
+  _globals['_SESSIONSTATUS']._serialized_start=2707
+  _globals['_SESSIONSTATUS']._serialized_end=2807
+  _globals['_TURNSTATUS']._serialized_start=2810
+  _globals['_TURNSTATUS']._serialized_end=2958
   _globals['_SESSION']._serialized_start=173
   _globals['_SESSION']._serialized_end=801
   _globals['_SESSION_LABELSENTRY']._serialized_start=756
@@ -52,39 +52,39 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_TOKENUSAGE']._serialized_start=1074
   _globals['_TOKENUSAGE']._serialized_end=1131
   _globals['_CREATESESSIONREQUEST']._serialized_start=1134
-  _globals['_CREATESESSIONREQUEST']._serialized_end=1488
+  _globals['_CREATESESSIONREQUEST']._serialized_end=1508
   _globals['_CREATESESSIONREQUEST_LABELSENTRY']._serialized_start=756
   _globals['_CREATESESSIONREQUEST_LABELSENTRY']._serialized_end=801
-  _globals['_IMPORTSESSIONREQUEST']._serialized_start=1490
-  _globals['_IMPORTSESSIONREQUEST']._serialized_end=1585
-  _globals['_GETSESSIONREQUEST']._serialized_start=1587
-  _globals['_GETSESSIONREQUEST']._serialized_end=1643
-  _globals['_LISTSESSIONSREQUEST']._serialized_start=1645
-  _globals['_LISTSESSIONSREQUEST']._serialized_end=1740
-  _globals['_LISTSESSIONSRESPONSE']._serialized_start=1742
-  _globals['_LISTSESSIONSRESPONSE']._serialized_end=1829
-  _globals['_UPDATESESSIONREQUEST']._serialized_start=1831
-  _globals['_UPDATESESSIONREQUEST']._serialized_end=1941
-  _globals['_ENDSESSIONREQUEST']._serialized_start=1943
-  _globals['_ENDSESSIONREQUEST']._serialized_end=1999
-  _globals['_DELETESESSIONREQUEST']._serialized_start=2001
-  _globals['_DELETESESSIONREQUEST']._serialized_end=2060
-  _globals['_DELETESESSIONRESPONSE']._serialized_start=2062
-  _globals['_DELETESESSIONRESPONSE']._serialized_end=2085
-  _globals['_RUNREQUEST']._serialized_start=2087
-  _globals['_RUNREQUEST']._serialized_end=2171
-  _globals['_RUNEVENT']._serialized_start=2174
-  _globals['_RUNEVENT']._serialized_end=2325
-  _globals['_RUNSTARTED']._serialized_start=2327
-  _globals['_RUNSTARTED']._serialized_end=2377
-  _globals['_RUNDELTA']._serialized_start=2379
-  _globals['_RUNDELTA']._serialized_end=2403
-  _globals['_RUNCOMPLETED']._serialized_start=2405
-  _globals['_RUNCOMPLETED']._serialized_end=2491
-  _globals['_LISTTURNSREQUEST']._serialized_start=2493
-  _globals['_LISTTURNSREQUEST']._serialized_end=2605
-  _globals['_LISTTURNSRESPONSE']._serialized_start=2607
-  _globals['_LISTTURNSRESPONSE']._serialized_end=2685
-  _globals['_SESSIONSERVICE']._serialized_start=2941
-  _globals['_SESSIONSERVICE']._serialized_end=3621
+  _globals['_IMPORTSESSIONREQUEST']._serialized_start=1510
+  _globals['_IMPORTSESSIONREQUEST']._serialized_end=1605
+  _globals['_GETSESSIONREQUEST']._serialized_start=1607
+  _globals['_GETSESSIONREQUEST']._serialized_end=1663
+  _globals['_LISTSESSIONSREQUEST']._serialized_start=1665
+  _globals['_LISTSESSIONSREQUEST']._serialized_end=1760
+  _globals['_LISTSESSIONSRESPONSE']._serialized_start=1762
+  _globals['_LISTSESSIONSRESPONSE']._serialized_end=1849
+  _globals['_UPDATESESSIONREQUEST']._serialized_start=1851
+  _globals['_UPDATESESSIONREQUEST']._serialized_end=1961
+  _globals['_ENDSESSIONREQUEST']._serialized_start=1963
+  _globals['_ENDSESSIONREQUEST']._serialized_end=2019
+  _globals['_DELETESESSIONREQUEST']._serialized_start=2021
+  _globals['_DELETESESSIONREQUEST']._serialized_end=2080
+  _globals['_DELETESESSIONRESPONSE']._serialized_start=2082
+  _globals['_DELETESESSIONRESPONSE']._serialized_end=2105
+  _globals['_RUNREQUEST']._serialized_start=2107
+  _globals['_RUNREQUEST']._serialized_end=2191
+  _globals['_RUNEVENT']._serialized_start=2194
+  _globals['_RUNEVENT']._serialized_end=2345
+  _globals['_RUNSTARTED']._serialized_start=2347
+  _globals['_RUNSTARTED']._serialized_end=2397
+  _globals['_RUNDELTA']._serialized_start=2399
+  _globals['_RUNDELTA']._serialized_end=2423
+  _globals['_RUNCOMPLETED']._serialized_start=2425
+  _globals['_RUNCOMPLETED']._serialized_end=2511
+  _globals['_LISTTURNSREQUEST']._serialized_start=2513
+  _globals['_LISTTURNSREQUEST']._serialized_end=2625
+  _globals['_LISTTURNSRESPONSE']._serialized_start=2627
+  _globals['_LISTTURNSRESPONSE']._serialized_end=2705
+  _globals['_SESSIONSERVICE']._serialized_start=2961
+  _globals['_SESSIONSERVICE']._serialized_end=3641
 # @@protoc_insertion_point(module_scope)
