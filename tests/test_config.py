@@ -84,3 +84,24 @@ def test_invalid_values_are_refused_naming_the_setting(args: list[str], field: s
 )
 def test_durations_take_seconds_units_or_iso_8601(text: str, expected: timedelta) -> None:
     assert settings(["--run-timeout", text]).run_timeout == expected
+
+
+def test_tenant_tokens_come_from_the_environment_and_name_their_tenants(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("SESSIONS_TENANT_TOKENS", '{"acme": "token-a", "globex": "token-b"}')
+
+    got = settings([])
+
+    assert {k: v.get_secret_value() for k, v in got.tenant_tokens.items()} == {
+        "acme": "token-a",
+        "globex": "token-b",
+    }
+    assert "token-a" not in repr(got)
+
+
+def test_a_badly_named_tenant_is_refused() -> None:
+    with pytest.raises(ValidationError) as raised:
+        settings(["--tenant-tokens", '{"Acme Corp": "token"}'])
+
+    assert "tenant" in str(raised.value)

@@ -141,6 +141,23 @@ class Settings(BaseSettings):
         True,
         description="health checks and reflection need no token (false: protect them too)",
     )
+    tenant_tokens: dict[str, SecretStr] = Field(
+        default_factory=dict,
+        description='calling services as tenants, JSON {"<tenant>": "<token>"}: a call with a '
+        "tenant's token sees only that tenant's sessions (prefer SESSIONS_TENANT_TOKENS)",
+    )
+
+    @field_validator("tenant_tokens")
+    @classmethod
+    def _tenant_names(cls, tokens: dict[str, SecretStr]) -> dict[str, SecretStr]:
+        for name, token in tokens.items():
+            if not re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,62}", name):
+                raise ValueError(
+                    f"tenant {name!r}: names are 1-63 lowercase letters, digits, _ and -"
+                )
+            if not token.get_secret_value().strip():
+                raise ValueError(f"tenant {name!r}: its token is empty")
+        return tokens
 
     @field_validator(
         "default_ttl",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Awaitable, Callable, Sequence
+from contextvars import ContextVar
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +22,7 @@ UNAUTHENTICATED_MESSAGE = "missing or invalid bearer token: send 'authorization:
 
 # Probes and `grpcurl list` reach these without a token unless told otherwise.
 OPEN_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
+TENANTED = "/sessions.v1.SessionService/"
 
 
 class SecurityConfigError(Exception):
@@ -54,8 +56,10 @@ def security_mode(settings: Settings) -> str:
     transport = "plaintext"
     if settings.tls_cert_file is not None:
         transport = "mTLS" if settings.tls_client_ca_file is not None else "TLS"
-    tokens = len(settings.auth_tokens)
+    tokens = len(settings.auth_tokens) + len(settings.tenant_tokens)
     auth = f"bearer tokens required ({tokens} configured)" if tokens else "no token auth"
+    if settings.tenant_tokens:
+        auth += f", {len(settings.tenant_tokens)} tenants"
     return f"{transport}, {auth}"
 
 
@@ -84,29 +88,65 @@ def _denial(handler: grpc.RpcMethodHandler[Any, Any] | None) -> grpc.RpcMethodHa
     return kinds[handler.request_streaming, handler.response_streaming](_deny)
 
 
+current_tenant: ContextVar[str] = ContextVar("current_tenant", default="")
+"""The tenant of the call being served: "" unless its token is a tenant's."""
+
+
+def _in_tenant(
+    handler: grpc.RpcMethodHandler[Any, Any], tenant: str
+) -> grpc.RpcMethodHandler[Any, Any]:
+    """``handler`` with ``current_tenant`` set while its behaviour runs."""
+    kind, behaviour = next(
+        (name, getattr(handler, name))
+        for name in ("unary_unary", "unary_stream", "stream_unary", "stream_stream")
+        if getattr(handler, name) is not None
+    )
+
+    async def in_tenant(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        current_tenant.set(tenant)  # the call's own task: nothing to reset
+        return await behaviour(request, context)
+
+    replaced: grpc.RpcMethodHandler[Any, Any] = handler._replace(  # type: ignore[attr-defined]
+        **{kind: in_tenant}
+    )
+    return replaced
+
+
 class BearerTokenInterceptor(ServerInterceptor):
     """Lets a call through only with ``authorization: Bearer <token>`` naming a known token.
 
-    With ``open_health_and_reflection``, health checks and reflection need no token.
+    ``tokens`` pairs each token with its tenant ("" for none); a call with a tenant's
+    token runs with ``current_tenant`` set to it. With ``open_health_and_reflection``,
+    health checks and reflection need no token.
     """
 
-    def __init__(self, tokens: Sequence[str], *, open_health_and_reflection: bool) -> None:
+    def __init__(
+        self, tokens: Sequence[tuple[str, str]], *, open_health_and_reflection: bool
+    ) -> None:
         if not tokens:
             raise ValueError("BearerTokenInterceptor needs at least one token")
-        self._digests = [_digest(token) for token in tokens]
+        self._digests = [(_digest(token), tenant) for token, tenant in tokens]
         self._open_prefixes = OPEN_PREFIXES if open_health_and_reflection else ()
 
-    def authorized(self, metadata: Sequence[tuple[str, str | bytes]] | None) -> bool:
-        """Whether the metadata carries a configured token, compared in constant time."""
+    def tenant_of(self, metadata: Sequence[tuple[str, str | bytes]] | None) -> str | None:
+        """The tenant ("" for none) of the configured token the metadata carries, compared
+        in constant time; None when it carries none."""
         header = next((value for key, value in metadata or () if key == "authorization"), "")
         scheme, _, token = header.partition(" ") if isinstance(header, str) else ("", "", "")
         token = token.strip()
         if scheme.lower() != "bearer" or not token:
-            return False
+            return None
         digest = _digest(token)
         # Every configured token is compared, with no early exit at a match.
-        matches = [hmac.compare_digest(digest, known) for known in self._digests]
-        return any(matches)
+        found = None
+        for known, tenant in self._digests:
+            if hmac.compare_digest(digest, known):
+                found = tenant
+        return found
+
+    def authorized(self, metadata: Sequence[tuple[str, str | bytes]] | None) -> bool:
+        """Whether the metadata carries a configured token."""
+        return self.tenant_of(metadata) is not None
 
     async def intercept_service(
         self,
@@ -115,18 +155,24 @@ class BearerTokenInterceptor(ServerInterceptor):
         ],
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler[Any, Any]:
-        if handler_call_details.method.startswith(self._open_prefixes) or self.authorized(
-            handler_call_details.invocation_metadata
-        ):
-            return await continuation(handler_call_details)
-        return _denial(await continuation(handler_call_details))
+        handler = await continuation(handler_call_details)
+        if handler_call_details.method.startswith(self._open_prefixes):
+            return handler
+        tenant = self.tenant_of(handler_call_details.invocation_metadata)
+        if tenant is None:
+            return _denial(handler)
+        # Only the session service has tenants (its handlers are all coroutines).
+        if tenant and handler is not None and handler_call_details.method.startswith(TENANTED):
+            return _in_tenant(handler, tenant)
+        return handler
 
 
 def interceptors(settings: Settings) -> list[ServerInterceptor]:
     """The server's interceptors: the token check when tokens are configured."""
-    if not settings.auth_tokens:
+    tokens = [(token.get_secret_value(), "") for token in settings.auth_tokens]
+    tokens += [(token.get_secret_value(), name) for name, token in settings.tenant_tokens.items()]
+    if not tokens:
         return []
-    tokens = [token.get_secret_value() for token in settings.auth_tokens]
     return [
         BearerTokenInterceptor(
             tokens, open_health_and_reflection=settings.auth_open_health_and_reflection

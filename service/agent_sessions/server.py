@@ -76,7 +76,13 @@ class SessionServer:
         }
         configured.update(agents or {})
         self.agents = AgentRegistry(configured, default=settings.default_agent)
-        self.manager = SessionManager(self.store, self.agents, policy_from(settings))
+        policy = policy_from(settings)
+        self.manager = SessionManager(self.store, self.agents, policy)
+        # Each tenant's sessions live apart, in a namespace of the same store.
+        self.managers = {"": self.manager} | {
+            tenant: SessionManager(self.store.namespace(tenant), self.agents, policy)
+            for tenant in settings.tenant_tokens
+        }
         self.health = StoreHealth(
             self.store, interval_s=settings.health_check_interval.total_seconds()
         )
@@ -90,7 +96,7 @@ class SessionServer:
                 ("grpc.max_send_message_length", settings.max_message_bytes),
             ],
         )
-        add_session_service(SessionServicer(self.manager), self._server)
+        add_session_service(SessionServicer(self.managers), self._server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health.servicer, self._server)
         reflection.enable_server_reflection(
             (
@@ -132,7 +138,8 @@ class SessionServer:
         await self._server.stop(grace)
         # The server cancels the runs still going when the grace period ends but does
         # not wait for them to record their turns CANCELLED: that happens here.
-        await self.manager.settle(timeout_s=self.settings.redis_timeout.total_seconds())
+        for manager in self.managers.values():
+            await manager.settle(timeout_s=self.settings.redis_timeout.total_seconds())
         await self.agents.aclose()
         await self.store.close()
 

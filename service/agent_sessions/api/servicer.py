@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from contextlib import aclosing
 from typing import TypeVar
 
@@ -17,6 +17,7 @@ from agent_sessions.api.coalesce import coalesced
 from agent_sessions.api.registration import MalformedRequest
 from agent_sessions.api.status import to_status
 from agent_sessions.errors import InvalidArgument, SessionError
+from agent_sessions.security import current_tenant
 from agent_sessions.sessions import SessionManager
 
 log = logging.getLogger(__name__)
@@ -57,8 +58,13 @@ def _refuse_malformed(request: object) -> None:
 
 
 class SessionServicer(sessions_pb2_grpc.SessionServiceServicer):
-    def __init__(self, manager: SessionManager) -> None:
-        self._manager = manager
+    def __init__(self, managers: Mapping[str, SessionManager]) -> None:
+        """``managers`` by tenant; "" serves calls that name no tenant."""
+        self._managers = managers
+
+    @property
+    def _manager(self) -> SessionManager:
+        return self._managers[current_tenant.get()]
 
     @_unary
     async def CreateSession(

@@ -55,6 +55,7 @@ class MemorySessionStore:
         self._records: dict[tuple[str, str], _Record] = {}
         self._by_user: dict[str, set[str]] = {}
         self._last_sweep_ms = 0
+        self._namespaces: dict[str, MemorySessionStore] = {}
 
     async def create(self, session: Session, *, max_sessions_per_user: int = 0) -> Session:
         return self._insert(session, (), max_sessions_per_user)
@@ -271,6 +272,9 @@ class MemorySessionStore:
         record = self._live(user_id, session_id, now_ms)
         turns = record.turns[::-1] if newest_first else record.turns
         return TurnPage(list(turns[offset : offset + limit]), len(record.turns))
+
+    def namespace(self, name: str) -> MemorySessionStore:
+        return self._namespaces.setdefault(name, MemorySessionStore())
 
     async def ping(self) -> None:
         return None

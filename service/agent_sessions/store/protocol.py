@@ -138,6 +138,13 @@ class SessionStore(Protocol):
         """Turns by position: ``offset`` counts from the oldest, or the newest turn."""
         ...
 
+    def namespace(self, name: str) -> SessionStore:
+        """A store of the same kind whose sessions are apart from this one's (a tenant's).
+
+        It shares this store's connection; close only this one.
+        """
+        ...
+
     async def ping(self) -> None:
         """Returns when the backend answers; raises ``StoreUnavailable`` otherwise."""
         ...

@@ -366,6 +366,10 @@ class RedisSessionStore:
             turns.reverse()
         return TurnPage(turns, reply[1])
 
+    def namespace(self, name: str) -> RedisSessionStore:
+        """The store of tenant ``name``: keys under ``<prefix>t:<name>:``, same client."""
+        return RedisSessionStore(self._client, prefix=f"{self._prefix}t:{name}:")
+
     async def ping(self) -> None:
         """Returns when Redis answers; raises ``StoreUnavailable`` otherwise."""
         try:
