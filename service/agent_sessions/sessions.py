@@ -436,9 +436,11 @@ class SessionManager:
         validation.request_id(request_id)
         if self._runs.count >= policy.max_concurrent_runs:
             raise TooManyRuns(policy.max_concurrent_runs)
+        # aclosing: closing this generator must reach the turn at once, to record it.
         with self._runs.track():
-            async for event in self._turn(user_id, session_id, text, request_id):
-                yield event
+            async with aclosing(self._turn(user_id, session_id, text, request_id)) as events:
+                async for event in events:
+                    yield event
 
     async def _turn(
         self, user_id: str, session_id: str, text: str, request_id: str
