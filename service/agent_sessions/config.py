@@ -94,7 +94,10 @@ class Settings(BaseSettings):
         10_000, ge=0, description="live sessions one user may have; 0 is unlimited"
     )
     max_concurrent_runs: int = Field(
-        1_000, gt=0, description="turns this process runs at once; more are RESOURCE_EXHAUSTED"
+        1_000,
+        gt=0,
+        description="turns this process runs at once (per tenant, with tenants); more are "
+        "RESOURCE_EXHAUSTED",
     )
     history_turns: int = Field(
         20, ge=0, description="recent turns scanned for the agent's context (completed ones kept)"
