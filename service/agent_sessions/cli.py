@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import sys
 
 from pydantic import ValidationError
 from pydantic_settings import CliApp
 
+from agent_sessions import logs
 from agent_sessions.config import Settings
 from agent_sessions.server import serve
 
@@ -22,7 +22,5 @@ def main(argv: list[str] | None = None) -> None:
             field = ".".join(str(part) for part in problem["loc"])
             print(f"session-server: {field}: {problem['msg']}", file=sys.stderr)
         raise SystemExit(2) from None
-    logging.basicConfig(
-        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    logs.configure(settings.log_level, settings.log_format)
     asyncio.run(serve(settings))

@@ -120,6 +120,16 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "INFO", description="logging level"
     )
+    log_format: Literal["text", "json"] = Field(
+        "text",
+        description="log lines as text, or json: one object per line (time, level, logger, "
+        "message and any extra fields)",
+    )
+    metrics_address: str | None = Field(
+        None,
+        description="host:port to serve Prometheus metrics on, at /metrics (e.g. "
+        "127.0.0.1:9464); unset, no metrics are served",
+    )
     tls_cert_file: FilePath | None = Field(
         None,
         description="PEM certificate (chain) the server presents; with --tls-key-file the "
@@ -192,6 +202,16 @@ class Settings(BaseSettings):
         host, sep, port = address.rpartition(":")
         if not sep or not host or not port.isdigit() or int(port) > 65535:
             raise ValueError(f"address {address!r} must be host:port, e.g. 127.0.0.1:50051")
+        return address
+
+    @field_validator("metrics_address")
+    @classmethod
+    def _metrics_host_and_port(cls, address: str | None) -> str | None:
+        if address is None:
+            return None
+        host, sep, port = address.rpartition(":")
+        if not sep or not host or not port.isdigit() or int(port) > 65535:
+            raise ValueError(f"metrics address {address!r} must be host:port, e.g. 127.0.0.1:9464")
         return address
 
     @field_validator("tls_cert_file", "tls_key_file", "tls_client_ca_file")

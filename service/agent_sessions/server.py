@@ -19,6 +19,12 @@ from agent_sessions.api.registration import add_session_service
 from agent_sessions.api.servicer import SessionServicer
 from agent_sessions.config import Settings
 from agent_sessions.health import StoreHealth
+from agent_sessions.metrics import (
+    MeteredAgentRegistry,
+    MetricsEndpoint,
+    MetricsInterceptor,
+    SessionMetrics,
+)
 from agent_sessions.security import interceptors, security_mode, server_credentials
 from agent_sessions.sessions import SessionManager, SessionPolicy
 from agent_sessions.store import SessionStore
@@ -75,7 +81,15 @@ class SessionServer:
             agent_id: build_agent(spec) for agent_id, spec in settings.agent_specs().items()
         }
         configured.update(agents or {})
-        self.agents = AgentRegistry(configured, default=settings.default_agent)
+        # With metrics, the registry also names the agent of each Run's turn.
+        self.metrics: SessionMetrics | None = None
+        self._metrics_endpoint: MetricsEndpoint | None = None
+        registry_class = AgentRegistry
+        if settings.metrics_address is not None:
+            self.metrics = SessionMetrics()
+            self._metrics_endpoint = MetricsEndpoint(self.metrics, settings.metrics_address)
+            registry_class = MeteredAgentRegistry
+        self.agents = registry_class(configured, default=settings.default_agent)
         policy = policy_from(settings)
         self.manager = SessionManager(self.store, self.agents, policy)
         # Each tenant's sessions live apart, in a namespace of the same store.
@@ -89,8 +103,12 @@ class SessionServer:
         self.port = 0
         self._stopped = False
         self._credentials = server_credentials(settings)
+        # The metrics interceptor first: it counts calls the token check refuses too.
+        chain = interceptors(settings)
+        if self.metrics is not None:
+            chain.insert(0, MetricsInterceptor(self.metrics))
         self._server = grpc.aio.server(
-            interceptors=interceptors(settings),
+            interceptors=chain,
             options=[
                 ("grpc.max_receive_message_length", settings.max_message_bytes),
                 ("grpc.max_send_message_length", settings.max_message_bytes),
@@ -112,6 +130,11 @@ class SessionServer:
         host = self.settings.address.rpartition(":")[0]
         return f"{host}:{self.port}"
 
+    @property
+    def metrics_port(self) -> int | None:
+        """The port /metrics is served on once started; None without metrics."""
+        return None if self._metrics_endpoint is None else self._metrics_endpoint.port
+
     async def start(self) -> None:
         if self._credentials is None:
             self.port = self._server.add_insecure_port(self.settings.address)
@@ -119,6 +142,8 @@ class SessionServer:
             self.port = self._server.add_secure_port(self.settings.address, self._credentials)
         if self.port == 0:
             raise OSError(f"cannot listen on {self.settings.address}")
+        if self._metrics_endpoint is not None:
+            self._metrics_endpoint.start()
         await self.health.start()
         await self._server.start()
         log.info(
@@ -142,6 +167,8 @@ class SessionServer:
             await manager.settle(timeout_s=self.settings.redis_timeout.total_seconds())
         await self.agents.aclose()
         await self.store.close()
+        if self._metrics_endpoint is not None:
+            await self._metrics_endpoint.stop()
 
     async def wait(self) -> None:
         await self._server.wait_for_termination()

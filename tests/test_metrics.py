@@ -1,0 +1,219 @@
+"""Prometheus metrics at /metrics over real gRPC, and JSON log lines."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import logging
+import socket
+import urllib.request
+from collections.abc import AsyncIterator
+
+import grpc
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from pydantic import ValidationError
+from sessions.v1 import sessions_pb2 as pb
+
+from agent_sessions.config import Settings
+from agent_sessions.logs import JsonFormatter
+from agent_sessions.server import SessionServer
+from tests.agents import ScriptedAgent
+from tests.conftest import server_settings
+from tests.grpc_helpers import Stub, create, rpc_error, run
+from tests.redis_server import free_port
+
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+def _scrape(port: int) -> Samples:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+async def scrape(port: int) -> Samples:
+    # The server runs on this event loop: the HTTP request must not block it.
+    return await asyncio.to_thread(_scrape, port)
+
+
+def value(samples: Samples, name: str, **labels: str) -> float:
+    return samples.get((name, frozenset(labels.items())), 0.0)
+
+
+@pytest.fixture
+async def metered(scripted_agent: ScriptedAgent) -> AsyncIterator[SessionServer]:
+    port = free_port()
+    running = SessionServer(
+        server_settings("memory://", "metrics:", metrics_address=f"127.0.0.1:{port}"),
+        agents={"scripted": scripted_agent},
+    )
+    await running.start()
+    yield running
+    await running.stop(0)
+
+
+@pytest.fixture
+async def metered_stub(metered: SessionServer) -> AsyncIterator[Stub]:
+    async with grpc.aio.insecure_channel(metered.address) as channel:
+        yield Stub(channel)
+
+
+async def test_calls_are_counted_by_method_and_code_and_timed(
+    metered: SessionServer, metered_stub: Stub
+) -> None:
+    assert metered.metrics_port is not None
+    stub = metered_stub
+    session = await create(stub)
+    missing = await rpc_error(
+        stub.GetSession(pb.GetSessionRequest(user_id="user-1", session_id="nope"))
+    )
+    events = await run(stub, session, "Hello")
+
+    samples = await scrape(metered.metrics_port)
+
+    assert missing.code() == grpc.StatusCode.NOT_FOUND
+    assert events[-1].WhichOneof("event") == "completed"
+    requests = "sessions_rpc_requests_total"
+    assert value(samples, requests, method="CreateSession", code="OK") == 1
+    assert value(samples, requests, method="GetSession", code="NOT_FOUND") == 1
+    assert value(samples, requests, method="GetSession", code="OK") == 0
+    assert value(samples, requests, method="Run", code="OK") == 1
+    count = "sessions_rpc_duration_seconds_count"
+    assert value(samples, count, method="CreateSession") == 1
+    assert value(samples, count, method="GetSession") == 1
+    assert value(samples, count, method="Run") == 1
+    assert value(samples, "sessions_rpc_duration_seconds_sum", method="Run") > 0
+    assert value(samples, "sessions_runs_in_flight") == 0
+    turns = "sessions_agent_turns_total"
+    assert value(samples, turns, agent_id="echo", outcome="completed") == 1
+    # Health checks are not counted.
+    assert not any(name == requests and ("method", "Check") in labels for name, labels in samples)
+
+
+async def test_agent_turns_by_outcome_and_runs_in_flight(
+    metered: SessionServer, metered_stub: Stub, scripted_agent: ScriptedAgent
+) -> None:
+    assert metered.metrics_port is not None
+    stub = metered_stub
+    session = await create(stub, agent_id="scripted")
+    failed = await rpc_error(run(stub, session, "explode"))
+    # An id the table lacks is answered by the default agent, and labelled with its id.
+    await run(stub, await create(stub, agent_id="made-up-by-a-client"), "Hi")
+    await run(stub, session, "Hello", request_id="r-1")
+    await run(stub, session, "Hello", request_id="r-1")  # a replay: no agent turn
+
+    hanging = stub.Run(pb.RunRequest(user_id="user-1", session_id=session.session_id, input="hang"))
+    await scripted_agent.started.wait()
+    during = await scrape(metered.metrics_port)
+    hanging.cancel()
+    await asyncio.wait_for(scripted_agent.cancelled.wait(), 5)
+    for _ in range(100):  # the server finishes the cancelled call on its own time
+        after = await scrape(metered.metrics_port)
+        if value(after, "sessions_runs_in_flight") == 0:
+            break
+        await asyncio.sleep(0.02)
+
+    assert failed.code() == grpc.StatusCode.INTERNAL
+    assert value(during, "sessions_runs_in_flight") == 1
+    assert value(after, "sessions_runs_in_flight") == 0
+    turns = "sessions_agent_turns_total"
+    assert value(after, turns, agent_id="scripted", outcome="failed") == 1
+    assert value(after, turns, agent_id="scripted", outcome="completed") == 1
+    assert value(after, turns, agent_id="scripted", outcome="cancelled") == 1
+    assert value(after, turns, agent_id="echo", outcome="completed") == 1
+    assert not any(("agent_id", "made-up-by-a-client") in labels for _, labels in after)
+    requests = "sessions_rpc_requests_total"
+    assert value(after, requests, method="Run", code="INTERNAL") == 1
+    assert value(after, requests, method="Run", code="OK") == 3
+    assert value(after, requests, method="Run", code="CANCELLED") == 1
+
+
+async def test_refused_tokens_are_counted_unauthenticated() -> None:
+    port = free_port()
+    server = SessionServer(
+        server_settings(
+            "memory://", "metrics:", metrics_address=f"127.0.0.1:{port}", auth_tokens="secret"
+        )
+    )
+    await server.start()
+    try:
+        async with grpc.aio.insecure_channel(server.address) as channel:
+            error = await rpc_error(create(Stub(channel)))
+        samples = await scrape(port)
+    finally:
+        await server.stop(0)
+
+    assert error.code() == grpc.StatusCode.UNAUTHENTICATED
+    refused = {"method": "CreateSession", "code": "UNAUTHENTICATED"}
+    assert value(samples, "sessions_rpc_requests_total", **refused) == 1
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+async def test_without_a_metrics_address_nothing_listens_and_stop_closes_it() -> None:
+    plain = SessionServer(server_settings("memory://", "metrics:"))
+    await plain.start()
+    try:
+        assert plain.metrics is None and plain.metrics_port is None
+    finally:
+        await plain.stop(0)
+
+    port = free_port()
+    metered = SessionServer(
+        server_settings("memory://", "metrics:", metrics_address=f"127.0.0.1:{port}")
+    )
+    await metered.start()
+    assert await asyncio.to_thread(_listening, port)
+    await metered.stop(0)
+    assert not await asyncio.to_thread(_listening, port)
+
+
+def test_metrics_address_and_log_format_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SESSIONS_METRICS_ADDRESS", "127.0.0.1:9464")
+    monkeypatch.setenv("SESSIONS_LOG_FORMAT", "json")
+    settings = Settings.model_validate({})
+    assert (settings.metrics_address, settings.log_format) == ("127.0.0.1:9464", "json")
+    with pytest.raises(ValidationError):
+        Settings.model_validate({"metrics_address": "9464"})
+    with pytest.raises(ValidationError):
+        Settings.model_validate({"log_format": "xml"})
+
+
+def test_json_log_lines_parse_with_their_extra_fields() -> None:
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    logger = logging.getLogger("tests.json_logs")
+    logger.addHandler(handler)
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+    try:
+        logger.info("turn %d of %s failed", 3, "s-1", extra={"session_id": "s-1", "turn": 3})
+        try:
+            raise RuntimeError("boom\nsecond line")
+        except RuntimeError:
+            logger.exception("unexpected")
+        logger.info("an odd extra", extra={"thing": object()})
+    finally:
+        logger.removeHandler(handler)
+
+    lines = stream.getvalue().splitlines()
+    entries = [json.loads(line) for line in lines]
+
+    assert len(lines) == 3
+    first = entries[0]
+    assert first["level"] == "INFO" and first["logger"] == "tests.json_logs"
+    assert first["message"] == "turn 3 of s-1 failed"
+    assert (first["session_id"], first["turn"]) == ("s-1", 3)
+    assert first["time"].endswith("+00:00")
+    assert entries[1]["level"] == "ERROR" and "RuntimeError: boom" in entries[1]["exception"]
+    assert entries[2]["thing"].startswith("<object")
