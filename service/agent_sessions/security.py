@@ -144,10 +144,6 @@ class BearerTokenInterceptor(ServerInterceptor):
                 found = tenant
         return found
 
-    def authorized(self, metadata: Sequence[tuple[str, str | bytes]] | None) -> bool:
-        """Whether the metadata carries a configured token."""
-        return self.tenant_of(metadata) is not None
-
     async def intercept_service(
         self,
         continuation: Callable[

@@ -91,9 +91,8 @@ class SessionServer:
             registry_class = MeteredAgentRegistry
         self.agents = registry_class(configured, default=settings.default_agent)
         policy = policy_from(settings)
-        self.manager = SessionManager(self.store, self.agents, policy)
         # Each tenant's sessions live apart, in a namespace of the same store.
-        self.managers = {"": self.manager} | {
+        self.managers = {"": SessionManager(self.store, self.agents, policy)} | {
             tenant: SessionManager(self.store.namespace(tenant), self.agents, policy)
             for tenant in settings.tenant_tokens
         }
@@ -169,9 +168,6 @@ class SessionServer:
         await self.store.close()
         if self._metrics_endpoint is not None:
             await self._metrics_endpoint.stop()
-
-    async def wait(self) -> None:
-        await self._server.wait_for_termination()
 
 
 async def serve(settings: Settings) -> None:

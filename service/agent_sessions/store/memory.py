@@ -35,8 +35,8 @@ from agent_sessions.model import (
     TurnStart,
     TurnStatus,
 )
+from agent_sessions.store.protocol import ABANDONED_TURN_ERROR
 
-ABANDONED_TURN_ERROR = "abandoned: the run did not finish within its lease"
 _SWEEP_INTERVAL_MS = 10_000
 
 

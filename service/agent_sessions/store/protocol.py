@@ -21,6 +21,9 @@ from agent_sessions.model import (
     TurnStart,
 )
 
+ABANDONED_TURN_ERROR = "abandoned: the run did not finish within its lease"
+"""The error every store records on a running turn that begin_turn finds past its lease."""
+
 
 @runtime_checkable
 class SessionStore(Protocol):

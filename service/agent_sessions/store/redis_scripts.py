@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 
 from agent_sessions.model import SessionStatus, TurnStatus
-from agent_sessions.store.memory import ABANDONED_TURN_ERROR
+from agent_sessions.store.protocol import ABANDONED_TURN_ERROR
 
 META_FIELDS = (
     "user_id",
