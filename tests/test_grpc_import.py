@@ -17,12 +17,19 @@ MAX_IMPORT_TURNS = 10_000
 
 async def export(stub: Stub, session: pb.Session) -> tuple[pb.Session, list[pb.Turn]]:
     """What an operator tool exports: the session as read, and every turn, page by page."""
-    ids = {"session_id": session.session_id, "user_id": session.user_id}
+    ids: dict[str, str] = {"session_id": session.session_id, "user_id": session.user_id}
     got: pb.Session = await stub.GetSession(pb.GetSessionRequest(**ids))
     history: list[pb.Turn] = []
     token = ""
     while True:
-        page = await stub.ListTurns(pb.ListTurnsRequest(**ids, page_size=2, page_token=token))
+        page = await stub.ListTurns(
+            pb.ListTurnsRequest(
+                session_id=session.session_id,
+                user_id=session.user_id,
+                page_size=2,
+                page_token=token,
+            )
+        )
         history += page.turns
         token = page.next_page_token
         if not token:

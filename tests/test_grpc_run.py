@@ -245,9 +245,10 @@ async def test_a_run_still_going_when_the_grace_period_ends_is_cancelled(
     page = await server.store.list_turns(
         user_id="user-1",
         session_id=session.session_id,
-        offset=0,
+        start_index=None,
         limit=1,
         newest_first=False,
+        include_archived=False,
         now_ms=session.create_time.ToMilliseconds(),
     )
     await server.store.close()

@@ -418,3 +418,36 @@ async def test_stopping_the_server_closes_the_agents_http_client(
         await server.stop(0)
 
     assert configured.agent.closed
+
+
+async def test_the_model_writes_the_summary_when_a_session_is_compressed(
+    grpc_stub: Stub, openai_stub: OpenAIStub
+) -> None:
+    restored = pb.Session(
+        session_id="long-chat", user_id="user-1", agent_id="gpt", summary="The user lives in Oslo."
+    )
+    earlier = [
+        pb.Turn(index=1, status=pb.TURN_STATUS_COMPLETED, input="Rain tomorrow?", output="Yes."),
+        pb.Turn(index=2, status=pb.TURN_STATUS_FAILED, input="And Sunday?"),
+        pb.Turn(index=3, status=pb.TURN_STATUS_COMPLETED, input="Thanks", output="Welcome."),
+    ]
+    session = await grpc_stub.ImportSession(
+        pb.ImportSessionRequest(session=restored, turns=earlier)
+    )
+
+    response = await grpc_stub.CompressSession(
+        pb.CompressSessionRequest(session_id="long-chat", user_id="user-1", keep_last=1)
+    )
+
+    assert response.summarizer == "agent"
+    [system, folded] = openai_stub.requests[-1].messages
+    assert system["role"] == "system"
+    assert system["content"].startswith("You maintain the running summary of a conversation")
+    assert folded == {
+        "role": "user",
+        "content": "Earlier summary:\nThe user lives in Oslo.\n\nTurns to fold:\n"
+        "[1] user: Rain tomorrow?\n[1] assistant: Yes.\n[2] user: And Sunday?",
+    }
+    # The stand-in answers with what it received, so its answer is the new summary.
+    assert response.session.summary.startswith("messages=2 ")
+    assert (response.session.folded_turns, session.total_turns) == (2, 3)

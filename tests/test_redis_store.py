@@ -78,7 +78,7 @@ async def complete(
     _, session = await store.finish_turn(
         user_id=USER,
         session_id=start.session.session_id,
-        index=start.turn.index,
+        turn=start.turn,
         run_id="run-1",
         outcome=TurnOutcome(TurnStatus.COMPLETED, output=output, state_delta=delta or StateDelta()),
         now_ms=now(),
@@ -238,7 +238,9 @@ async def test_listing_removes_expired_sessions_from_the_index(
 async def test_close_leaves_a_client_the_store_does_not_own_open(
     redis_server: RedisServer, key_prefix: str
 ) -> None:
-    client = redis.asyncio.Redis.from_url(redis_server.url, decode_responses=True)
+    client = redis.asyncio.Redis.from_url(
+        redis_server.url, decode_responses=True, encoding_errors="surrogateescape"
+    )
     try:
         store = RedisSessionStore(client, prefix=key_prefix)
         await store.create(a_session())
@@ -249,12 +251,17 @@ async def test_close_leaves_a_client_the_store_does_not_own_open(
         await client.aclose()
 
 
-async def test_a_client_that_does_not_decode_responses_is_refused(
-    redis_server: RedisServer,
+@pytest.mark.parametrize(
+    "options",
+    [{}, {"decode_responses": True}],
+    ids=["bytes", "strict-decoding"],
+)
+async def test_a_client_that_cannot_carry_compressed_turns_is_refused(
+    redis_server: RedisServer, options: dict[str, bool]
 ) -> None:
-    client = redis.asyncio.Redis.from_url(redis_server.url)
+    client = redis.asyncio.Redis.from_url(redis_server.url, **options)
     try:
-        with pytest.raises(ValueError, match="decode_responses"):
+        with pytest.raises(ValueError, match="surrogateescape"):
             RedisSessionStore(client)
     finally:
         await client.aclose()
@@ -288,3 +295,84 @@ async def test_redis_down_is_store_unavailable_and_the_store_recovers_when_it_is
         await store.close()
         server.stop()
         shutil.rmtree(server.workdir, ignore_errors=True)
+
+
+# Realistic chat text: an assistant's answer, with non-ASCII, repeated as a long reply is.
+LONG_REPLY = (
+    "Shanghai today: sunny, 25°C, light wind from the east. 上海今天晴, 气温二十五度。 "
+    "Tomorrow clouds move in from the sea and the evening may bring showers; take an "
+    "umbrella if you go out after six. Air quality is good (AQI 42). "
+) * 12
+
+
+async def stored_turns(raw: redis.asyncio.Redis, key_prefix: str) -> list[bytes]:
+    elements = await raw.lrange(f"{key_prefix}{{{USER}}}:s:s-1:turns", 0, -1)
+    return [element for element in elements if isinstance(element, bytes)]  # raw decodes nothing
+
+
+async def test_a_large_finished_turn_is_stored_compressed_and_reads_back_exactly(
+    store: RedisSessionStore, raw: redis.asyncio.Redis, key_prefix: str
+) -> None:
+    await store.create(a_session())
+    await complete(store, await begin(store, text="Weather? 天气?"), LONG_REPLY)
+
+    [element] = await stored_turns(raw, key_prefix)
+    page = await store.list_turns(
+        user_id=USER,
+        session_id="s-1",
+        start_index=None,
+        limit=10,
+        newest_first=False,
+        include_archived=False,
+        now_ms=now(),
+    )
+
+    assert element.startswith(b"Z2")  # compressed, status COMPLETED
+    assert len(element) < len(LONG_REPLY.encode()) / 2
+    [turn] = page.turns
+    assert (turn.input, turn.output) == ("Weather? 天气?", LONG_REPLY)
+
+
+async def test_a_small_turn_is_stored_as_plain_json(
+    store: RedisSessionStore, raw: redis.asyncio.Redis, key_prefix: str
+) -> None:
+    await store.create(a_session())
+    await complete(store, await begin(store), "short")
+
+    [element] = await stored_turns(raw, key_prefix)
+
+    assert element.startswith(b"{")
+
+
+async def test_a_compressed_turn_replays_by_its_request_id(store: RedisSessionStore) -> None:
+    await store.create(a_session())
+    await complete(store, await begin(store, request_id="req-1"), LONG_REPLY)
+
+    again = await begin(store, request_id="req-1")
+
+    assert again.replayed
+    assert again.turn.output == LONG_REPLY
+
+
+async def test_compressed_turns_reach_the_agents_context(store: RedisSessionStore) -> None:
+    await store.create(a_session())
+    await complete(store, await begin(store, text="long"), LONG_REPLY)
+    await complete(store, await begin(store, text="short"), "ok")
+
+    start = await begin(store, text="next")
+
+    assert [(t.input, t.output) for t in start.history] == [("long", LONG_REPLY), ("short", "ok")]
+
+
+async def test_compression_can_be_turned_off(
+    redis_server: RedisServer, raw: redis.asyncio.Redis, key_prefix: str
+) -> None:
+    store = RedisSessionStore.from_url(redis_server.url, prefix=key_prefix, compress_over_bytes=0)
+    try:
+        await store.create(a_session())
+        await complete(store, await begin(store), LONG_REPLY)
+    finally:
+        await store.close()
+
+    [element] = await stored_turns(raw, key_prefix)
+    assert element.startswith(b"{")

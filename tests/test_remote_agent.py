@@ -18,6 +18,7 @@ from typing import Any
 
 import grpc
 import pytest
+from agents.v1 import agents_pb2, agents_pb2_grpc
 from google.protobuf.json_format import MessageToDict
 from grpc import StatusCode
 from sessions.v1 import sessions_pb2 as pb
@@ -276,3 +277,60 @@ async def test_the_agents_timeout_is_deadline_exceeded_and_fails_the_turn(
         return bool(agent_service.service.cancelled)
 
     await eventually(agent_saw_it, within_s=1.0)
+
+
+async def compress_all(stub: Stub, session: pb.Session) -> pb.CompressSessionResponse:
+    response: pb.CompressSessionResponse = await stub.CompressSession(
+        pb.CompressSessionRequest(
+            session_id=session.session_id, user_id=session.user_id, keep_last=0
+        )
+    )
+    return response
+
+
+async def test_the_agent_service_writes_the_summary_when_a_session_is_compressed(
+    sessions: Stub,
+) -> None:
+    session = await create(sessions, agent_id=AGENT)
+    await run(sessions, session, "How's the weather in Shanghai?")
+    await run(sessions, session, "What about Beijing?")
+
+    response = await compress_all(sessions, session)
+
+    assert response.summarizer == "agent"
+    assert response.session.summary == (
+        "Turns 1-2: the user asked about the weather in Shanghai, Beijing."
+    )
+
+
+class GenerateOnly(agents_pb2_grpc.AgentServiceServicer):
+    """An agent service built before Summarize existed: it answers UNIMPLEMENTED."""
+
+    async def Generate(
+        self, request: agents_pb2.GenerateRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[agents_pb2.GenerateResponse]:
+        yield agents_pb2.GenerateResponse(text=agents_pb2.TextDelta(text="ok"))
+
+    async def Summarize(
+        self, request: agents_pb2.SummarizeRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> agents_pb2.SummarizeResponse:
+        # What the generated base class of an older agents.proto answers.
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "Method not implemented!")
+        raise AssertionError("abort raises")
+
+
+async def test_an_agent_service_without_summarize_gets_the_extractive_summary(
+    store_url: str, key_prefix: str
+) -> None:
+    server, port = await start_server("127.0.0.1:0", GenerateOnly())
+    try:
+        async with session_server(store_url, key_prefix, f"127.0.0.1:{port}") as stub:
+            session = await create(stub, agent_id=AGENT)
+            await run(stub, session, "Hello there.")
+
+            response = await compress_all(stub, session)
+    finally:
+        await server.stop(0)
+
+    assert response.summarizer == "extractive"
+    assert response.session.summary == "Turn 1: user: Hello there. | agent: ok"

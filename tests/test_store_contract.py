@@ -97,7 +97,7 @@ async def complete(
     _, after = await store.finish_turn(
         user_id=session.user_id,
         session_id=session.session_id,
-        index=start.turn.index,
+        turn=start.turn,
         run_id=run_id,
         outcome=TurnOutcome(TurnStatus.COMPLETED, output=output, state_delta=delta or StateDelta()),
         now_ms=now(),
@@ -333,7 +333,13 @@ async def test_deleted_session_is_gone_with_its_history(store: SessionStore) -> 
         await store.get(user_id="user-1", session_id="s-1", now_ms=now())
     await store.create(made)
     page = await store.list_turns(
-        user_id="user-1", session_id="s-1", offset=0, limit=10, newest_first=False, now_ms=now()
+        user_id="user-1",
+        session_id="s-1",
+        start_index=None,
+        limit=10,
+        newest_first=False,
+        include_archived=False,
+        now_ms=now(),
     )
     assert page.turns == []
 
@@ -383,7 +389,13 @@ async def test_completing_a_turn_stores_reply_state_and_count_together(
     assert after.state == {"keep": 1, "city": "Shanghai"}
     assert (after.turn_count, after.total_turns) == (1, 1)
     page = await store.list_turns(
-        user_id="user-1", session_id="s-1", offset=0, limit=10, newest_first=False, now_ms=now()
+        user_id="user-1",
+        session_id="s-1",
+        start_index=None,
+        limit=10,
+        newest_first=False,
+        include_archived=False,
+        now_ms=now(),
     )
     [turn] = page.turns
     assert (turn.status, turn.input, turn.output) == (TurnStatus.COMPLETED, "hello", "Sunny, 22°C")
@@ -400,7 +412,7 @@ async def test_a_turn_that_did_not_complete_keeps_the_input_and_no_reply(
     turn, after = await store.finish_turn(
         user_id="user-1",
         session_id="s-1",
-        index=1,
+        turn=start.turn,
         run_id="run-1",
         outcome=TurnOutcome(
             status, output="half a rep", error="boom", state_delta=StateDelta(set={"a": 2})
@@ -423,7 +435,7 @@ async def test_history_holds_only_completed_turns_of_the_recent_window(
     await store.finish_turn(
         user_id="user-1",
         session_id="s-1",
-        index=failed.turn.index,
+        turn=failed.turn,
         run_id="run-1",
         outcome=TurnOutcome(TurnStatus.FAILED, error="x"),
         now_ms=now(),
@@ -453,7 +465,13 @@ async def test_of_many_concurrent_begins_exactly_one_records_a_turn(store: Sessi
     assert len(started) == 1
     assert all(isinstance(o, TurnInProgress) for o in outcomes if o not in started)
     page = await store.list_turns(
-        user_id="user-1", session_id="s-1", offset=0, limit=30, newest_first=False, now_ms=now()
+        user_id="user-1",
+        session_id="s-1",
+        start_index=None,
+        limit=30,
+        newest_first=False,
+        include_archived=False,
+        now_ms=now(),
     )
     assert [t.input for t in page.turns] == [started[0].turn.input]
 
@@ -467,7 +485,13 @@ async def test_a_turn_whose_lease_ran_out_is_failed_by_the_next_run(store: Sessi
 
     assert start.turn.index == 2
     page = await store.list_turns(
-        user_id="user-1", session_id="s-1", offset=0, limit=10, newest_first=False, now_ms=t + 1_000
+        user_id="user-1",
+        session_id="s-1",
+        start_index=None,
+        limit=10,
+        newest_first=False,
+        include_archived=False,
+        now_ms=t + 1_000,
     )
     assert [(x.status, x.input) for x in page.turns] == [
         (TurnStatus.FAILED, "abandoned"),
@@ -502,7 +526,7 @@ async def test_max_turns_counts_completed_turns_only(store: SessionStore) -> Non
     await store.finish_turn(
         user_id="user-1",
         session_id="s-1",
-        index=failed.turn.index,
+        turn=failed.turn,
         run_id="run-1",
         outcome=TurnOutcome(TurnStatus.FAILED, error="x"),
         now_ms=now(),
@@ -532,7 +556,7 @@ async def test_a_request_id_whose_turn_failed_runs_again(store: SessionStore) ->
     await store.finish_turn(
         user_id="user-1",
         session_id="s-1",
-        index=first.turn.index,
+        turn=first.turn,
         run_id="run-1",
         outcome=TurnOutcome(TurnStatus.FAILED, error="x"),
         now_ms=now(),
@@ -550,19 +574,37 @@ async def test_list_turns_pages_oldest_or_newest_first(store: SessionStore) -> N
         await run_turn(store, made, f"q{i}", f"a{i}")
 
     oldest = await store.list_turns(
-        user_id="user-1", session_id="s-1", offset=1, limit=2, newest_first=False, now_ms=now()
+        user_id="user-1",
+        session_id="s-1",
+        start_index=2,
+        limit=2,
+        newest_first=False,
+        include_archived=False,
+        now_ms=now(),
     )
     newest = await store.list_turns(
-        user_id="user-1", session_id="s-1", offset=0, limit=2, newest_first=True, now_ms=now()
+        user_id="user-1",
+        session_id="s-1",
+        start_index=None,
+        limit=2,
+        newest_first=True,
+        include_archived=False,
+        now_ms=now(),
     )
     beyond = await store.list_turns(
-        user_id="user-1", session_id="s-1", offset=5, limit=2, newest_first=False, now_ms=now()
+        user_id="user-1",
+        session_id="s-1",
+        start_index=6,
+        limit=2,
+        newest_first=False,
+        include_archived=False,
+        now_ms=now(),
     )
 
     assert [t.index for t in oldest.turns] == [2, 3]
     assert [t.index for t in newest.turns] == [5, 4]
     assert beyond.turns == []
-    assert oldest.total_turns == 5
+    assert oldest.next_index == 4
 
 
 async def test_list_turns_of_another_user_is_not_found(store: SessionStore) -> None:
@@ -571,9 +613,10 @@ async def test_list_turns_of_another_user_is_not_found(store: SessionStore) -> N
         await store.list_turns(
             user_id="mallory",
             session_id="s-1",
-            offset=0,
+            start_index=None,
             limit=1,
             newest_first=False,
+            include_archived=False,
             now_ms=now(),
         )
 
@@ -608,9 +651,10 @@ async def all_turns(store: SessionStore, session: Session) -> list[Turn]:
     page = await store.list_turns(
         user_id=session.user_id,
         session_id=session.session_id,
-        offset=0,
+        start_index=None,
         limit=100_000,
         newest_first=False,
+        include_archived=False,
         now_ms=now(),
     )
     return page.turns

@@ -11,6 +11,7 @@ from pydantic_settings import CliApp
 from agent_sessions import logs
 from agent_sessions.config import Settings
 from agent_sessions.server import serve
+from agent_sessions.workers import run_workers
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -19,8 +20,12 @@ def main(argv: list[str] | None = None) -> None:
         settings = CliApp.run(Settings, cli_args=sys.argv[1:] if argv is None else argv)
     except ValidationError as error:
         for problem in error.errors():
+            # Checks across settings (--workers with the store) name no single field.
             field = ".".join(str(part) for part in problem["loc"])
-            print(f"session-server: {field}: {problem['msg']}", file=sys.stderr)
+            where = f"{field}: " if field else ""
+            print(f"session-server: {where}{problem['msg']}", file=sys.stderr)
         raise SystemExit(2) from None
     logs.configure(settings.log_level, settings.log_format)
+    if settings.workers > 1:
+        raise SystemExit(run_workers(settings))
     asyncio.run(serve(settings))

@@ -9,7 +9,15 @@ from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import AliasChoices, Field, FilePath, SecretStr, ValidationInfo, field_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    FilePath,
+    SecretStr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from agent_sessions.agents.specs import AgentSpec, load_agents_file
@@ -47,6 +55,13 @@ class Settings(BaseSettings):
 
     address: str = Field(
         "127.0.0.1:50051", description="host:port to listen on; port 0 picks a free port"
+    )
+    workers: int = Field(
+        1,
+        ge=1,
+        description="server processes sharing the address (SO_REUSEPORT), each with its own "
+        "event loop, store connections and agents: about one per core; more than 1 needs a "
+        "Redis store and a fixed port",
     )
     store_url: str = Field(
         "memory://",
@@ -99,8 +114,12 @@ class Settings(BaseSettings):
         description="turns this process runs at once (per tenant, with tenants); more are "
         "RESOURCE_EXHAUSTED",
     )
-    history_turns: int = Field(
-        20, ge=0, description="recent turns scanned for the agent's context (completed ones kept)"
+    context_turns: int = Field(
+        20,
+        ge=0,
+        le=1000,
+        description="the agent's context window: the completed turns among this many most "
+        "recent ones go to the agent, with the summary and the state",
     )
     run_timeout: timedelta = Field(
         timedelta(minutes=5), gt=timedelta(0), description="the longest an agent may take a turn"
@@ -160,6 +179,36 @@ class Settings(BaseSettings):
         "tenant's token sees only that tenant's sessions (prefer SESSIONS_TENANT_TOKENS)",
     )
 
+    keep_last_turns: int = Field(
+        20, ge=0, description="turns a compression keeps in the history when not told"
+    )
+    max_history_turns: int = Field(
+        500,
+        ge=0,
+        description="a history longer than this is compressed after the turn that made it so, "
+        "off the Run's response path (0: never)",
+    )
+    max_history_bytes: int = Field(
+        2 * 1024 * 1024,
+        ge=0,
+        description="likewise for a history whose inputs and outputs exceed this many bytes "
+        "(0: never)",
+    )
+    max_summary_bytes: int = Field(
+        8 * 1024, gt=0, description="the longest summary a compression writes, in UTF-8 bytes"
+    )
+    archive_folded_turns: bool = Field(
+        False,
+        description="keep compressed turns in an archive key (expiring with the session), "
+        "readable with ListTurns include_archived, for audit",
+    )
+    compress_turns_over_bytes: int = Field(
+        1024,
+        ge=0,
+        description="finished turns of this many bytes or more are stored zstd-compressed in "
+        "Redis (0: never)",
+    )
+
     @field_validator("tenant_tokens")
     @classmethod
     def _tenant_names(cls, tokens: dict[str, SecretStr]) -> dict[str, SecretStr]:
@@ -203,6 +252,36 @@ class Settings(BaseSettings):
         if not sep or not host or not port.isdigit() or int(port) > 65535:
             raise ValueError(f"address {address!r} must be host:port, e.g. 127.0.0.1:50051")
         return address
+
+    @model_validator(mode="after")
+    def _workers_can_share(self) -> Settings:
+        """What ``--workers`` > 1 cannot work with; all of it is known before any process starts."""
+        if self.workers == 1:
+            return self
+        flag = f"--workers {self.workers}"
+        if urlsplit(self.store_url).scheme == "memory":
+            raise ValueError(
+                f"{flag} needs a shared store: memory:// lives inside one process, so each "
+                "worker would hold its own sessions; use --store redis://host:port/db, or "
+                "--workers 1"
+            )
+        if int(self.address.rpartition(":")[2]) == 0:
+            raise ValueError(
+                f"{flag} needs a fixed port: with port 0 each worker would listen on a port "
+                "of its own"
+            )
+        # Refused rather than half-working: the workers would race for one metrics port,
+        # and each process's counters are its own. Serving their sum takes prometheus
+        # multiprocess mode (values in files under PROMETHEUS_MULTIPROC_DIR, a mode for
+        # every gauge, dead workers' files cleaned up, the sum served by the parent),
+        # which is not built yet.
+        if self.metrics_address is not None:
+            raise ValueError(
+                "metrics with --workers > 1 are not supported yet (each process counts only "
+                "its own calls, and they would share one metrics port): run one process per "
+                "container or pod (--workers 1) and scrape each, or drop --metrics-address"
+            )
+        return self
 
     @field_validator("metrics_address")
     @classmethod

@@ -9,7 +9,7 @@ the ``google.rpc.ErrorInfo`` reason sent with it::
     ├── SessionAlreadyExists  ALREADY_EXISTS
     ├── FailedPrecondition    FAILED_PRECONDITION  (ended session, max turns, agent gone)
     ├── ResourceExhausted     RESOURCE_EXHAUSTED   (sessions per user, concurrent runs)
-    ├── Conflict              ABORTED              (etag mismatch, turn already running)
+    ├── Conflict              ABORTED              (etag mismatch, turn running, compression)
     ├── StoreUnavailable      UNAVAILABLE
     ├── AgentUnavailableError UNAVAILABLE          (the turn is kept as FAILED)
     ├── AgentFailed           INTERNAL             (the turn is kept as FAILED)
@@ -165,6 +165,19 @@ class RunSuperseded(Conflict):
             f"turn {index} of session {session_id!r} is no longer owned by this run "
             "(it outlived its lease or the session was deleted)",
             metadata={"session_id": session_id, "turn_index": str(index)},
+        )
+
+
+class FoldConflict(Conflict):
+    """Another compression of the session committed first, or the session was replaced."""
+
+    reason = "COMPRESSION_CONFLICT"
+
+    def __init__(self, session_id: str) -> None:
+        super().__init__(
+            f"session {session_id!r} was compressed (or replaced) by another call while this "
+            "one summarized it; nothing was changed: read it again and retry if still needed",
+            metadata={"session_id": session_id},
         )
 
 

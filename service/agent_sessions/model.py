@@ -60,6 +60,10 @@ class Session:
     version: int = 1
     running: RunningTurn | None = None
     create_request_id: str = ""
+    folded_turns: int = 0
+    """The oldest turns, 1..folded_turns, folded into ``summary``: the history holds the rest."""
+    history_bytes: int = 0
+    """UTF-8 bytes of the inputs and outputs of the turns in the history (not folded ones)."""
 
     @property
     def expire_time_ms(self) -> int:
@@ -180,5 +184,30 @@ class SessionPage:
 
 @dataclass(frozen=True, slots=True)
 class TurnPage:
+    """Turns in the order asked for, and the index where the next page starts (None: done)."""
+
     turns: list[Turn]
-    total_turns: int
+    next_index: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Fold:
+    """Turns ``first_index``..``last_index`` to fold into a new summary, in one atomic step.
+
+    The fold applies only to the session it was planned on (same create time) and only
+    if no other fold happened since (``first_index`` is still the oldest in the history).
+    ``request_ids`` are those of the folded turns; without ``archive`` they are forgotten.
+    """
+
+    first_index: int
+    last_index: int
+    summary: str
+    folded_bytes: int
+    request_ids: tuple[str, ...]
+    archive: bool
+    create_time_ms: int
+
+
+def text_bytes(turn: Turn) -> int:
+    """What a turn adds to ``Session.history_bytes``."""
+    return len(turn.input.encode()) + len(turn.output.encode())

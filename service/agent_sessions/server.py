@@ -45,10 +45,15 @@ def policy_from(settings: Settings) -> SessionPolicy:
         max_ttl_ms=_ms(settings.max_ttl.total_seconds()),
         max_input_bytes=settings.max_input_bytes,
         max_state_bytes=settings.max_state_bytes,
-        history_turns=settings.history_turns,
+        context_turns=settings.context_turns,
         run_timeout_ms=_ms(settings.run_timeout.total_seconds()),
         max_sessions_per_user=settings.max_sessions_per_user,
         max_concurrent_runs=settings.max_concurrent_runs,
+        keep_last_turns=settings.keep_last_turns,
+        max_history_turns=settings.max_history_turns,
+        max_history_bytes=settings.max_history_bytes,
+        max_summary_bytes=settings.max_summary_bytes,
+        archive_folded_turns=settings.archive_folded_turns,
     )
 
 
@@ -62,6 +67,7 @@ def open_store(settings: Settings) -> SessionStore:
         prefix=settings.key_prefix,
         socket_timeout=settings.redis_timeout.total_seconds(),
         max_connections=settings.redis_max_connections,
+        compress_over_bytes=settings.compress_turns_over_bytes,
     )
 
 
@@ -106,13 +112,15 @@ class SessionServer:
         chain = interceptors(settings)
         if self.metrics is not None:
             chain.insert(0, MetricsInterceptor(self.metrics))
-        self._server = grpc.aio.server(
-            interceptors=chain,
-            options=[
-                ("grpc.max_receive_message_length", settings.max_message_bytes),
-                ("grpc.max_send_message_length", settings.max_message_bytes),
-            ],
-        )
+        options: list[tuple[str, int]] = [
+            ("grpc.max_receive_message_length", settings.max_message_bytes),
+            ("grpc.max_send_message_length", settings.max_message_bytes),
+        ]
+        if settings.workers > 1:
+            # The workers (agent_sessions.workers) each bind the same address; the kernel
+            # spreads new connections among them.
+            options.append(("grpc.so_reuseport", 1))
+        self._server = grpc.aio.server(interceptors=chain, options=options)
         add_session_service(SessionServicer(self.managers), self._server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health.servicer, self._server)
         reflection.enable_server_reflection(

@@ -21,10 +21,17 @@ from agent_sessions.agents import (
     AgentTimeout,
     AgentUnavailable,
 )
+from agent_sessions.agents.summarizer import (
+    ExtractiveSummarizer,
+    Summarizer,
+    SummaryRequest,
+    cut,
+)
 from agent_sessions.errors import (
     AgentFailed,
     AgentNotConfigured,
     AgentUnavailableError,
+    FoldConflict,
     InvalidArgument,
     RunSuperseded,
     RunTimedOut,
@@ -32,6 +39,7 @@ from agent_sessions.errors import (
     TooManyRuns,
 )
 from agent_sessions.model import (
+    Fold,
     JsonValue,
     Session,
     SessionCursor,
@@ -43,12 +51,14 @@ from agent_sessions.model import (
     TurnOutcome,
     TurnStart,
     TurnStatus,
+    text_bytes,
 )
 from agent_sessions.store import SessionStore
 
 log = logging.getLogger(__name__)
 
 MAX_IMPORT_TURNS = 10_000
+MAX_FOLDED_TURNS = 2**31 - 1 - MAX_IMPORT_TURNS  # indexes are int32 on the wire
 SESSIONS_PAGE_SIZE = 50
 TURNS_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
@@ -73,10 +83,18 @@ class SessionPolicy:
     max_ttl_ms: int = 30 * 24 * 3_600_000
     max_input_bytes: int = 32 * 1024
     max_state_bytes: int = 64 * 1024
-    history_turns: int = 20
+    context_turns: int = 20
     run_timeout_ms: int = 5 * 60_000
     max_sessions_per_user: int = 10_000
     max_concurrent_runs: int = 1_000
+    keep_last_turns: int = 20
+    """Turns a compression keeps in the history when the caller does not say."""
+    max_history_turns: int = 500
+    """Past this many turns in the history, a run compresses it afterwards (0: never)."""
+    max_history_bytes: int = 2 * 1024 * 1024
+    """Past this many input and output bytes in the history, likewise (0: never)."""
+    max_summary_bytes: int = 8 * 1024
+    archive_folded_turns: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +127,16 @@ class SessionsPage:
 class TurnsPage:
     turns: list[Turn]
     next_page_token: str
+
+
+@dataclass(frozen=True, slots=True)
+class Compressed:
+    """What a compression did: the session after it, how many turns it folded, and
+    which summarizer wrote the summary ("agent", "extractive", or "" if none ran)."""
+
+    session: Session
+    folded_turns: int
+    summarizer: str
 
 
 class _InFlight:
@@ -159,6 +187,8 @@ class SessionManager:
         self._clock = clock
         self._in_flight = _InFlight()
         self._runs = _InFlight()
+        self._extractive = ExtractiveSummarizer()
+        self._compacting: dict[tuple[str, str], asyncio.Task[None]] = {}
 
     async def create(
         self,
@@ -218,11 +248,15 @@ class SessionManager:
         labels: dict[str, str] | None = None,
         summary: str = "",
         status: SessionStatus = SessionStatus.ACTIVE,
+        folded_turns: int = 0,
+        turn_count: int = 0,
     ) -> Session:
         """Creates a session with a finished history; see ``SessionService.ImportSession``.
 
         The session starts a fresh life now; its counts come from ``turns``, which are
-        all checked before anything is written. Invalid fields are named as in
+        all checked before anything is written, and from ``folded_turns``, the turns
+        before them that ``summary`` stands for (of which ``turn_count`` less the
+        completed ``turns`` count as completed). Invalid fields are named as in
         ``ImportSessionRequest`` (``session.ttl``, ``turns[3].index``).
         """
         policy = self._policy
@@ -240,7 +274,14 @@ class SessionManager:
             state or {}, max_bytes=policy.max_state_bytes, field="session.state"
         )
         labels = validation.labels(labels or {}, field="session.labels")
-        history = self._importable(turns)
+        if not 0 <= folded_turns <= MAX_FOLDED_TURNS:
+            raise InvalidArgument(
+                "session.folded_turns",
+                f"is {folded_turns}; it must be between 0 and {MAX_FOLDED_TURNS}",
+            )
+        summary = validation.summary(summary, max_bytes=policy.max_summary_bytes)
+        history = self._importable(turns, first_index=folded_turns + 1)
+        completed = sum(t.status is TurnStatus.COMPLETED for t in history)
         now = self._clock()
         session = Session(
             session_id=session_id,
@@ -253,18 +294,21 @@ class SessionManager:
             ttl_ms=ttl_ms,
             idle_timeout_ms=idle_timeout_ms,
             max_turns=max_turns,
-            turn_count=sum(t.status is TurnStatus.COMPLETED for t in history),
-            total_turns=len(history),
+            turn_count=completed + min(max(turn_count - completed, 0), folded_turns),
+            total_turns=folded_turns + len(history),
             state=state,
             labels=labels,
             summary=summary,
+            folded_turns=folded_turns,
+            history_bytes=sum(text_bytes(t) for t in history),
         )
         return await self.store.import_session(
             session, history, max_sessions_per_user=policy.max_sessions_per_user
         )
 
-    def _importable(self, turns: Sequence[Turn]) -> list[Turn]:
-        """The turns of an import, checked: a whole finished history, inputs as Run takes them."""
+    def _importable(self, turns: Sequence[Turn], first_index: int) -> list[Turn]:
+        """The turns of an import, checked: a finished history from ``first_index`` on,
+        without gaps, inputs as Run takes them."""
         if len(turns) > MAX_IMPORT_TURNS:
             raise InvalidArgument(
                 "turns",
@@ -273,11 +317,12 @@ class SessionManager:
         completed_by_request: dict[str, int] = {}
         for position, turn in enumerate(turns):
             field = f"turns[{position}]"
-            if turn.index != position + 1:
+            if turn.index != position + first_index:
                 raise InvalidArgument(
                     f"{field}.index",
-                    f"is {turn.index} where {position + 1} was expected: the turns' indexes "
-                    "run 1, 2, 3, ... in order, without gaps",
+                    f"is {turn.index} where {position + first_index} was expected: the "
+                    f"turns' indexes run from session.folded_turns + 1 ({first_index}) in "
+                    "order, without gaps",
                 )
             validation.finished_turn_status(f"{field}.status", turn.status)
             validation.run_input(
@@ -385,41 +430,149 @@ class SessionManager:
         page_size: int = 0,
         page_token: str = "",
         newest_first: bool = False,
+        include_archived: bool = False,
     ) -> TurnsPage:
         validation.user_id(user_id)
         validation.session_id(session_id)
         size = validation.page_size(page_size, default=TURNS_PAGE_SIZE, maximum=MAX_PAGE_SIZE)
-        query = {"session_id": session_id, "newest_first": newest_first}
+        query = {
+            "session_id": session_id,
+            "newest_first": newest_first,
+            "include_archived": include_archived,
+        }
         # The token keeps the index where the next page starts rather than an offset,
-        # so turns added while a caller pages newest-first do not shift the pages.
-        next_index = (
+        # so turns added or folded while a caller pages do not shift the pages.
+        start = (
             paging.integer(paging.decode(page_token, query), "i", minimum=1) if page_token else None
         )
-        if newest_first and next_index is not None:
-            offset = max(next_index - size, 0)
-            limit = next_index - offset
-            newest_first_in_store = False
-        else:
-            offset = next_index - 1 if next_index is not None else 0
-            limit = size
-            newest_first_in_store = newest_first
         page = await self.store.list_turns(
             user_id=user_id,
             session_id=session_id,
-            offset=offset,
-            limit=limit,
-            newest_first=newest_first_in_store,
+            start_index=start,
+            limit=size,
+            newest_first=newest_first,
+            include_archived=include_archived,
+            now_ms=self._clock(),
+        )
+        token = "" if page.next_index is None else paging.encode(query, {"i": page.next_index})
+        return TurnsPage(page.turns, token)
+
+    async def compress(
+        self, *, user_id: str, session_id: str, keep_last: int | None = None
+    ) -> Compressed:
+        """Folds all turns but the last ``keep_last`` (the server's default when None) into
+        the summary; see ``SessionService.CompressSession``."""
+        validation.user_id(user_id)
+        validation.session_id(session_id)
+        if keep_last is None:
+            keep_last = self._policy.keep_last_turns
+        elif keep_last < 0:
+            raise InvalidArgument(
+                "keep_last", f"is {keep_last}; give 0 or more turns to keep, or leave it unset"
+            )
+        with self._in_flight.track():
+            return await self._compress(user_id, session_id, keep_last)
+
+    async def _compress(self, user_id: str, session_id: str, keep_last: int) -> Compressed:
+        session = await self.store.get(user_id=user_id, session_id=session_id, now_ms=self._clock())
+        first = session.folded_turns + 1
+        last = session.total_turns - keep_last
+        if session.running is not None:
+            last = min(last, session.running.index - 1)  # the running turn stays
+        if last < first:
+            return Compressed(session, 0, "")
+        # Turns before the running one never change, so reading them here and folding
+        # them later is safe: the fold itself checks that no other fold came between.
+        page = await self.store.list_turns(
+            user_id=user_id,
+            session_id=session_id,
+            start_index=first,
+            limit=last - first + 1,
+            newest_first=False,
+            include_archived=False,
             now_ms=self._clock(),
         )
         turns = page.turns
-        if newest_first and not newest_first_in_store:
-            turns = turns[::-1]
-        token = ""
-        if turns:
-            following = turns[-1].index + (-1 if newest_first else 1)
-            if 1 <= following <= page.total_turns:
-                token = paging.encode(query, {"i": following})
-        return TurnsPage(turns, token)
+        if len(turns) != last - first + 1 or turns[0].index != first:
+            raise FoldConflict(session_id)
+        summary, summarizer = await self._summarize(session, turns)
+        fold = Fold(
+            first_index=first,
+            last_index=last,
+            summary=summary,
+            folded_bytes=sum(text_bytes(t) for t in turns),
+            request_ids=tuple(t.request_id for t in turns if t.request_id),
+            archive=self._policy.archive_folded_turns,
+            create_time_ms=session.create_time_ms,
+        )
+        session = await self.store.fold(
+            user_id=user_id, session_id=session_id, fold=fold, now_ms=self._clock()
+        )
+        return Compressed(session, len(turns), summarizer)
+
+    async def _summarize(self, session: Session, turns: Sequence[Turn]) -> tuple[str, str]:
+        """The new summary, and which summarizer wrote it."""
+        max_bytes = self._policy.max_summary_bytes
+        configured = self._agents.resolve(session.agent_id)
+        if configured is not None and isinstance(configured.agent, Summarizer):
+            request = SummaryRequest(
+                session_id=session.session_id,
+                user_id=session.user_id,
+                agent_id=session.agent_id,
+                summary=session.summary,
+                turns=turns,
+                max_bytes=max_bytes,
+            )
+            timeout_ms = configured.timeout_ms or self._policy.run_timeout_ms
+            try:
+                async with asyncio.timeout(timeout_ms / 1000):
+                    summary = (await configured.agent.summarize(request)).strip()
+                if summary:
+                    return cut(summary, max_bytes), "agent"
+                log.warning("agent %r wrote an empty summary", session.agent_id)
+            except (AgentError, TimeoutError) as error:
+                # Compression must not depend on the model being up: the history
+                # would grow without bound while it is down.
+                log.warning(
+                    "agent %r could not summarize session %s, so the extractive summarizer did: %s",
+                    session.agent_id,
+                    session.session_id,
+                    error or "timed out",
+                )
+        return self._extractive.fold(session.summary, turns, max_bytes), "extractive"
+
+    def _compact_later(self, session: Session) -> None:
+        """Compresses the session in the background when its history outgrew the policy."""
+        policy = self._policy
+        turns = session.total_turns - session.folded_turns
+        too_long = policy.max_history_turns and turns > policy.max_history_turns
+        too_big = policy.max_history_bytes and session.history_bytes > policy.max_history_bytes
+        key = (session.user_id, session.session_id)
+        if not (too_long or too_big) or key in self._compacting:
+            return
+        keep = min(policy.keep_last_turns, policy.max_history_turns or policy.keep_last_turns)
+        if too_big and not too_long:
+            keep = min(keep, max(turns // 2, 1))  # whatever the turns' size, halve the history
+        self._compacting[key] = asyncio.create_task(self._compact(key, keep))
+
+    async def _compact(self, key: tuple[str, str], keep_last: int) -> None:
+        user_id, session_id = key
+        try:
+            with self._in_flight.track():
+                compressed = await self._compress(user_id, session_id, keep_last)
+            log.info(
+                "compacted session %s: %d turns folded into the summary",
+                session_id,
+                compressed.folded_turns,
+            )
+        except SessionError as error:
+            # Another replica compacting the same session, or the store is down: the
+            # next run that finds the history too long tries again.
+            log.info("could not compact session %s: %s", session_id, error.message)
+        except Exception:
+            log.exception("compacting session %s failed", session_id)
+        finally:
+            del self._compacting[key]
 
     async def run(
         self, *, user_id: str, session_id: str, text: str, request_id: str = ""
@@ -454,7 +607,7 @@ class SessionManager:
             request_id=request_id,
             run_id=run_id,
             lease_ms=self._lease_ms,
-            history_turns=policy.history_turns,
+            history_turns=policy.context_turns,
             now_ms=self._clock(),
         )
         if start.replayed:
@@ -514,7 +667,7 @@ class SessionManager:
             turn, session = await self.store.finish_turn(
                 user_id=user_id,
                 session_id=session_id,
-                index=start.turn.index,
+                turn=start.turn,
                 run_id=run_id,
                 outcome=TurnOutcome(
                     TurnStatus.COMPLETED,
@@ -525,6 +678,8 @@ class SessionManager:
                 now_ms=self._clock(),
             )
         yield RunCompleted(turn, session)
+        # Reached once the caller took the completed event: off the response path.
+        self._compact_later(session)
 
     def _check_agent_state(self, session: Session, delta: StateDelta) -> None:
         # The agent's change must leave a state the session could have been given.
@@ -568,7 +723,7 @@ class SessionManager:
                 await self.store.finish_turn(
                     user_id=session.user_id,
                     session_id=session.session_id,
-                    index=start.turn.index,
+                    turn=start.turn,
                     run_id=run_id,
                     outcome=TurnOutcome(status, error=error),
                     now_ms=self._clock(),
@@ -591,7 +746,10 @@ class SessionManager:
             )
 
     async def settle(self, timeout_s: float) -> None:
-        """Waits (at most ``timeout_s``) for runs and the writes that record their end."""
+        """Waits (at most ``timeout_s``) for runs, the writes that record their end and
+        compactions under way."""
+        if self._compacting:
+            await asyncio.wait(list(self._compacting.values()), timeout=timeout_s)
         await self._in_flight.idle(timeout_s)
 
     def _known_agent(self, agent_id: str, field: str = "agent_id") -> str:

@@ -69,6 +69,15 @@ def run_input(value: str, *, max_bytes: int, field: str = "input") -> str:
 _FINISHED = (TurnStatus.COMPLETED, TurnStatus.FAILED, TurnStatus.CANCELLED)
 
 
+def summary(value: str, *, max_bytes: int, field: str = "session.summary") -> str:
+    size = len(value.encode())
+    if size > max_bytes:
+        raise InvalidArgument(
+            field, f"is {size} bytes of UTF-8; the limit is {max_bytes} bytes: shorten it"
+        )
+    return value
+
+
 def finished_turn_status(field: str, value: int) -> TurnStatus:
     """The status of an imported turn, given by its number: COMPLETED, FAILED or CANCELLED."""
     if value not in _FINISHED:

@@ -94,6 +94,17 @@ class WeatherAgentService(agents_pb2_grpc.AgentServiceServicer):
             self.cancelled.append(request)
             raise
 
+    async def Summarize(
+        self, request: pb.SummarizeRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.SummarizeResponse:
+        """Folds the turns into one line naming the cities they asked about."""
+        first, last = request.turns[0].index, request.turns[-1].index
+        names = (name.lower() for turn in request.turns for name in _CITY.findall(turn.input))
+        cities = list(dict.fromkeys(FORECASTS[name][0] for name in names if name in FORECASTS))
+        topic = f"the weather in {', '.join(cities)}" if cities else "other things"
+        line = f"Turns {first}-{last}: the user asked about {topic}."
+        return pb.SummarizeResponse(summary="\n".join(filter(None, [request.summary, line])))
+
 
 def text(chunk: str) -> pb.GenerateResponse:
     """A response carrying one piece of the reply."""

@@ -14,7 +14,8 @@ from openai.types.chat import ChatCompletionChunk, ChatCompletionMessageParam
 from agent_sessions.agents.errors import AgentError, AgentTimeout, AgentUnavailable
 from agent_sessions.agents.protocol import AgentContext, AgentEvent
 from agent_sessions.agents.specs import OpenAISpec
-from agent_sessions.model import TokenUsage
+from agent_sessions.agents.summarizer import SummaryRequest
+from agent_sessions.model import TokenUsage, TurnStatus
 
 log = logging.getLogger(__name__)
 
@@ -23,6 +24,12 @@ log = logging.getLogger(__name__)
 PLACEHOLDER_API_KEY = "unused"
 # An upstream error can be a whole HTML page from a proxy; the turn keeps its start.
 _MAX_REASON_CHARS = 500
+SUMMARY_PROMPT = (
+    "You maintain the running summary of a conversation between a user and an assistant. "
+    "Fold the earlier summary and the turns below into one new summary: keep names, places, "
+    "numbers, the user's preferences and decisions, and open questions; drop pleasantries. "
+    "Write plain prose, at most {words} words. Answer with the summary only."
+)
 
 
 class OpenAIChatAgent:
@@ -68,12 +75,17 @@ class OpenAIChatAgent:
         client = AsyncOpenAI(api_key=api_key, base_url=spec.base_url, max_retries=0)
         return cls(spec, client, api_key)
 
-    async def stream(self, context: AgentContext, text: str) -> AsyncGenerator[AgentEvent, None]:
+    def stream(self, context: AgentContext, text: str) -> AsyncGenerator[AgentEvent, None]:
+        return self._completion(self._messages(context, text))
+
+    async def _completion(
+        self, messages: list[ChatCompletionMessageParam]
+    ) -> AsyncGenerator[AgentEvent, None]:
         spec = self._spec
         try:
             upstream = await self._client.chat.completions.create(
                 model=spec.model,
-                messages=self._messages(context, text),
+                messages=messages,
                 stream=True,
                 stream_options={"include_usage": True},
                 temperature=spec.temperature if spec.temperature is not None else omit,
@@ -106,6 +118,15 @@ class OpenAIChatAgent:
         if usage is not None:
             yield usage
 
+    async def summarize(self, request: SummaryRequest) -> str:
+        """The model's summary of the earlier summary and the folded turns (one chat
+        completion with :data:`SUMMARY_PROMPT`); fails as :meth:`stream` does."""
+        parts: list[str] = []
+        async for item in self._completion(self._summary_messages(request)):
+            if isinstance(item, str):
+                parts.append(item)
+        return "".join(parts)
+
     async def aclose(self) -> None:
         """Closes the HTTP client and its pooled connections; the server does on shutdown."""
         await self._client.close()
@@ -131,6 +152,23 @@ class OpenAIChatAgent:
             messages.append({"role": "assistant", "content": turn.output})
         messages.append({"role": "user", "content": text})
         return messages
+
+    @staticmethod
+    def _summary_messages(request: SummaryRequest) -> list[ChatCompletionMessageParam]:
+        # About 6 bytes a word in English prose: the cut at max_bytes stays rare.
+        words = max(request.max_bytes // 6, 20)
+        lines = []
+        if request.summary:
+            lines.append(f"Earlier summary:\n{request.summary}\n")
+        lines.append("Turns to fold:")
+        for turn in request.turns:
+            lines.append(f"[{turn.index}] user: {turn.input}")
+            if turn.status is TurnStatus.COMPLETED:
+                lines.append(f"[{turn.index}] assistant: {turn.output}")
+        return [
+            {"role": "system", "content": SUMMARY_PROMPT.format(words=words)},
+            {"role": "user", "content": "\n".join(lines)},
+        ]
 
     def _read(self, chunk: object) -> tuple[str, TokenUsage | None]:
         """The text and the usage a chunk carries; AgentError if it is not a chunk at all.

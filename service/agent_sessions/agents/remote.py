@@ -25,7 +25,8 @@ from google.protobuf.struct_pb2 import Struct
 from agent_sessions.agents.errors import AgentError, AgentTimeout, AgentUnavailable
 from agent_sessions.agents.protocol import AgentContext, AgentEvent
 from agent_sessions.agents.specs import GrpcSpec
-from agent_sessions.model import JsonValue, StateDelta, TokenUsage
+from agent_sessions.agents.summarizer import SummaryRequest
+from agent_sessions.model import JsonValue, StateDelta, TokenUsage, TurnStatus
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +104,34 @@ class RemoteAgent:
             # passes; cancelling the call tells the agent service at once, so it stops
             # spending tokens on a reply nobody will read. A finished call ignores it.
             call.cancel()
+
+    async def summarize(self, request: SummaryRequest) -> str:
+        """The agent service's ``Summarize`` answer; an agent service that does not
+        implement it (UNIMPLEMENTED) fails like any other, and the session falls back
+        to the extractive summarizer."""
+        try:
+            response = await self._agent().Summarize(
+                pb.SummarizeRequest(
+                    session_id=request.session_id,
+                    user_id=request.user_id,
+                    agent_id=request.agent_id,
+                    summary=request.summary,
+                    turns=[
+                        pb.Exchange(
+                            index=turn.index,
+                            input=turn.input,
+                            output=turn.output if turn.status is TurnStatus.COMPLETED else "",
+                        )
+                        for turn in request.turns
+                    ],
+                    max_bytes=request.max_bytes,
+                ),
+                timeout=self._timeout_s,
+            )
+        except grpc.aio.AioRpcError as error:
+            raise _failure(self.target, error) from error
+        summary: str = response.summary
+        return summary
 
     async def aclose(self) -> None:
         """Closes the channel; calls still running are cancelled."""

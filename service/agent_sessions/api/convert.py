@@ -93,6 +93,8 @@ def session_message(session: Session) -> pb.Session:
         labels=session.labels,
         summary=session.summary,
         etag=session.etag,
+        folded_turns=session.folded_turns,
+        history_bytes=session.history_bytes,
     )
     if session.state:
         message.state.update(session.state)
@@ -154,6 +156,8 @@ def import_arguments(request: pb.ImportSessionRequest) -> dict[str, Any]:
         "labels": dict(source.labels),
         "summary": source.summary,
         "status": _imported_status(source.status),
+        "folded_turns": source.folded_turns,
+        "turn_count": source.turn_count,
         "turns": [_imported_turn(i, turn) for i, turn in enumerate(request.turns)],
     }
 

@@ -150,10 +150,28 @@ class SessionServicer(sessions_pb2_grpc.SessionServiceServicer):
             page_size=request.page_size,
             page_token=request.page_token,
             newest_first=convert.newest_first(request.order_by),
+            include_archived=request.include_archived,
         )
         return pb.ListTurnsResponse(
             turns=[convert.turn_message(t) for t in page.turns],
             next_page_token=page.next_page_token,
+        )
+
+    @_unary
+    async def CompressSession(
+        self,
+        request: pb.CompressSessionRequest,
+        context: Context[pb.CompressSessionRequest, pb.CompressSessionResponse],
+    ) -> pb.CompressSessionResponse:
+        compressed = await self._manager.compress(
+            user_id=request.user_id,
+            session_id=request.session_id,
+            keep_last=request.keep_last if request.HasField("keep_last") else None,
+        )
+        return pb.CompressSessionResponse(
+            session=convert.session_message(compressed.session),
+            folded_turns=compressed.folded_turns,
+            summarizer=compressed.summarizer,
         )
 
     async def Run(  # type: ignore[override]  # written with context.write, not as a generator

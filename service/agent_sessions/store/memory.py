@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from agent_sessions.errors import (
     EtagMismatch,
+    FoldConflict,
     MaxTurnsReached,
     RunSuperseded,
     SessionAlreadyExists,
@@ -23,6 +24,7 @@ from agent_sessions.errors import (
     TurnInProgress,
 )
 from agent_sessions.model import (
+    Fold,
     RunningTurn,
     Session,
     SessionCursor,
@@ -34,6 +36,7 @@ from agent_sessions.model import (
     TurnPage,
     TurnStart,
     TurnStatus,
+    text_bytes,
 )
 from agent_sessions.store.protocol import ABANDONED_TURN_ERROR
 
@@ -44,8 +47,18 @@ _SWEEP_INTERVAL_MS = 10_000
 class _Record:
     session: Session  # its ``state`` is always empty: the state lives in ``state_json``
     state_json: dict[str, str]
-    turns: list[Turn] = field(default_factory=list)
+    turns: list[Turn] = field(default_factory=list)  # the history: folded turns are gone
     turn_by_request: dict[str, int] = field(default_factory=dict)
+    archive: dict[int, Turn] = field(default_factory=dict)
+
+    def turn(self, index: int) -> Turn | None:
+        folded = self.session.folded_turns
+        if index > folded:
+            return self.turns[index - folded - 1]
+        return self.archive.get(index)
+
+    def replace(self, turn: Turn) -> None:
+        self.turns[turn.index - self.session.folded_turns - 1] = turn
 
 
 class MemorySessionStore:
@@ -181,8 +194,8 @@ class MemorySessionStore:
         record = self._live(user_id, session_id, now_ms)
         session = record.session
         if request_id and (earlier := record.turn_by_request.get(request_id)) is not None:
-            turn = record.turns[earlier - 1]
-            if turn.status is TurnStatus.COMPLETED:
+            turn = record.turn(earlier)
+            if turn is not None and turn.status is TurnStatus.COMPLETED:
                 return TurnStart(self._view(record), turn, [], replayed=True)
         if session.status is SessionStatus.ENDED:
             raise SessionEnded(session_id)
@@ -191,12 +204,14 @@ class MemorySessionStore:
         if session.running is not None:
             if session.running.lease_until_ms > now_ms:
                 raise TurnInProgress(session_id, session.running.index)
-            abandoned = record.turns[session.running.index - 1]
-            record.turns[session.running.index - 1] = dataclasses.replace(
-                abandoned,
-                status=TurnStatus.FAILED,
-                error=ABANDONED_TURN_ERROR,
-                complete_time_ms=now_ms,
+            abandoned = record.turns[-1]  # at most one turn runs: the last one
+            record.replace(
+                dataclasses.replace(
+                    abandoned,
+                    status=TurnStatus.FAILED,
+                    error=ABANDONED_TURN_ERROR,
+                    complete_time_ms=now_ms,
+                )
             )
         window = record.turns[-history_turns:] if history_turns > 0 else []
         history = [t for t in window if t.status is TurnStatus.COMPLETED]
@@ -215,6 +230,7 @@ class MemorySessionStore:
                 session,
                 total_turns=turn.index,
                 running=RunningTurn(turn.index, run_id, now_ms + lease_ms),
+                history_bytes=session.history_bytes + text_bytes(turn),
             ),
             now_ms,
         )
@@ -225,25 +241,26 @@ class MemorySessionStore:
         *,
         user_id: str,
         session_id: str,
-        index: int,
+        turn: Turn,
         run_id: str,
         outcome: TurnOutcome,
         now_ms: int,
     ) -> tuple[Turn, Session]:
+        index = turn.index
         record = self._find((user_id, session_id), now_ms)
         running = record.session.running if record is not None else None
         if record is None or running is None or (running.index, running.run_id) != (index, run_id):
             raise RunSuperseded(session_id, index)
         completed = outcome.status is TurnStatus.COMPLETED
-        turn = dataclasses.replace(
-            record.turns[index - 1],
+        finished = dataclasses.replace(
+            record.turns[-1],
             status=outcome.status,
             output=outcome.output if completed else "",
             error=outcome.error,
             complete_time_ms=now_ms,
             usage=outcome.usage,
         )
-        record.turns[index - 1] = turn
+        record.replace(finished)
         if completed:
             for key in outcome.state_delta.delete:
                 record.state_json.pop(key, None)
@@ -254,24 +271,64 @@ class MemorySessionStore:
                 record.session,
                 running=None,
                 turn_count=record.session.turn_count + (1 if completed else 0),
+                history_bytes=record.session.history_bytes + len(finished.output.encode()),
             ),
             now_ms,
         )
-        return turn, self._view(record)
+        return finished, self._view(record)
 
     async def list_turns(
         self,
         *,
         user_id: str,
         session_id: str,
-        offset: int,
+        start_index: int | None,
         limit: int,
         newest_first: bool,
+        include_archived: bool,
         now_ms: int,
     ) -> TurnPage:
         record = self._live(user_id, session_id, now_ms)
-        turns = record.turns[::-1] if newest_first else record.turns
-        return TurnPage(list(turns[offset : offset + limit]), len(record.turns))
+        turns = list(record.turns)
+        if include_archived:
+            turns = [record.archive[i] for i in sorted(record.archive)] + turns
+        if newest_first:
+            turns.reverse()
+            if start_index is not None:
+                turns = [t for t in turns if t.index <= start_index]
+        elif start_index is not None:
+            turns = [t for t in turns if t.index >= start_index]
+        page = turns[: max(limit, 0)]
+        following = turns[len(page)].index if len(turns) > len(page) else None
+        return TurnPage(page, following)
+
+    async def fold(self, *, user_id: str, session_id: str, fold: Fold, now_ms: int) -> Session:
+        record = self._live(user_id, session_id, now_ms)
+        session = record.session
+        running = session.running.index if session.running else session.total_turns + 1
+        if (
+            session.create_time_ms != fold.create_time_ms
+            or session.folded_turns + 1 != fold.first_index
+            or not fold.first_index <= fold.last_index < running
+        ):
+            raise FoldConflict(session_id)
+        count = fold.last_index - session.folded_turns
+        folded, record.turns = record.turns[:count], record.turns[count:]
+        if fold.archive:
+            record.archive.update((t.index, t) for t in folded)
+        else:
+            for request_id in fold.request_ids:
+                if record.turn_by_request.get(request_id, fold.last_index + 1) <= fold.last_index:
+                    del record.turn_by_request[request_id]
+        record.session = dataclasses.replace(
+            session,
+            summary=fold.summary,
+            folded_turns=fold.last_index,
+            history_bytes=session.history_bytes - fold.folded_bytes,
+            update_time_ms=now_ms,
+            version=session.version + 1,
+        )
+        return self._view(record)
 
     def namespace(self, name: str) -> MemorySessionStore:
         return self._namespaces.setdefault(name, MemorySessionStore())

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
 from agent_sessions.model import (
+    Fold,
     Session,
     SessionCursor,
     SessionPage,
@@ -49,8 +50,9 @@ class SessionStore(Protocol):
         """Stores a new session with a finished history; raises ``SessionAlreadyExists`` if
         its id is taken, ``TooManySessions`` as :meth:`create` does.
 
-        ``turns`` are the whole history, indexes 1..n in order, none in progress; the
-        session's counts already agree with them. The session and all its turns are
+        ``turns`` are the whole history after the session's ``folded_turns``, indexes
+        folded_turns+1..n in order, none in progress; the session's counts already
+        agree with them. The session and all its turns are
         written in one atomic step, and each turn's request id is registered as
         :meth:`begin_turn` registers it (of turns sharing one, the last wins), so that
         :meth:`begin_turn` replays a completed turn by its request id.
@@ -117,12 +119,13 @@ class SessionStore(Protocol):
         *,
         user_id: str,
         session_id: str,
-        index: int,
+        turn: Turn,
         run_id: str,
         outcome: TurnOutcome,
         now_ms: int,
     ) -> tuple[Turn, Session]:
-        """Stores the turn's outcome, state delta and counters in one atomic step.
+        """Stores the outcome of ``turn`` (as :meth:`begin_turn` returned it), its state
+        delta and counters in one atomic step.
 
         Raises ``RunSuperseded`` when ``run_id`` no longer owns the turn.
         """
@@ -133,12 +136,25 @@ class SessionStore(Protocol):
         *,
         user_id: str,
         session_id: str,
-        offset: int,
+        start_index: int | None,
         limit: int,
         newest_first: bool,
+        include_archived: bool,
         now_ms: int,
     ) -> TurnPage:
-        """Turns by position: ``offset`` counts from the oldest, or the newest turn."""
+        """Up to ``limit`` turns from ``start_index`` on (inclusive), by index.
+
+        ``None`` starts at the oldest turn of the history (of the archive, with
+        ``include_archived``) or at the newest. Folded turns come back only with
+        ``include_archived``, and only those that were archived.
+        """
+        ...
+
+    async def fold(self, *, user_id: str, session_id: str, fold: Fold, now_ms: int) -> Session:
+        """Folds turns into the summary: they leave the history (into the archive with
+        ``fold.archive``), ``summary``, ``folded_turns`` and ``history_bytes`` change,
+        and nothing else does. Raises ``FoldConflict`` when the fold no longer applies.
+        """
         ...
 
     def namespace(self, name: str) -> SessionStore:

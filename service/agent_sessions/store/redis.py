@@ -8,6 +8,7 @@ because not every script is idempotent: callers retry with request ids.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Sequence
 from typing import Any
@@ -17,9 +18,11 @@ import redis.exceptions
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
+from zstandard import ZstdCompressor, ZstdDecompressor
 
 from agent_sessions.errors import (
     EtagMismatch,
+    FoldConflict,
     MaxTurnsReached,
     RunSuperseded,
     SessionAlreadyExists,
@@ -30,6 +33,7 @@ from agent_sessions.errors import (
     TurnInProgress,
 )
 from agent_sessions.model import (
+    Fold,
     JsonValue,
     RunningTurn,
     Session,
@@ -57,25 +61,44 @@ _json_decode = json.loads
 _json_encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 _json_encode = _json_encoder.encode
 
-_Arg = str | int
+_Arg = str | int | bytes
+
+_ZSTD_MARK = "Z"
+_zstd_compress = ZstdCompressor(level=3).compress
+_zstd_decompress = ZstdDecompressor().decompress
+DEFAULT_COMPRESS_OVER_BYTES = 1024
 
 
 class RedisSessionStore:
     """A :class:`~agent_sessions.store.SessionStore` in Redis (7.0 or later).
 
-    ``client`` must decode responses (``decode_responses=True``). All keys start with
-    ``prefix``; each session's keys carry its user's ``{user_id}`` hash tag, so a script
-    touches one cluster slot.
+    ``client`` must decode responses (``decode_responses=True``) with
+    ``encoding_errors="surrogateescape"``, which carries compressed turns through as
+    text. All keys start with ``prefix``; each session's keys carry its user's
+    ``{user_id}`` hash tag, so a script touches one cluster slot. Finished turns of
+    ``compress_over_bytes`` or more are stored zstd-compressed (0: never).
     """
 
     def __init__(
-        self, client: redis.asyncio.Redis, *, prefix: str = "sessions:", owns_client: bool = False
+        self,
+        client: redis.asyncio.Redis,
+        *,
+        prefix: str = "sessions:",
+        owns_client: bool = False,
+        compress_over_bytes: int = DEFAULT_COMPRESS_OVER_BYTES,
     ) -> None:
-        if not client.connection_pool.connection_kwargs.get("decode_responses"):
-            raise ValueError("RedisSessionStore needs a client with decode_responses=True")
+        settings = client.connection_pool.connection_kwargs
+        if not settings.get("decode_responses") or settings.get("encoding_errors") != (
+            "surrogateescape"
+        ):
+            raise ValueError(
+                "RedisSessionStore needs a client with decode_responses=True and "
+                'encoding_errors="surrogateescape"'
+            )
         self._client = client
         self._prefix = prefix
         self._owns_client = owns_client
+        self._compress_over = compress_over_bytes
         self._create = client.register_script(redis_scripts.CREATE)
         self._get = client.register_script(redis_scripts.GET)
         self._list = client.register_script(redis_scripts.LIST)
@@ -85,6 +108,7 @@ class RedisSessionStore:
         self._begin_turn = client.register_script(redis_scripts.BEGIN_TURN)
         self._finish_turn = client.register_script(redis_scripts.FINISH_TURN)
         self._list_turns = client.register_script(redis_scripts.LIST_TURNS)
+        self._fold = client.register_script(redis_scripts.FOLD)
 
     @classmethod
     def from_url(
@@ -94,6 +118,7 @@ class RedisSessionStore:
         prefix: str = "sessions:",
         socket_timeout: float = 5.0,
         max_connections: int = 64,
+        compress_over_bytes: int = DEFAULT_COMPRESS_OVER_BYTES,
     ) -> RedisSessionStore:
         """A store with a client of its own, closed by :meth:`close`.
 
@@ -107,9 +132,15 @@ class RedisSessionStore:
             socket_timeout=socket_timeout,
             socket_connect_timeout=socket_timeout,
             decode_responses=True,
+            encoding_errors="surrogateescape",
             retry=Retry(NoBackoff(), 0),
         )
-        return cls(redis.asyncio.Redis.from_pool(pool), prefix=prefix, owns_client=True)
+        return cls(
+            redis.asyncio.Redis.from_pool(pool),
+            prefix=prefix,
+            owns_client=True,
+            compress_over_bytes=compress_over_bytes,
+        )
 
     async def create(self, session: Session, *, max_sessions_per_user: int = 0) -> Session:
         """Stores a new session; raises ``SessionAlreadyExists`` if its id is taken and
@@ -152,12 +183,14 @@ class RedisSessionStore:
             running.run_id if running else "",
             running.lease_until_ms if running else 0,
             session.create_request_id,
+            session.folded_turns,
+            session.history_bytes,
             session.expire_time_ms,
         ]
         # A later turn with the same request id wins, as in begin_turn.
         requests = {t.request_id: t.index for t in turns if t.request_id}
         args += (len(turns), len(requests))
-        args += (_turn_json(t) for t in turns)
+        args += (self._record(t) for t in turns)
         for request_id, index in requests.items():
             args += (request_id, index)
         _append_state(args, session.state)
@@ -275,6 +308,7 @@ class RedisSessionStore:
             now_ms + lease_ms,
             history_turns,
             open_turn,
+            len(text.encode()),
         )
         reply = await self._run(self._begin_turn, self._keys(user_id, session_id), args)
         tag = reply[0]
@@ -309,7 +343,7 @@ class RedisSessionStore:
         *,
         user_id: str,
         session_id: str,
-        index: int,
+        turn: Turn,
         run_id: str,
         outcome: TurnOutcome,
         now_ms: int,
@@ -319,14 +353,23 @@ class RedisSessionStore:
         Raises ``RunSuperseded`` when ``run_id`` no longer owns the turn.
         """
         completed = outcome.status is TurnStatus.COMPLETED
-        tail = _turn_tail(
-            outcome.status,
-            now_ms,
-            outcome.output if completed else "",
-            outcome.error,
-            outcome.usage,
+        finished = dataclasses.replace(
+            turn,
+            status=outcome.status,
+            output=outcome.output if completed else "",
+            error=outcome.error,
+            complete_time_ms=now_ms,
+            usage=outcome.usage,
         )
-        args: list[_Arg] = [now_ms, session_id, index, run_id, "1" if completed else "", tail]
+        args: list[_Arg] = [
+            now_ms,
+            session_id,
+            turn.index,
+            run_id,
+            "1" if completed else "",
+            self._record(finished),
+            len(finished.output.encode()),
+        ]
         delta = outcome.state_delta
         if completed and delta:
             args.append(len(delta.delete))
@@ -336,39 +379,80 @@ class RedisSessionStore:
             args.append(0)
         reply = await self._run(self._finish_turn, self._keys(user_id, session_id), args)
         if reply[0] != "OK":
-            raise RunSuperseded(session_id, index)
-        return _turn(reply[3], index), _session(session_id, reply[1], reply[2])
+            raise RunSuperseded(session_id, turn.index)
+        return finished, _session(session_id, reply[1], reply[2])
 
     async def list_turns(
         self,
         *,
         user_id: str,
         session_id: str,
-        offset: int,
+        start_index: int | None,
         limit: int,
         newest_first: bool,
+        include_archived: bool,
         now_ms: int,
     ) -> TurnPage:
-        """Turns by position: ``offset`` counts from the oldest, or the newest turn."""
+        """Up to ``limit`` turns from ``start_index`` on, by index, in one script."""
         base = self._session_key(user_id, session_id)
-        reply = await self._run(
-            self._list_turns,
-            (base, base + ":turns"),
-            (now_ms, offset, limit, "1" if newest_first else ""),
+        args = (
+            now_ms,
+            "" if start_index is None else start_index,
+            limit,
+            "1" if newest_first else "",
+            "1" if include_archived else "",
         )
+        reply = await self._run(self._list_turns, (base, base + ":turns", base + ":archive"), args)
         if reply[0] != "OK":
             raise SessionNotFound(session_id)
+        pairs = reply[2]
+        indexes, records = pairs[::2], pairs[1::2]
         turns = [
-            _turn_of(fields, position)
-            for position, fields in enumerate(_decode_turns(reply[3]), reply[2] + 1)
+            _turn_of(fields, index)
+            for index, fields in zip(indexes, _decode_turns(records), strict=True)
         ]
-        if newest_first:
-            turns.reverse()
-        return TurnPage(turns, reply[1])
+        return TurnPage(turns, reply[1] or None)
+
+    async def fold(self, *, user_id: str, session_id: str, fold: Fold, now_ms: int) -> Session:
+        """Folds turns into the summary in one script; see ``SessionStore.fold``."""
+        args: list[_Arg] = [
+            now_ms,
+            session_id,
+            fold.create_time_ms,
+            fold.first_index,
+            fold.last_index,
+            fold.summary,
+            fold.folded_bytes,
+            "1" if fold.archive else "",
+            *fold.request_ids,
+        ]
+        reply = await self._run(self._fold, self._keys(user_id, session_id), args)
+        if reply[0] == "CONFLICT":
+            raise FoldConflict(session_id)
+        if reply[0] != "OK":
+            raise SessionNotFound(session_id)
+        return _session(session_id, reply[1], reply[2])
+
+    def _record(self, turn: Turn) -> str | bytes:
+        """A finished turn as Redis keeps it: JSON, or compressed when large."""
+        text = _turn_json(turn)
+        if not self._compress_over or len(text) * 4 < self._compress_over:
+            return text  # too short even at 4 bytes per character
+        raw = text.encode()
+        if len(raw) < self._compress_over:
+            return text
+        packed = _zstd_compress(raw)
+        if len(packed) + 2 >= len(raw):
+            return text
+        return f"{_ZSTD_MARK}{int(turn.status)}".encode() + packed
 
     def namespace(self, name: str) -> RedisSessionStore:
         """The store of tenant ``name``: keys under ``<prefix>t:<name>:``, same client."""
-        return RedisSessionStore(self._client, prefix=f"{self._prefix}t:{name}:")
+        return RedisSessionStore(
+            self._client,
+            prefix=f"{self._prefix}t:{name}:",
+            compress_over_bytes=self._compress_over,
+        )
 
     async def ping(self) -> None:
         """Returns when Redis answers; raises ``StoreUnavailable`` otherwise."""
@@ -394,10 +478,17 @@ class RedisSessionStore:
     def _session_key(self, user_id: str, session_id: str) -> str:
         return f"{self._prefix}{{{user_id}}}:s:{session_id}"
 
-    def _keys(self, user_id: str, session_id: str) -> tuple[str, str, str, str, str]:
+    def _keys(self, user_id: str, session_id: str) -> tuple[str, ...]:
         user = f"{self._prefix}{{{user_id}}}"
         base = f"{user}:s:{session_id}"
-        return base, base + ":state", base + ":turns", base + ":requests", user + ":index"
+        return (
+            base,
+            base + ":state",
+            base + ":turns",
+            base + ":requests",
+            user + ":index",
+            base + ":archive",
+        )
 
 
 def _unavailable(error: BaseException) -> StoreUnavailable:
@@ -430,6 +521,8 @@ def _session(session_id: str, meta: list[str], state: list[str]) -> Session:
         run_id,
         lease_ms,
         create_request_id,
+        folded_turns,
+        history_bytes,
         _expire_ms,
     ) = meta
     pairs = iter(state)
@@ -452,6 +545,9 @@ def _session(session_id: str, meta: list[str], state: list[str]) -> Session:
         version=int(version),
         running=RunningTurn(int(run_index), run_id, int(lease_ms)) if run_index != "0" else None,
         create_request_id=create_request_id,
+        # Sessions written before compression existed lack these fields.
+        folded_turns=int(folded_turns or 0),
+        history_bytes=int(history_bytes or 0),
     )
 
 
@@ -479,13 +575,23 @@ def _turn_json(turn: Turn) -> str:
 
 
 def _decode_turns(elements: list[str]) -> list[dict[str, Any]]:
+    if any(element.startswith(_ZSTD_MARK) for element in elements):
+        return [_decode_turn(element) for element in elements]
     # One parse of the joined elements costs far less than a json.loads call each.
     decoded: list[dict[str, Any]] = _json_decode("[" + ",".join(elements) + "]")
     return decoded
 
 
+def _decode_turn(element: str) -> dict[str, Any]:
+    if element.startswith(_ZSTD_MARK):
+        # Mark, status digit, then the zstd frame: bytes that surrogateescape kept intact.
+        element = _zstd_decompress(element[2:].encode("utf-8", "surrogateescape")).decode()
+    fields: dict[str, Any] = _json_decode(element)
+    return fields
+
+
 def _turn(element: str, index: int) -> Turn:
-    return _turn_of(_json_decode(element), index)
+    return _turn_of(_decode_turn(element), index)
 
 
 def _turn_of(fields: dict[str, Any], index: int) -> Turn:

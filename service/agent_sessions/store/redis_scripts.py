@@ -9,9 +9,14 @@ Keys of one session (all carry the user's ``{user_id}`` hash tag, so one cluster
 
 - ``meta``: hash of the fields in :data:`META_FIELDS`;
 - ``state``: hash of top-level state key -> JSON value;
-- ``turns``: list, element ``i - 1`` is turn ``i`` as JSON (see :data:`OPEN_TURN_TAIL`);
-- ``requests``: hash of request id -> turn index;
+- ``turns``: the history, a list whose element ``i - folded_turns - 1`` is turn ``i``
+  (turns folded into the summary leave it from the head);
+- ``requests``: hash of request id -> turn index, for the turns in the history or archive;
+- ``archive``: hash of turn index -> turn, the folded turns kept for audit, if any;
 - ``index``: the user's sorted set of session ids scored by last activity.
+
+A turn is JSON (see :data:`OPEN_TURN_TAIL`), or, once finished and large, ``Z``, its
+status digit and the zstd frame of that JSON, so that scripts still read its status.
 
 A session reply is ``{tag, meta, state}``: ``meta`` the values of :data:`META_FIELDS`
 in that order (HMGET) and ``state`` a flat HGETALL array.
@@ -43,6 +48,8 @@ META_FIELDS = (
     "run_id",
     "lease_ms",
     "create_request_id",
+    "folded_turns",
+    "history_bytes",
     "expire_ms",
 )
 """Fields of the meta hash, in the order replies carry them; ``expire_ms`` stays last."""
@@ -51,8 +58,8 @@ OPEN_TURN_TAIL = ',"s":1,"dt":0,"out":"","err":""}'
 """How the JSON of a turn in progress ends.
 
 A turn is ``{"ct":…,"rq":…,"in":…,"s":…,"dt":…,"out":…,"err":…}``: the fields that
-never change come first, so closing a turn swaps this fixed tail for the final one and
-Lua never decodes or re-encodes the user's text.
+never change come first, so a script can fail an abandoned turn by swapping this fixed
+tail, without decoding or re-encoding the user's text in Lua.
 """
 
 _ABANDONED_TAIL_AFTER_TIME = ',"out":"","err":' + json.dumps(ABANDONED_TURN_ERROR) + "}"
@@ -97,18 +104,45 @@ local function call_with_argv(command, key, first, last)
   end
 end
 
--- A turn in progress with its fixed tail swapped for the final one.
-local function close_turn(open, tail)
-  if not open or string.sub(open, -#OPEN_TURN_TAIL) ~= OPEN_TURN_TAIL then
+-- Fields written by older versions may be missing (false): they count as 0.
+local function number(value)
+  return tonumber(value) or 0
+end
+
+-- A turn's status, from its JSON or the digit after a compressed turn's 'Z'.
+local function turn_status(turn)
+  if string.sub(turn, 1, 1) == 'Z' then
+    return tonumber(string.sub(turn, 2, 2))
+  end
+  return cjson.decode(turn)['s']
+end
+
+-- The stored turn of an index, from the history or the archive (nil if neither has it).
+-- keys: meta, state, turns, requests, index, archive.
+local function stored_turn(keys, m, index)
+  local folded = number(m.folded_turns)
+  if index > folded then
+    return redis.call('LINDEX', keys[3], index - folded - 1)
+  end
+  return redis.call('HGET', keys[6], index)
+end
+
+local function check_open(turn)
+  if not turn or string.sub(turn, -#OPEN_TURN_TAIL) ~= OPEN_TURN_TAIL then
     error('the last turn is not in progress')
   end
+end
+
+-- A turn in progress with its fixed tail swapped for the final one.
+local function close_turn(open, tail)
+  check_open(open)
   return string.sub(open, 1, -#OPEN_TURN_TAIL - 1) .. tail
 end
 
 -- Ends every write: recomputes the expiry from the stored fields, reads the reply,
 -- then expires the session's keys and indexes it by activity. The reply is read
 -- before PEXPIREAT because an expiry already past deletes the keys at once.
--- keys: meta, state, turns, requests, index.
+-- keys: meta, state, turns, requests, index, archive.
 local function commit(keys, session_id)
   local t = redis.call('HMGET', keys[1], 'create_ms', 'ttl_ms', 'activity_ms', 'idle_ms')
   local expire = math.min(t[1] + t[2], t[3] + t[4])
@@ -116,7 +150,7 @@ local function commit(keys, session_id)
   local reply = {{
     'OK', redis.call('HMGET', keys[1], unpack(META)), redis.call('HGETALL', keys[2])
   }}
-  for i = 1, 4 do
+  for _, i in ipairs({{1, 2, 3, 4, 6}}) do
     redis.call('PEXPIREAT', keys[i], expire)
   end
   redis.call('ZADD', keys[5], t[3], session_id)
@@ -128,7 +162,8 @@ local function commit(keys, session_id)
 end
 """
 
-# KEYS[1] meta, KEYS[2] state, KEYS[3] turns, KEYS[4] requests, KEYS[5] index
+# KEYS[1] meta, KEYS[2] state, KEYS[3] turns, KEYS[4] requests, KEYS[5] index,
+# KEYS[6] archive
 # ARGV[1] now_ms (the session's create time), ARGV[2] session_id,
 # ARGV[3] the most live sessions the user may have (0: no limit),
 # ARGV[4] the user's session key prefix ("<prefix>{<user_id>}:s:"),
@@ -171,7 +206,7 @@ if limit > 0 and redis.call('ZCARD', KEYS[5]) >= limit then
   end
 end
 -- Whatever is left of an expired session of the same id goes first.
-redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4])
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[6])
 local fields = {}
 for i, field in ipairs(META) do
   fields[#fields + 1] = field
@@ -266,7 +301,8 @@ return {'OK', more, page}
 """
 )
 
-# KEYS[1] meta, KEYS[2] state, KEYS[3] turns, KEYS[4] requests, KEYS[5] index
+# KEYS[1] meta, KEYS[2] state, KEYS[3] turns, KEYS[4] requests, KEYS[5] index,
+# KEYS[6] archive
 # ARGV[1] now_ms, ARGV[2] session_id, ARGV[3] "1" to check the etag, ARGV[4] expected etag,
 # ARGV[5] "1" to replace the state, ARGV[6] n: count of meta field/value pairs,
 # ARGV[7 .. 6 + 2n] meta field/value pairs, ARGV[7 + 2n ..] new state key, JSON value pairs
@@ -292,7 +328,8 @@ return commit(KEYS, ARGV[2])
 """
 )
 
-# KEYS[1] meta, KEYS[2] state, KEYS[3] turns, KEYS[4] requests, KEYS[5] index
+# KEYS[1] meta, KEYS[2] state, KEYS[3] turns, KEYS[4] requests, KEYS[5] index,
+# KEYS[6] archive
 # ARGV[1] now_ms, ARGV[2] session_id
 # -> {"OK", meta, state} | {"NOT_FOUND"}
 END = (
@@ -310,7 +347,8 @@ return commit(KEYS, ARGV[2])
 """
 )
 
-# KEYS[1] meta, KEYS[2] state, KEYS[3] turns, KEYS[4] requests, KEYS[5] index
+# KEYS[1] meta, KEYS[2] state, KEYS[3] turns, KEYS[4] requests, KEYS[5] index,
+# KEYS[6] archive
 # ARGV[1] now_ms, ARGV[2] session_id
 # -> {"OK"} | {"NOT_FOUND"}
 DELETE = (
@@ -319,15 +357,17 @@ DELETE = (
 if not load_meta(KEYS[1], tonumber(ARGV[1])) then
   return {'NOT_FOUND'}
 end
-redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4])
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[6])
 redis.call('ZREM', KEYS[5], ARGV[2])
 return {'OK'}
 """
 )
 
-# KEYS[1] meta, KEYS[2] state, KEYS[3] turns, KEYS[4] requests, KEYS[5] index
+# KEYS[1] meta, KEYS[2] state, KEYS[3] turns, KEYS[4] requests, KEYS[5] index,
+# KEYS[6] archive
 # ARGV[1] now_ms, ARGV[2] session_id, ARGV[3] request_id or "", ARGV[4] run_id,
-# ARGV[5] lease end ms, ARGV[6] history_turns, ARGV[7] the new turn's JSON (open tail)
+# ARGV[5] lease end ms, ARGV[6] history_turns, ARGV[7] the new turn's JSON (open tail),
+# ARGV[8] the UTF-8 bytes of its input
 # -> {"OK", meta, state, turns before the window, {window turn JSON, ...}}
 #  | {"REPLAY", meta, state, index, turn JSON}
 #  | {"NOT_FOUND"} | {"ENDED"} | {"MAX_TURNS", max_turns} | {"BUSY", running index}
@@ -341,11 +381,11 @@ if not m then
 end
 local request_id = ARGV[3]
 if request_id ~= '' then
-  local earlier = redis.call('HGET', KEYS[4], request_id)
+  local earlier = tonumber(redis.call('HGET', KEYS[4], request_id))
   if earlier then
-    local turn = redis.call('LINDEX', KEYS[3], earlier - 1)
-    if turn and cjson.decode(turn)['s'] == COMPLETED then
-      return {'REPLAY', raw, redis.call('HGETALL', KEYS[2]), tonumber(earlier), turn}
+    local turn = stored_turn(KEYS, m, earlier)
+    if turn and turn_status(turn) == COMPLETED then
+      return {'REPLAY', raw, redis.call('HGETALL', KEYS[2]), earlier, turn}
     end
   end
 end
@@ -382,7 +422,8 @@ if request_id ~= '' then
   redis.call('HSET', KEYS[4], request_id, index)
 end
 redis.call('HSET', KEYS[1], 'total_turns', index, 'run_index', index, 'run_id', ARGV[4],
-  'lease_ms', ARGV[5], 'update_ms', ARGV[1], 'activity_ms', ARGV[1], 'version', m.version + 1)
+  'lease_ms', ARGV[5], 'update_ms', ARGV[1], 'activity_ms', ARGV[1], 'version', m.version + 1,
+  'history_bytes', number(m.history_bytes) + ARGV[8])
 local reply = commit(KEYS, ARGV[2])
 reply[4] = total - #window
 reply[5] = window
@@ -390,12 +431,13 @@ return reply
 """
 )
 
-# KEYS[1] meta, KEYS[2] state, KEYS[3] turns, KEYS[4] requests, KEYS[5] index
+# KEYS[1] meta, KEYS[2] state, KEYS[3] turns, KEYS[4] requests, KEYS[5] index,
+# KEYS[6] archive
 # ARGV[1] now_ms, ARGV[2] session_id, ARGV[3] turn index, ARGV[4] run_id,
-# ARGV[5] "1" when the turn completed, ARGV[6] the turn's final JSON tail (replaces
-# OPEN_TURN_TAIL), ARGV[7] n: count of state keys to delete, ARGV[8 .. 7 + n] those keys,
-# ARGV[8 + n ..] state key, JSON value pairs to set
-# -> {"OK", meta, state, final turn JSON} | {"SUPERSEDED"}
+# ARGV[5] "1" when the turn completed, ARGV[6] the finished turn, ARGV[7] the UTF-8 bytes
+# of its output, ARGV[8] n: count of state keys to delete, ARGV[9 .. 8 + n] those keys,
+# ARGV[9 + n ..] state key, JSON value pairs to set
+# -> {"OK", meta, state} | {"SUPERSEDED"}
 FINISH_TURN = (
     _PRELUDE
     + """
@@ -404,46 +446,137 @@ local index = tonumber(ARGV[3])
 if not m or index < 1 or tonumber(m.run_index) ~= index or m.run_id ~= ARGV[4] then
   return {'SUPERSEDED'}
 end
-local closed = close_turn(redis.call('LINDEX', KEYS[3], -1), ARGV[6])
+-- The running turn is the last one, still open.
+check_open(redis.call('LINDEX', KEYS[3], -1))
 
-redis.call('LSET', KEYS[3], -1, closed)
+redis.call('LSET', KEYS[3], -1, ARGV[6])
 local turn_count = tonumber(m.turn_count)
 if ARGV[5] == '1' then
   turn_count = turn_count + 1
-  local n = tonumber(ARGV[7])
-  call_with_argv('HDEL', KEYS[2], 8, 7 + n)
-  call_with_argv('HSET', KEYS[2], 8 + n, #ARGV)
+  local n = tonumber(ARGV[8])
+  call_with_argv('HDEL', KEYS[2], 9, 8 + n)
+  call_with_argv('HSET', KEYS[2], 9 + n, #ARGV)
 end
 redis.call('HSET', KEYS[1], 'turn_count', turn_count, 'run_index', 0, 'run_id', '',
-  'lease_ms', 0, 'update_ms', ARGV[1], 'activity_ms', ARGV[1], 'version', m.version + 1)
-local reply = commit(KEYS, ARGV[2])
-reply[4] = closed
-return reply
+  'lease_ms', 0, 'update_ms', ARGV[1], 'activity_ms', ARGV[1], 'version', m.version + 1,
+  'history_bytes', number(m.history_bytes) + ARGV[7])
+return commit(KEYS, ARGV[2])
 """
 )
 
-# KEYS[1] meta, KEYS[2] turns
-# ARGV[1] now_ms, ARGV[2] offset, ARGV[3] limit, ARGV[4] "1" for newest first
-# -> {"OK", total turns, 0-based position of the first turn returned, {turn JSON, ...}}
+# KEYS[1] meta, KEYS[2] turns, KEYS[3] archive
+# ARGV[1] now_ms, ARGV[2] the first index or "" (the oldest, or the newest),
+# ARGV[3] limit, ARGV[4] "1" for newest first, ARGV[5] "1" to include archived turns
+# -> {"OK", the index where the next page starts (0: none), {index, turn, index, turn, ...}}
 #  | {"NOT_FOUND"}
-# The turns come oldest first either way.
 LIST_TURNS = (
     _PRELUDE
     + """
-if not load_meta(KEYS[1], tonumber(ARGV[1])) then
+local m = load_meta(KEYS[1], tonumber(ARGV[1]))
+if not m then
   return {'NOT_FOUND'}
 end
-local total = redis.call('LLEN', KEYS[2])
-local offset, limit = tonumber(ARGV[2]), tonumber(ARGV[3])
-if limit <= 0 or offset < 0 or offset >= total then
-  return {'OK', total, 0, {}}
+local folded, total = number(m.folded_turns), tonumber(m.total_turns)
+local lowest = folded + 1
+if ARGV[5] == '1' and redis.call('EXISTS', KEYS[3]) == 1 then
+  lowest = 1
 end
-if ARGV[4] == '1' then
-  local last = total - 1 - offset
-  local first = math.max(last - limit + 1, 0)
-  -- Negative indexes make Redis walk the list from its tail, where recent turns are.
-  return {'OK', total, first, redis.call('LRANGE', KEYS[2], first - total, last - total)}
+local limit = tonumber(ARGV[3])
+local step = ARGV[4] == '1' and -1 or 1
+local i = tonumber(ARGV[2])
+if step == 1 then
+  i = math.max(i or lowest, lowest)
+else
+  i = math.min(i or total, total)
 end
-return {'OK', total, offset, redis.call('LRANGE', KEYS[2], offset, offset + limit - 1)}
+local out, found = {}, 0
+while found < limit and i >= lowest and i <= total do
+  local last = i + step * (limit - found - 1)
+  if i > folded then
+    last = math.max(math.min(last, total), folded + 1)
+    local low, high = math.min(i, last), math.max(i, last)
+    -- Offsets from the tail, where recent turns are: Redis walks from the nearer end.
+    local hot = total - folded
+    local turns = redis.call('LRANGE', KEYS[2], low - folded - 1 - hot, high - folded - 1 - hot)
+    local first, final = 1, #turns
+    if step == -1 then
+      first, final = #turns, 1
+    end
+    for k = first, final, step do
+      out[#out + 1] = low + k - 1
+      out[#out + 1] = turns[k]
+    end
+    found = found + #turns
+  else
+    -- The archive may lack indexes (folded while archiving was off).
+    last = math.max(math.min(last, folded), lowest)
+    local indexes = {}
+    for j = i, last, step do
+      indexes[#indexes + 1] = j
+    end
+    local turns = redis.call('HMGET', KEYS[3], unpack(indexes))
+    for k = 1, #indexes do
+      if turns[k] then
+        out[#out + 1] = indexes[k]
+        out[#out + 1] = turns[k]
+        found = found + 1
+      end
+    end
+  end
+  i = last + step
+end
+if i < lowest or i > total then
+  i = 0
+end
+return {'OK', i, out}
+"""
+)
+
+# KEYS[1] meta, KEYS[2] state, KEYS[3] turns, KEYS[4] requests, KEYS[5] index,
+# KEYS[6] archive
+# ARGV[1] now_ms, ARGV[2] session_id, ARGV[3] the session's create_ms, ARGV[4] the first
+# index to fold, ARGV[5] the last, ARGV[6] the new summary, ARGV[7] the UTF-8 bytes the
+# folded turns held, ARGV[8] "1" to archive them, ARGV[9 ..] their request ids
+# -> {"OK", meta, state} | {"NOT_FOUND"} | {"CONFLICT"}
+FOLD = (
+    _PRELUDE
+    + """
+local m = load_meta(KEYS[1], tonumber(ARGV[1]))
+if not m then
+  return {'NOT_FOUND'}
+end
+local folded = number(m.folded_turns)
+local first, last = tonumber(ARGV[4]), tonumber(ARGV[5])
+local running = tonumber(m.run_index)
+local bound = running > 0 and running or tonumber(m.total_turns) + 1
+-- Planned on another session of the same id, or another fold came first.
+if m.create_ms ~= ARGV[3] or folded + 1 ~= first or last < first or last >= bound then
+  return {'CONFLICT'}
+end
+local count = last - folded
+if ARGV[8] == '1' then
+  local turns = redis.call('LRANGE', KEYS[3], 0, count - 1)
+  for k = 1, #turns, 500 do
+    local pairs = {}
+    for j = k, math.min(k + 499, #turns) do
+      pairs[#pairs + 1] = folded + j
+      pairs[#pairs + 1] = turns[j]
+    end
+    redis.call('HSET', KEYS[6], unpack(pairs))
+  end
+else
+  -- Forget the folded turns' request ids, unless a later turn took one over.
+  for k = 9, #ARGV do
+    local at = tonumber(redis.call('HGET', KEYS[4], ARGV[k]))
+    if at and at <= last then
+      redis.call('HDEL', KEYS[4], ARGV[k])
+    end
+  end
+end
+redis.call('LTRIM', KEYS[3], count, -1)
+redis.call('HSET', KEYS[1], 'summary', ARGV[6], 'folded_turns', last,
+  'history_bytes', number(m.history_bytes) - ARGV[7], 'update_ms', ARGV[1],
+  'version', m.version + 1)
+return commit(KEYS, ARGV[2])
 """
 )

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x61gents/v1/agents.proto\x12\tagents.v1\x1a\x1cgoogle/protobuf/struct.proto\"\xca\x01\n\x0fGenerateRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x10\n\x08\x61gent_id\x18\x03 \x01(\t\x12\x12\n\nturn_index\x18\x04 \x01(\x05\x12&\n\x05state\x18\x05 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x0f\n\x07summary\x18\x06 \x01(\t\x12$\n\x07history\x18\x07 \x03(\x0b\x32\x13.agents.v1.Exchange\x12\r\n\x05input\x18\x08 \x01(\t\"8\n\x08\x45xchange\x12\r\n\x05index\x18\x01 \x01(\x05\x12\r\n\x05input\x18\x02 \x01(\t\x12\x0e\n\x06output\x18\x03 \x01(\t\"\x94\x01\n\x10GenerateResponse\x12$\n\x04text\x18\x01 \x01(\x0b\x32\x14.agents.v1.TextDeltaH\x00\x12.\n\x0cstate_update\x18\x02 \x01(\x0b\x32\x16.agents.v1.StateUpdateH\x00\x12!\n\x05usage\x18\x03 \x01(\x0b\x32\x10.agents.v1.UsageH\x00\x42\x07\n\x05\x65vent\"\x19\n\tTextDelta\x12\x0c\n\x04text\x18\x01 \x01(\t\"C\n\x0bStateUpdate\x12$\n\x03set\x18\x01 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x0e\n\x06\x64\x65lete\x18\x02 \x03(\t\"4\n\x05Usage\x12\x14\n\x0cinput_tokens\x18\x01 \x01(\x05\x12\x15\n\routput_tokens\x18\x02 \x01(\x05\x32U\n\x0c\x41gentService\x12\x45\n\x08Generate\x12\x1a.agents.v1.GenerateRequest\x1a\x1b.agents.v1.GenerateResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x61gents/v1/agents.proto\x12\tagents.v1\x1a\x1cgoogle/protobuf/struct.proto\"\xca\x01\n\x0fGenerateRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x10\n\x08\x61gent_id\x18\x03 \x01(\t\x12\x12\n\nturn_index\x18\x04 \x01(\x05\x12&\n\x05state\x18\x05 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x0f\n\x07summary\x18\x06 \x01(\t\x12$\n\x07history\x18\x07 \x03(\x0b\x32\x13.agents.v1.Exchange\x12\r\n\x05input\x18\x08 \x01(\t\"8\n\x08\x45xchange\x12\r\n\x05index\x18\x01 \x01(\x05\x12\r\n\x05input\x18\x02 \x01(\t\x12\x0e\n\x06output\x18\x03 \x01(\t\"\x94\x01\n\x10GenerateResponse\x12$\n\x04text\x18\x01 \x01(\x0b\x32\x14.agents.v1.TextDeltaH\x00\x12.\n\x0cstate_update\x18\x02 \x01(\x0b\x32\x16.agents.v1.StateUpdateH\x00\x12!\n\x05usage\x18\x03 \x01(\x0b\x32\x10.agents.v1.UsageH\x00\x42\x07\n\x05\x65vent\"\x19\n\tTextDelta\x12\x0c\n\x04text\x18\x01 \x01(\t\"C\n\x0bStateUpdate\x12$\n\x03set\x18\x01 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x0e\n\x06\x64\x65lete\x18\x02 \x03(\t\"4\n\x05Usage\x12\x14\n\x0cinput_tokens\x18\x01 \x01(\x05\x12\x15\n\routput_tokens\x18\x02 \x01(\x05\"\x91\x01\n\x10SummarizeRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x10\n\x08\x61gent_id\x18\x03 \x01(\t\x12\x0f\n\x07summary\x18\x04 \x01(\t\x12\"\n\x05turns\x18\x05 \x03(\x0b\x32\x13.agents.v1.Exchange\x12\x11\n\tmax_bytes\x18\x06 \x01(\x05\"$\n\x11SummarizeResponse\x12\x0f\n\x07summary\x18\x01 \x01(\t2\x9d\x01\n\x0c\x41gentService\x12\x45\n\x08Generate\x12\x1a.agents.v1.GenerateRequest\x1a\x1b.agents.v1.GenerateResponse0\x01\x12\x46\n\tSummarize\x12\x1b.agents.v1.SummarizeRequest\x1a\x1c.agents.v1.SummarizeResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -44,6 +44,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_STATEUPDATE']._serialized_end=575
   _globals['_USAGE']._serialized_start=577
   _globals['_USAGE']._serialized_end=629
-  _globals['_AGENTSERVICE']._serialized_start=631
-  _globals['_AGENTSERVICE']._serialized_end=716
+  _globals['_SUMMARIZEREQUEST']._serialized_start=632
+  _globals['_SUMMARIZEREQUEST']._serialized_end=777
+  _globals['_SUMMARIZERESPONSE']._serialized_start=779
+  _globals['_SUMMARIZERESPONSE']._serialized_end=815
+  _globals['_AGENTSERVICE']._serialized_start=818
+  _globals['_AGENTSERVICE']._serialized_end=975
 # @@protoc_insertion_point(module_scope)

@@ -68,3 +68,25 @@ class Usage(_message.Message):
     input_tokens: int
     output_tokens: int
     def __init__(self, input_tokens: _Optional[int] = ..., output_tokens: _Optional[int] = ...) -> None: ...
+
+class SummarizeRequest(_message.Message):
+    __slots__ = ("session_id", "user_id", "agent_id", "summary", "turns", "max_bytes")
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    AGENT_ID_FIELD_NUMBER: _ClassVar[int]
+    SUMMARY_FIELD_NUMBER: _ClassVar[int]
+    TURNS_FIELD_NUMBER: _ClassVar[int]
+    MAX_BYTES_FIELD_NUMBER: _ClassVar[int]
+    session_id: str
+    user_id: str
+    agent_id: str
+    summary: str
+    turns: _containers.RepeatedCompositeFieldContainer[Exchange]
+    max_bytes: int
+    def __init__(self, session_id: _Optional[str] = ..., user_id: _Optional[str] = ..., agent_id: _Optional[str] = ..., summary: _Optional[str] = ..., turns: _Optional[_Iterable[_Union[Exchange, _Mapping]]] = ..., max_bytes: _Optional[int] = ...) -> None: ...
+
+class SummarizeResponse(_message.Message):
+    __slots__ = ("summary",)
+    SUMMARY_FIELD_NUMBER: _ClassVar[int]
+    summary: str
+    def __init__(self, summary: _Optional[str] = ...) -> None: ...

@@ -59,6 +59,11 @@ class AgentServiceStub:
                 request_serializer=agents_dot_v1_dot_agents__pb2.GenerateRequest.SerializeToString,
                 response_deserializer=agents_dot_v1_dot_agents__pb2.GenerateResponse.FromString,
                 _registered_method=True)
+        self.Summarize = channel.unary_unary(
+                '/agents.v1.AgentService/Summarize',
+                request_serializer=agents_dot_v1_dot_agents__pb2.SummarizeRequest.SerializeToString,
+                response_deserializer=agents_dot_v1_dot_agents__pb2.SummarizeResponse.FromString,
+                _registered_method=True)
 
 
 class AgentServiceServicer:
@@ -94,6 +99,15 @@ class AgentServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Summarize(self, request, context):
+        """Writes the summary of a session's older turns when the session is compressed.
+        Optional: an agent that answers UNIMPLEMENTED (or fails) is summarized by the
+        session service's built-in extractive summarizer instead.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AgentServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -101,6 +115,11 @@ def add_AgentServiceServicer_to_server(servicer, server):
                     servicer.Generate,
                     request_deserializer=agents_dot_v1_dot_agents__pb2.GenerateRequest.FromString,
                     response_serializer=agents_dot_v1_dot_agents__pb2.GenerateResponse.SerializeToString,
+            ),
+            'Summarize': grpc.unary_unary_rpc_method_handler(
+                    servicer.Summarize,
+                    request_deserializer=agents_dot_v1_dot_agents__pb2.SummarizeRequest.FromString,
+                    response_serializer=agents_dot_v1_dot_agents__pb2.SummarizeResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -150,6 +169,33 @@ class AgentService:
             '/agents.v1.AgentService/Generate',
             agents_dot_v1_dot_agents__pb2.GenerateRequest.SerializeToString,
             agents_dot_v1_dot_agents__pb2.GenerateResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Summarize(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agents.v1.AgentService/Summarize',
+            agents_dot_v1_dot_agents__pb2.SummarizeRequest.SerializeToString,
+            agents_dot_v1_dot_agents__pb2.SummarizeResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -59,6 +59,11 @@ class AgentServiceStub:
     and usage reports at any point. It ends with an OK status when the reply is
     complete, or with an error status when the agent cannot answer.
     """
+    Summarize: _grpc.UnaryUnaryMultiCallable[_agents_pb2.SummarizeRequest, _agents_pb2.SummarizeResponse]
+    """Writes the summary of a session's older turns when the session is compressed.
+    Optional: an agent that answers UNIMPLEMENTED (or fails) is summarized by the
+    session service's built-in extractive summarizer instead.
+    """
 
 @_typing.type_check_only
 class AgentServiceAsyncStub(AgentServiceStub):
@@ -90,6 +95,11 @@ class AgentServiceAsyncStub(AgentServiceStub):
     as text deltas, in order, as they are produced, and may carry state updates
     and usage reports at any point. It ends with an OK status when the reply is
     complete, or with an error status when the agent cannot answer.
+    """
+    Summarize: _aio.UnaryUnaryMultiCallable[_agents_pb2.SummarizeRequest, _agents_pb2.SummarizeResponse]  # type: ignore[assignment]
+    """Writes the summary of a session's older turns when the session is compressed.
+    Optional: an agent that answers UNIMPLEMENTED (or fails) is summarized by the
+    session service's built-in extractive summarizer instead.
     """
 
 class AgentServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -125,6 +135,17 @@ class AgentServiceServicer(metaclass=_abc_1.ABCMeta):
         as text deltas, in order, as they are produced, and may carry state updates
         and usage reports at any point. It ends with an OK status when the reply is
         complete, or with an error status when the agent cannot answer.
+        """
+
+    @_abc_1.abstractmethod
+    def Summarize(
+        self,
+        request: _agents_pb2.SummarizeRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_agents_pb2.SummarizeResponse, _abc.Awaitable[_agents_pb2.SummarizeResponse]]:
+        """Writes the summary of a session's older turns when the session is compressed.
+        Optional: an agent that answers UNIMPLEMENTED (or fails) is summarized by the
+        session service's built-in extractive summarizer instead.
         """
 
 def add_AgentServiceServicer_to_server(servicer: AgentServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -36,7 +36,7 @@ TURN_STATUS_FAILED: TurnStatus
 TURN_STATUS_CANCELLED: TurnStatus
 
 class Session(_message.Message):
-    __slots__ = ("session_id", "user_id", "agent_id", "status", "create_time", "update_time", "expire_time", "ttl", "idle_timeout", "max_turns", "turn_count", "state", "labels", "summary", "etag", "last_activity_time", "total_turns")
+    __slots__ = ("session_id", "user_id", "agent_id", "status", "create_time", "update_time", "expire_time", "ttl", "idle_timeout", "max_turns", "turn_count", "state", "labels", "summary", "etag", "last_activity_time", "total_turns", "folded_turns", "history_bytes")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -61,6 +61,8 @@ class Session(_message.Message):
     ETAG_FIELD_NUMBER: _ClassVar[int]
     LAST_ACTIVITY_TIME_FIELD_NUMBER: _ClassVar[int]
     TOTAL_TURNS_FIELD_NUMBER: _ClassVar[int]
+    FOLDED_TURNS_FIELD_NUMBER: _ClassVar[int]
+    HISTORY_BYTES_FIELD_NUMBER: _ClassVar[int]
     session_id: str
     user_id: str
     agent_id: str
@@ -78,7 +80,9 @@ class Session(_message.Message):
     etag: str
     last_activity_time: _timestamp_pb2.Timestamp
     total_turns: int
-    def __init__(self, session_id: _Optional[str] = ..., user_id: _Optional[str] = ..., agent_id: _Optional[str] = ..., status: _Optional[_Union[SessionStatus, str]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., ttl: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., idle_timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., max_turns: _Optional[int] = ..., turn_count: _Optional[int] = ..., state: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., labels: _Optional[_Mapping[str, str]] = ..., summary: _Optional[str] = ..., etag: _Optional[str] = ..., last_activity_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., total_turns: _Optional[int] = ...) -> None: ...
+    folded_turns: int
+    history_bytes: int
+    def __init__(self, session_id: _Optional[str] = ..., user_id: _Optional[str] = ..., agent_id: _Optional[str] = ..., status: _Optional[_Union[SessionStatus, str]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., ttl: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., idle_timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., max_turns: _Optional[int] = ..., turn_count: _Optional[int] = ..., state: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., labels: _Optional[_Mapping[str, str]] = ..., summary: _Optional[str] = ..., etag: _Optional[str] = ..., last_activity_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., total_turns: _Optional[int] = ..., folded_turns: _Optional[int] = ..., history_bytes: _Optional[int] = ...) -> None: ...
 
 class Turn(_message.Message):
     __slots__ = ("index", "status", "input", "output", "create_time", "complete_time", "request_id", "error", "usage")
@@ -248,18 +252,20 @@ class RunCompleted(_message.Message):
     def __init__(self, turn: _Optional[_Union[Turn, _Mapping]] = ..., session: _Optional[_Union[Session, _Mapping]] = ...) -> None: ...
 
 class ListTurnsRequest(_message.Message):
-    __slots__ = ("session_id", "user_id", "page_size", "page_token", "order_by")
+    __slots__ = ("session_id", "user_id", "page_size", "page_token", "order_by", "include_archived")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     USER_ID_FIELD_NUMBER: _ClassVar[int]
     PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
     PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     ORDER_BY_FIELD_NUMBER: _ClassVar[int]
+    INCLUDE_ARCHIVED_FIELD_NUMBER: _ClassVar[int]
     session_id: str
     user_id: str
     page_size: int
     page_token: str
     order_by: str
-    def __init__(self, session_id: _Optional[str] = ..., user_id: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., order_by: _Optional[str] = ...) -> None: ...
+    include_archived: bool
+    def __init__(self, session_id: _Optional[str] = ..., user_id: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., order_by: _Optional[str] = ..., include_archived: _Optional[bool] = ...) -> None: ...
 
 class ListTurnsResponse(_message.Message):
     __slots__ = ("turns", "next_page_token")
@@ -268,3 +274,23 @@ class ListTurnsResponse(_message.Message):
     turns: _containers.RepeatedCompositeFieldContainer[Turn]
     next_page_token: str
     def __init__(self, turns: _Optional[_Iterable[_Union[Turn, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class CompressSessionRequest(_message.Message):
+    __slots__ = ("session_id", "user_id", "keep_last")
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    KEEP_LAST_FIELD_NUMBER: _ClassVar[int]
+    session_id: str
+    user_id: str
+    keep_last: int
+    def __init__(self, session_id: _Optional[str] = ..., user_id: _Optional[str] = ..., keep_last: _Optional[int] = ...) -> None: ...
+
+class CompressSessionResponse(_message.Message):
+    __slots__ = ("session", "folded_turns", "summarizer")
+    SESSION_FIELD_NUMBER: _ClassVar[int]
+    FOLDED_TURNS_FIELD_NUMBER: _ClassVar[int]
+    SUMMARIZER_FIELD_NUMBER: _ClassVar[int]
+    session: Session
+    folded_turns: int
+    summarizer: str
+    def __init__(self, session: _Optional[_Union[Session, _Mapping]] = ..., folded_turns: _Optional[int] = ..., summarizer: _Optional[str] = ...) -> None: ...

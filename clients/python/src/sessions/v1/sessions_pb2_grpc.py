@@ -83,6 +83,11 @@ class SessionServiceStub:
                 request_serializer=sessions_dot_v1_dot_sessions__pb2.ListTurnsRequest.SerializeToString,
                 response_deserializer=sessions_dot_v1_dot_sessions__pb2.ListTurnsResponse.FromString,
                 _registered_method=True)
+        self.CompressSession = channel.unary_unary(
+                '/sessions.v1.SessionService/CompressSession',
+                request_serializer=sessions_dot_v1_dot_sessions__pb2.CompressSessionRequest.SerializeToString,
+                response_deserializer=sessions_dot_v1_dot_sessions__pb2.CompressSessionResponse.FromString,
+                _registered_method=True)
 
 
 class SessionServiceServicer:
@@ -163,6 +168,18 @@ class SessionServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CompressSession(self, request, context):
+        """Compresses a session's history: all turns but the last keep_last are folded into
+        the session's summary in one atomic step. Folded turns leave the history (and the
+        agent's context); their indexes are never reused and turn_count still counts
+        them. The summary is written by the session's agent when it can summarize, else
+        by the built-in extractive summarizer. A turn running meanwhile is not folded and
+        is not disturbed. Servers also compress long histories on their own after a turn.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SessionServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -210,6 +227,11 @@ def add_SessionServiceServicer_to_server(servicer, server):
                     servicer.ListTurns,
                     request_deserializer=sessions_dot_v1_dot_sessions__pb2.ListTurnsRequest.FromString,
                     response_serializer=sessions_dot_v1_dot_sessions__pb2.ListTurnsResponse.SerializeToString,
+            ),
+            'CompressSession': grpc.unary_unary_rpc_method_handler(
+                    servicer.CompressSession,
+                    request_deserializer=sessions_dot_v1_dot_sessions__pb2.CompressSessionRequest.FromString,
+                    response_serializer=sessions_dot_v1_dot_sessions__pb2.CompressSessionResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -459,6 +481,33 @@ class SessionService:
             '/sessions.v1.SessionService/ListTurns',
             sessions_dot_v1_dot_sessions__pb2.ListTurnsRequest.SerializeToString,
             sessions_dot_v1_dot_sessions__pb2.ListTurnsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CompressSession(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sessions.v1.SessionService/CompressSession',
+            sessions_dot_v1_dot_sessions__pb2.CompressSessionRequest.SerializeToString,
+            sessions_dot_v1_dot_sessions__pb2.CompressSessionResponse.FromString,
             options,
             channel_credentials,
             insecure,

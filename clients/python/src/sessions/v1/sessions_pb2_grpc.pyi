@@ -65,6 +65,14 @@ class SessionServiceStub:
     """
     ListTurns: _grpc.UnaryUnaryMultiCallable[_sessions_pb2.ListTurnsRequest, _sessions_pb2.ListTurnsResponse]
     """Lists the turns of a session, oldest first unless asked otherwise."""
+    CompressSession: _grpc.UnaryUnaryMultiCallable[_sessions_pb2.CompressSessionRequest, _sessions_pb2.CompressSessionResponse]
+    """Compresses a session's history: all turns but the last keep_last are folded into
+    the session's summary in one atomic step. Folded turns leave the history (and the
+    agent's context); their indexes are never reused and turn_count still counts
+    them. The summary is written by the session's agent when it can summarize, else
+    by the built-in extractive summarizer. A turn running meanwhile is not folded and
+    is not disturbed. Servers also compress long histories on their own after a turn.
+    """
 
 @_typing.type_check_only
 class SessionServiceAsyncStub(SessionServiceStub):
@@ -103,6 +111,14 @@ class SessionServiceAsyncStub(SessionServiceStub):
     """
     ListTurns: _aio.UnaryUnaryMultiCallable[_sessions_pb2.ListTurnsRequest, _sessions_pb2.ListTurnsResponse]  # type: ignore[assignment]
     """Lists the turns of a session, oldest first unless asked otherwise."""
+    CompressSession: _aio.UnaryUnaryMultiCallable[_sessions_pb2.CompressSessionRequest, _sessions_pb2.CompressSessionResponse]  # type: ignore[assignment]
+    """Compresses a session's history: all turns but the last keep_last are folded into
+    the session's summary in one atomic step. Folded turns leave the history (and the
+    agent's context); their indexes are never reused and turn_count still counts
+    them. The summary is written by the session's agent when it can summarize, else
+    by the built-in extractive summarizer. A turn running meanwhile is not folded and
+    is not disturbed. Servers also compress long histories on their own after a turn.
+    """
 
 class SessionServiceServicer(metaclass=_abc_1.ABCMeta):
     """SessionService keeps the conversations that users hold with agents. A session
@@ -192,5 +208,19 @@ class SessionServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_sessions_pb2.ListTurnsResponse, _abc.Awaitable[_sessions_pb2.ListTurnsResponse]]:
         """Lists the turns of a session, oldest first unless asked otherwise."""
+
+    @_abc_1.abstractmethod
+    def CompressSession(
+        self,
+        request: _sessions_pb2.CompressSessionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_sessions_pb2.CompressSessionResponse, _abc.Awaitable[_sessions_pb2.CompressSessionResponse]]:
+        """Compresses a session's history: all turns but the last keep_last are folded into
+        the session's summary in one atomic step. Folded turns leave the history (and the
+        agent's context); their indexes are never reused and turn_count still counts
+        them. The summary is written by the session's agent when it can summarize, else
+        by the built-in extractive summarizer. A turn running meanwhile is not folded and
+        is not disturbed. Servers also compress long histories on their own after a turn.
+        """
 
 def add_SessionServiceServicer_to_server(servicer: SessionServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
