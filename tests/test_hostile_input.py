@@ -836,6 +836,47 @@ test_delete_session, test_delete_session_on_redis = sweeps(check_delete, session
 
 
 @dataclass(frozen=True)
+class CompressCase:
+    setup: Setup
+    target: Target
+    keep_last: int | None  # None: unset, the server's default
+
+
+compress_cases = mixed(
+    CompressCase,
+    setup=setups,
+    target=(st.just(OWN), targets),
+    keep_last=(st.one_of(st.none(), st.integers(0, 4)), st.one_of(st.none(), int32s)),
+)
+
+
+async def check_compress(stub: Stub, case: CompressCase) -> None:
+    async def body(sessions: Sessions) -> None:
+        own = await own_session(sessions, case.setup)
+        user_id, session_id = case.target.ids(own)
+        request = pb.CompressSessionRequest(user_id=user_id, session_id=session_id)
+        if case.keep_last is not None:
+            request.keep_last = case.keep_last
+
+        compressed = await answer(stub.CompressSession(request, timeout=CALL_TIMEOUT))
+        note(compressed)
+
+        if isinstance(compressed, pb.CompressSessionResponse):
+            assert (user_id, session_id) == (own.user_id, own.session_id)
+            after = compressed.session
+            assert after.folded_turns == own.folded_turns + compressed.folded_turns
+            assert (after.turn_count, after.total_turns) == (own.turn_count, own.total_turns)
+            assert await sessions.read(own) == after
+        else:
+            await assert_unchanged(stub, own)
+
+    await with_sessions(stub, body)
+
+
+test_compress_session, test_compress_session_on_redis = sweeps(check_compress, compress_cases)
+
+
+@dataclass(frozen=True)
 class UpdateCase:
     setup: Setup
     target: Target

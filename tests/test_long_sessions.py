@@ -1,0 +1,67 @@
+"""A long conversation stays small: 10,000 turns on a real Redis within a memory budget."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+import redis.asyncio
+
+from agent_sessions.agents import AgentRegistry
+from agent_sessions.sessions import RunCompleted, SessionManager, SessionPolicy
+from agent_sessions.store.redis import RedisSessionStore
+from tests.redis_server import RedisServer
+
+TURNS = 10_000
+BUDGET_BYTES = 128 * 1024
+POLICY = SessionPolicy(
+    context_turns=20, keep_last_turns=20, max_history_turns=100, max_summary_bytes=4 * 1024
+)
+QUESTION = "Turn {i}: what should I pack for three days in Shanghai if it rains? 请简短回答。"
+
+
+@pytest.fixture
+async def store(redis_server: RedisServer, key_prefix: str) -> AsyncIterator[RedisSessionStore]:
+    made = RedisSessionStore.from_url(redis_server.url, prefix=key_prefix)
+    yield made
+    await made.close()
+
+
+async def session_memory(redis_server: RedisServer, key_prefix: str) -> int:
+    """What Redis holds for the session: MEMORY USAGE of each of its keys, added up."""
+    client = redis.asyncio.Redis.from_url(redis_server.url)
+    try:
+        keys = [key async for key in client.scan_iter(match=f"{key_prefix}*:s:*")]
+        return sum([await client.memory_usage(key, samples=0) or 0 for key in keys])
+    finally:
+        await client.aclose()
+
+
+async def test_a_10000_turn_session_stays_within_its_memory_budget(
+    store: RedisSessionStore, redis_server: RedisServer, key_prefix: str
+) -> None:
+    manager = SessionManager(store, AgentRegistry(), POLICY)
+    session = await manager.create(user_id="traveller", agent_id="echo")
+    peak = 0
+    last = None
+    for i in range(1, TURNS + 1):
+        async for event in manager.run(
+            user_id="traveller",
+            session_id=session.session_id,
+            text=QUESTION.format(i=i),
+            request_id=f"req-{i}",
+        ):
+            if isinstance(event, RunCompleted):
+                last = event
+        if i % 1_000 == 0:
+            await manager.settle(5)
+            peak = max(peak, await session_memory(redis_server, key_prefix))
+
+    assert last is not None
+    assert last.turn.index == TURNS
+    after = await manager.get(user_id="traveller", session_id=session.session_id)
+    assert after.turn_count == TURNS
+    assert after.total_turns - after.folded_turns <= POLICY.max_history_turns
+    assert len(after.summary.encode()) <= POLICY.max_summary_bytes
+    print(f"\n{TURNS} turns: peak {peak} bytes in Redis (budget {BUDGET_BYTES})")
+    assert peak <= BUDGET_BYTES
