@@ -203,7 +203,7 @@ class Settings(BaseSettings):
         "readable with ListTurns include_archived, for audit",
     )
     compress_turns_over_bytes: int = Field(
-        1024,
+        512,
         ge=0,
         description="finished turns of this many bytes or more are stored zstd-compressed in "
         "Redis (0: never)",

@@ -22,7 +22,24 @@ SESSION_SERVER = str(Path(sys.executable).parent / "session-server")
 
 @pytest.fixture(scope="session", params=["memory", "redis"])
 def live_server(request: pytest.FixtureRequest) -> Iterator[str]:
-    """The address of a running session-server on the memory or the Redis store."""
+    """The address of a running session-server on the memory or the Redis store, with the
+    server's defaults (long histories are compressed on their own after a turn)."""
+    yield from _session_server(request)
+
+
+@pytest.fixture(scope="session", params=["memory", "redis"])
+def archiving_server(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Like ``live_server``, but histories are never compressed on their own, whatever
+    their size, and the turns a compression folds are archived (``include_archived``)."""
+    yield from _session_server(
+        request,
+        "--max-history-turns", "0",
+        "--max-history-bytes", "0",
+        "--archive-folded-turns", "true",
+    )  # fmt: skip
+
+
+def _session_server(request: pytest.FixtureRequest, *options: str) -> Iterator[str]:
     store = "memory://"
     if request.param == "redis":
         redis: RedisServer = request.getfixturevalue("redis_server")
@@ -41,6 +58,7 @@ def live_server(request: pytest.FixtureRequest) -> Iterator[str]:
             "WARNING",
             "--default-agent",
             "echo",
+            *options,
         ]
     )
     try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from datetime import timedelta
 
@@ -113,3 +114,39 @@ async def test_an_unreachable_server_raises_unavailable() -> None:
     async with AsyncSessionClient(f"127.0.0.1:{free_port()}", default_timeout=5) as nowhere:
         with pytest.raises(UnavailableError):
             await nowhere.load_session("any", user_id="u")
+
+
+async def test_compress_then_export_and_import(client: AsyncSessionClient, user_id: str) -> None:
+    session = await client.create_session(user_id=user_id, agent_id="my-agent")
+    for i in range(1, 5):
+        await session.run(f"Question {i}? More.")
+
+    result = await session.compress(keep_last=1)
+    history = [t.index async for t in session.turns()]
+    record = json.loads(json.dumps(await session.export()))
+    restored = await client.import_session(record, user_id=f"{user_id}-restored")
+
+    assert (result.folded_turns, result.summarizer) == (3, "extractive")
+    assert session.info == result.info
+    assert (result.info.folded_turns, result.info.turn_count, result.info.total_turns) == (3, 4, 4)
+    assert "Turn 2: user: Question 2? | agent: Echo (turn 2): Question 2?" in result.info.summary
+    assert history == [4]
+    assert (record["folded_turns"], [t["index"] for t in record["turns"]]) == (3, [4])
+    assert (restored.info.folded_turns, restored.info.turn_count) == (3, 4)
+    assert restored.info.summary == result.info.summary
+    assert [t.index async for t in restored.turns()] == [4]
+
+
+async def test_turns_include_archived_returns_the_folded_turns_too(
+    archiving_server: str, user_id: str
+) -> None:
+    async with AsyncSessionClient(archiving_server) as client:
+        session = await client.create_session(user_id=user_id, agent_id="a")
+        for i in range(3):
+            await session.run(f"q{i}")
+        await session.compress(keep_last=0)
+
+        history = [t.index async for t in session.turns()]
+        everything = [t.input async for t in session.turns(include_archived=True)]
+
+    assert (history, everything) == ([], ["q0", "q1", "q2"])

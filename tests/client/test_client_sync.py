@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import timedelta
+from typing import Any
 
 import pytest
 
@@ -14,11 +15,14 @@ from agent_sessions_client import (
     FailedPreconditionError,
     InvalidArgumentError,
     NotFoundError,
+    Session,
     SessionClient,
     SessionStatus,
+    Turn,
     TurnStatus,
     UnavailableError,
 )
+from agent_sessions_client._channel import RETRIED_METHODS
 from tests.redis_server import free_port
 
 
@@ -256,17 +260,21 @@ def test_a_malformed_record_is_invalid(client: SessionClient) -> None:
 
 
 def test_a_history_larger_than_grpcs_default_4_mb_exports_and_imports(
-    client: SessionClient, user_id: str
+    archiving_server: str, user_id: str
 ) -> None:
-    session = client.create_session(user_id=user_id, agent_id="a")
-    for i in range(180):
-        session.run(f"{i} " + "x" * 30_000)  # about 60 KB a turn with its echo
+    # On a server that does not compress long histories on its own (by default it
+    # would fold this one long before it reached 4 MB).
+    with SessionClient(archiving_server) as client:
+        session = client.create_session(user_id=user_id, agent_id="a")
+        for i in range(180):
+            session.run(f"{i} " + "x" * 30_000)  # about 60 KB a turn with its echo
 
-    record = session.export()
-    restored = client.import_session(record, user_id=f"{user_id}-restored")
+        record = session.export()
+        restored = client.import_session(record, user_id=f"{user_id}-restored")
 
     assert len(json.dumps(record)) > 5 * 1024 * 1024
-    assert restored.info.total_turns == 180
+    assert (restored.info.total_turns, restored.info.folded_turns) == (180, 0)
+    assert restored.info.history_bytes == session.info.history_bytes > 5 * 1024 * 1024
 
 
 def test_a_create_retried_with_its_request_id_returns_the_same_session(
@@ -281,3 +289,192 @@ def test_a_create_retried_with_its_request_id_returns_the_same_session(
     )
 
     assert again.info == first.info
+
+
+def run_turns(session: Session, count: int) -> None:
+    for i in range(1, count + 1):
+        session.run(f"Question {i}? Some more detail.")
+
+
+def test_compress_folds_all_but_the_last_turns_into_the_summary(
+    client: SessionClient, user_id: str
+) -> None:
+    session = client.create_session(user_id=user_id, agent_id="my-agent")
+    run_turns(session, 5)
+    before = session.info
+
+    result = session.compress(keep_last=2)
+
+    assert (result.folded_turns, result.summarizer) == (3, "extractive")
+    assert session.info == result.info
+    info = result.info
+    assert (info.folded_turns, info.turn_count, info.total_turns) == (3, 5, 5)
+    assert 0 < info.history_bytes < before.history_bytes
+    assert info.summary.splitlines() == [
+        f"Turn {i}: user: Question {i}? | agent: Echo (turn {i}): Question {i}?" for i in (1, 2, 3)
+    ]
+    assert [t.index for t in session.turns()] == [4, 5]
+    assert [t.index for t in session.turns(newest_first=True)] == [5, 4]
+    assert session.run("And now?").startswith("Echo (turn 6): And now?")
+    assert session.refresh().folded_turns == 3
+
+
+def test_compress_leaves_a_short_history_alone_and_zero_folds_everything(
+    client: SessionClient, user_id: str
+) -> None:
+    session = client.create_session(user_id=user_id, agent_id="my-agent")
+    run_turns(session, 3)
+
+    untouched = session.compress()  # the server keeps 20 turns by default
+    everything = session.compress(keep_last=0)
+
+    assert (untouched.folded_turns, untouched.summarizer) == (0, "")
+    assert untouched.info.folded_turns == 0
+    assert (everything.folded_turns, everything.info.folded_turns) == (3, 3)
+    assert everything.info.history_bytes == 0
+    assert list(session.turns()) == []
+    assert "Turn 3: user: Question 3?" in everything.info.summary
+
+
+def test_compress_of_an_unknown_session_is_not_found(client: SessionClient, user_id: str) -> None:
+    session = client.create_session(user_id=user_id, agent_id="a")
+    session.delete()
+
+    with pytest.raises(NotFoundError):
+        session.compress()
+
+
+def test_compress_is_not_retried_by_the_channel() -> None:
+    assert "CompressSession" not in RETRIED_METHODS
+
+
+def test_turns_include_archived_returns_the_folded_turns_too(
+    archiving_server: str, user_id: str
+) -> None:
+    with SessionClient(archiving_server) as client:
+        session = client.create_session(user_id=user_id, agent_id="my-agent")
+        run_turns(session, 4)
+        session.compress(keep_last=1)
+
+        history = [t.index for t in session.turns()]
+        everything = list(session.turns(include_archived=True, page_size=3))
+
+    assert history == [4]
+    assert [t.index for t in everything] == [1, 2, 3, 4]
+    assert everything[0].input == "Question 1? Some more detail."
+
+
+def test_a_compressed_session_exports_and_imports_with_its_summary(
+    client: SessionClient, user_id: str
+) -> None:
+    original = client.create_session(user_id=user_id, agent_id="my-agent")
+    run_turns(original, 5)
+    original.compress(keep_last=2)
+
+    record = json.loads(json.dumps(original.export()))
+    restored = client.import_session(record, user_id=f"{user_id}-restored")
+
+    assert (record["folded_turns"], record["turn_count"]) == (3, 5)
+    assert [t["index"] for t in record["turns"]] == [4, 5]
+    info = restored.info
+    assert (info.folded_turns, info.turn_count, info.total_turns) == (3, 5, 5)
+    assert info.summary == original.info.summary
+    assert info.history_bytes == original.info.history_bytes
+    assert [(t.index, t.input, t.output) for t in restored.turns()] == [
+        (t.index, t.input, t.output) for t in original.turns()
+    ]
+    assert restored.run("Still there?").startswith("Echo (turn 6): Still there?")
+
+
+def test_a_record_from_before_compression_still_imports(
+    client: SessionClient, user_id: str
+) -> None:
+    original = client.create_session(user_id=user_id, agent_id="my-agent")
+    run_turns(original, 2)
+    record = original.export()
+    del record["folded_turns"], record["turn_count"]
+
+    restored = client.import_session(record, user_id=f"{user_id}-restored")
+
+    assert (restored.info.folded_turns, restored.info.turn_count) == (0, 2)
+    assert [t.index for t in restored.turns()] == [1, 2]
+
+
+def after_reading_the_turns(
+    monkeypatch: pytest.MonkeyPatch, session: Session, meanwhile: Callable[[int], None]
+) -> list[int]:
+    """Makes ``session.turns`` call ``meanwhile(n)`` after the n-th whole read (n from 1),
+    as if another client acted between an export's reads; returns the list of reads."""
+    read = session.turns
+    reads: list[int] = []
+
+    def turns(**options: Any) -> Iterator[Turn]:
+        history = list(read(**options))
+        reads.append(len(history))
+        meanwhile(len(reads))
+        return iter(history)
+
+    monkeypatch.setattr(session, "turns", turns)
+    return reads
+
+
+def test_an_export_stays_consistent_when_the_session_is_compressed_meanwhile(
+    client: SessionClient, user_id: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    session = client.create_session(user_id=user_id, agent_id="my-agent")
+    run_turns(session, 5)
+    other = client.load_session(session.session_id, user_id=user_id)
+
+    def compress_once(reads: int) -> None:
+        if reads == 1:
+            other.compress(keep_last=2)
+
+    reads = after_reading_the_turns(monkeypatch, session, compress_once)
+
+    record = session.export()
+    restored = client.import_session(record, user_id=f"{user_id}-restored")
+
+    # The turns the compression folded are left out: the summary stands for them.
+    assert reads == [5]
+    assert record["folded_turns"] == 3
+    assert "Turn 3: user: Question 3?" in record["summary"]
+    assert [t["index"] for t in record["turns"]] == [4, 5]
+    assert (restored.info.folded_turns, restored.info.turn_count) == (3, 5)
+
+
+def test_an_export_reads_again_when_a_turn_ran_meanwhile(
+    client: SessionClient, user_id: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    session = client.create_session(user_id=user_id, agent_id="my-agent")
+    run_turns(session, 2)
+    other = client.load_session(session.session_id, user_id=user_id)
+
+    def run_once(reads: int) -> None:
+        if reads == 1:
+            other.run("Late question.")
+
+    reads = after_reading_the_turns(monkeypatch, session, run_once)
+
+    record = session.export()
+
+    assert reads == [2, 3]
+    assert [t["input"] for t in record["turns"]][-1] == "Late question."
+    assert record["turn_count"] == 3
+
+
+def test_an_export_of_a_session_that_keeps_changing_is_aborted(
+    client: SessionClient, user_id: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    session = client.create_session(user_id=user_id, agent_id="my-agent")
+    other = client.load_session(session.session_id, user_id=user_id)
+
+    def run_every_time(reads: int) -> None:
+        other.run(f"turn {reads}")
+
+    reads = after_reading_the_turns(monkeypatch, session, run_every_time)
+
+    with pytest.raises(AbortedError) as raised:
+        session.export()
+
+    assert reads == [0, 1, 2]
+    assert "kept changing while it was exported" in raised.value.message

@@ -159,6 +159,46 @@ def test_end_then_run_fails_with_exit_5(live_server: str, user_id: str) -> None:
     assert run.stdout == ""
 
 
+def test_compress_folds_the_older_turns_and_prints_the_summary(
+    live_server: str, user_id: str
+) -> None:
+    session_id = create(live_server, user_id)
+    for text in ("Hi. There", "How are you?", "Bye"):
+        sessionctl(live_server, "run", "--user", user_id, session_id, text)
+
+    folded = sessionctl(live_server, "compress", "--user", user_id, session_id, "--keep-last", "1")
+    again = sessionctl(live_server, "compress", "--user", user_id, session_id, "--json")
+    shown = sessionctl(live_server, "get", "--user", user_id, session_id)
+    as_json = sessionctl(live_server, "get", "--user", user_id, session_id, "--json")
+    turns = sessionctl(live_server, "turns", "--user", user_id, session_id, "--json")
+
+    assert folded.returncode == 0, folded.stderr
+    assert "Folded 2 turn(s)" in folded.stdout
+    assert "extractive summarizer" in folded.stdout
+    assert "Turn 1: user: Hi. | agent: Echo (turn 1): Hi." in folded.stdout
+    assert "Turn 2: user: How are you?" in folded.stdout
+    assert again.returncode == 0, again.stderr
+    response = json.loads(again.stdout)
+    assert (response["folded_turns"], response["summarizer"]) == (0, "")
+    assert response["session"]["folded_turns"] == 2
+    assert response["session"]["summary"].startswith("Turn 1: user: Hi.")
+    assert re.search(r"^history +1 turn\(s\), \d+ B; turns 1-2 folded", shown.stdout, re.M)
+    session = json.loads(as_json.stdout)
+    assert (session["turn_count"], session["total_turns"], session["folded_turns"]) == (3, 3, 2)
+    assert session["history_bytes"] > 0
+    assert [t["index"] for t in json_lines(turns.stdout)] == [3]
+
+
+def test_compress_of_an_unknown_session_exits_3(live_server: str, user_id: str) -> None:
+    result = sessionctl(live_server, "compress", "--user", user_id, "no-such-session")
+    negative = sessionctl(live_server, "compress", "--user", user_id, "s", "--keep-last", "-1")
+
+    assert result.returncode == 3
+    assert result.stderr.startswith("sessionctl: ")
+    assert result.stdout == ""
+    assert negative.returncode == 2
+
+
 def test_delete_then_get_exits_3(live_server: str, user_id: str) -> None:
     session_id = create(live_server, user_id)
 
@@ -204,6 +244,7 @@ def test_export_then_import_under_a_new_user_restores_the_turns(
     first, second = create(live_server, user_id), create(live_server, user_id)
     for text in ("Hi", "Bye"):
         sessionctl(live_server, "run", "--user", user_id, first, text)
+    sessionctl(live_server, "compress", "--user", user_id, first, "--keep-last", "1")
     sessionctl(live_server, "end", "--user", user_id, second)
     exported = tmp_path / "sessions.jsonl"
     new_user = f"{user_id}-restored"
@@ -223,6 +264,8 @@ def test_export_then_import_under_a_new_user_restores_the_turns(
     before = sessionctl(live_server, "turns", "--user", user_id, first, "--json")
     after = sessionctl(live_server, "turns", "--user", new_user, first, "--json")
     assert json_lines(after.stdout) == json_lines(before.stdout)
+    copied = sessionctl(live_server, "get", "--user", new_user, first, "--json")
+    assert json.loads(copied.stdout)["folded_turns"] == 1  # compressed before the export
     ended = sessionctl(live_server, "get", "--user", new_user, second, "--json")
     assert json.loads(ended.stdout)["status"] == "ENDED"
 

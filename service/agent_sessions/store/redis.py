@@ -66,7 +66,7 @@ _Arg = str | int | bytes
 _ZSTD_MARK = "Z"
 _zstd_compress = ZstdCompressor(level=3).compress
 _zstd_decompress = ZstdDecompressor().decompress
-DEFAULT_COMPRESS_OVER_BYTES = 1024
+DEFAULT_COMPRESS_OVER_BYTES = 512
 
 
 class RedisSessionStore:

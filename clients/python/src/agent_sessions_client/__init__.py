@@ -29,6 +29,7 @@ from agent_sessions_client._errors import (
 )
 from agent_sessions_client._sync import Session, SessionClient
 from agent_sessions_client._types import (
+    Compressed,
     SessionInfo,
     SessionStatus,
     TokenUsage,
@@ -41,6 +42,7 @@ __all__ = [
     "AlreadyExistsError",
     "AsyncSession",
     "AsyncSessionClient",
+    "Compressed",
     "DeadlineExceededError",
     "FailedPreconditionError",
     "InvalidArgumentError",

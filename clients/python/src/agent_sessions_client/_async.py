@@ -20,7 +20,14 @@ from agent_sessions_client._errors import (
     NotFoundError,
     from_rpc_error,
 )
-from agent_sessions_client._types import SessionInfo, Turn, session_info, turn
+from agent_sessions_client._types import (
+    Compressed,
+    SessionInfo,
+    Turn,
+    compressed,
+    session_info,
+    turn,
+)
 
 if TYPE_CHECKING:
     from sessions.v1.sessions_pb2_grpc import SessionServiceAsyncStub
@@ -239,9 +246,19 @@ class AsyncSession:
             call.cancel()
 
     async def turns(
-        self, *, newest_first: bool = False, page_size: int = 0, timeout: float | None = None
+        self,
+        *,
+        newest_first: bool = False,
+        page_size: int = 0,
+        include_archived: bool = False,
+        timeout: float | None = None,
     ) -> AsyncIterator[Turn]:
-        """The whole history, oldest first (or newest first), fetched page by page."""
+        """The whole history, oldest first (or newest first), fetched page by page.
+
+        The history starts after the turns folded into the summary by compression
+        (``info.folded_turns``); ``include_archived`` returns those too, in index order,
+        when the server keeps them (``--archive-folded-turns``).
+        """
         token = ""
         while True:
             request = _requests.list_turns(
@@ -250,6 +267,7 @@ class AsyncSession:
                 newest_first=newest_first,
                 page_size=page_size,
                 page_token=token,
+                include_archived=include_archived,
             )
             page: pb.ListTurnsResponse = await self._client._call(
                 self._client._stub.ListTurns, request, timeout
@@ -261,9 +279,39 @@ class AsyncSession:
                 return
 
     async def export(self, *, timeout: float | None = None) -> dict[str, Any]:
-        """The session and its whole history as a JSON-ready record (JSON Lines export)."""
-        info = await self.refresh(timeout=timeout)
-        return _records.export_record(info, [t async for t in self.turns(timeout=timeout)])
+        """The session and its whole history as a JSON-ready record (JSON Lines export).
+
+        The record is consistent even if the session is compressed meanwhile: its turns
+        start right after its summary's. A session that keeps changing under the export
+        raises ``AbortedError`` after a few reads.
+        """
+        for _ in range(_records.EXPORT_ATTEMPTS):
+            # The turns first, then the session: see _records.snapshot_turns.
+            turns = [t async for t in self.turns(timeout=timeout)]
+            info = await self.refresh(timeout=timeout)
+            snapshot = _records.snapshot_turns(info, turns)
+            if snapshot is not None:
+                return _records.export_record(info, snapshot)
+        raise _records.changing_session(info)
+
+    async def compress(
+        self, keep_last: int | None = None, *, timeout: float | None = None
+    ) -> Compressed:
+        """Folds all turns but the last ``keep_last`` into the summary (``CompressSession``).
+
+        ``None`` leaves the count to the server (20 by default); 0 folds every finished
+        turn. Folded turns leave the history and the agent's context, but still count
+        in ``turn_count`` and ``total_turns``. The summary is written by the session's
+        agent when it can summarize, else by the server's extractive summarizer. Not
+        retried automatically, since it may call a model: on ``AbortedError`` (another
+        compression won) or ``UnavailableError``, decide whether to call it again.
+        """
+        request = _requests.compress(self.session_id, self.user_id, keep_last)
+        result = compressed(
+            await self._client._call(self._client._stub.CompressSession, request, timeout)
+        )
+        self.info = result.info
+        return result
 
     async def refresh(self, *, timeout: float | None = None) -> SessionInfo:
         """Reads the session again (state, counts, expiry)."""

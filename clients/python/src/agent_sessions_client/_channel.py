@@ -13,6 +13,8 @@ SERVICE = "sessions.v1.SessionService"
 # Calls that may be sent twice without harm. Run is among them because the client
 # gives every run a request id (a repeat replays the turn); Create, Update and
 # Delete are not, since a repeat of one that went through reports a conflict.
+# CompressSession is not either: it may call a model to summarize, and a repeat
+# of one that went through folds more turns; the caller decides whether to try again.
 RETRIED_METHODS = ("GetSession", "ListSessions", "ListTurns", "EndSession", "Run")
 
 SERVICE_CONFIG = json.dumps(

@@ -4,23 +4,62 @@ A record is a session with its whole history::
 
     {"session_id", "user_id", "agent_id", "status", "ttl_seconds",
      "idle_timeout_seconds", "max_turns", "state", "labels", "summary",
+     "folded_turns", "turn_count",
      "turns": [{"index", "status", "input", "output", "create_time",
                 "complete_time", "request_id", "error", "usage"}, ...]}
 
 Times are ISO 8601. An imported session starts a fresh life (its expiry counts from
 the import); its turns keep their times.
+
+A compressed session's turns 1 to ``folded_turns`` live on only in ``summary``: the
+record's turns run from ``folded_turns + 1`` to the last, without gaps, and
+``turn_count`` (the completed turns, folded ones included) tells the import how many of
+the folded turns had completed. Records written before compression existed lack both
+fields and import as uncompressed (0 folded turns).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
 from google.protobuf import timestamp_pb2
 from sessions.v1 import sessions_pb2 as pb
 
+from agent_sessions_client._errors import AbortedError
 from agent_sessions_client._types import SessionInfo, Turn, duration, struct
+
+# Rounds of (read the turns, read the session) before an export gives up on a session
+# that keeps changing under it.
+EXPORT_ATTEMPTS = 3
+
+
+def snapshot_turns(info: SessionInfo, turns: Sequence[Turn]) -> list[Turn] | None:
+    """The turns that go with ``info`` (read after them), or None to read both again.
+
+    The turns must be read first: the session may be compressed meanwhile (the server
+    does it on its own after a turn), and then ``info`` has the newer summary and
+    folded_turns. Turns it folded are dropped, since the summary now stands for them;
+    what is left must be the history as ``info`` describes it, from
+    ``folded_turns + 1`` to ``total_turns`` without gaps. It is not when a turn started
+    after the turns were read (or a fold happened between pages in a way the above
+    does not mend), and a new read will do.
+    """
+    kept = [t for t in turns if t.index > info.folded_turns]
+    expected = range(info.folded_turns + 1, info.total_turns + 1)
+    if [t.index for t in kept] != list(expected):
+        return None
+    return kept
+
+
+def changing_session(info: SessionInfo) -> AbortedError:
+    """The error for a session whose turns and summary never agreed in any read."""
+    return AbortedError(
+        f"session {info.session_id} kept changing while it was exported (turns running or "
+        f"compressed meanwhile) in {EXPORT_ATTEMPTS} attempts; export it again later",
+        reason="EXPORT_INCONSISTENT",
+    )
 
 
 def export_record(info: SessionInfo, turns: Iterable[Turn]) -> dict[str, Any]:
@@ -35,6 +74,8 @@ def export_record(info: SessionInfo, turns: Iterable[Turn]) -> dict[str, Any]:
         "state": info.state,
         "labels": info.labels,
         "summary": info.summary,
+        "folded_turns": info.folded_turns,
+        "turn_count": info.turn_count,
         "turns": [
             {
                 "index": t.index,
@@ -74,6 +115,8 @@ def import_request(record: Mapping[str, Any], user_id: str | None) -> pb.ImportS
         max_turns=int(record.get("max_turns", 0)),
         labels=dict(record.get("labels", {})),
         summary=record.get("summary", ""),
+        folded_turns=int(record.get("folded_turns", 0)),
+        turn_count=int(record.get("turn_count", 0)),
     )
     if record.get("ttl_seconds"):
         session.ttl.CopyFrom(duration(timedelta(seconds=record["ttl_seconds"])))

@@ -90,7 +90,13 @@ def run(session_id: str, user_id: str, text: str, request_id: str | None) -> pb.
 
 
 def list_turns(
-    session_id: str, user_id: str, *, newest_first: bool, page_size: int, page_token: str
+    session_id: str,
+    user_id: str,
+    *,
+    newest_first: bool,
+    page_size: int,
+    page_token: str,
+    include_archived: bool = False,
 ) -> pb.ListTurnsRequest:
     return pb.ListTurnsRequest(
         session_id=session_id,
@@ -98,4 +104,14 @@ def list_turns(
         page_size=page_size,
         page_token=page_token,
         order_by="index desc" if newest_first else "index",
+        include_archived=include_archived,
     )
+
+
+def compress(session_id: str, user_id: str, keep_last: int | None) -> pb.CompressSessionRequest:
+    # keep_last is optional in the contract: unset means the server's default, 0 folds
+    # every finished turn, so None must not become 0.
+    request = pb.CompressSessionRequest(session_id=session_id, user_id=user_id)
+    if keep_last is not None:
+        request.keep_last = keep_last
+    return request

@@ -26,7 +26,12 @@ class TurnStatus(enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class SessionInfo:
-    """A snapshot of a session (no history); ``etag`` makes a later write conditional."""
+    """A snapshot of a session (no history); ``etag`` makes a later write conditional.
+
+    ``total_turns`` counts every turn ever run, ``turn_count`` the completed ones. Turns
+    1 to ``folded_turns`` were folded into ``summary`` by compression; the history holds
+    the turns after them, ``history_bytes`` UTF-8 bytes of inputs and outputs.
+    """
 
     session_id: str
     user_id: str
@@ -45,6 +50,19 @@ class SessionInfo:
     labels: dict[str, str] = field(default_factory=dict)
     summary: str = ""
     etag: str = ""
+    folded_turns: int = 0
+    history_bytes: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Compressed:
+    """What a compression did: the session after it (``info``), how many turns this call
+    folded into the summary (0 when the history was already short enough), and which
+    summarizer wrote the summary (``"agent"`` or ``"extractive"``; empty if none ran)."""
+
+    info: SessionInfo
+    folded_turns: int
+    summarizer: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +111,16 @@ def session_info(message: pb.Session) -> SessionInfo:
         labels=dict(message.labels),
         summary=message.summary,
         etag=message.etag,
+        folded_turns=message.folded_turns,
+        history_bytes=message.history_bytes,
+    )
+
+
+def compressed(message: pb.CompressSessionResponse) -> Compressed:
+    return Compressed(
+        info=session_info(message.session),
+        folded_turns=message.folded_turns,
+        summarizer=message.summarizer,
     )
 
 

@@ -11,6 +11,7 @@
     sessionctl turns --user U SESSION [--newest-first] [--limit N]
     sessionctl state get --user U SESSION [KEY]
     sessionctl state set --user U SESSION [KEY=VALUE ...] [--remove KEY]
+    sessionctl compress --user U SESSION [--keep-last N]
     sessionctl end --user U SESSION
     sessionctl delete --user U SESSION [--yes]
     sessionctl export --user U [SESSION ...] [--output FILE|-]    JSON Lines

@@ -1,4 +1,5 @@
-"""The commands on sessions and their history: create, get, list, turns, state, end, delete."""
+"""The commands on sessions and their history: create, get, list, turns, state, compress,
+end, delete."""
 
 from __future__ import annotations
 
@@ -84,6 +85,13 @@ def state_set(client: SessionClient, args: argparse.Namespace, out: Output) -> i
     return OK
 
 
+def compress(client: SessionClient, args: argparse.Namespace, out: Output) -> int:
+    # One call, not retried: it may have a model write the summary, and a conflict
+    # (another compression of the session won) is the operator's to judge.
+    out.compressed(load(client, args).compress(args.keep_last))
+    return OK
+
+
 def end(client: SessionClient, args: argparse.Namespace, out: Output) -> int:
     out.session(load(client, args).end())
     return OK
@@ -109,7 +117,7 @@ def _confirm_delete(session: Session) -> None:
     info = session.info
     question = (
         f"Delete session {info.session_id} of {info.user_id} "
-        f"and its {info.total_turns} turn(s)? [y/N] "
+        f"and its {info.total_turns - info.folded_turns} turn(s)? [y/N] "
     )
     sys.stderr.write(question)
     sys.stderr.flush()

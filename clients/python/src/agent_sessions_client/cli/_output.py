@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from agent_sessions_client import SessionInfo, SessionStatus, Turn, TurnStatus
+from agent_sessions_client import Compressed, SessionInfo, SessionStatus, Turn, TurnStatus
 
 _EXACT_INTEGERS = 2**53  # the largest whole numbers a double holds exactly
 # The turns table's index and status columns and the gaps between its four columns.
@@ -56,10 +56,21 @@ def session_json(info: SessionInfo) -> dict[str, Any]:
         "max_turns": info.max_turns,
         "turn_count": info.turn_count,
         "total_turns": info.total_turns,
+        "folded_turns": info.folded_turns,
+        "history_bytes": info.history_bytes,
         "state": plain(info.state),
         "labels": info.labels,
         "summary": info.summary,
         "etag": info.etag,
+    }
+
+
+def compressed_json(result: Compressed) -> dict[str, Any]:
+    """A compression's result as the JSON object ``--json`` prints (CompressSessionResponse)."""
+    return {
+        "session": session_json(result.info),
+        "folded_turns": result.folded_turns,
+        "summarizer": result.summarizer,
     }
 
 
@@ -86,6 +97,26 @@ def span(length: timedelta) -> str:
         if amount:
             parts.append(f"{amount}{unit}")
     return "".join(parts[:2]) or "0s"
+
+
+def size(count: int) -> str:
+    """A byte count for people: ``512 B``, ``1.5 KiB``, ``2.0 MiB``."""
+    if count < 1024:
+        return f"{count} B"
+    amount = count / 1024
+    for unit in ("KiB", "MiB"):
+        if amount < 1024:
+            return f"{amount:.1f} {unit}"
+        amount /= 1024
+    return f"{amount:.1f} GiB"
+
+
+def _history(info: SessionInfo) -> str:
+    held = info.total_turns - info.folded_turns
+    text = f"{held} turn(s), {size(info.history_bytes)}"
+    if info.folded_turns:
+        text += f"; turns 1-{info.folded_turns} folded into the summary"
+    return text
 
 
 def relative(moment: datetime, now: datetime) -> str:
@@ -140,7 +171,8 @@ class Output:
             ("user", info.user_id),
             ("agent", info.agent_id),
             ("status", _status(info.status)),
-            ("turns", f"{info.turn_count} completed, {info.total_turns} in history"),
+            ("turns", f"{info.turn_count} completed, {info.total_turns} in all"),
+            ("history", _history(info)),
             ("max turns", max_turns),
             ("created", f"{info.create_time:%Y-%m-%d %H:%M:%S} UTC"),
             ("last activity", relative(info.last_activity_time, now)),
@@ -158,6 +190,33 @@ class Output:
         for key, value in rows:
             grid.add_row(key, value if isinstance(value, Text) else Text(value))
         self.console.print(grid)
+
+    def compressed(self, result: Compressed) -> None:
+        """What a compression folded, and the summary it left."""
+        if self.as_json:
+            self.json(compressed_json(result))
+            return
+        info = result.info
+        held = info.total_turns - info.folded_turns
+        if result.folded_turns:
+            self.console.print(
+                f"Folded {result.folded_turns} turn(s) of session {info.session_id} into its "
+                f"summary ({result.summarizer} summarizer); the history keeps {held} turn(s), "
+                f"{size(info.history_bytes)}.",
+                markup=False,
+                soft_wrap=True,
+            )
+        else:
+            # The history was no longer than keep_last, or its older turns were running.
+            self.console.print(
+                f"Nothing to fold: session {info.session_id} keeps the {held} turn(s) of its "
+                "history.",
+                markup=False,
+                soft_wrap=True,
+            )
+        if info.summary:
+            self.console.print(Text("summary:", style="bold"))
+            self.console.print(Text(info.summary), soft_wrap=True)
 
     def sessions(self, infos: Iterable[SessionInfo]) -> None:
         """A table of sessions, or one JSON object per line as they arrive."""

@@ -14,7 +14,8 @@ Handler = Callable[[SessionClient, argparse.Namespace, Output], int]
 
 DESCRIPTION = """\
 Operate the agent session service: create, inspect, list, end and delete sessions,
-run turns or chat with their agent, and export or import sessions as JSON Lines.
+run turns or chat with their agent, compress their history, and export or import
+sessions as JSON Lines.
 Output is a table for people, or JSON (one object, or one per line for lists) with --json.
 """
 
@@ -195,6 +196,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     state_set.add_argument(
         "--remove", metavar="KEY", action="append", help="remove this key (repeatable)"
+    )
+
+    compress = _command(
+        commands,
+        "compress",
+        _commands.compress,
+        "fold all but the last turns of a session's history into its summary",
+    )
+    compress.add_argument(
+        "--keep-last",
+        metavar="N",
+        type=_values.count,
+        help="turns to keep in the history; 0 folds every finished turn (server default: 20)",
     )
 
     _command(commands, "end", _commands.end, "end a session: readable until it expires, no turns")
