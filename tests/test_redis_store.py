@@ -376,3 +376,19 @@ async def test_compression_can_be_turned_off(
 
     [element] = await stored_turns(raw, key_prefix)
     assert element.startswith(b"{")
+
+
+async def test_a_redis_out_of_memory_is_store_unavailable_and_writes_nothing(
+    store: RedisSessionStore, raw: redis.asyncio.Redis
+) -> None:
+    await store.create(a_session())
+    before = await store.get(user_id=USER, session_id="s-1", now_ms=now())
+    await raw.config_set("maxmemory-policy", "noeviction")
+    await raw.config_set("maxmemory", 1)
+    try:
+        with pytest.raises(StoreUnavailable, match="out of memory"):
+            await begin(store)
+    finally:
+        await raw.config_set("maxmemory", 0)
+
+    assert await store.get(user_id=USER, session_id="s-1", now_ms=now()) == before

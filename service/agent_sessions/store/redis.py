@@ -471,6 +471,12 @@ class RedisSessionStore:
             return await script(keys, args)
         except _UNREACHABLE as error:
             raise _unavailable(error) from error
+        except redis.exceptions.OutOfMemoryError as error:
+            # maxmemory reached under noeviction: Redis refuses writes, and keeps data.
+            raise StoreUnavailable(
+                f"Redis is out of memory and refuses writes ({error}); raise its maxmemory "
+                "or compress and end sessions"
+            ) from error
 
     def _user_key(self, user_id: str) -> str:
         return f"{self._prefix}{{{user_id}}}"
