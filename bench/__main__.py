@@ -1,36 +1,90 @@
-"""`make bench`: Run throughput and latency over real gRPC, for the memory and Redis stores.
+"""`make bench`: the service's calls over real gRPC, against a minimal reference.
 
-The server runs as its own process (as in production) with the echo agent; this
-process is the load client. Figures vary 10-20% between identical runs: compare
-figures from one run only.
+The session servers run as processes of their own (as in production) with the echo
+agent; this process is the load client (grpc.aio, C calls in flight). For the memory
+store and for a test-owned Redis it measures CreateSession, GetSession, Run and
+ListTurns at concurrency 1, 16 and 64: calls/s, p50/p99 latency and CPU per call of
+the server, redis-server and the client.
+
+On the same Redis it measures the reference (bench/reference.py, a process of its
+own: Run with two Redis round trips and nothing else) and reports the project's Run
+throughput and server CPU per Run as ratios to it; a second variant of the reference
+sends the reply as one delta, as the project's coalescing does with the echo agent.
+Then Run at C=64 with `session-server --workers 1` against `--workers 2` (skipped with a
+note when the server refuses --workers), and the latency of a session's turn 2
+against its turn 1,000, measured alternately so that drift cancels.
+
+The results go to stdout and to a markdown file (--output). Figures vary 10-20%
+between identical runs, more when the machine is busy: compare figures of one run only.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime
+import importlib.metadata
+import os
+import platform
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Sequence
+from contextlib import ExitStack, asynccontextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 import grpc
+import redis
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from sessions.v1 import sessions_pb2 as pb
 
+from bench import conversations
+from bench.load import (
+    TEXT,
+    Cell,
+    Load,
+    create_calls,
+    get_calls,
+    list_turns_calls,
+    measure,
+    open_channels,
+    prime,
+    run_calls,
+    run_once,
+)
 from tests.grpc_helpers import Stub
 from tests.redis_server import RedisServer, free_port
 
-TEXT = "How's the weather in Shanghai today?"
+ROOT = Path(__file__).resolve().parent.parent
+CONCURRENCIES = (1, 16, 64)
+METHODS = ("CreateSession", "GetSession", "Run", "ListTurns")
+WORKERS_CONCURRENCY = 64
+WORKERS_CHANNELS = 16
+"""Connections for the --workers measurement: the kernel spreads connections, not calls,
+over the processes sharing the port, so one connection would reach one worker only."""
 
 
-@contextmanager
-def session_server(store_url: str) -> Iterator[str]:
-    address = f"127.0.0.1:{free_port()}"
-    command = [
+class ServerExited(RuntimeError):
+    """A server process exited before it was ready."""
+
+    def __init__(self, command: Sequence[str], returncode: int, log: str) -> None:
+        super().__init__(f"{' '.join(command)} exited with {returncode}:\n{log}")
+        self.returncode = returncode
+        self.log = log
+
+
+@dataclass(frozen=True)
+class Server:
+    address: str
+    pid: int
+
+
+def session_server_command(address: str, store_url: str, *extra: str) -> list[str]:
+    return [
         str(Path(sys.executable).parent / "session-server"),
         "--address",
         address,
@@ -40,116 +94,533 @@ def session_server(store_url: str) -> Iterator[str]:
         "WARNING",
         "--default-agent",
         "echo",
+        *extra,
     ]
-    process = subprocess.Popen(command)
-    try:
-        asyncio.run(_wait_serving(address))
-        yield address
-    finally:
-        process.terminate()
-        process.wait(timeout=15)
 
 
-async def _wait_serving(address: str) -> None:
+REFERENCES = {"20 deltas": False, "joined": True}
+"""The reference's variants, by whether it joins the reply into one delta (``--join``)."""
+
+
+def reference_command(address: str, redis_url: str, join: bool) -> list[str]:
+    command = [sys.executable, "-m", "bench.reference", "--address", address]
+    return command + ["--redis-url", redis_url] + (["--join"] if join else [])
+
+
+def _tail(log: IO[bytes], limit: int = 4000) -> str:
+    log.seek(0)
+    return log.read().decode(errors="replace")[-limit:]
+
+
+@asynccontextmanager
+async def started(commands: Sequence[tuple[str, list[str], bool]]) -> AsyncIterator[list[Server]]:
+    """Starts each (address, command, has health service) and waits until all serve.
+
+    Raises :class:`ServerExited` if one exits first. Their stderr goes to a file, shown
+    when they stop if they wrote anything (warnings and errors only).
+    """
+    running: list[tuple[asyncio.subprocess.Process, IO[bytes], list[str]]] = []
+    with ExitStack() as logs:
+        try:
+            for _, command, _ in commands:
+                log: IO[bytes] = logs.enter_context(tempfile.TemporaryFile())
+                process = await asyncio.create_subprocess_exec(
+                    *command, stdout=asyncio.subprocess.DEVNULL, stderr=log, cwd=ROOT
+                )
+                running.append((process, log, command))
+            for (address, _, health), (process, log, command) in zip(
+                commands, running, strict=True
+            ):
+                await _wait_ready(address, health, process, log, command)
+            yield [
+                Server(address, process.pid)
+                for (address, _, _), (process, _, _) in zip(commands, running, strict=True)
+            ]
+        finally:
+            for process, _, _ in running:
+                if process.returncode is None:
+                    process.terminate()
+            for process, log, command in running:
+                try:
+                    await asyncio.wait_for(process.wait(), 20)
+                except TimeoutError:
+                    process.kill()
+                    await process.wait()
+                text = _tail(log)
+                if text.strip() and process.returncode in (0, -15):
+                    print(f"[{command[0]} wrote]\n{text}", file=sys.stderr)
+
+
+async def _wait_ready(
+    address: str,
+    health: bool,
+    process: asyncio.subprocess.Process,
+    log: IO[bytes],
+    command: list[str],
+) -> None:
     async with grpc.aio.insecure_channel(address) as channel:
-        health = health_pb2_grpc.HealthStub(channel)
-        for _ in range(300):
+        checker = health_pb2_grpc.HealthStub(channel)
+        for _ in range(600):
+            if process.returncode is not None:
+                raise ServerExited(command, process.returncode, _tail(log))
             try:
-                answer = await health.Check(health_pb2.HealthCheckRequest(), timeout=1)
+                if not health:
+                    await asyncio.wait_for(channel.channel_ready(), 0.5)
+                    return
+                answer = await checker.Check(health_pb2.HealthCheckRequest(), timeout=0.5)
                 if answer.status == health_pb2.HealthCheckResponse.SERVING:
                     return
-            except grpc.aio.AioRpcError:
+            except (grpc.aio.AioRpcError, TimeoutError):
                 pass
             await asyncio.sleep(0.05)
-    raise RuntimeError(f"server on {address} did not become healthy")
+    raise RuntimeError(f"{' '.join(command)} did not become ready on {address}")
 
 
-async def one_turn(stub: Stub, session: pb.Session) -> float:
-    started = time.perf_counter()
-    call = stub.Run(
-        pb.RunRequest(session_id=session.session_id, user_id=session.user_id, input=TEXT)
+# Results
+
+
+@dataclass
+class Results:
+    seconds: float
+    warmup: float
+    replicas: int
+    turns: int
+    cells: dict[tuple[str, str, int], Cell] = field(default_factory=dict)
+    reference: dict[tuple[str, int], Cell] = field(default_factory=dict)
+    workers: dict[int, Cell] = field(default_factory=dict)
+    workers_note: str = ""
+    history: dict[str, tuple[float, float, int, int]] = field(default_factory=dict)
+    context_window: tuple[float, float, int, int] | None = None
+    sizes: list[str] = field(default_factory=list)
+    load_at_start: tuple[float, float] = (0.0, 0.0)
+    wall: float = 0.0
+
+
+def _progress(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def _describe(what: str, cell: Cell) -> str:
+    return (
+        f"{what:30} {cell.rate:7.0f} calls/s  p50 {cell.percentile(50):6.2f} ms"
+        f"  p99 {cell.percentile(99):6.2f} ms  server {_us(cell.per_call_us(cell.server_cpu))} µs"
     )
-    async for _ in call:
-        pass
-    return time.perf_counter() - started
 
 
-async def throughput(address: str, concurrency: int, seconds: float) -> tuple[float, float, float]:
-    async with grpc.aio.insecure_channel(address) as channel:
-        stub = Stub(channel)
-        sessions = [
-            await stub.CreateSession(pb.CreateSessionRequest(user_id=f"bench-{i}", agent_id="echo"))
-            for i in range(concurrency)
-        ]
-        for session in sessions:  # warm up connections and code paths
-            await one_turn(stub, session)
-        latencies: list[float] = []
-        deadline = time.perf_counter() + seconds
-
-        async def worker(session: pb.Session) -> None:
-            while time.perf_counter() < deadline:
-                latencies.append(await one_turn(stub, session))
-
-        began = time.perf_counter()
-        await asyncio.gather(*(worker(s) for s in sessions))
-        elapsed = time.perf_counter() - began
-    cuts = statistics.quantiles(latencies, n=100)
-    return len(latencies) / elapsed, cuts[49] * 1000, cuts[98] * 1000
+def _us(value: float | None) -> str:
+    return "-" if value is None else f"{value:,.0f}"
 
 
-async def long_session(address: str, turns: int, samples: int) -> tuple[float, float]:
+# Measurements
+
+
+async def create_sessions(stubs: Sequence[Stub], label: str, count: int) -> list[tuple[str, str]]:
+    sessions = []
+    for i in range(count):
+        session: pb.Session = await stubs[i % len(stubs)].CreateSession(
+            pb.CreateSessionRequest(user_id=f"{label}-{i}", agent_id="echo")
+        )
+        sessions.append((session.session_id, session.user_id))
+    return sessions
+
+
+async def bench_store(
+    results: Results,
+    store: str,
+    servers: Sequence[Server],
+    redis_pid: int | None,
+    references: dict[str, list[Server]] | None = None,
+    *,
+    turns: int,
+    samples: int,
+) -> None:
+    """Every method at every concurrency; after each Run, the reference's Run."""
+    channels = open_channels([s.address for s in servers])
+    reference_channels = {
+        variant: open_channels([s.address for s in processes])
+        for variant, processes in (references or {}).items()
+    }
+    try:
+        stubs = [Stub(c) for c in channels]
+        for concurrency in CONCURRENCIES:
+            sessions = await create_sessions(stubs, f"{store}-c{concurrency}", concurrency)
+            await prime(stubs, sessions)
+            calls = {
+                "CreateSession": create_calls(stubs, f"{store}-new-c{concurrency}"),
+                "GetSession": get_calls(stubs, sessions),
+                "Run": run_calls(stubs, sessions),
+                "ListTurns": list_turns_calls(stubs, sessions),
+            }
+            pids = [s.pid for s in servers]
+            load = Load(concurrency, results.warmup, results.seconds, pids, redis_pid)
+            for method in METHODS:
+                cell = await measure(calls[method], load)
+                results.cells[store, method, concurrency] = cell
+                _progress(_describe(f"{store} {method} C={concurrency}", cell))
+                if method != "Run":
+                    continue
+                # Right after the project's Run, so that both see the same machine.
+                for variant, ref_channels in reference_channels.items():
+                    ref_pids = [s.pid for s in (references or {})[variant]]
+                    ref_load = Load(
+                        concurrency, results.warmup, results.seconds, ref_pids, redis_pid
+                    )
+                    ref_sessions = [
+                        (f"ref-{variant}-c{concurrency}-{i}", "bench") for i in range(concurrency)
+                    ]
+                    ref_stubs = [Stub(c) for c in ref_channels]
+                    await prime(ref_stubs, ref_sessions)
+                    ref_call = run_calls(ref_stubs, ref_sessions)
+                    cell = await measure(ref_call, ref_load)
+                    results.reference[variant, concurrency] = cell
+                    _progress(_describe(f"reference ({variant}) Run C={concurrency}", cell))
+        early, late = await long_session(stubs[0], turns, samples)
+        results.history[store] = (early, late, turns, samples)
+        _progress(f"{store} turn 2 p50 {early:.2f} ms, turn {turns:,}+ p50 {late:.2f} ms")
+    finally:
+        for channel in channels + [c for cs in reference_channels.values() for c in cs]:
+            await channel.close(None)
+
+
+async def long_session(stub: Stub, turns: int, samples: int) -> tuple[float, float]:
     """The p50 of an early turn against the p50 of turn ``turns`` onwards of one session.
 
     Early and late turns are measured alternately, so that drift in the machine's
     speed during the run weighs on both alike. The early turn is each fresh
-    session's turn 2: turn 1's echo reply is shorter (there is no previous input).
+    session's turn 2, not turn 1: turn 1's echo reply is shorter (it has no previous
+    input to quote), so it would not be the same work.
     """
-    async with grpc.aio.insecure_channel(address) as channel:
-        stub = Stub(channel)
-        long = await stub.CreateSession(pb.CreateSessionRequest(user_id="long", agent_id="echo"))
-        for _ in range(turns - 1):
-            await one_turn(stub, long)
-        early: list[float] = []
-        late: list[float] = []
-        for i in range(samples):
-            fresh = await stub.CreateSession(
-                pb.CreateSessionRequest(user_id=f"fresh-{i}", agent_id="echo")
-            )
-            await one_turn(stub, fresh)
-            early.append(await one_turn(stub, fresh))
-            late.append(await one_turn(stub, long))
+    long: pb.Session = await stub.CreateSession(
+        pb.CreateSessionRequest(user_id="long", agent_id="echo")
+    )
+    for _ in range(turns - 1):
+        await run_once(stub, long.session_id, long.user_id)
+    early: list[float] = []
+    late: list[float] = []
+    for i in range(samples):
+        fresh: pb.Session = await stub.CreateSession(
+            pb.CreateSessionRequest(user_id=f"fresh-{i}", agent_id="echo")
+        )
+        await run_once(stub, fresh.session_id, fresh.user_id)
+        started = time.perf_counter()
+        await run_once(stub, fresh.session_id, fresh.user_id)
+        early.append(time.perf_counter() - started)
+        started = time.perf_counter()
+        await run_once(stub, long.session_id, long.user_id)
+        late.append(time.perf_counter() - started)
     return statistics.median(early) * 1000, statistics.median(late) * 1000
 
 
-def bench_store(name: str, store_url: str, seconds: float, turns: int) -> None:
-    with session_server(store_url) as address:
-        for concurrency in (1, 16, 64):
-            rate, p50, p99 = asyncio.run(throughput(address, concurrency, seconds))
-            print(
-                f"{name:6} C={concurrency:<3} {rate:8.0f} runs/s"
-                f"   p50 {p50:6.2f} ms   p99 {p99:6.2f} ms"
+async def bench_workers(results: Results, redis_server: RedisServer) -> None:
+    """Run at C=64 on Redis with ``session-server --workers 1`` and ``--workers 2``."""
+    for workers in (1, 2):
+        address = f"127.0.0.1:{free_port()}"
+        command = session_server_command(address, redis_server.url, "--workers", str(workers))
+        try:
+            async with started([(address, command, True)]) as servers:
+                channels = open_channels([address], per_address=WORKERS_CHANNELS)
+                try:
+                    stubs = [Stub(c) for c in channels]
+                    sessions = await create_sessions(
+                        stubs, f"workers{workers}", WORKERS_CONCURRENCY
+                    )
+                    await prime(stubs, sessions)
+                    load = Load(
+                        WORKERS_CONCURRENCY,
+                        results.warmup,
+                        results.seconds,
+                        [servers[0].pid],
+                        redis_server.process.pid if redis_server.process else None,
+                    )
+                    cell = await measure(run_calls(stubs, sessions), load)
+                finally:
+                    for channel in channels:
+                        await channel.close(None)
+        except ServerExited as error:
+            if error.returncode != 2:
+                raise
+            last = error.log.strip().splitlines()[-1:] or ["(nothing on stderr)"]
+            results.workers_note = (
+                f"skipped: `session-server --workers {workers}` was refused "
+                f"(exit code 2: {last[0]})"
             )
-        samples = 200
-        early, late = asyncio.run(long_session(address, turns, samples))
-        print(
-            f"{name:6} turn 2 p50 {early:.2f} ms, turn {turns}+ p50 {late:.2f} ms "
-            f"({samples} each, interleaved): ratio {late / early:.2f} (target <= 1.2)"
+            _progress(f"--workers {results.workers_note}")
+            return
+        results.workers[workers] = cell
+        _progress(_describe(f"redis Run C=64 --workers {workers}", cell))
+
+
+async def bench(results: Results, args: argparse.Namespace) -> None:
+    address = f"127.0.0.1:{free_port()}"
+    async with started([(address, session_server_command(address, "memory://"), True)]) as servers:
+        await bench_store(results, "memory", servers, None, turns=args.turns, samples=args.samples)
+    redis_server = RedisServer()
+    redis_server.start()
+    assert redis_server.process is not None
+    try:
+        replicas = args.replicas
+        project = [f"127.0.0.1:{free_port()}" for _ in range(replicas)]
+        commands = [(a, session_server_command(a, redis_server.url), True) for a in project]
+        for join in REFERENCES.values():
+            for _ in range(replicas):
+                address = f"127.0.0.1:{free_port()}"
+                commands.append(
+                    (address, reference_command(address, redis_server.url, join), False)
+                )
+        async with started(commands) as servers:
+            references = {
+                variant: servers[replicas * (i + 1) : replicas * (i + 2)]
+                for i, variant in enumerate(REFERENCES)
+            }
+            await bench_store(
+                results,
+                "redis",
+                servers[:replicas],
+                redis_server.process.pid,
+                references,
+                turns=args.turns,
+                samples=args.samples,
+            )
+        await bench_workers(results, redis_server)
+        await bench_long_conversations(results, redis_server, args)
+    finally:
+        redis_server.stop()
+
+
+async def bench_long_conversations(
+    results: Results, redis_server: RedisServer, args: argparse.Namespace
+) -> None:
+    """Run at turn 10 against turn 10,000 with the default context window; session sizes."""
+    late = 1_000 if args.quick else 10_000
+    address = f"127.0.0.1:{free_port()}"
+    # No compaction: the history holds every turn, and only the context window bounds a Run.
+    command = session_server_command(
+        address, redis_server.url, "--max-history-turns", "0", "--max-history-bytes", "0"
+    )
+    async with started([(address, command, True)]):
+        [channel] = open_channels([address])
+        try:
+            early_ms, late_ms = await conversations.turn_latency(
+                Stub(channel), early=10, late=late, samples=args.samples
+            )
+        finally:
+            await channel.close(None)
+    results.context_window = (early_ms, late_ms, late, args.samples)
+    _progress(f"redis turn 10 p50 {early_ms:.2f} ms, turn {late:,}+ p50 {late_ms:.2f} ms")
+    results.sizes = conversations.report(await conversations.sizes(redis_server))
+
+
+# The report
+
+
+def machine(load_at_start: tuple[float, float]) -> str:
+    model = "unknown CPU"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            model = line.partition(":")[2].strip()
+            break
+    try:
+        version = subprocess.run(
+            ["redis-server", "--version"], capture_output=True, text=True, check=True
+        ).stdout
+        redis_server = next((w[2:] for w in version.split() if w.startswith("v=")), version.strip())
+    except (OSError, subprocess.CalledProcessError):
+        redis_server = "unknown"
+    load1, load5, _ = os.getloadavg()
+    return (
+        f"{model}, {os.cpu_count()} cores, Linux {platform.release()}; "
+        f"Python {platform.python_version()}, grpcio {grpc.__version__}, "
+        f"redis-py {redis.__version__} + hiredis {importlib.metadata.version('hiredis')}, "
+        f"redis-server {redis_server}; load average (1 / 5 min) "
+        f"{load_at_start[0]:.2f} / {load_at_start[1]:.2f} at the start, "
+        f"{load1:.2f} / {load5:.2f} at the end"
+    )
+
+
+def _cell_row(first: str, cell: Cell) -> str:
+    return (
+        f"| {first} | {cell.rate:,.0f} | {cell.percentile(50):.2f} | {cell.percentile(99):.2f} "
+        f"| {_us(cell.per_call_us(cell.server_cpu))} | {_us(cell.per_call_us(cell.redis_cpu))} "
+        f"| {_us(cell.per_call_us(cell.client_cpu))} |"
+    )
+
+
+_CELL_HEADER = (
+    "calls/s | p50 ms | p99 ms | server CPU µs/call | redis-server CPU µs/call "
+    "| client CPU µs/call |\n"
+)
+
+
+def _rule(columns: int) -> str:
+    return "|---" * columns + "|\n"
+
+
+def _ratio(value: float, target: str) -> str:
+    ok = value >= 1.0 if target.startswith(">=") else value <= 1.0
+    return f"{value:.2f}x ({'meets' if ok else 'misses'} {target})"
+
+
+def render(results: Results) -> str:
+    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    out = [
+        "# `make bench` results\n",
+        f"{stamp}, {results.wall:.0f} s. Machine: {machine(results.load_at_start)}.\n",
+        "Each session server is a process of its own (echo agent); the load client is one "
+        "grpc.aio process with C calls in flight on one channel per server, sharing the cores "
+        "with the servers and Redis. "
+        f"Each cell: {results.warmup:g} s warm-up, then {results.seconds:g} s measured. "
+        "CPU per call is the CPU time (utime + stime, /proc) the process spent in the window "
+        "over the calls completed in it. "
+        f"Run input: {len(TEXT)} characters, 8 words (the echo reply: 20 word chunks). "
+        "ListTurns: the newest 20 turns. "
+        "Identical runs differ by 10-20%, more while other work shares the machine: "
+        "compare figures of one run only.\n",
+    ]
+    for store in ("memory", "redis"):
+        processes = (
+            "1 server process"
+            if store == "memory"
+            else (
+                f"{results.replicas} server process{'es' if results.replicas > 1 else ''}"
+                + (", calls alternating between them" if results.replicas > 1 else "")
+                + ", a test-owned redis-server"
+            )
         )
+        out.append(f"\n## {store} store ({processes})\n\n")
+        out.append("| method | C | " + _CELL_HEADER + _rule(8))
+        for method in METHODS:
+            for concurrency in CONCURRENCIES:
+                cell = results.cells.get((store, method, concurrency))
+                if cell is not None:
+                    out.append(_cell_row(f"{method} | {concurrency}", cell) + "\n")
+    if results.reference:
+        processes = f"{results.replicas} process{'es' if results.replicas > 1 else ''}"
+        out.append(
+            f"\n## Reference: Run in a minimal grpc.aio servicer ({processes} each, same Redis)\n\n"
+            "bench/reference.py: one EVALSHA records the input, the echo reply streams, one "
+            "EVALSHA stores the reply; no validation, no domain layer. **20 deltas** (the "
+            "reference the targets refer to) sends each word as a message (22 messages a Run); "
+            "**joined** sends the reply as one delta (3 messages), as the project's coalescing "
+            "does with the echo agent, whose 20 words are all there before the first is sent: "
+            "that one compares like with like on the wire.\n\n"
+        )
+        out.append("| reference | C | " + _CELL_HEADER + _rule(8))
+        for (variant, concurrency), cell in results.reference.items():
+            out.append(_cell_row(f"{variant} | {concurrency}", cell) + "\n")
+        out.append(
+            "\n## The project's Run against the reference (Redis)\n\n"
+            "| reference | C | Run/s project / reference | throughput ratio | server CPU µs/Run "
+            "project / reference | CPU-per-call ratio | messages per Run project / reference |\n"
+            "|---|---|---|---|---|---|---|\n"
+        )
+        for (variant, concurrency), ref in results.reference.items():
+            own = results.cells["redis", "Run", concurrency]
+            own_cpu = own.per_call_us(own.server_cpu) or 0.0
+            ref_cpu = ref.per_call_us(ref.server_cpu) or 1.0
+            out.append(
+                f"| {variant} | {concurrency} | {own.rate:,.0f} / {ref.rate:,.0f} "
+                f"| {_ratio(own.rate / ref.rate, '>= 1.0x')} "
+                f"| {own_cpu:,.0f} / {ref_cpu:,.0f} | {_ratio(own_cpu / ref_cpu, '<= 1.0x')} "
+                f"| {own.messages_per_call:.1f} / {ref.messages_per_call:.1f} |\n"
+            )
+    out.append(
+        f"\n## Run at C={WORKERS_CONCURRENCY} on Redis: `session-server --workers 1` "
+        f"against `--workers 2`\n\n"
+    )
+    if results.workers_note:
+        out.append(results.workers_note + "\n\n")
+    if results.workers:
+        out.append(
+            f"{WORKERS_CHANNELS} connections (the kernel spreads connections, not calls, over "
+            "the workers); server CPU counts every worker process. The workers share the two "
+            "cores with the load client (which alone takes about half a core here) and Redis, "
+            "so the gain is bounded by the machine, not by the server.\n\n"
+        )
+        out.append("| workers | " + _CELL_HEADER + _rule(7))
+        for workers, cell in results.workers.items():
+            out.append(_cell_row(str(workers), cell) + "\n")
+        if 1 in results.workers and 2 in results.workers:
+            scale = results.workers[2].rate / results.workers[1].rate
+            out.append(f"\n--workers 2 / --workers 1 throughput: {scale:.2f}x\n")
+    if results.history:
+        out.append(
+            f"\n## A long session: turn 2 against turn {results.turns:,} (Run, p50)\n\n"
+            "Measured alternately (a fresh session's turn 2, then the long session's next "
+            "turn), so drift in the machine's speed weighs on both alike. Turn 2, not turn 1: "
+            "turn 1's echo reply has no previous input to quote, so it is shorter.\n\n"
+            "| store | turn 2 p50 ms | turn N+ p50 ms | ratio (target <= 1.2) | samples |\n"
+            "|---|---|---|---|---|\n"
+        )
+        for store, (early, late, turns, samples) in results.history.items():
+            out.append(
+                f"| {store} | {early:.2f} | {late:.2f} (N = {turns:,}) | {late / early:.2f} "
+                f"| {samples} each |\n"
+            )
+    if results.context_window is not None:
+        early, late, turns, samples = results.context_window
+        out.append(
+            f"\n## A long conversation: turn 10 against turn {turns:,} (Redis, Run, p50)\n\n"
+            "Both histories imported, compaction off (the history holds every turn), the "
+            "default context window (20 turns); measured alternately.\n\n"
+            "| turn 10 p50 ms | turn N p50 ms | ratio (target <= 1.2) | samples |\n"
+            "|---|---|---|---|\n"
+            f"| {early:.2f} | {late:.2f} (N = {turns:,}) | {late / early:.2f} | {samples} each |\n"
+        )
+    if results.sizes:
+        out.append(
+            "\n## Session size in Redis (MEMORY USAGE of its keys, no compaction)\n\n"
+            "Chat text: questions, and replies of 3-14 distinct sentences (0.3-2 KB); turns "
+            "of 512 bytes or more zstd-compressed in the right-hand column.\n\n"
+            + "\n".join(results.sizes)
+            + "\n"
+        )
+    return "".join(out)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="make bench", description=__doc__)
-    parser.add_argument("--seconds", type=float, default=3.0, help="load time per concurrency")
-    parser.add_argument("--turns", type=int, default=1000, help="turns in the long session")
+    parser = argparse.ArgumentParser(
+        prog="make bench", description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("--seconds", type=float, help="measured seconds per cell (2.5)")
+    parser.add_argument("--warmup", type=float, help="warm-up seconds per cell (0.3)")
+    parser.add_argument("--turns", type=int, help="turns in the long session (1000)")
+    parser.add_argument("--samples", type=int, help="turns measured each, early and late (200)")
+    parser.add_argument(
+        "--replicas",
+        type=int,
+        default=1,
+        help="session-server processes on the one Redis, calls alternating between them;\n"
+        "the reference runs as many (the memory store has one, as it cannot share)",
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="a smoke run of about 30 s (short cells)"
+    )
+    parser.add_argument(
+        "--output",
+        type=Path,
+        default=ROOT / "bench-results.md",
+        help="markdown file of the results (default: bench-results.md at the repo root)",
+    )
     args = parser.parse_args()
-    print(f"Run with the echo agent ({len(TEXT)}-character input), server in its own process")
-    bench_store("memory", "memory://", args.seconds, args.turns)
-    redis = RedisServer()
-    redis.start()
-    try:
-        bench_store("redis", redis.url, args.seconds, args.turns)
-    finally:
-        redis.stop()
+    if args.replicas < 1:
+        parser.error("--replicas must be at least 1")
+    quick = args.quick
+    defaults = {"seconds": 0.4 if quick else 2.5, "warmup": 0.1 if quick else 0.3}
+    defaults |= {"turns": 100 if quick else 1000, "samples": 30 if quick else 200}
+    for name, value in defaults.items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
+    results = Results(
+        seconds=args.seconds, warmup=args.warmup, replicas=args.replicas, turns=args.turns
+    )
+    results.load_at_start = os.getloadavg()[:2]
+    began = time.perf_counter()
+    asyncio.run(bench(results, args))
+    results.wall = time.perf_counter() - began
+    report = render(results)
+    args.output.write_text(report)
+    print(report)
+    print(f"(written to {args.output})", file=sys.stderr)
 
 
 if __name__ == "__main__":
