@@ -6,9 +6,10 @@ import asyncio
 import io
 import json
 import logging
+import shutil
 import socket
 import urllib.request
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import grpc
 import pytest
@@ -19,10 +20,11 @@ from sessions.v1 import sessions_pb2 as pb
 from agent_sessions.config import Settings
 from agent_sessions.logs import JsonFormatter
 from agent_sessions.server import SessionServer
+from agent_sessions.store.metered import MeteredSessionStore
 from tests.agents import ScriptedAgent
 from tests.conftest import server_settings
-from tests.grpc_helpers import Stub, create, rpc_error, run
-from tests.redis_server import free_port
+from tests.grpc_helpers import Stub, create, error_info, rpc_error, run
+from tests.redis_server import RedisServer, free_port
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -92,6 +94,19 @@ async def test_calls_are_counted_by_method_and_code_and_timed(
     assert value(samples, "sessions_runs_in_flight") == 0
     turns = "sessions_agent_turns_total"
     assert value(samples, turns, agent_id="echo", outcome="completed") == 1
+    agent_count = "sessions_agent_turn_duration_seconds_count"
+    assert value(samples, agent_count, agent_id="echo") == 1
+    assert value(samples, "sessions_agent_turn_duration_seconds_sum", agent_id="echo") > 0
+    # Every store call is timed by operation; a missing session is an answer, not an error.
+    store_count = "sessions_store_duration_seconds_count"
+    for operation in ("create", "get", "begin_turn", "finish_turn"):
+        assert value(samples, store_count, operation=operation) == 1, operation
+        assert value(samples, "sessions_store_duration_seconds_sum", operation=operation) > 0
+    assert value(samples, store_count, operation="ping") >= 1  # the health checks
+    assert value(samples, store_count, operation="list") == 0
+    assert not any(
+        name == "sessions_store_errors_total" and count for (name, _), count in samples.items()
+    )
     # Health checks are not counted.
     assert not any(name == requests and ("method", "Check") in labels for name, labels in samples)
 
@@ -127,11 +142,113 @@ async def test_agent_turns_by_outcome_and_runs_in_flight(
     assert value(after, turns, agent_id="scripted", outcome="completed") == 1
     assert value(after, turns, agent_id="scripted", outcome="cancelled") == 1
     assert value(after, turns, agent_id="echo", outcome="completed") == 1
+    # Completed and failed turns are timed; the cancelled one is not (nor the replay).
+    agent_count = "sessions_agent_turn_duration_seconds_count"
+    assert value(after, agent_count, agent_id="scripted") == 2
+    assert value(after, agent_count, agent_id="echo") == 1
     assert not any(("agent_id", "made-up-by-a-client") in labels for _, labels in after)
     requests = "sessions_rpc_requests_total"
     assert value(after, requests, method="Run", code="INTERNAL") == 1
     assert value(after, requests, method="Run", code="OK") == 3
     assert value(after, requests, method="Run", code="CANCELLED") == 1
+
+
+async def test_an_agent_turn_is_timed_from_the_agent_call_to_its_end(
+    metered: SessionServer, metered_stub: Stub, scripted_agent: ScriptedAgent
+) -> None:
+    assert metered.metrics_port is not None
+    session = await create(metered_stub, agent_id="scripted")
+    await run(metered_stub, session, "pause")  # the agent waits pause_s between two chunks
+
+    samples = await scrape(metered.metrics_port)
+
+    seconds = value(samples, "sessions_agent_turn_duration_seconds_sum", agent_id="scripted")
+    run_seconds = value(samples, "sessions_rpc_duration_seconds_sum", method="Run")
+    assert scripted_agent.pause_s <= seconds < run_seconds
+
+
+async def test_sessions_created_and_ended_count_the_calls_answered_ok(
+    metered: SessionServer, metered_stub: Stub
+) -> None:
+    assert metered.metrics_port is not None
+    stub = metered_stub
+    ended = await create(stub)
+    deleted = await create(stub)
+    await stub.ImportSession(
+        pb.ImportSessionRequest(
+            session=pb.Session(session_id="restored", user_id="user-1", agent_id="echo"),
+            turns=[pb.Turn(index=1, status=pb.TURN_STATUS_COMPLETED, input="q", output="a")],
+        )
+    )
+    taken = await rpc_error(create(stub, session_id="restored"))
+    await stub.EndSession(pb.EndSessionRequest(user_id="user-1", session_id=ended.session_id))
+    await stub.DeleteSession(
+        pb.DeleteSessionRequest(user_id="user-1", session_id=deleted.session_id)
+    )
+    missing = await rpc_error(
+        stub.EndSession(pb.EndSessionRequest(user_id="user-1", session_id="nope"))
+    )
+
+    samples = await scrape(metered.metrics_port)
+
+    assert taken.code() == grpc.StatusCode.ALREADY_EXISTS
+    assert missing.code() == grpc.StatusCode.NOT_FOUND
+    assert value(samples, "sessions_created_total") == 3
+    assert value(samples, "sessions_ended_total") == 2
+    store_count = "sessions_store_duration_seconds_count"
+    assert value(samples, store_count, operation="create") == 3
+    assert value(samples, store_count, operation="import_session") == 1
+    assert value(samples, store_count, operation="end") == 2
+    assert value(samples, store_count, operation="delete") == 1
+
+
+@pytest.fixture
+def private_redis() -> Iterator[RedisServer]:
+    server = RedisServer()
+    server.start()
+    yield server
+    server.stop()
+    shutil.rmtree(server.workdir, ignore_errors=True)
+
+
+async def test_a_redis_outage_counts_store_errors_by_operation(
+    private_redis: RedisServer, key_prefix: str
+) -> None:
+    port = free_port()
+    server = SessionServer(
+        server_settings(private_redis.url, key_prefix, metrics_address=f"127.0.0.1:{port}")
+    )
+    await server.start()
+    try:
+        async with grpc.aio.insecure_channel(server.address) as channel:
+            stub = Stub(channel)
+            session = await create(stub)
+            await run(stub, session, "before the outage")
+            before = await scrape(port)
+            private_redis.stop()
+            get_error = await rpc_error(
+                stub.GetSession(
+                    pb.GetSessionRequest(user_id="user-1", session_id=session.session_id)
+                )
+            )
+            run_error = await rpc_error(run(stub, session, "anyone?"))
+        after = await scrape(port)
+    finally:
+        await server.stop(0)
+
+    assert get_error.code() == run_error.code() == grpc.StatusCode.UNAVAILABLE
+    assert error_info(get_error).reason == "STORE_UNAVAILABLE"
+    errors = "sessions_store_errors_total"
+    for operation in ("get", "begin_turn"):
+        assert value(before, errors, operation=operation, error="StoreUnavailable") == 0
+        assert value(after, errors, operation=operation, error="StoreUnavailable") == 1
+    # Failed calls are timed too.
+    store_count = "sessions_store_duration_seconds_count"
+    assert value(after, store_count, operation="get") == 1
+    assert value(after, store_count, operation="begin_turn") == 2
+    assert value(after, store_count, operation="finish_turn") == 1
+    # The refused Run reached no agent: no agent turn, timed or counted.
+    assert value(after, "sessions_agent_turn_duration_seconds_count", agent_id="echo") == 1
 
 
 async def test_refused_tokens_are_counted_unauthenticated() -> None:
@@ -164,6 +281,7 @@ async def test_without_a_metrics_address_nothing_listens_and_stop_closes_it() ->
     await plain.start()
     try:
         assert plain.metrics is None and plain.metrics_port is None
+        assert not isinstance(plain.store, MeteredSessionStore)  # no cost without metrics
     finally:
         await plain.stop(0)
 

@@ -1,8 +1,10 @@
-"""Prometheus metrics: a server interceptor timing every SessionService call, and the
+"""Prometheus metrics: a server interceptor timing every SessionService call, the
+agents' turns, the store's calls (:mod:`agent_sessions.store.metered`), and the
 ``/metrics`` endpoint that serves them from the server's own registry.
 
 The hot path costs a few dictionary lookups, two clock reads and two locked additions
-per call: label children are made once per method (and code) and kept.
+per call: label children are made once per method (and code, agent, store operation)
+and kept.
 """
 
 from __future__ import annotations
@@ -57,18 +59,44 @@ DURATION_BUCKETS = (
     120.0,
     300.0,
 )
+# A store call: from a tenth of a millisecond (memory, a near Redis) to a Redis timeout.
+STORE_BUCKETS = (
+    0.0001,
+    0.00025,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+)
 OTHER_AGENT = "other"
+# The calls that, when they answer OK, made a session or ended one.
+CREATING_METHODS = frozenset({"CreateSession", "ImportSession"})
+ENDING_METHODS = frozenset({"EndSession", "DeleteSession"})
 
 Behaviour = Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[Any]]
 
 
 class _RunNote:
-    """What the agent registry learns during one Run: the agent label of its turn."""
+    """What one Run learns about its turn: the agent label (from the agent registry),
+    when the agent was called (likewise) and when it was done (from the store, as the
+    turn's outcome starts being written)."""
 
-    __slots__ = ("agent",)
+    __slots__ = ("agent", "ended", "started")
 
     def __init__(self) -> None:
         self.agent: str | None = None
+        self.started: float | None = None
+        self.ended: float | None = None
 
 
 # Set by the Run wrapper in the call's own task; the SessionManager resolves the agent
@@ -84,13 +112,17 @@ class MeteredAgentRegistry(AgentRegistry):
     """
 
     def resolve(self, agent_id: str) -> ConfiguredAgent | None:
+        configured = super().resolve(agent_id)
         note = _current_run.get()
         if note is not None:
             if agent_id in self._agents:
                 note.agent = agent_id
             else:
                 note.agent = self._default or OTHER_AGENT
-        return super().resolve(agent_id)
+            # Once: a compaction the Run starts inherits its note and resolves again.
+            if configured is not None and note.started is None:
+                note.started = time.perf_counter()
+        return configured
 
 
 def _code_of(context: grpc.aio.ServicerContext[Any, Any]) -> grpc.StatusCode:
@@ -131,7 +163,42 @@ class SessionMetrics:
             ("agent_id", "outcome"),
             registry=self.registry,
         )
+        self.agent_duration = Histogram(
+            "sessions_agent_turn_duration_seconds",
+            "Time from calling the agent to the end of its turn (completed or failed; "
+            "not cancelled), by agent.",
+            ("agent_id",),
+            buckets=DURATION_BUCKETS,
+            registry=self.registry,
+        )
+        self.store_duration = Histogram(
+            "sessions_store_duration_seconds",
+            "Session store call duration, by operation (ordinary refusals such as a "
+            "missing session included).",
+            ("operation",),
+            buckets=STORE_BUCKETS,
+            registry=self.registry,
+        )
+        self.store_errors = Counter(
+            "sessions_store_errors",
+            "Session store calls that failed in the backend (StoreUnavailable) or with an "
+            "unexpected exception (its class name), by operation and error.",
+            ("operation", "error"),
+            registry=self.registry,
+        )
+        self.sessions_created = Counter(
+            "sessions_created",
+            "Sessions created: CreateSession and ImportSession calls answered OK.",
+            registry=self.registry,
+        )
+        self.sessions_ended = Counter(
+            "sessions_ended",
+            "Sessions ended or deleted: EndSession and DeleteSession calls answered OK "
+            "(expirations are not counted).",
+            registry=self.registry,
+        )
         self._turns: dict[tuple[str, str], Any] = {}
+        self._durations: dict[str, Any] = {}
 
     def turn_finished(self, agent: str, outcome: str) -> None:
         child = self._turns.get((agent, outcome))
@@ -139,17 +206,37 @@ class SessionMetrics:
             child = self._turns[agent, outcome] = self.agent_turns.labels(agent, outcome)
         child.inc()
 
+    def turn_timed(self, agent: str, seconds: float) -> None:
+        child = self._durations.get(agent)
+        if child is None:
+            child = self._durations[agent] = self.agent_duration.labels(agent)
+        child.observe(seconds)
+
+    @staticmethod
+    def agent_done() -> None:
+        """Notes, in a Run, that its agent is done: the store calls it as it starts
+        writing the turn's outcome (outside a Run, or before any agent, it does nothing)."""
+        note = _current_run.get()
+        if note is not None and note.started is not None and note.ended is None:
+            note.ended = time.perf_counter()
+
 
 class _Method:
     """One method's label children, made once."""
 
-    __slots__ = ("codes", "duration", "name", "requests")
+    __slots__ = ("codes", "duration", "name", "requests", "sessions")
 
     def __init__(self, metrics: SessionMetrics, name: str) -> None:
         self.name = name
         self.requests = metrics.requests
         self.duration = metrics.duration.labels(name)
         self.codes: dict[grpc.StatusCode, Any] = {}
+        # What an OK answer counts besides the call: a session made or ended.
+        self.sessions: Counter | None = None
+        if name in CREATING_METHODS:
+            self.sessions = metrics.sessions_created
+        elif name in ENDING_METHODS:
+            self.sessions = metrics.sessions_ended
 
     def finished(self, code: grpc.StatusCode, seconds: float) -> None:
         child = self.codes.get(code)
@@ -157,6 +244,8 @@ class _Method:
             child = self.codes[code] = self.requests.labels(self.name, code.name)
         child.inc()
         self.duration.observe(seconds)
+        if self.sessions is not None and code is grpc.StatusCode.OK:
+            self.sessions.inc()
 
 
 class MetricsInterceptor(ServerInterceptor):
@@ -258,15 +347,21 @@ class MetricsInterceptor(ServerInterceptor):
                 raise
             finally:
                 in_flight.dec()
-                timed.finished(code, clock() - started)
-                if note.agent is not None:  # the turn reached an agent (not a replay)
+                ended = clock()
+                timed.finished(code, ended - started)
+                agent = note.agent
+                if agent is not None:  # the turn reached an agent (not a replay)
                     if code is ok:
                         outcome = "completed"
                     elif code is cancelled:
                         outcome = "cancelled"
                     else:
                         outcome = "failed"
-                    metrics.turn_finished(note.agent, outcome)
+                    metrics.turn_finished(agent, outcome)
+                    # A cancelled turn is not timed: it lasted as long as its caller waited.
+                    if note.started is not None and code is not cancelled:
+                        done = ended if note.ended is None else note.ended
+                        metrics.turn_timed(agent, done - note.started)
 
         return run
 

@@ -29,6 +29,7 @@ from agent_sessions.security import interceptors, security_mode, server_credenti
 from agent_sessions.sessions import SessionManager, SessionPolicy
 from agent_sessions.store import SessionStore
 from agent_sessions.store.memory import MemorySessionStore
+from agent_sessions.store.metered import MeteredSessionStore
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +88,7 @@ class SessionServer:
             agent_id: build_agent(spec) for agent_id, spec in settings.agent_specs().items()
         }
         configured.update(agents or {})
-        # With metrics, the registry also names the agent of each Run's turn.
+        # With metrics, the registry also names the agent of each Run's turn and times it.
         self.metrics: SessionMetrics | None = None
         self._metrics_endpoint: MetricsEndpoint | None = None
         registry_class = AgentRegistry
@@ -95,6 +96,8 @@ class SessionServer:
             self.metrics = SessionMetrics()
             self._metrics_endpoint = MetricsEndpoint(self.metrics, settings.metrics_address)
             registry_class = MeteredAgentRegistry
+            # Every store call timed: the tenants' namespaces and the health pings too.
+            self.store = MeteredSessionStore(self.store, self.metrics)
         self.agents = registry_class(configured, default=settings.default_agent)
         policy = policy_from(settings)
         # Each tenant's sessions live apart, in a namespace of the same store.
