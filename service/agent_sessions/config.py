@@ -149,6 +149,11 @@ class Settings(BaseSettings):
         description="host:port to serve Prometheus metrics on, at /metrics (e.g. "
         "127.0.0.1:9464); unset, no metrics are served",
     )
+    otel_traces: Literal["off", "otlp", "console"] = Field(
+        "off",
+        description="OpenTelemetry traces (needs the otel extra): otlp sends them to the "
+        "collector the OTEL_EXPORTER_OTLP_* variables name, console prints them as JSON",
+    )
     tls_cert_file: FilePath | None = Field(
         None,
         description="PEM certificate (chain) the server presents; with --tls-key-file the "

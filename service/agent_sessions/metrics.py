@@ -29,6 +29,7 @@ from prometheus_client import (
 
 from agent_sessions.agents import AgentRegistry
 from agent_sessions.agents.registry import ConfiguredAgent
+from agent_sessions.api.status import SERVICE_PREFIX, aborted_code
 
 if TYPE_CHECKING:  # generic in the type stubs only
     ServerInterceptor = grpc.aio.ServerInterceptor[Any, Any]
@@ -37,7 +38,6 @@ else:
 
 log = logging.getLogger(__name__)
 
-SERVICE_PREFIX = "/sessions.v1.SessionService/"
 RUN_METHOD = SERVICE_PREFIX + "Run"
 # From a millisecond read to a long agent turn (the default run timeout is 5 minutes).
 DURATION_BUCKETS = (
@@ -123,14 +123,6 @@ class MeteredAgentRegistry(AgentRegistry):
             if configured is not None and note.started is None:
                 note.started = time.perf_counter()
         return configured
-
-
-def _code_of(context: grpc.aio.ServicerContext[Any, Any]) -> grpc.StatusCode:
-    """The status an aborted call ends with: what ``abort`` set, else UNKNOWN."""
-    code = context.code()
-    if isinstance(code, grpc.StatusCode) and code is not grpc.StatusCode.OK:
-        return code
-    return grpc.StatusCode.UNKNOWN
 
 
 class SessionMetrics:
@@ -317,7 +309,7 @@ class MetricsInterceptor(ServerInterceptor):
                 timed.finished(grpc.StatusCode.CANCELLED, clock() - started)
                 raise
             except BaseException:
-                timed.finished(_code_of(context), clock() - started)
+                timed.finished(aborted_code(context), clock() - started)
                 raise
             timed.finished(ok, clock() - started)
             return response
@@ -343,7 +335,7 @@ class MetricsInterceptor(ServerInterceptor):
                 code = cancelled
                 raise
             except BaseException:
-                code = _code_of(context)
+                code = aborted_code(context)
                 raise
             finally:
                 in_flight.dec()

@@ -30,6 +30,7 @@ from agent_sessions.sessions import SessionManager, SessionPolicy
 from agent_sessions.store import SessionStore
 from agent_sessions.store.memory import MemorySessionStore
 from agent_sessions.store.metered import MeteredSessionStore
+from agent_sessions.tracing import Tracing
 
 log = logging.getLogger(__name__)
 
@@ -111,10 +112,14 @@ class SessionServer:
         self.port = 0
         self._stopped = False
         self._credentials = server_credentials(settings)
-        # The metrics interceptor first: it counts calls the token check refuses too.
+        # The metrics interceptor first: it counts calls the token check refuses too;
+        # the tracing one before it, so that a call's span covers everything.
         chain = interceptors(settings)
         if self.metrics is not None:
             chain.insert(0, MetricsInterceptor(self.metrics))
+        self._tracing = None if settings.otel_traces == "off" else Tracing(settings.otel_traces)
+        if self._tracing is not None:
+            chain.insert(0, self._tracing.interceptor)
         options: list[tuple[str, int]] = [
             ("grpc.max_receive_message_length", settings.max_message_bytes),
             ("grpc.max_send_message_length", settings.max_message_bytes),
@@ -179,6 +184,8 @@ class SessionServer:
         await self.store.close()
         if self._metrics_endpoint is not None:
             await self._metrics_endpoint.stop()
+        if self._tracing is not None:
+            self._tracing.shutdown()
 
 
 async def serve(settings: Settings) -> None:

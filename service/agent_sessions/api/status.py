@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import grpc
 from google.protobuf import any_pb2
 from google.rpc import error_details_pb2, status_pb2
@@ -10,6 +12,8 @@ from grpc_status import rpc_status
 from agent_sessions import errors
 
 DOMAIN = "sessions.v1.SessionService"
+SERVICE_PREFIX = f"/{DOMAIN}/"
+"""How the full names of the service's methods begin, as interceptors see them."""
 
 _CODES: tuple[tuple[type[errors.SessionError], grpc.StatusCode], ...] = (
     (errors.InvalidArgument, grpc.StatusCode.INVALID_ARGUMENT),
@@ -42,3 +46,11 @@ def to_status(error: errors.SessionError) -> grpc.Status:
         status_pb2.Status(code=code.value[0], message=error.message, details=[detail])
     )
     return status
+
+
+def aborted_code(context: grpc.aio.ServicerContext[Any, Any]) -> grpc.StatusCode:
+    """The status a call that raised ends with: what ``abort`` set, else UNKNOWN."""
+    code = context.code()
+    if isinstance(code, grpc.StatusCode) and code is not grpc.StatusCode.OK:
+        return code
+    return grpc.StatusCode.UNKNOWN

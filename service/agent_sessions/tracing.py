@@ -1,0 +1,136 @@
+"""OpenTelemetry tracing (the ``otel`` extra), off unless ``--otel-traces`` asks for it.
+
+A server span per SessionService call, continuing the caller's trace when its metadata
+carries a W3C ``traceparent``, with a child span per Redis command or script (the
+``opentelemetry-instrumentation-redis`` package). Spans go to an OTLP collector named by
+the standard ``OTEL_EXPORTER_OTLP_*`` variables (``OTEL_EXPORTER_OTLP_ENDPOINT``,
+default ``http://localhost:4317``), or to stdout as JSON (``console``, for debugging);
+``OTEL_SERVICE_NAME`` names the service (default ``session-server``).
+
+The call spans come from an interceptor of this module rather than from
+``opentelemetry-instrumentation-grpc``: that one's grpc.aio interceptor expects a
+streaming handler to be an async generator, and ``Run`` writes its events with
+``context.write`` (it fails every Run with a TypeError).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+import grpc
+
+from agent_sessions.api.status import SERVICE_PREFIX, aborted_code
+
+if TYPE_CHECKING:  # generic in the type stubs only
+    from opentelemetry.trace import Tracer
+
+    ServerInterceptor = grpc.aio.ServerInterceptor[Any, Any]
+else:
+    ServerInterceptor = grpc.aio.ServerInterceptor
+
+EXTRA_HINT = "pip install 'agent-sessions[otel]'"
+
+Behaviour = Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[Any]]
+
+
+class Tracing:
+    """The tracer provider, the call interceptor and the Redis instrumentation;
+    :meth:`shutdown` flushes the spans and undoes the instrumentation."""
+
+    def __init__(self, exporter_name: str) -> None:
+        try:
+            from opentelemetry.instrumentation.redis import RedisInstrumentor
+            from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+            from opentelemetry.sdk.trace import TracerProvider
+            from opentelemetry.sdk.trace.export import (
+                BatchSpanProcessor,
+                ConsoleSpanExporter,
+                SimpleSpanProcessor,
+            )
+        except ImportError as error:
+            raise RuntimeError(
+                f"--otel-traces {exporter_name} needs the OpenTelemetry packages: {EXTRA_HINT} "
+                f"({error})"
+            ) from None
+        name = os.environ.get("OTEL_SERVICE_NAME", "session-server")
+        self._provider = TracerProvider(resource=Resource({SERVICE_NAME: name}))
+        if exporter_name == "console":
+            # Written as each span ends, so that nothing waits in a batch on stdout.
+            self._provider.add_span_processor(SimpleSpanProcessor(ConsoleSpanExporter()))
+        else:
+            from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+
+            self._provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+        # Given the provider rather than made the global one: this server's spans,
+        # without touching whatever else the process traces.
+        self._redis = RedisInstrumentor()
+        self._redis.instrument(tracer_provider=self._provider)
+        self.interceptor = TracingInterceptor(self._provider.get_tracer(__name__))
+
+    def shutdown(self) -> None:
+        self._redis.uninstrument()
+        self._provider.shutdown()
+
+
+class TracingInterceptor(ServerInterceptor):
+    """A server span around each SessionService call; health and reflection are left out
+    (probes every second would bury the service's own calls)."""
+
+    def __init__(self, tracer: Tracer) -> None:
+        self._tracer = tracer
+
+    async def intercept_service(
+        self,
+        continuation: Callable[
+            [grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any]]
+        ],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler[Any, Any]:
+        handler = await continuation(handler_call_details)
+        method = handler_call_details.method
+        if handler is None or not method.startswith(SERVICE_PREFIX):
+            return handler
+        kind, behaviour = next(
+            (name, getattr(handler, name))
+            for name in ("unary_unary", "unary_stream", "stream_unary", "stream_stream")
+            if getattr(handler, name) is not None
+        )
+        traced: grpc.RpcMethodHandler[Any, Any] = handler._replace(  # type: ignore[attr-defined]
+            **{kind: self._traced(method, behaviour)}
+        )
+        return traced
+
+    def _traced(self, method: str, behaviour: Behaviour) -> Behaviour:
+        from opentelemetry import propagate
+        from opentelemetry.trace import SpanKind, Status, StatusCode
+
+        tracer = self._tracer
+        attributes = {
+            "rpc.system": "grpc",
+            "rpc.service": SERVICE_PREFIX.strip("/"),
+            "rpc.method": method[len(SERVICE_PREFIX) :],
+        }
+
+        async def call(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+            carrier = {key: value for key, value in context.invocation_metadata() or ()}
+            with tracer.start_as_current_span(
+                method,
+                context=propagate.extract(carrier),
+                kind=SpanKind.SERVER,
+                attributes=attributes,
+                record_exception=False,
+                set_status_on_exception=False,
+            ) as span:
+                try:
+                    response = await behaviour(request, context)
+                except BaseException:
+                    code = aborted_code(context)
+                    span.set_attribute("rpc.grpc.status_code", code.value[0])
+                    span.set_status(Status(StatusCode.ERROR, code.name))
+                    raise
+                span.set_attribute("rpc.grpc.status_code", grpc.StatusCode.OK.value[0])
+                return response
+
+        return call
