@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import shutil
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
@@ -13,6 +14,7 @@ from agent_sessions.store.memory import MemorySessionStore
 from agent_sessions.store.protocol import SessionStore
 from tests.agents import ScriptedAgent
 from tests.grpc_helpers import Stub
+from tests.redis_cluster import LocalCluster
 from tests.redis_server import RedisServer
 
 
@@ -24,30 +26,65 @@ def redis_server() -> Iterator[RedisServer]:
     server.stop()
 
 
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[LocalCluster]:
+    """A 3-master Redis Cluster of the tests' own, on free loopback ports."""
+    if shutil.which("redis-cli") is None:
+        pytest.skip("redis-cli not found: the Redis Cluster tests need it (`make setup`)")
+    cluster = LocalCluster()
+    cluster.start()
+    yield cluster
+    cluster.stop()
+
+
 @pytest.fixture
 def key_prefix() -> str:
     """A prefix of its own per test, so tests share one Redis without seeing each other."""
     return f"test-{uuid.uuid4().hex[:12]}:"
 
 
-@pytest.fixture(params=["memory", "redis"])
+# The fixtures that make a store of the test's store_kind.
+_KIND_FIXTURES = ("store_url", "store", "server")
+
+
+@pytest.fixture(params=["memory", "redis", "cluster"])
 def store_kind(request: pytest.FixtureRequest) -> str:
+    """memory, the test Redis, or the test Redis Cluster.
+
+    A module that picks its store by ``store_kind == "redis"`` would run the cluster
+    kind on memory: the cluster kind runs only where the store comes from the fixtures
+    here (not overridden by one of the module's own of the same name).
+    """
     kind: str = request.param
+    if kind == "cluster" and not any(
+        name in request.fixturenames and not hasattr(request.module, name)
+        for name in _KIND_FIXTURES
+    ):
+        pytest.skip("this test picks its own store, not the cluster: see conftest.store_kind")
     return kind
 
 
 @pytest.fixture
-async def store(
-    store_kind: str, request: pytest.FixtureRequest, key_prefix: str
-) -> AsyncIterator[SessionStore]:
+def store_url(store_kind: str, request: pytest.FixtureRequest) -> str:
+    """The URL of the store of ``store_kind``."""
+    if store_kind == "redis":
+        redis_server: RedisServer = request.getfixturevalue("redis_server")
+        return redis_server.url
+    if store_kind == "cluster":
+        redis_cluster: LocalCluster = request.getfixturevalue("redis_cluster")
+        return redis_cluster.url
+    return "memory://"
+
+
+@pytest.fixture
+async def store(store_url: str, key_prefix: str) -> AsyncIterator[SessionStore]:
     made: SessionStore
-    if store_kind == "memory":
+    if store_url == "memory://":
         made = MemorySessionStore()
     else:
         from agent_sessions.store.redis import RedisSessionStore
 
-        server: RedisServer = request.getfixturevalue("redis_server")
-        made = RedisSessionStore.from_url(server.url, prefix=key_prefix)
+        made = RedisSessionStore.from_url(store_url, prefix=key_prefix)
     yield made
     await made.close()
 
@@ -74,15 +111,9 @@ def server_settings(store_url: str, key_prefix: str, **overrides: object) -> Set
 
 @pytest.fixture
 async def server(
-    store_kind: str,
-    request: pytest.FixtureRequest,
-    key_prefix: str,
-    scripted_agent: ScriptedAgent,
+    store_url: str, key_prefix: str, scripted_agent: ScriptedAgent
 ) -> AsyncIterator[SessionServer]:
     """A real server on a free loopback port; agent "scripted" is the fake agent."""
-    store_url = "memory://"
-    if store_kind == "redis":
-        store_url = request.getfixturevalue("redis_server").url
     running = SessionServer(
         server_settings(store_url, key_prefix),
         agents={"scripted": scripted_agent},

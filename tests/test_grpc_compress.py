@@ -53,13 +53,10 @@ def summarizer() -> SummarizingAgent:
 @asynccontextmanager
 async def serving(
     request: pytest.FixtureRequest,
-    store_kind: str,
+    store_url: str,
     agents: Mapping[str, Agent] | None = None,
     **settings: object,
 ) -> AsyncIterator[tuple[SessionServer, Stub]]:
-    store_url = "memory://"
-    if store_kind == "redis":
-        store_url = request.getfixturevalue("redis_server").url
     key_prefix = request.getfixturevalue("key_prefix")
     server = SessionServer(server_settings(store_url, key_prefix, **settings), agents=agents)
     await server.start()
@@ -157,9 +154,9 @@ async def test_a_short_history_is_left_as_it_is(stub: Stub) -> None:
 
 
 async def test_keep_last_defaults_to_the_servers_setting(
-    request: pytest.FixtureRequest, store_kind: str
+    request: pytest.FixtureRequest, store_url: str
 ) -> None:
-    async with serving(request, store_kind, keep_last_turns=1) as (_, stub):
+    async with serving(request, store_url, keep_last_turns=1) as (_, stub):
         session = await with_turns(stub, 4)
 
         response = await compress(stub, session)
@@ -186,9 +183,9 @@ async def test_compressing_another_users_session_is_not_found(stub: Stub) -> Non
 
 
 async def test_an_agent_that_can_summarize_writes_the_summary(
-    request: pytest.FixtureRequest, store_kind: str, summarizer: SummarizingAgent
+    request: pytest.FixtureRequest, store_url: str, summarizer: SummarizingAgent
 ) -> None:
-    async with serving(request, store_kind, agents={"smart": summarizer}) as (_, stub):
+    async with serving(request, store_url, agents={"smart": summarizer}) as (_, stub):
         session = await with_turns(stub, 3, agent_id="smart")
 
         response = await compress(stub, session, keep_last=1)
@@ -200,10 +197,10 @@ async def test_an_agent_that_can_summarize_writes_the_summary(
 
 
 async def test_a_failing_agent_summarizer_falls_back_to_the_extractive_one(
-    request: pytest.FixtureRequest, store_kind: str
+    request: pytest.FixtureRequest, store_url: str
 ) -> None:
     failing = SummarizingAgent(fail=True)
-    async with serving(request, store_kind, agents={"smart": failing}) as (_, stub):
+    async with serving(request, store_url, agents={"smart": failing}) as (_, stub):
         session = await with_turns(stub, 2, agent_id="smart")
 
         response = await compress(stub, session, keep_last=0)
@@ -213,10 +210,10 @@ async def test_a_failing_agent_summarizer_falls_back_to_the_extractive_one(
 
 
 async def test_a_run_during_compression_keeps_its_turn(
-    request: pytest.FixtureRequest, store_kind: str, summarizer: SummarizingAgent
+    request: pytest.FixtureRequest, store_url: str, summarizer: SummarizingAgent
 ) -> None:
     summarizer.release.clear()
-    async with serving(request, store_kind, agents={"smart": summarizer}) as (_, stub):
+    async with serving(request, store_url, agents={"smart": summarizer}) as (_, stub):
         session = await with_turns(stub, 3, agent_id="smart")
         compressing = asyncio.ensure_future(compress(stub, session, keep_last=0))
         await summarizer.asked.get()
@@ -250,10 +247,10 @@ async def test_a_turn_running_when_compression_starts_is_not_folded(
 
 
 async def test_a_compression_that_loses_the_race_is_aborted(
-    request: pytest.FixtureRequest, store_kind: str, summarizer: SummarizingAgent
+    request: pytest.FixtureRequest, store_url: str, summarizer: SummarizingAgent
 ) -> None:
     summarizer.release.clear()
-    async with serving(request, store_kind, agents={"smart": summarizer}) as (_, stub):
+    async with serving(request, store_url, agents={"smart": summarizer}) as (_, stub):
         session = await with_turns(stub, 3, agent_id="smart")
         first = asyncio.ensure_future(compress(stub, session, keep_last=1))
         second = asyncio.ensure_future(compress(stub, session, keep_last=1))
@@ -272,9 +269,9 @@ async def test_a_compression_that_loses_the_race_is_aborted(
 
 
 async def test_compaction_starts_past_max_history_turns_and_not_before(
-    request: pytest.FixtureRequest, store_kind: str
+    request: pytest.FixtureRequest, store_url: str
 ) -> None:
-    async with serving(request, store_kind, max_history_turns=4, keep_last_turns=2) as (
+    async with serving(request, store_url, max_history_turns=4, keep_last_turns=2) as (
         server,
         stub,
     ):
@@ -291,9 +288,9 @@ async def test_compaction_starts_past_max_history_turns_and_not_before(
 
 
 async def test_compaction_starts_past_max_history_bytes(
-    request: pytest.FixtureRequest, store_kind: str
+    request: pytest.FixtureRequest, store_url: str
 ) -> None:
-    async with serving(request, store_kind, max_history_bytes=2_000) as (server, stub):
+    async with serving(request, store_url, max_history_bytes=2_000) as (server, stub):
         session = await create(stub)
         for i in range(4):
             await run(stub, session, f"{i} " + "words " * 100)  # about 1.2 KB with the echo
@@ -305,9 +302,9 @@ async def test_compaction_starts_past_max_history_bytes(
 
 
 async def test_the_agent_gets_the_summary_and_at_most_context_turns_turns(
-    request: pytest.FixtureRequest, store_kind: str, summarizer: SummarizingAgent
+    request: pytest.FixtureRequest, store_url: str, summarizer: SummarizingAgent
 ) -> None:
-    async with serving(request, store_kind, agents={"smart": summarizer}, context_turns=3) as (
+    async with serving(request, store_url, agents={"smart": summarizer}, context_turns=3) as (
         _,
         stub,
     ):
@@ -321,9 +318,9 @@ async def test_the_agent_gets_the_summary_and_at_most_context_turns_turns(
 
 
 async def test_archived_turns_list_with_include_archived(
-    request: pytest.FixtureRequest, store_kind: str
+    request: pytest.FixtureRequest, store_url: str
 ) -> None:
-    async with serving(request, store_kind, archive_folded_turns=True) as (_, stub):
+    async with serving(request, store_url, archive_folded_turns=True) as (_, stub):
         session = await with_turns(stub, 3)
         before = await turns(stub, session)
         await compress(stub, session, keep_last=1)

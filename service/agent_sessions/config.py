@@ -22,7 +22,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from agent_sessions.agents.specs import AgentSpec, load_agents_file
 
-STORE_SCHEMES = ("memory", "redis", "rediss")
+STORE_SCHEMES = ("memory", "redis", "rediss", "redis+cluster", "rediss+cluster")
 _DURATION = re.compile(r"(?P<number>\d+(?:\.\d+)?)\s*(?P<unit>ms|s|m|h|d)?")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
 
@@ -67,7 +67,9 @@ class Settings(BaseSettings):
         "memory://",
         validation_alias=AliasChoices("store", "SESSIONS_STORE_URL"),
         description="where sessions live: memory:// (embedded, lost on exit), "
-        "redis://[:password@]host:port/db or rediss:// for TLS",
+        "redis://[:password@]host:port/db or rediss:// for TLS, or a Redis Cluster: "
+        "redis+cluster://[:password@]host:port[,host:port...] (any of its nodes; "
+        "rediss+cluster:// for TLS)",
     )
     default_agent: str | None = Field(
         None,
@@ -243,11 +245,20 @@ class Settings(BaseSettings):
     @field_validator("store_url")
     @classmethod
     def _known_store(cls, url: str) -> str:
-        scheme = urlsplit(url).scheme
-        if scheme not in STORE_SCHEMES:
+        parts = urlsplit(url)
+        if parts.scheme not in STORE_SCHEMES:
             raise ValueError(
-                f"unsupported store {url!r}: use memory://, redis://host:port/db or rediss://…"
+                f"unsupported store {url!r}: use memory://, redis://host:port/db, rediss://…, "
+                "redis+cluster://host:port[,host:port...] or rediss+cluster://…"
             )
+        if parts.scheme.endswith("+cluster"):
+            hosts = parts.netloc.rpartition("@")[2].split(",")
+            if not all(host.strip() for host in hosts):
+                # Not echoed: the URL may hold a password.
+                raise ValueError(
+                    "the cluster store URL names no node: use "
+                    "redis+cluster://host:port[,host:port...]"
+                )
         return url
 
     @field_validator("address")

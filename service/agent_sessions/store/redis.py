@@ -4,17 +4,27 @@ Each call is one EVALSHA of a script from :mod:`agent_sessions.store.redis_scrip
 which checks and writes atomically; this module only packs arguments, maps the
 scripts' status tags to domain errors and decodes replies. Automatic retries are off
 because not every script is idempotent: callers retry with request ids.
+
+The client is one Redis server's or a Redis Cluster's (``redis+cluster://``). On a
+cluster, EVALSHA goes to the master of its first key's slot, and every script's keys
+share the user's hash tag, so one slot. Redirections (MOVED, ASK, TRYAGAIN) are still
+followed: a redirected script has not run.
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 from collections.abc import Sequence
+from types import TracebackType
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import redis.asyncio
 import redis.exceptions
+from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.connection import SSLConnection, parse_url
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
@@ -51,7 +61,22 @@ from agent_sessions.model import (
 )
 from agent_sessions.store import redis_scripts
 
-_UNREACHABLE = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
+# On a cluster also: CLUSTERDOWN and redirections that never settle (ClusterError), and
+# a topology that cannot be read or leaves slots uncovered (RedisClusterException).
+_UNREACHABLE = (
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    OSError,
+    redis.exceptions.ClusterError,
+    redis.exceptions.RedisClusterException,
+)
+
+_NON_LOCAL_KEY = "Script attempted to access a non local key"
+
+CLUSTER_SCHEMES = ("redis+cluster", "rediss+cluster")
+"""Store URL schemes of a Redis Cluster: ``redis+cluster://host:port[,host:port...]``."""
+
+_Client = redis.asyncio.Redis | RedisCluster
 
 _SESSION_STATUS = {int(s): s for s in SessionStatus}
 _TURN_STATUS = {int(s): s for s in TurnStatus}
@@ -72,25 +97,24 @@ DEFAULT_COMPRESS_OVER_BYTES = 512
 class RedisSessionStore:
     """A :class:`~agent_sessions.store.SessionStore` in Redis (7.0 or later).
 
-    ``client`` must decode responses (``decode_responses=True``) with
-    ``encoding_errors="surrogateescape"``, which carries compressed turns through as
-    text. All keys start with ``prefix``; each session's keys carry its user's
-    ``{user_id}`` hash tag, so a script touches one cluster slot. Finished turns of
-    ``compress_over_bytes`` or more are stored zstd-compressed (0: never).
+    ``client``, of one server or of a cluster, must decode responses
+    (``decode_responses=True``) with ``encoding_errors="surrogateescape"``, which carries
+    compressed turns through as text. All keys start with ``prefix``; each session's
+    keys carry its user's ``{user_id}`` hash tag, so a script touches one cluster slot.
+    Finished turns of ``compress_over_bytes`` or more are stored zstd-compressed (0: never).
     """
 
     def __init__(
         self,
-        client: redis.asyncio.Redis,
+        client: _Client,
         *,
         prefix: str = "sessions:",
         owns_client: bool = False,
         compress_over_bytes: int = DEFAULT_COMPRESS_OVER_BYTES,
     ) -> None:
-        settings = client.connection_pool.connection_kwargs
-        if not settings.get("decode_responses") or settings.get("encoding_errors") != (
-            "surrogateescape"
-        ):
+        # Both clients decode replies as their encoder says.
+        encoder = client.get_encoder()
+        if not encoder.decode_responses or encoder.encoding_errors != "surrogateescape":
             raise ValueError(
                 "RedisSessionStore needs a client with decode_responses=True and "
                 'encoding_errors="surrogateescape"'
@@ -99,6 +123,7 @@ class RedisSessionStore:
         self._prefix = prefix
         self._owns_client = owns_client
         self._compress_over = compress_over_bytes
+        self._gate = _gate_of(client)
         self._create = client.register_script(redis_scripts.CREATE)
         self._get = client.register_script(redis_scripts.GET)
         self._list = client.register_script(redis_scripts.LIST)
@@ -122,9 +147,25 @@ class RedisSessionStore:
     ) -> RedisSessionStore:
         """A store with a client of its own, closed by :meth:`close`.
 
-        When all ``max_connections`` are busy a call waits up to ``socket_timeout`` for
-        one rather than failing at once.
+        ``url`` is ``redis://`` or ``rediss://`` for one server, ``redis+cluster://`` or
+        ``rediss+cluster://`` with one or more ``host:port`` (comma-separated) of a
+        cluster, which the client discovers from them. When all ``max_connections``
+        (per cluster node) are busy a call waits up to ``socket_timeout`` for one rather
+        than failing at once.
         """
+        if urlsplit(url).scheme in CLUSTER_SCHEMES:
+            if _has_hash_tag(prefix):
+                raise ValueError(
+                    f"key prefix {prefix!r} holds a {{...}} hash tag: on a cluster every "
+                    "session would share one slot (or, with {}, a session's keys would "
+                    "not share one)"
+                )
+            return cls(
+                _cluster_client(url, socket_timeout, max_connections),
+                prefix=prefix,
+                owns_client=True,
+                compress_over_bytes=compress_over_bytes,
+            )
         pool = redis.asyncio.BlockingConnectionPool.from_url(
             url,
             max_connections=max_connections,
@@ -448,16 +489,24 @@ class RedisSessionStore:
 
     def namespace(self, name: str) -> RedisSessionStore:
         """The store of tenant ``name``: keys under ``<prefix>t:<name>:``, same client."""
-        return RedisSessionStore(
+        tenant = RedisSessionStore(
             self._client,
             prefix=f"{self._prefix}t:{name}:",
             compress_over_bytes=self._compress_over,
         )
+        tenant._gate = self._gate  # the same connections
+        return tenant
 
     async def ping(self) -> None:
-        """Returns when Redis answers; raises ``StoreUnavailable`` otherwise."""
+        """Returns when Redis (every cluster master) answers; raises ``StoreUnavailable``
+        otherwise."""
         try:
-            await self._client.ping()
+            async with self._gate:
+                if isinstance(self._client, RedisCluster):
+                    # A dead master fails its users' calls: the store is not fully serving.
+                    await self._client.ping(target_nodes=RedisCluster.PRIMARIES)
+                else:
+                    await self._client.ping()
         except _UNREACHABLE as error:
             raise _unavailable(error) from error
 
@@ -468,7 +517,8 @@ class RedisSessionStore:
 
     async def _run(self, script: AsyncScript, keys: Sequence[str], args: Sequence[_Arg]) -> Any:
         try:
-            return await script(keys, args)
+            async with self._gate:
+                return await script(keys, args)
         except _UNREACHABLE as error:
             raise _unavailable(error) from error
         except redis.exceptions.OutOfMemoryError as error:
@@ -477,6 +527,13 @@ class RedisSessionStore:
                 f"Redis is out of memory and refuses writes ({error}); raise its maxmemory "
                 "or compress and end sessions"
             ) from error
+        except redis.exceptions.ResponseError as error:
+            # LIST and CREATE also read session keys they are not given, of their slot:
+            # while resharding moves the slot, some may have left, and Redis fails the
+            # script at that read, before it writes. Once the slot has moved, it works.
+            if str(error).startswith(_NON_LOCAL_KEY):
+                raise _unavailable(error) from error
+            raise
 
     def _user_key(self, user_id: str) -> str:
         return f"{self._prefix}{{{user_id}}}"
@@ -499,6 +556,105 @@ class RedisSessionStore:
 
 def _unavailable(error: BaseException) -> StoreUnavailable:
     return StoreUnavailable(f"Redis cannot be reached: {error}")
+
+
+def _cluster_client(url: str, socket_timeout: float, max_connections: int) -> RedisCluster:
+    """The cluster client of ``redis+cluster://[user:password@]host:port[,host:port...]``
+    (``rediss+cluster://`` for TLS); query options as redis-py takes them."""
+    parts = urlsplit(url)
+    userinfo, _, hosts = parts.netloc.rpartition("@")
+    host_ports = [host_port.strip() for host_port in hosts.split(",")]
+    nodes = []
+    for host_port in host_ports:
+        node = urlsplit("//" + host_port)
+        if not node.hostname:
+            # Not the whole URL: it may hold a password.
+            raise ValueError(f"cluster store URL: {host_port!r} is not host:port")
+        nodes.append(ClusterNode(node.hostname, node.port or 6379))
+    # redis-py parses the rest (credentials, TLS, options) as for one server.
+    single = "rediss" if parts.scheme == "rediss+cluster" else "redis"
+    netloc = f"{userinfo}@{host_ports[0]}" if userinfo else host_ports[0]
+    options: dict[str, Any] = dict(
+        parse_url(urlunsplit((single, netloc, parts.path, parts.query, "")))
+    )
+    options.pop("host", None)
+    options.pop("port", None)
+    if options.pop("connection_class", None) is SSLConnection:
+        options["ssl"] = True
+    settings: dict[str, Any] = {
+        "socket_timeout": socket_timeout,
+        "socket_connect_timeout": socket_timeout,
+        "max_connections": max_connections,  # per node
+        **options,
+    }
+    return RedisCluster(
+        startup_nodes=nodes,
+        decode_responses=True,
+        encoding_errors="surrogateescape",
+        # No retries after errors that leave it unknown whether a script ran (a timeout,
+        # a dropped connection), nor after CLUSTERDOWN: callers retry with request ids.
+        # The next call after such an error rereads the topology; MOVED, ASK and TRYAGAIN
+        # are followed regardless, since a redirected script has not run.
+        retry=Retry(NoBackoff(), 0),
+        **settings,
+    )
+
+
+def _has_hash_tag(prefix: str) -> bool:
+    """Whether keys under ``prefix`` hash by a tag of the prefix, not the user's."""
+    opening = prefix.find("{")
+    return opening >= 0 and "}" in prefix[opening:]
+
+
+class _ConnectionGate:
+    """At most ``size`` calls in flight; one more waits up to ``timeout_s`` for a place.
+
+    A cluster client fails a call at once (MaxConnectionsError) when its node's
+    connections are all busy, where the single-server client's blocking pool waits for
+    one: with no more calls in flight than connections per node, cluster calls wait too.
+    """
+
+    def __init__(self, size: int, timeout_s: float | None) -> None:
+        self._places = asyncio.Semaphore(size)
+        self._timeout_s = timeout_s
+
+    async def __aenter__(self) -> None:
+        if not self._places.locked():
+            await self._places.acquire()  # returns at once
+            return
+        try:
+            async with asyncio.timeout(self._timeout_s):
+                await self._places.acquire()
+        except TimeoutError:
+            raise redis.exceptions.ConnectionError("No connection available.") from None
+
+    async def __aexit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self._places.release()
+
+
+class _NoGate:
+    """The single-server client's pool waits for a free connection itself."""
+
+    async def __aenter__(self) -> None:
+        pass
+
+    async def __aexit__(self, *_: object) -> None:
+        pass
+
+
+_NO_GATE = _NoGate()
+
+
+def _gate_of(client: _Client) -> _ConnectionGate | _NoGate:
+    if not isinstance(client, RedisCluster):
+        return _NO_GATE
+    settings = client.connection_kwargs
+    return _ConnectionGate(settings["max_connections"], settings.get("socket_timeout"))
 
 
 def _append_state(args: list[_Arg], state: dict[str, JsonValue]) -> None:
