@@ -57,6 +57,7 @@ from bench.load import (
     run_once,
 )
 from tests.grpc_helpers import Stub
+from tests.redis_cluster import LocalCluster
 from tests.redis_server import RedisServer, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -385,6 +386,22 @@ async def bench(results: Results, args: argparse.Namespace) -> None:
         await bench_long_conversations(results, redis_server, args)
     finally:
         redis_server.stop()
+    await bench_cluster(results, args)
+
+
+async def bench_cluster(results: Results, args: argparse.Namespace) -> None:
+    """Every method at every concurrency with the store on a 3-master Redis Cluster."""
+    cluster = LocalCluster()
+    cluster.start()
+    try:
+        address = f"127.0.0.1:{free_port()}"
+        command = session_server_command(address, cluster.url)
+        async with started([(address, command, True)]) as servers:
+            await bench_store(
+                results, "cluster", servers, None, turns=args.turns, samples=args.samples
+            )
+    finally:
+        cluster.stop()
 
 
 async def bench_long_conversations(
@@ -476,16 +493,19 @@ def render(results: Results) -> str:
         "Identical runs differ by 10-20%, more while other work shares the machine: "
         "compare figures of one run only.\n",
     ]
-    for store in ("memory", "redis"):
-        processes = (
-            "1 server process"
-            if store == "memory"
-            else (
+    for store in ("memory", "redis", "cluster"):
+        if not any(key[0] == store for key in results.cells):
+            continue
+        processes = {
+            "memory": "1 server process",
+            "redis": (
                 f"{results.replicas} server process{'es' if results.replicas > 1 else ''}"
                 + (", calls alternating between them" if results.replicas > 1 else "")
                 + ", a test-owned redis-server"
-            )
-        )
+            ),
+            "cluster": "1 server process, a test-owned 3-master Redis Cluster; redis-server "
+            "CPU not measured",
+        }[store]
         out.append(f"\n## {store} store ({processes})\n\n")
         out.append("| method | C | " + _CELL_HEADER + _rule(8))
         for method in METHODS:
