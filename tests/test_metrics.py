@@ -50,9 +50,8 @@ def value(samples: Samples, name: str, **labels: str) -> float:
 
 @pytest.fixture
 async def metered(scripted_agent: ScriptedAgent) -> AsyncIterator[SessionServer]:
-    port = free_port()
     running = SessionServer(
-        server_settings("memory://", "metrics:", metrics_address=f"127.0.0.1:{port}"),
+        server_settings("memory://", "metrics:", metrics_address="127.0.0.1:0"),
         agents={"scripted": scripted_agent},
     )
     await running.start()
@@ -214,11 +213,12 @@ def private_redis() -> Iterator[RedisServer]:
 async def test_a_redis_outage_counts_store_errors_by_operation(
     private_redis: RedisServer, key_prefix: str
 ) -> None:
-    port = free_port()
     server = SessionServer(
-        server_settings(private_redis.url, key_prefix, metrics_address=f"127.0.0.1:{port}")
+        server_settings(private_redis.url, key_prefix, metrics_address="127.0.0.1:0")
     )
     await server.start()
+    port = server.metrics_port
+    assert port is not None
     try:
         async with grpc.aio.insecure_channel(server.address) as channel:
             stub = Stub(channel)
@@ -252,13 +252,14 @@ async def test_a_redis_outage_counts_store_errors_by_operation(
 
 
 async def test_refused_tokens_are_counted_unauthenticated() -> None:
-    port = free_port()
     server = SessionServer(
         server_settings(
-            "memory://", "metrics:", metrics_address=f"127.0.0.1:{port}", auth_tokens="secret"
+            "memory://", "metrics:", metrics_address="127.0.0.1:0", auth_tokens="secret"
         )
     )
     await server.start()
+    port = server.metrics_port
+    assert port is not None
     try:
         async with grpc.aio.insecure_channel(server.address) as channel:
             error = await rpc_error(create(Stub(channel)))

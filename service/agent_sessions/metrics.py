@@ -29,6 +29,7 @@ from prometheus_client import (
 
 from agent_sessions.agents import AgentRegistry
 from agent_sessions.agents.registry import ConfiguredAgent
+from agent_sessions.api.handlers import Behaviour, wrapped
 from agent_sessions.api.status import SERVICE_PREFIX, aborted_code
 
 if TYPE_CHECKING:  # generic in the type stubs only
@@ -82,8 +83,6 @@ OTHER_AGENT = "other"
 # The calls that, when they answer OK, made a session or ended one.
 CREATING_METHODS = frozenset({"CreateSession", "ImportSession"})
 ENDING_METHODS = frozenset({"EndSession", "DeleteSession"})
-
-Behaviour = Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[Any]]
 
 
 class _RunNote:
@@ -281,20 +280,10 @@ class MetricsInterceptor(ServerInterceptor):
     def _wrap(
         self, method: str, handler: grpc.RpcMethodHandler[Any, Any]
     ) -> grpc.RpcMethodHandler[Any, Any]:
-        kind, behaviour = next(
-            (name, getattr(handler, name))
-            for name in ("unary_unary", "unary_stream", "stream_unary", "stream_stream")
-            if getattr(handler, name) is not None
-        )
         timed = self._method(method)
         if method == RUN_METHOD:
-            wrapper = self._run(timed, behaviour)
-        else:
-            wrapper = self._call(timed, behaviour)
-        replaced: grpc.RpcMethodHandler[Any, Any] = handler._replace(  # type: ignore[attr-defined]
-            **{kind: wrapper}
-        )
-        return replaced
+            return wrapped(handler, lambda behaviour: self._run(timed, behaviour))
+        return wrapped(handler, lambda behaviour: self._call(timed, behaviour))
 
     @staticmethod
     def _call(timed: _Method, behaviour: Behaviour) -> Behaviour:

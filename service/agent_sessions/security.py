@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 
+from agent_sessions.api.handlers import Behaviour, wrapped
 from agent_sessions.config import Settings
 
 if TYPE_CHECKING:  # generic in the type stubs only
@@ -96,20 +97,15 @@ def _in_tenant(
     handler: grpc.RpcMethodHandler[Any, Any], tenant: str
 ) -> grpc.RpcMethodHandler[Any, Any]:
     """``handler`` with ``current_tenant`` set while its behaviour runs."""
-    kind, behaviour = next(
-        (name, getattr(handler, name))
-        for name in ("unary_unary", "unary_stream", "stream_unary", "stream_stream")
-        if getattr(handler, name) is not None
-    )
 
-    async def in_tenant(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-        current_tenant.set(tenant)  # the call's own task: nothing to reset
-        return await behaviour(request, context)
+    def wrap(behaviour: Behaviour) -> Behaviour:
+        async def in_tenant(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+            current_tenant.set(tenant)  # the call's own task: nothing to reset
+            return await behaviour(request, context)
 
-    replaced: grpc.RpcMethodHandler[Any, Any] = handler._replace(  # type: ignore[attr-defined]
-        **{kind: in_tenant}
-    )
-    return replaced
+        return in_tenant
+
+    return wrapped(handler, wrap)
 
 
 class BearerTokenInterceptor(ServerInterceptor):

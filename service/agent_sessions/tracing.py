@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 
+from agent_sessions.api.handlers import Behaviour, wrapped
 from agent_sessions.api.status import SERVICE_PREFIX, aborted_code
 
 if TYPE_CHECKING:  # generic in the type stubs only
@@ -31,8 +32,6 @@ else:
     ServerInterceptor = grpc.aio.ServerInterceptor
 
 EXTRA_HINT = "pip install 'agent-sessions[otel]'"
-
-Behaviour = Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[Any]]
 
 
 class Tracing:
@@ -92,15 +91,7 @@ class TracingInterceptor(ServerInterceptor):
         method = handler_call_details.method
         if handler is None or not method.startswith(SERVICE_PREFIX):
             return handler
-        kind, behaviour = next(
-            (name, getattr(handler, name))
-            for name in ("unary_unary", "unary_stream", "stream_unary", "stream_stream")
-            if getattr(handler, name) is not None
-        )
-        traced: grpc.RpcMethodHandler[Any, Any] = handler._replace(  # type: ignore[attr-defined]
-            **{kind: self._traced(method, behaviour)}
-        )
-        return traced
+        return wrapped(handler, lambda behaviour: self._traced(method, behaviour))
 
     def _traced(self, method: str, behaviour: Behaviour) -> Behaviour:
         from opentelemetry import propagate
