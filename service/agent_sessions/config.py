@@ -146,6 +146,16 @@ class Settings(BaseSettings):
         description="log lines as text, or json: one object per line (time, level, logger, "
         "message and any extra fields)",
     )
+    log_calls: bool = Field(
+        False,
+        description="log one line per SessionService call: method, status, duration, user, "
+        "session and request ids (never what users said)",
+    )
+    log_conversation_text: bool = Field(
+        False,
+        description="for debugging only: add each Run's input to its call log line "
+        "(conversation text then reaches the logs)",
+    )
     metrics_address: str | None = Field(
         None,
         description="host:port to serve Prometheus metrics on, at /metrics (e.g. "

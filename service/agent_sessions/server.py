@@ -17,6 +17,7 @@ from agent_sessions.agents.registry import ConfiguredAgent
 from agent_sessions.agents.registry import build as build_agent
 from agent_sessions.api.registration import add_session_service
 from agent_sessions.api.servicer import SessionServicer
+from agent_sessions.calllog import CallLogInterceptor
 from agent_sessions.config import Settings
 from agent_sessions.health import StoreHealth
 from agent_sessions.metrics import (
@@ -115,6 +116,8 @@ class SessionServer:
         # The metrics interceptor first: it counts calls the token check refuses too;
         # the tracing one before it, so that a call's span covers everything.
         chain = interceptors(settings)
+        if settings.log_calls:
+            chain.insert(0, CallLogInterceptor(with_text=settings.log_conversation_text))
         if self.metrics is not None:
             chain.insert(0, MetricsInterceptor(self.metrics))
         self._tracing = None if settings.otel_traces == "off" else Tracing(settings.otel_traces)
