@@ -334,3 +334,21 @@ async def test_archived_turns_list_with_include_archived(
 
     assert [t.index for t in hot] == [3]
     assert list(everything.turns) == before
+
+
+async def test_compaction_keeps_the_newest_turn_so_its_retry_still_replays(
+    request: pytest.FixtureRequest, store_url: str
+) -> None:
+    async with serving(request, store_url, max_history_turns=2, keep_last_turns=0) as (
+        server,
+        stub,
+    ):
+        session = await with_turns(stub, 2)
+        first = await run(stub, session, "Question 3.", request_id="req-3")
+        await server.managers[""].settle(5)
+        retried = await run(stub, session, "Question 3.", request_id="req-3")
+        after = await get(stub, session)
+
+    assert after.folded_turns == 2
+    assert retried[0].started.replayed
+    assert reply_of(retried) == reply_of(first)

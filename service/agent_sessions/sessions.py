@@ -552,7 +552,9 @@ class SessionManager:
             return
         keep = min(policy.keep_last_turns, policy.max_history_turns or policy.keep_last_turns)
         if too_big and not too_long:
-            keep = min(keep, max(turns // 2, 1))  # whatever the turns' size, halve the history
+            keep = min(keep, turns // 2)  # whatever the turns' size, halve the history
+        # The newest turn stays, so that a retry of the run that just ended still replays.
+        keep = max(keep, 1)
         self._compacting[key] = asyncio.create_task(self._compact(key, keep))
 
     async def _compact(self, key: tuple[str, str], keep_last: int) -> None:
