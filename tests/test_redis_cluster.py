@@ -26,7 +26,8 @@ from agent_sessions.config import Settings
 from agent_sessions.errors import SessionNotFound, StoreUnavailable
 from agent_sessions.model import Session, SessionStatus, TurnOutcome, TurnStatus
 from agent_sessions.server import SessionServer
-from agent_sessions.store.redis import RedisSessionStore, _cluster_client
+from agent_sessions.store.redis import RedisSessionStore
+from agent_sessions.store.redis_cluster import cluster_client
 from tests.conftest import server_settings
 from tests.grpc_helpers import Stub, create, rpc_error, run, turns
 from tests.redis_cluster import LocalCluster
@@ -101,7 +102,7 @@ async def cluster_stub(redis_cluster: LocalCluster, key_prefix: str) -> AsyncIte
 
 
 def test_a_cluster_url_names_the_startup_nodes_and_the_client_options() -> None:
-    client = _cluster_client(
+    client = cluster_client(
         "redis+cluster://:s3cret@10.0.0.1:7000, 10.0.0.2:7001,[::1]:7002,cache",
         socket_timeout=2.5,
         max_connections=8,
@@ -123,7 +124,7 @@ def test_a_cluster_url_names_the_startup_nodes_and_the_client_options() -> None:
 
 
 def test_rediss_cluster_speaks_tls() -> None:
-    client = _cluster_client("rediss+cluster://10.0.0.1:7000", 1.0, 4)
+    client = cluster_client("rediss+cluster://10.0.0.1:7000", 1.0, 4)
 
     assert client.connection_kwargs["connection_class"] is SSLConnection
 

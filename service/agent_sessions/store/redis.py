@@ -13,18 +13,15 @@ followed: a redirected script has not run.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import json
 from collections.abc import Sequence
-from types import TracebackType
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import redis.asyncio
 import redis.exceptions
-from redis.asyncio.cluster import ClusterNode, RedisCluster
-from redis.asyncio.connection import SSLConnection, parse_url
+from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
@@ -60,6 +57,12 @@ from agent_sessions.model import (
     etag_of,
 )
 from agent_sessions.store import redis_scripts
+from agent_sessions.store.redis_cluster import (
+    CLUSTER_SCHEMES,
+    cluster_client,
+    gate_of,
+    has_hash_tag,
+)
 
 # On a cluster also: CLUSTERDOWN and redirections that never settle (ClusterError), and
 # a topology that cannot be read or leaves slots uncovered (RedisClusterException).
@@ -73,8 +76,6 @@ _UNREACHABLE = (
 
 _NON_LOCAL_KEY = "Script attempted to access a non local key"
 
-CLUSTER_SCHEMES = ("redis+cluster", "rediss+cluster")
-"""Store URL schemes of a Redis Cluster: ``redis+cluster://host:port[,host:port...]``."""
 
 _Client = redis.asyncio.Redis | RedisCluster
 
@@ -123,7 +124,7 @@ class RedisSessionStore:
         self._prefix = prefix
         self._owns_client = owns_client
         self._compress_over = compress_over_bytes
-        self._gate = _gate_of(client)
+        self._gate = gate_of(client)
         self._create = client.register_script(redis_scripts.CREATE)
         self._get = client.register_script(redis_scripts.GET)
         self._list = client.register_script(redis_scripts.LIST)
@@ -154,14 +155,14 @@ class RedisSessionStore:
         than failing at once.
         """
         if urlsplit(url).scheme in CLUSTER_SCHEMES:
-            if _has_hash_tag(prefix):
+            if has_hash_tag(prefix):
                 raise ValueError(
                     f"key prefix {prefix!r} holds a {{...}} hash tag: on a cluster every "
                     "session would share one slot (or, with {}, a session's keys would "
                     "not share one)"
                 )
             return cls(
-                _cluster_client(url, socket_timeout, max_connections),
+                cluster_client(url, socket_timeout, max_connections),
                 prefix=prefix,
                 owns_client=True,
                 compress_over_bytes=compress_over_bytes,
@@ -556,105 +557,6 @@ class RedisSessionStore:
 
 def _unavailable(error: BaseException) -> StoreUnavailable:
     return StoreUnavailable(f"Redis cannot be reached: {error}")
-
-
-def _cluster_client(url: str, socket_timeout: float, max_connections: int) -> RedisCluster:
-    """The cluster client of ``redis+cluster://[user:password@]host:port[,host:port...]``
-    (``rediss+cluster://`` for TLS); query options as redis-py takes them."""
-    parts = urlsplit(url)
-    userinfo, _, hosts = parts.netloc.rpartition("@")
-    host_ports = [host_port.strip() for host_port in hosts.split(",")]
-    nodes = []
-    for host_port in host_ports:
-        node = urlsplit("//" + host_port)
-        if not node.hostname:
-            # Not the whole URL: it may hold a password.
-            raise ValueError(f"cluster store URL: {host_port!r} is not host:port")
-        nodes.append(ClusterNode(node.hostname, node.port or 6379))
-    # redis-py parses the rest (credentials, TLS, options) as for one server.
-    single = "rediss" if parts.scheme == "rediss+cluster" else "redis"
-    netloc = f"{userinfo}@{host_ports[0]}" if userinfo else host_ports[0]
-    options: dict[str, Any] = dict(
-        parse_url(urlunsplit((single, netloc, parts.path, parts.query, "")))
-    )
-    options.pop("host", None)
-    options.pop("port", None)
-    if options.pop("connection_class", None) is SSLConnection:
-        options["ssl"] = True
-    settings: dict[str, Any] = {
-        "socket_timeout": socket_timeout,
-        "socket_connect_timeout": socket_timeout,
-        "max_connections": max_connections,  # per node
-        **options,
-    }
-    return RedisCluster(
-        startup_nodes=nodes,
-        decode_responses=True,
-        encoding_errors="surrogateescape",
-        # No retries after errors that leave it unknown whether a script ran (a timeout,
-        # a dropped connection), nor after CLUSTERDOWN: callers retry with request ids.
-        # The next call after such an error rereads the topology; MOVED, ASK and TRYAGAIN
-        # are followed regardless, since a redirected script has not run.
-        retry=Retry(NoBackoff(), 0),
-        **settings,
-    )
-
-
-def _has_hash_tag(prefix: str) -> bool:
-    """Whether keys under ``prefix`` hash by a tag of the prefix, not the user's."""
-    opening = prefix.find("{")
-    return opening >= 0 and "}" in prefix[opening:]
-
-
-class _ConnectionGate:
-    """At most ``size`` calls in flight; one more waits up to ``timeout_s`` for a place.
-
-    A cluster client fails a call at once (MaxConnectionsError) when its node's
-    connections are all busy, where the single-server client's blocking pool waits for
-    one: with no more calls in flight than connections per node, cluster calls wait too.
-    """
-
-    def __init__(self, size: int, timeout_s: float | None) -> None:
-        self._places = asyncio.Semaphore(size)
-        self._timeout_s = timeout_s
-
-    async def __aenter__(self) -> None:
-        if not self._places.locked():
-            await self._places.acquire()  # returns at once
-            return
-        try:
-            async with asyncio.timeout(self._timeout_s):
-                await self._places.acquire()
-        except TimeoutError:
-            raise redis.exceptions.ConnectionError("No connection available.") from None
-
-    async def __aexit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self._places.release()
-
-
-class _NoGate:
-    """The single-server client's pool waits for a free connection itself."""
-
-    async def __aenter__(self) -> None:
-        pass
-
-    async def __aexit__(self, *_: object) -> None:
-        pass
-
-
-_NO_GATE = _NoGate()
-
-
-def _gate_of(client: _Client) -> _ConnectionGate | _NoGate:
-    if not isinstance(client, RedisCluster):
-        return _NO_GATE
-    settings = client.connection_kwargs
-    return _ConnectionGate(settings["max_connections"], settings.get("socket_timeout"))
 
 
 def _append_state(args: list[_Arg], state: dict[str, JsonValue]) -> None:
