@@ -20,14 +20,9 @@ StartServer = Callable[..., Awaitable[Stub]]
 
 
 @pytest.fixture
-async def start_server(
-    store_kind: str, request: pytest.FixtureRequest, key_prefix: str
-) -> AsyncIterator[StartServer]:
+async def start_server(store_url: str, key_prefix: str) -> AsyncIterator[StartServer]:
     """Starts servers with the given settings on this test's store; stops them after."""
     started: list[tuple[SessionServer, grpc.aio.Channel]] = []
-    store_url = "memory://"
-    if store_kind == "redis":
-        store_url = request.getfixturevalue("redis_server").url
 
     async def start(**settings: Any) -> Stub:
         server = SessionServer(server_settings(store_url, key_prefix, **settings))

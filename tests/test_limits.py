@@ -18,12 +18,9 @@ from tests.grpc_helpers import Stub, create, error_info, reply_of, rpc_error, ru
 
 @pytest.fixture
 async def limited(
-    store_kind: str, request: pytest.FixtureRequest, key_prefix: str, scripted_agent: ScriptedAgent
+    store_url: str, key_prefix: str, scripted_agent: ScriptedAgent
 ) -> AsyncIterator[Stub]:
     """A server allowing two sessions per user and one run at a time."""
-    store_url = "memory://"
-    if store_kind == "redis":
-        store_url = request.getfixturevalue("redis_server").url
     settings = server_settings(
         store_url, key_prefix, max_sessions_per_user=2, max_concurrent_runs=1
     )

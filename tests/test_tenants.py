@@ -24,12 +24,7 @@ def as_caller(token: str) -> dict[str, Any]:
 
 
 @pytest.fixture
-async def stub(
-    store_kind: str, request: pytest.FixtureRequest, key_prefix: str
-) -> AsyncIterator[Stub]:
-    store_url = "memory://"
-    if store_kind == "redis":
-        store_url = request.getfixturevalue("redis_server").url
+async def stub(store_url: str, key_prefix: str) -> AsyncIterator[Stub]:
     settings = server_settings(store_url, key_prefix, tenant_tokens=TENANTS, auth_tokens=[SHARED])
     server = SessionServer(settings)
     await server.start()
