@@ -12,6 +12,7 @@ import redis.asyncio
 
 from agent_sessions.errors import StoreUnavailable
 from agent_sessions.model import (
+    Fold,
     Session,
     SessionStatus,
     StateDelta,
@@ -392,3 +393,26 @@ async def test_a_redis_out_of_memory_is_store_unavailable_and_writes_nothing(
         await raw.config_set("maxmemory", 0)
 
     assert await store.get(user_id=USER, session_id="s-1", now_ms=now()) == before
+
+
+async def test_the_archive_of_folded_turns_expires_with_the_session(
+    store: RedisSessionStore, raw: redis.asyncio.Redis, key_prefix: str
+) -> None:
+    session = await store.create(a_session(idle_timeout_ms=600_000))
+    for text in ("first", "second"):
+        session = await complete(store, await begin(store, text=text))
+    fold = Fold(
+        first_index=1,
+        last_index=1,
+        summary="the first turn",
+        folded_bytes=0,
+        request_ids=(),
+        archive=True,
+        create_time_ms=session.create_time_ms,
+    )
+
+    folded = await store.fold(user_id=USER, session_id="s-1", fold=fold, now_ms=now())
+
+    archive = f"{key_prefix}{{{USER}}}:s:s-1:archive"
+    assert await raw.hkeys(archive) == [b"1"]
+    assert await raw.pexpiretime(archive) == folded.expire_time_ms
