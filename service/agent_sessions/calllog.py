@@ -11,18 +11,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import grpc
 
-from agent_sessions.api.handlers import Behaviour, wrapped
-from agent_sessions.api.status import SERVICE_PREFIX, aborted_code
-
-if TYPE_CHECKING:  # generic in the type stubs only
-    ServerInterceptor = grpc.aio.ServerInterceptor[Any, Any]
-else:
-    ServerInterceptor = grpc.aio.ServerInterceptor
+from agent_sessions.api.handlers import Behaviour, ServiceInterceptor
+from agent_sessions.api.status import aborted_code
 
 log = logging.getLogger(__name__)
 
@@ -40,29 +34,16 @@ def ids_of(request: Any) -> dict[str, str]:
     return found
 
 
-class CallLogInterceptor(ServerInterceptor):
+class CallLogInterceptor(ServiceInterceptor):
     """Logs every SessionService call once it ends (calls the token check refuses too,
     when it runs first); health checks and reflection are not logged."""
 
     def __init__(self, *, with_text: bool = False) -> None:
+        super().__init__()
         self._with_text = with_text
 
-    async def intercept_service(
-        self,
-        continuation: Callable[
-            [grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any]]
-        ],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler[Any, Any]:
-        handler = await continuation(handler_call_details)
-        method = handler_call_details.method
-        if handler is None or not method.startswith(SERVICE_PREFIX):
-            return handler
-        name = method[len(SERVICE_PREFIX) :]
-        return wrapped(handler, lambda behaviour: self._logged(name, behaviour))
-
-    def _logged(self, name: str, behaviour: Behaviour) -> Behaviour:
-        with_text = self._with_text and name == "Run"
+    def wrap(self, method: str, behaviour: Behaviour) -> Behaviour:
+        with_text = self._with_text and method == "Run"
 
         async def call(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
             started = time.perf_counter()
@@ -78,13 +59,13 @@ class CallLogInterceptor(ServerInterceptor):
             finally:
                 milliseconds = (time.perf_counter() - started) * 1000
                 fields: dict[str, object] = {
-                    "method": name,
+                    "method": method,
                     "code": code.name,
                     "duration_ms": round(milliseconds, 3),
                     **ids_of(request),
                 }
                 if with_text:
                     fields["input"] = getattr(request, "input", "")
-                log.info("%s %s in %.1f ms", name, code.name, milliseconds, extra=fields)
+                log.info("%s %s in %.1f ms", method, code.name, milliseconds, extra=fields)
 
         return call

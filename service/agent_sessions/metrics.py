@@ -12,9 +12,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from wsgiref.simple_server import WSGIServer
 
 import grpc
@@ -29,17 +28,11 @@ from prometheus_client import (
 
 from agent_sessions.agents import AgentRegistry
 from agent_sessions.agents.registry import ConfiguredAgent
-from agent_sessions.api.handlers import Behaviour, wrapped
-from agent_sessions.api.status import SERVICE_PREFIX, aborted_code
-
-if TYPE_CHECKING:  # generic in the type stubs only
-    ServerInterceptor = grpc.aio.ServerInterceptor[Any, Any]
-else:
-    ServerInterceptor = grpc.aio.ServerInterceptor
+from agent_sessions.api.handlers import Behaviour, ServiceInterceptor
+from agent_sessions.api.status import aborted_code
 
 log = logging.getLogger(__name__)
 
-RUN_METHOD = SERVICE_PREFIX + "Run"
 # From a millisecond read to a long agent turn (the default run timeout is 5 minutes).
 DURATION_BUCKETS = (
     0.001,
@@ -239,51 +232,23 @@ class _Method:
             self.sessions.inc()
 
 
-class MetricsInterceptor(ServerInterceptor):
+class MetricsInterceptor(ServiceInterceptor):
     """Counts and times every SessionService call, the UNAUTHENTICATED ones included when
     it runs before the token check. Health checks and reflection are not counted: probes
     would drown the service's own calls, and a health Watch lasts as long as its caller."""
 
     def __init__(self, metrics: SessionMetrics) -> None:
+        super().__init__()
         self._metrics = metrics
-        # method -> (the handler wrapped, its wrapper): the next interceptors return the
-        # same handler for a method unless they answer the call themselves.
-        self._wrapped: dict[str, tuple[grpc.RpcMethodHandler[Any, Any], Any]] = {}
         self._methods: dict[str, _Method] = {}
 
-    async def intercept_service(
-        self,
-        continuation: Callable[
-            [grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any]]
-        ],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler[Any, Any]:
-        handler = await continuation(handler_call_details)
-        method = handler_call_details.method
-        if handler is None or not method.startswith(SERVICE_PREFIX):
-            return handler
-        cached = self._wrapped.get(method)
-        if cached is not None and cached[0] is handler:
-            wrapped: grpc.RpcMethodHandler[Any, Any] = cached[1]
-            return wrapped
-        wrapped = self._wrap(method, handler)
-        if cached is None:
-            self._wrapped[method] = (handler, wrapped)
-        return wrapped
-
-    def _method(self, method: str) -> _Method:
-        found = self._methods.get(method)
-        if found is None:
-            found = self._methods[method] = _Method(self._metrics, method[len(SERVICE_PREFIX) :])
-        return found
-
-    def _wrap(
-        self, method: str, handler: grpc.RpcMethodHandler[Any, Any]
-    ) -> grpc.RpcMethodHandler[Any, Any]:
-        timed = self._method(method)
-        if method == RUN_METHOD:
-            return wrapped(handler, lambda behaviour: self._run(timed, behaviour))
-        return wrapped(handler, lambda behaviour: self._call(timed, behaviour))
+    def wrap(self, method: str, behaviour: Behaviour) -> Behaviour:
+        timed = self._methods.get(method)
+        if timed is None:
+            timed = self._methods[method] = _Method(self._metrics, method)
+        if method == "Run":
+            return self._run(timed, behaviour)
+        return self._call(timed, behaviour)
 
     @staticmethod
     def _call(timed: _Method, behaviour: Behaviour) -> Behaviour:

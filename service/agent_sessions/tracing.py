@@ -16,20 +16,15 @@ streaming handler to be an async generator, and ``Run`` writes its events with
 from __future__ import annotations
 
 import os
-from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import grpc
 
-from agent_sessions.api.handlers import Behaviour, wrapped
+from agent_sessions.api.handlers import Behaviour, ServiceInterceptor
 from agent_sessions.api.status import SERVICE_PREFIX, aborted_code
 
-if TYPE_CHECKING:  # generic in the type stubs only
+if TYPE_CHECKING:
     from opentelemetry.trace import Tracer
-
-    ServerInterceptor = grpc.aio.ServerInterceptor[Any, Any]
-else:
-    ServerInterceptor = grpc.aio.ServerInterceptor
 
 EXTRA_HINT = "pip install 'agent-sessions[otel]'"
 
@@ -73,41 +68,30 @@ class Tracing:
         self._provider.shutdown()
 
 
-class TracingInterceptor(ServerInterceptor):
+class TracingInterceptor(ServiceInterceptor):
     """A server span around each SessionService call; health and reflection are left out
     (probes every second would bury the service's own calls)."""
 
     def __init__(self, tracer: Tracer) -> None:
+        super().__init__()
         self._tracer = tracer
 
-    async def intercept_service(
-        self,
-        continuation: Callable[
-            [grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any]]
-        ],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler[Any, Any]:
-        handler = await continuation(handler_call_details)
-        method = handler_call_details.method
-        if handler is None or not method.startswith(SERVICE_PREFIX):
-            return handler
-        return wrapped(handler, lambda behaviour: self._traced(method, behaviour))
-
-    def _traced(self, method: str, behaviour: Behaviour) -> Behaviour:
+    def wrap(self, method: str, behaviour: Behaviour) -> Behaviour:
         from opentelemetry import propagate
         from opentelemetry.trace import SpanKind, Status, StatusCode
 
         tracer = self._tracer
+        span_name = SERVICE_PREFIX + method
         attributes = {
             "rpc.system": "grpc",
             "rpc.service": SERVICE_PREFIX.strip("/"),
-            "rpc.method": method[len(SERVICE_PREFIX) :],
+            "rpc.method": method,
         }
 
         async def call(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
             carrier = {key: value for key, value in context.invocation_metadata() or ()}
             with tracer.start_as_current_span(
-                method,
+                span_name,
                 context=propagate.extract(carrier),
                 kind=SpanKind.SERVER,
                 attributes=attributes,

@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
+
+from agent_sessions.api.status import SERVICE_PREFIX
+
+if TYPE_CHECKING:  # generic in the type stubs only
+    ServerInterceptor = grpc.aio.ServerInterceptor[Any, Any]
+else:
+    ServerInterceptor = grpc.aio.ServerInterceptor
 
 Behaviour = Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[Any]]
 """A method's implementation: the service's are all coroutine functions (Run writes its
@@ -23,3 +30,39 @@ def wrapped(
         **{kind: wrap(getattr(handler, kind))}
     )
     return replaced
+
+
+class ServiceInterceptor(ServerInterceptor):
+    """Wraps the behaviour of each SessionService method with :meth:`wrap`, once per
+    method; health checks and reflection pass through untouched."""
+
+    def __init__(self) -> None:
+        # method -> (the handler wrapped, its wrapper): the next interceptors return the
+        # same handler for a method unless they answer the call themselves.
+        self._wrapped: dict[
+            str, tuple[grpc.RpcMethodHandler[Any, Any], grpc.RpcMethodHandler[Any, Any]]
+        ] = {}
+
+    def wrap(self, method: str, behaviour: Behaviour) -> Behaviour:
+        """The behaviour that serves ``method`` (its short name, such as ``Run``)."""
+        raise NotImplementedError
+
+    async def intercept_service(
+        self,
+        continuation: Callable[
+            [grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any]]
+        ],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler[Any, Any]:
+        handler = await continuation(handler_call_details)
+        method = handler_call_details.method
+        if handler is None or not method.startswith(SERVICE_PREFIX):
+            return handler
+        cached = self._wrapped.get(method)
+        if cached is not None and cached[0] is handler:
+            return cached[1]
+        name = method[len(SERVICE_PREFIX) :]
+        replaced = wrapped(handler, lambda behaviour: self.wrap(name, behaviour))
+        if cached is None:
+            self._wrapped[method] = (handler, replaced)
+        return replaced
