@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
+from collections.abc import AsyncIterator, Awaitable, Mapping
+from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
 import grpc
 import pytest
 from google.rpc import error_details_pb2, status_pb2
 from sessions.v1 import sessions_pb2 as pb
+
+from agent_sessions.agents import Agent
+from agent_sessions.config import Settings
+from agent_sessions.server import SessionServer
 
 __all__ = [
     "Stub",
@@ -17,6 +22,7 @@ __all__ = [
     "reply_of",
     "rpc_error",
     "run",
+    "serving",
     "turns",
 ]
 
@@ -69,3 +75,17 @@ async def rpc_error(call: Awaitable[Any]) -> grpc.aio.AioRpcError:
     with pytest.raises(grpc.aio.AioRpcError) as raised:
         await call
     return raised.value
+
+
+@asynccontextmanager
+async def serving(
+    settings: Settings, agents: Mapping[str, Agent] | None = None
+) -> AsyncIterator[tuple[SessionServer, Stub]]:
+    """A started server with these settings and a stub on a channel to it; both end after."""
+    server = SessionServer(settings, agents=agents)
+    await server.start()
+    try:
+        async with grpc.aio.insecure_channel(server.address) as channel:
+            yield server, Stub(channel)
+    finally:
+        await server.stop(0)

@@ -7,27 +7,23 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import grpc
 import pytest
 from sessions.v1 import sessions_pb2 as pb
 
 from agent_sessions.logs import JsonFormatter
-from agent_sessions.server import SessionServer
 from tests.conftest import server_settings
-from tests.grpc_helpers import Stub, create, rpc_error, run
+from tests.grpc_helpers import Stub, create, rpc_error, run, serving
 
 SECRET_WORDS = "my card number is 4111 1111 1111 1111"
 
 
 @asynccontextmanager
 async def logging_server(**settings: object) -> AsyncIterator[Stub]:
-    server = SessionServer(server_settings("memory://", "logs:", log_calls=True, **settings))
-    await server.start()
-    try:
-        async with grpc.aio.insecure_channel(server.address) as channel:
-            yield Stub(channel)
-    finally:
-        await server.stop(0)
+    async with serving(server_settings("memory://", "logs:", log_calls=True, **settings)) as (
+        _,
+        stub,
+    ):
+        yield stub
 
 
 def call_records(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
@@ -86,12 +82,7 @@ async def test_the_debug_setting_adds_a_runs_input(caplog: pytest.LogCaptureFixt
 
 async def test_calls_are_not_logged_unless_asked(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="agent_sessions.calllog")
-    server = SessionServer(server_settings("memory://", "logs:"))
-    await server.start()
-    try:
-        async with grpc.aio.insecure_channel(server.address) as channel:
-            await create(Stub(channel))
-    finally:
-        await server.stop(0)
+    async with serving(server_settings("memory://", "logs:")) as (_, stub):
+        await create(stub)
 
     assert call_records(caplog) == []

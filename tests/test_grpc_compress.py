@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import AsyncGenerator, Mapping
+from contextlib import AbstractAsyncContextManager
 
 import grpc
 import pytest
@@ -13,6 +13,7 @@ from sessions.v1 import sessions_pb2 as pb
 from agent_sessions.agents import Agent, AgentContext, AgentError, AgentEvent
 from agent_sessions.agents.summarizer import SummaryRequest
 from agent_sessions.server import SessionServer
+from tests import grpc_helpers
 from tests.agents import ScriptedAgent
 from tests.conftest import server_settings
 from tests.grpc_helpers import Stub, create, error_info, reply_of, rpc_error, run, turns
@@ -50,21 +51,14 @@ def summarizer() -> SummarizingAgent:
     return SummarizingAgent()
 
 
-@asynccontextmanager
-async def serving(
+def serving(
     request: pytest.FixtureRequest,
     store_url: str,
     agents: Mapping[str, Agent] | None = None,
     **settings: object,
-) -> AsyncIterator[tuple[SessionServer, Stub]]:
+) -> AbstractAsyncContextManager[tuple[SessionServer, Stub]]:
     key_prefix = request.getfixturevalue("key_prefix")
-    server = SessionServer(server_settings(store_url, key_prefix, **settings), agents=agents)
-    await server.start()
-    try:
-        async with grpc.aio.insecure_channel(server.address) as channel:
-            yield server, Stub(channel)
-    finally:
-        await server.stop(0)
+    return grpc_helpers.serving(server_settings(store_url, key_prefix, **settings), agents)
 
 
 async def compress(stub: Stub, session: pb.Session, **fields: int) -> pb.CompressSessionResponse:

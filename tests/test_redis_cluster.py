@@ -25,11 +25,10 @@ from sessions.v1 import sessions_pb2 as pb
 from agent_sessions.config import Settings
 from agent_sessions.errors import SessionNotFound, StoreUnavailable
 from agent_sessions.model import Session, SessionStatus, TurnOutcome, TurnStatus
-from agent_sessions.server import SessionServer
 from agent_sessions.store.redis import RedisSessionStore
 from agent_sessions.store.redis_cluster import cluster_client
 from tests.conftest import server_settings
-from tests.grpc_helpers import Stub, create, rpc_error, run, turns
+from tests.grpc_helpers import Stub, create, rpc_error, run, serving, turns
 from tests.redis_cluster import LocalCluster
 from tests.redis_server import free_port
 
@@ -89,13 +88,8 @@ async def cluster_store(
 
 @pytest.fixture
 async def cluster_stub(redis_cluster: LocalCluster, key_prefix: str) -> AsyncIterator[Stub]:
-    server = SessionServer(server_settings(redis_cluster.url, key_prefix))
-    await server.start()
-    try:
-        async with grpc.aio.insecure_channel(server.address) as channel:
-            yield Stub(channel)
-    finally:
-        await server.stop(0)
+    async with serving(server_settings(redis_cluster.url, key_prefix)) as (_, stub):
+        yield stub
 
 
 # --- the URL ------------------------------------------------------------------------
