@@ -39,8 +39,8 @@ from typing import IO
 
 import grpc
 import redis
+from agentsessions.sessions.v1 import sessions_pb2 as pb
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from sessions.v1 import sessions_pb2 as pb
 
 from bench import conversations
 from bench.load import (

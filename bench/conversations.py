@@ -16,8 +16,8 @@ from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 
 import redis.asyncio
+from agentsessions.sessions.v1 import sessions_pb2 as pb
 from google.protobuf import timestamp_pb2
-from sessions.v1 import sessions_pb2 as pb
 
 from agent_sessions.agents import AgentContext, AgentEvent, AgentRegistry
 from agent_sessions.sessions import SessionManager, SessionPolicy
@@ -173,8 +173,9 @@ async def turn_latency(stub: Stub, *, early: int, late: int, samples: int) -> tu
     long_history = imported_history(late - 1)
     await stub.ImportSession(
         pb.ImportSessionRequest(
-            session=pb.Session(session_id="long", user_id=user, agent_id="echo"),
-            turns=long_history,
+            snapshot=pb.SessionSnapshot(
+                session_id="long", user_id=user, agent_id="echo", turns=long_history
+            )
         )
     )
     early_history = long_history[: early - 1]
@@ -184,8 +185,9 @@ async def turn_latency(stub: Stub, *, early: int, late: int, samples: int) -> tu
         fresh = f"fresh-{i}"
         await stub.ImportSession(
             pb.ImportSessionRequest(
-                session=pb.Session(session_id=fresh, user_id=user, agent_id="echo"),
-                turns=early_history,
+                snapshot=pb.SessionSnapshot(
+                    session_id=fresh, user_id=user, agent_id="echo", turns=early_history
+                )
             )
         )
         started = time.perf_counter()

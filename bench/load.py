@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
-from sessions.v1 import sessions_pb2 as pb
+from agentsessions.sessions.v1 import sessions_pb2 as pb
 
 from tests.grpc_helpers import Stub
 

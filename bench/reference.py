@@ -1,6 +1,6 @@
 """The reference `make bench` holds the project's Run to: a minimal grpc.aio servicer.
 
-It serves ``sessions.v1.SessionService``'s Run (and nothing else) as a bare service
+It serves ``agentsessions.sessions.v1.SessionService``'s Run (and nothing else) as a bare service
 would: one EVALSHA records the turn's input and returns its index and the previous
 input, the echo reply streams back one word a message (as the echo agent produces
 it: about 20 messages for the bench's input), and a second EVALSHA stores the reply.
@@ -24,8 +24,8 @@ from collections.abc import AsyncIterator
 
 import grpc
 import redis.asyncio
-from sessions.v1 import sessions_pb2 as pb
-from sessions.v1 import sessions_pb2_grpc
+from agentsessions.sessions.v1 import sessions_pb2 as pb
+from agentsessions.sessions.v1 import sessions_pb2_grpc
 
 # KEYS[1] the session's list of inputs; ARGV[1] the new input.
 # -> {the new turn's index (1-based), the previous input or ""}

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Awaitable, Mapping
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
 import grpc
 import pytest
+from agentsessions.sessions.v1 import sessions_pb2 as pb
 from google.rpc import error_details_pb2, status_pb2
-from sessions.v1 import sessions_pb2 as pb
 
 from agent_sessions.agents import Agent
 from agent_sessions.config import Settings
@@ -23,14 +24,15 @@ __all__ = [
     "rpc_error",
     "run",
     "serving",
+    "state_of",
     "turns",
 ]
 
 if TYPE_CHECKING:
     # The typed stubs know that a stub over a grpc.aio channel returns awaitables.
-    from sessions.v1.sessions_pb2_grpc import SessionServiceAsyncStub as Stub
+    from agentsessions.sessions.v1.sessions_pb2_grpc import SessionServiceAsyncStub as Stub
 else:
-    from sessions.v1.sessions_pb2_grpc import SessionServiceStub as Stub
+    from agentsessions.sessions.v1.sessions_pb2_grpc import SessionServiceStub as Stub
 
 
 async def create(
@@ -47,6 +49,12 @@ async def run(stub: Stub, session: pb.Session, text: str, **fields: Any) -> list
         pb.RunRequest(session_id=session.session_id, user_id=session.user_id, input=text, **fields)
     )
     return [event async for event in call]
+
+
+def state_of(session: pb.Session) -> dict[str, Any]:
+    """The session's state, read from its JSON text ("" is the empty state)."""
+    state: dict[str, Any] = json.loads(session.state_json) if session.state_json else {}
+    return state
 
 
 def reply_of(events: list[pb.RunEvent]) -> str:

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import pytest
-from sessions.v1 import sessions_pb2 as pb
+from agentsessions.sessions.v1 import sessions_pb2 as pb
 
 from agent_sessions.logs import JsonFormatter
 from tests.conftest import server_settings

@@ -7,9 +7,12 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from google.api import field_behavior_pb2
 
 ROOT = Path(__file__).resolve().parent.parent
 NODE_CHECK = ROOT / "tests" / "node"
+# The googleapis .proto files ship in the installed googleapis-common-protos package.
+GOOGLEAPIS_PROTOS = Path(field_behavior_pb2.__file__).parents[2]
 
 
 @pytest.mark.skipif(not (shutil.which("node") and shutil.which("npm")), reason="needs node and npm")
@@ -25,7 +28,7 @@ def test_node_proto_loader_loads_the_session_service(tmp_path: Path) -> None:
     )
 
     shown = subprocess.run(
-        ["node", "load_contract.js", str(ROOT / "protos")],
+        ["node", "load_contract.js", str(ROOT / "protos"), str(GOOGLEAPIS_PROTOS)],
         cwd=tmp_path,
         check=True,
         capture_output=True,

@@ -8,7 +8,7 @@ from contextlib import AbstractAsyncContextManager
 
 import grpc
 import pytest
-from sessions.v1 import sessions_pb2 as pb
+from agentsessions.sessions.v1 import sessions_pb2 as pb
 
 from agent_sessions.agents import Agent, AgentContext, AgentError, AgentEvent
 from agent_sessions.agents.summarizer import SummaryRequest

@@ -6,16 +6,16 @@ import time
 from typing import Any
 
 import pytest
-from google.protobuf import duration_pb2, struct_pb2, timestamp_pb2
+from agentsessions.sessions.v1 import sessions_pb2 as pb
+from google.protobuf import duration_pb2
 from grpc import StatusCode
-from sessions.v1 import sessions_pb2 as pb
 
 from tests.grpc_helpers import Stub, create, error_info, reply_of, rpc_error, run
 
 MAX_IMPORT_TURNS = 10_000
 
 
-async def export(stub: Stub, session: pb.Session) -> tuple[pb.Session, list[pb.Turn]]:
+async def export(stub: Stub, session: pb.Session) -> pb.SessionSnapshot:
     """What an operator tool exports: the session as read, and every turn, page by page."""
     ids: dict[str, str] = {"session_id": session.session_id, "user_id": session.user_id}
     got: pb.Session = await stub.GetSession(pb.GetSessionRequest(**ids))
@@ -33,7 +33,21 @@ async def export(stub: Stub, session: pb.Session) -> tuple[pb.Session, list[pb.T
         history += page.turns
         token = page.next_page_token
         if not token:
-            return got, history
+            return pb.SessionSnapshot(
+                session_id=got.session_id,
+                user_id=got.user_id,
+                agent_id=got.agent_id,
+                status=got.status,
+                ttl=got.ttl,
+                idle_timeout=got.idle_timeout,
+                max_turns=got.max_turns,
+                state_json=got.state_json,
+                labels=got.labels,
+                summary=got.summary,
+                folded_turns=got.folded_turns,
+                turn_count=got.turn_count,
+                turns=history,
+            )
 
 
 def a_turn(index: int, status: pb.TurnStatus = pb.TURN_STATUS_COMPLETED, **fields: Any) -> pb.Turn:
@@ -47,31 +61,32 @@ def a_turn(index: int, status: pb.TurnStatus = pb.TURN_STATUS_COMPLETED, **field
 def an_import(
     session_id: str = "restored", turns: list[pb.Turn] | None = None, **fields: Any
 ) -> pb.ImportSessionRequest:
-    session = pb.Session(session_id=session_id, user_id="user-1", agent_id="echo", **fields)
     history = [a_turn(1), a_turn(2)] if turns is None else turns
-    return pb.ImportSessionRequest(session=session, turns=history)
+    return pb.ImportSessionRequest(
+        snapshot=pb.SessionSnapshot(
+            session_id=session_id, user_id="user-1", agent_id="echo", turns=history, **fields
+        )
+    )
 
 
 async def test_an_exported_session_imported_under_another_user_restores_its_history(
     stub: Stub,
 ) -> None:
-    state = struct_pb2.Struct()
-    state.update({"city": "Shanghai"})
     original = await create(
         stub,
         session_id="weather-chat",
         ttl=duration_pb2.Duration(seconds=48 * 3600),
         max_turns=10,
-        state=state,
+        state_json='{"city":"Shanghai"}',
         labels={"channel": "web"},
     )
     await run(stub, original, "Hello", request_id="req-1")
     await run(stub, original, "What can you do?")
     await run(stub, original, "How's the weather in Shanghai?", request_id="req-3")
-    session, history = await export(stub, original)
-    session.user_id = "user-2"  # user ids are part of the key: this is a new session
+    snapshot = await export(stub, original)
+    snapshot.user_id = "user-2"  # user ids are part of the key: this is a new session
 
-    imported = await stub.ImportSession(pb.ImportSessionRequest(session=session, turns=history))
+    imported = await stub.ImportSession(pb.ImportSessionRequest(snapshot=snapshot))
     restored = await stub.ListTurns(
         pb.ListTurnsRequest(session_id="weather-chat", user_id="user-2")
     )
@@ -82,22 +97,25 @@ async def test_an_exported_session_imported_under_another_user_restores_its_hist
         "echo",
     )
     assert (imported.ttl, imported.idle_timeout, imported.max_turns) == (
-        session.ttl,
-        session.idle_timeout,
+        snapshot.ttl,
+        snapshot.idle_timeout,
         10,
     )
-    assert (imported.state, dict(imported.labels)) == (session.state, {"channel": "web"})
+    assert (imported.state_json, dict(imported.labels)) == (
+        '{"city":"Shanghai"}',
+        {"channel": "web"},
+    )
     assert (imported.turn_count, imported.total_turns) == (3, 3)
-    assert list(restored.turns) == history
+    assert list(restored.turns) == list(snapshot.turns)
 
 
 async def test_the_next_run_after_an_import_continues_the_history(stub: Stub) -> None:
     original = await create(stub)
     await run(stub, original, "Hello")
     await run(stub, original, "How's the weather in Shanghai?")
-    session, history = await export(stub, original)
-    session.user_id = "user-2"
-    imported = await stub.ImportSession(pb.ImportSessionRequest(session=session, turns=history))
+    snapshot = await export(stub, original)
+    snapshot.user_id = "user-2"
+    imported = await stub.ImportSession(pb.ImportSessionRequest(snapshot=snapshot))
 
     events = await run(stub, imported, "What about Beijing?")
 
@@ -129,27 +147,28 @@ async def test_a_request_id_retried_after_a_failed_turn_replays_the_retry(stub: 
     assert reply_of(events) == "the retry's reply"
 
 
-async def test_an_import_starts_a_fresh_life_and_ignores_output_only_fields(stub: Stub) -> None:
-    long_ago = timestamp_pb2.Timestamp(seconds=1_000_000)
-    request = an_import(
-        create_time=long_ago,
-        update_time=long_ago,
-        expire_time=long_ago,
-        last_activity_time=long_ago,
-        turn_count=99,
-        total_turns=99,
-        etag='W/"42"',
-        status=pb.SESSION_STATUS_UNSPECIFIED,
-    )
+async def test_an_import_starts_a_fresh_life(stub: Stub) -> None:
     before_ms = time.time_ns() // 1_000_000
 
-    imported = await stub.ImportSession(request)
+    imported = await stub.ImportSession(an_import())
 
     assert imported.create_time.ToMilliseconds() >= before_ms
     assert imported.last_activity_time == imported.create_time
-    assert (imported.turn_count, imported.total_turns) == (2, 2)
     assert imported.etag == 'W/"1"'
+
+
+async def test_an_import_of_an_unspecified_status_is_active(stub: Stub) -> None:
+    imported = await stub.ImportSession(an_import(status=pb.SESSION_STATUS_UNSPECIFIED))
+
     assert imported.status == pb.SESSION_STATUS_ACTIVE
+
+
+async def test_an_imported_turn_count_counts_no_turns_beyond_the_history_and_folded_ones(
+    stub: Stub,
+) -> None:
+    imported = await stub.ImportSession(an_import(turn_count=99))
+
+    assert (imported.turn_count, imported.total_turns) == (2, 2)
 
 
 async def test_an_import_applies_the_create_defaults_when_settings_are_unset(stub: Stub) -> None:
@@ -208,7 +227,7 @@ def _with_a_request_id_after_its_completed_turn() -> pb.ImportSessionRequest:
 def _with_too_many_turns() -> pb.ImportSessionRequest:
     request = an_import(turns=[])
     # Tiny turns (about ten bytes each), so the request stays small.
-    request.turns.extend(
+    request.snapshot.turns.extend(
         pb.Turn(index=i, status=pb.TURN_STATUS_CANCELLED, input="x")
         for i in range(1, MAX_IMPORT_TURNS + 2)
     )
@@ -223,24 +242,41 @@ def _with_a_zero_ttl() -> pb.ImportSessionRequest:
     return an_import(ttl=duration_pb2.Duration(seconds=0))
 
 
+def _with_a_state_that_is_not_an_object() -> pb.ImportSessionRequest:
+    return an_import(state_json="[1, 2]")
+
+
 @pytest.mark.parametrize(
     ("build", "field", "hint"),
     [
-        (_without_session_id, "session.session_id", "required"),
-        (_with_a_gap, "turns[1].index", "is 3 where 2 was expected"),
-        (_with_a_turn_in_progress, "turns[1].status", "only finished turns can be imported"),
-        (_with_a_turn_of_no_status, "turns[0].status", "only finished turns can be imported"),
-        (_with_output_on_a_failed_turn, "turns[1].output", "only a completed turn keeps a reply"),
-        (_with_an_empty_input, "turns[0].input", "required"),
-        (_with_an_oversized_input, "turns[1].input", "the limit is 32768 bytes"),
+        (_without_session_id, "snapshot.session_id", "required"),
+        (_with_a_gap, "snapshot.turns[1].index", "is 3 where 2 was expected"),
+        (
+            _with_a_turn_in_progress,
+            "snapshot.turns[1].status",
+            "only finished turns can be imported",
+        ),
+        (
+            _with_a_turn_of_no_status,
+            "snapshot.turns[0].status",
+            "only finished turns can be imported",
+        ),
+        (
+            _with_output_on_a_failed_turn,
+            "snapshot.turns[1].output",
+            "only a completed turn keeps a reply",
+        ),
+        (_with_an_empty_input, "snapshot.turns[0].input", "required"),
+        (_with_an_oversized_input, "snapshot.turns[1].input", "the limit is 32768 bytes"),
         (
             _with_a_request_id_after_its_completed_turn,
-            "turns[1].request_id",
+            "snapshot.turns[1].request_id",
             "may not follow its completed turn",
         ),
-        (_with_too_many_turns, "turns", "the limit is 10000 turns per import"),
-        (_with_bad_labels, "session.labels['Bad Key']", "lowercase"),
-        (_with_a_zero_ttl, "session.ttl", "positive"),
+        (_with_too_many_turns, "snapshot.turns", "the limit is 10000 turns per import"),
+        (_with_bad_labels, "snapshot.labels['Bad Key']", "lowercase"),
+        (_with_a_zero_ttl, "snapshot.ttl", "positive"),
+        (_with_a_state_that_is_not_an_object, "snapshot.state_json", "must be a JSON object"),
     ],
     ids=lambda value: value.__name__.strip("_") if callable(value) else None,
 )
@@ -278,7 +314,7 @@ async def test_an_import_under_a_taken_id_is_already_exists(stub: Stub) -> None:
 
 async def test_an_import_of_the_most_turns_allowed_is_stored_whole(stub: Stub) -> None:
     request = an_import(turns=[])
-    request.turns.extend(
+    request.snapshot.turns.extend(
         pb.Turn(index=i, status=pb.TURN_STATUS_COMPLETED, input="x", output="y")
         for i in range(1, MAX_IMPORT_TURNS + 1)
     )

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+from agentsessions.sessions.v1 import sessions_pb2 as pb
 from grpc import StatusCode
-from sessions.v1 import sessions_pb2 as pb
 
 from agent_sessions.model import TurnStatus
 from agent_sessions.server import SessionServer
@@ -89,7 +89,7 @@ async def test_agent_state_changes_are_committed_with_the_turn(stub: Stub) -> No
     events = await run(stub, session, "two")
 
     assert reply_of(events) == "count=2 history=1"
-    assert dict(events[-1].completed.session.state) == {"count": 2.0, "last_input": "two"}
+    assert events[-1].completed.session.state_json == '{"count":2,"last_input":"two"}'
 
 
 async def test_an_agent_failing_mid_stream_fails_the_turn_and_keeps_the_input(stub: Stub) -> None:
@@ -106,7 +106,7 @@ async def test_an_agent_failing_mid_stream_fails_the_turn_and_keeps_the_input(st
     got = await stub.GetSession(
         pb.GetSessionRequest(session_id=session.session_id, user_id="user-1")
     )
-    assert (got.turn_count, dict(got.state)) == (0, {})
+    assert (got.turn_count, got.state_json) == (0, "")
 
 
 async def test_the_next_run_after_a_failure_works(stub: Stub) -> None:

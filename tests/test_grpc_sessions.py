@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import asyncio
 
-from google.protobuf import duration_pb2, field_mask_pb2, struct_pb2
+from agentsessions.sessions.v1 import sessions_pb2 as pb
+from google.protobuf import duration_pb2, field_mask_pb2
 from grpc import StatusCode
-from sessions.v1 import sessions_pb2 as pb
 
-from tests.grpc_helpers import Stub, create, error_info, rpc_error, run
+from tests.grpc_helpers import Stub, create, error_info, rpc_error, run, state_of
 
 
 async def test_create_applies_the_documented_defaults(stub: Stub) -> None:
@@ -32,23 +32,20 @@ async def test_generated_session_ids_carry_128_random_bits(stub: Stub) -> None:
 
 
 async def test_create_keeps_the_requested_settings_state_and_labels(stub: Stub) -> None:
-    state = struct_pb2.Struct()
-    state.update({"city": "Shanghai", "units": "metric"})
-
     session = await create(
         stub,
         session_id="weather-chat",
         ttl=duration_pb2.Duration(seconds=48 * 3600),
         idle_timeout=duration_pb2.Duration(seconds=600),
         max_turns=100,
-        state=state,
+        state_json='{"city": "Shanghai", "units": "metric"}',
         labels={"channel": "web"},
     )
     got = await stub.GetSession(pb.GetSessionRequest(session_id="weather-chat", user_id="user-1"))
 
     assert got == session
     assert (got.ttl.seconds, got.idle_timeout.seconds, got.max_turns) == (48 * 3600, 600, 100)
-    assert dict(got.state) == {"city": "Shanghai", "units": "metric"}
+    assert state_of(got) == {"city": "Shanghai", "units": "metric"}
     assert dict(got.labels) == {"channel": "web"}
 
 
@@ -122,17 +119,21 @@ async def test_a_page_token_from_another_query_is_invalid(stub: Stub) -> None:
 
 async def test_update_changes_only_the_masked_fields(stub: Stub) -> None:
     session = await create(stub, labels={"channel": "web"})
-    change = pb.Session(session_id=session.session_id, user_id="user-1", max_turns=3)
-    change.state.update({"city": "Beijing"})
+    change = pb.Session(
+        session_id=session.session_id,
+        user_id="user-1",
+        max_turns=3,
+        state_json='{"city": "Beijing"}',
+    )
     change.labels["channel"] = "ignored"
 
     updated = await stub.UpdateSession(
         pb.UpdateSessionRequest(
-            session=change, update_mask=field_mask_pb2.FieldMask(paths=["state", "max_turns"])
+            session=change, update_mask=field_mask_pb2.FieldMask(paths=["state_json", "max_turns"])
         )
     )
 
-    assert dict(updated.state) == {"city": "Beijing"}
+    assert state_of(updated) == {"city": "Beijing"}
     assert updated.max_turns == 3
     assert dict(updated.labels) == {"channel": "web"}
     assert updated.etag != session.etag

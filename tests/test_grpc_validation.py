@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from agentsessions.sessions.v1 import sessions_pb2 as pb
 from google.protobuf import duration_pb2
 from grpc import StatusCode
-from sessions.v1 import sessions_pb2 as pb
 
 from tests.grpc_helpers import Stub, create, error_info, rpc_error, run, turns
 

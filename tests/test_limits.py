@@ -7,8 +7,8 @@ from collections.abc import AsyncIterator
 
 import grpc
 import pytest
+from agentsessions.sessions.v1 import sessions_pb2 as pb
 from grpc import StatusCode
-from sessions.v1 import sessions_pb2 as pb
 
 from agent_sessions.server import SessionServer
 from tests.agents import ScriptedAgent

@@ -13,9 +13,9 @@ from collections.abc import AsyncIterator, Iterator
 
 import grpc
 import pytest
+from agentsessions.sessions.v1 import sessions_pb2 as pb
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import ValidationError
-from sessions.v1 import sessions_pb2 as pb
 
 from agent_sessions.config import Settings
 from agent_sessions.logs import JsonFormatter
@@ -175,8 +175,12 @@ async def test_sessions_created_and_ended_count_the_calls_answered_ok(
     deleted = await create(stub)
     await stub.ImportSession(
         pb.ImportSessionRequest(
-            session=pb.Session(session_id="restored", user_id="user-1", agent_id="echo"),
-            turns=[pb.Turn(index=1, status=pb.TURN_STATUS_COMPLETED, input="q", output="a")],
+            snapshot=pb.SessionSnapshot(
+                session_id="restored",
+                user_id="user-1",
+                agent_id="echo",
+                turns=[pb.Turn(index=1, status=pb.TURN_STATUS_COMPLETED, input="q", output="a")],
+            )
         )
     )
     taken = await rpc_error(create(stub, session_id="restored"))

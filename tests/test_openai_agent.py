@@ -14,14 +14,22 @@ from typing import Any
 
 import grpc
 import pytest
-from google.protobuf import struct_pb2
+from agentsessions.sessions.v1 import sessions_pb2 as pb
 from grpc import StatusCode
-from sessions.v1 import sessions_pb2 as pb
 
 from agent_sessions.agents.openai_chat import OpenAIChatAgent
 from agent_sessions.server import SessionServer
 from tests.conftest import server_settings
-from tests.grpc_helpers import Stub, create, error_info, reply_of, rpc_error, run, turns
+from tests.grpc_helpers import (
+    Stub,
+    create,
+    error_info,
+    reply_of,
+    rpc_error,
+    run,
+    state_of,
+    turns,
+)
 from tests.openai_stub import LONG_CHUNK, USAGE, OpenAIStub
 
 API_KEY = "sk-test-4a1f9c"
@@ -77,9 +85,7 @@ async def grpc_stub(
 
 
 async def create_with_state(stub: Stub, agent_id: str) -> pb.Session:
-    state = struct_pb2.Struct()
-    state.update({"city": "Paris"})
-    return await create(stub, agent_id=agent_id, state=state)
+    return await create(stub, agent_id=agent_id, state_json='{"city":"Paris"}')
 
 
 async def settled_turns(stub: Stub, session: pb.Session) -> list[pb.Turn]:
@@ -116,7 +122,7 @@ async def assert_fails_then_runs_again(
     got = await stub.GetSession(
         pb.GetSessionRequest(session_id=session.session_id, user_id=session.user_id)
     )
-    assert (got.turn_count, dict(got.state)) == (0, {"city": "Paris"})
+    assert (got.turn_count, state_of(got)) == (0, {"city": "Paris"})
 
     openai_stub.mode = None
     events = await run(stub, session, "Hello again")
@@ -179,13 +185,15 @@ async def test_the_second_turn_sends_the_system_prompt_and_the_first_turn_as_his
 async def test_the_session_summary_reaches_the_model_as_a_system_message(
     grpc_stub: Stub, openai_stub: OpenAIStub
 ) -> None:
-    restored = pb.Session(
-        session_id="restored", user_id="user-1", agent_id="gpt", summary="The user lives in Oslo."
-    )
     earlier = pb.Turn(index=1, status=pb.TURN_STATUS_COMPLETED, input="Hi", output="Hello!")
-    session = await grpc_stub.ImportSession(
-        pb.ImportSessionRequest(session=restored, turns=[earlier])
+    restored = pb.SessionSnapshot(
+        session_id="restored",
+        user_id="user-1",
+        agent_id="gpt",
+        summary="The user lives in Oslo.",
+        turns=[earlier],
     )
+    session = await grpc_stub.ImportSession(pb.ImportSessionRequest(snapshot=restored))
 
     await run(grpc_stub, session, "Any plans?")
 
@@ -399,7 +407,7 @@ async def test_a_refused_connection_is_unavailable_and_the_session_runs_again(
 
     assert events[-1].completed.turn.index == 2
     assert events[-1].completed.session.turn_count == 1
-    assert dict(events[-1].completed.session.state) == {"city": "Paris"}
+    assert state_of(events[-1].completed.session) == {"city": "Paris"}
 
 
 async def test_stopping_the_server_closes_the_agents_http_client(
@@ -423,17 +431,19 @@ async def test_stopping_the_server_closes_the_agents_http_client(
 async def test_the_model_writes_the_summary_when_a_session_is_compressed(
     grpc_stub: Stub, openai_stub: OpenAIStub
 ) -> None:
-    restored = pb.Session(
-        session_id="long-chat", user_id="user-1", agent_id="gpt", summary="The user lives in Oslo."
-    )
     earlier = [
         pb.Turn(index=1, status=pb.TURN_STATUS_COMPLETED, input="Rain tomorrow?", output="Yes."),
         pb.Turn(index=2, status=pb.TURN_STATUS_FAILED, input="And Sunday?"),
         pb.Turn(index=3, status=pb.TURN_STATUS_COMPLETED, input="Thanks", output="Welcome."),
     ]
-    session = await grpc_stub.ImportSession(
-        pb.ImportSessionRequest(session=restored, turns=earlier)
+    restored = pb.SessionSnapshot(
+        session_id="long-chat",
+        user_id="user-1",
+        agent_id="gpt",
+        summary="The user lives in Oslo.",
+        turns=earlier,
     )
+    session = await grpc_stub.ImportSession(pb.ImportSessionRequest(snapshot=restored))
 
     response = await grpc_stub.CompressSession(
         pb.CompressSessionRequest(session_id="long-chat", user_id="user-1", keep_last=1)

@@ -61,19 +61,20 @@ def _skip_space(text: str, position: int) -> int:
 async def test_grpcurl_lists_the_services_through_reflection(server: SessionServer) -> None:
     listed = (await grpcurl(server, "list")).split()
 
-    assert {"sessions.v1.SessionService", "grpc.health.v1.Health"} <= set(listed)
+    assert {"agentsessions.sessions.v1.SessionService", "grpc.health.v1.Health"} <= set(listed)
 
 
 async def test_grpcurl_describes_the_session_service(server: SessionServer) -> None:
-    described = await grpcurl(server, "describe", "sessions.v1.SessionService")
+    described = await grpcurl(server, "describe", "agentsessions.sessions.v1.SessionService")
 
     assert (
-        "rpc Run ( .sessions.v1.RunRequest ) returns ( stream .sessions.v1.RunEvent )" in described
-    )
+        "rpc Run ( .agentsessions.sessions.v1.RunRequest )"
+        " returns ( stream .agentsessions.sessions.v1.RunEvent )"
+    ) in described
 
 
 async def test_grpcurl_drives_a_whole_session(server: SessionServer) -> None:
-    service = "sessions.v1.SessionService"
+    service = "agentsessions.sessions.v1.SessionService"
     [session] = json_stream(
         await grpcurl(
             server,
@@ -102,7 +103,9 @@ async def test_grpcurl_drives_a_whole_session(server: SessionServer) -> None:
 async def test_grpcurl_sees_the_service_healthy(server: SessionServer) -> None:
     [answer] = json_stream(
         await grpcurl(
-            server, "grpc.health.v1.Health/Check", data={"service": "sessions.v1.SessionService"}
+            server,
+            "grpc.health.v1.Health/Check",
+            data={"service": "agentsessions.sessions.v1.SessionService"},
         )
     )
     assert answer == {"status": "SERVING"}
@@ -113,7 +116,7 @@ async def test_health_reports_serving_for_the_server_and_the_service(server: Ses
 
     async with grpc.aio.insecure_channel(server.address) as channel:
         health = health_pb2_grpc.HealthStub(channel)
-        for service in ("", "sessions.v1.SessionService"):
+        for service in ("", "agentsessions.sessions.v1.SessionService"):
             answer = await health.Check(health_pb2.HealthCheckRequest(service=service))
             assert answer.status == health_pb2.HealthCheckResponse.SERVING
 
@@ -121,7 +124,7 @@ async def test_health_reports_serving_for_the_server_and_the_service(server: Ses
 async def test_grpcurl_shows_an_error_status_with_its_reason(server: SessionServer) -> None:
     shown = await grpcurl(
         server,
-        "sessions.v1.SessionService/GetSession",
+        "agentsessions.sessions.v1.SessionService/GetSession",
         data={"user_id": "ops", "session_id": "no-such-session"},
         expect_ok=False,
     )

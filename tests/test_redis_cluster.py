@@ -16,11 +16,11 @@ from typing import Any
 
 import grpc
 import pytest
+from agentsessions.sessions.v1 import sessions_pb2 as pb
 from google.protobuf import field_mask_pb2
 from pydantic import ValidationError
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.connection import SSLConnection
-from sessions.v1 import sessions_pb2 as pb
 
 from agent_sessions.config import Settings
 from agent_sessions.errors import SessionNotFound, StoreUnavailable
@@ -28,7 +28,7 @@ from agent_sessions.model import Session, SessionStatus, TurnOutcome, TurnStatus
 from agent_sessions.store.redis import RedisSessionStore
 from agent_sessions.store.redis_cluster import cluster_client
 from tests.conftest import server_settings
-from tests.grpc_helpers import Stub, create, rpc_error, run, serving, turns
+from tests.grpc_helpers import Stub, create, rpc_error, run, serving, state_of, turns
 from tests.redis_cluster import LocalCluster
 from tests.redis_server import free_port
 
@@ -210,14 +210,15 @@ async def test_a_whole_session_lifecycle_over_grpc(cluster_stub: Stub) -> None:
     listed = await stub.ListSessions(pb.ListSessionsRequest(user_id="traveller"))
     assert [s.session_id for s in listed.sessions] == [session.session_id]
 
-    change = pb.Session(session_id=session.session_id, user_id="traveller")
-    change.state.update({"city": "Shanghai"})
+    change = pb.Session(
+        session_id=session.session_id, user_id="traveller", state_json='{"city":"Shanghai"}'
+    )
     updated = await stub.UpdateSession(
         pb.UpdateSessionRequest(
-            session=change, update_mask=field_mask_pb2.FieldMask(paths=["state"])
+            session=change, update_mask=field_mask_pb2.FieldMask(paths=["state_json"])
         )
     )
-    assert dict(updated.state) == {"city": "Shanghai"}
+    assert state_of(updated) == {"city": "Shanghai"}
 
     history = await turns(stub, session)
     assert [t.input for t in history] == [f"{n}: {question}" for n in range(3)]

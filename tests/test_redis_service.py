@@ -8,10 +8,10 @@ from datetime import timedelta
 
 import grpc
 import pytest
+from agentsessions.sessions.v1 import sessions_pb2 as pb
+from agentsessions.sessions.v1 import sessions_pb2_grpc
 from grpc import StatusCode
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from sessions.v1 import sessions_pb2 as pb
-from sessions.v1 import sessions_pb2_grpc
 
 from agent_sessions.server import SessionServer
 from tests.agents import ScriptedAgent
@@ -45,7 +45,7 @@ async def health_becomes(address: str, wanted: int) -> None:
         health = health_pb2_grpc.HealthStub(channel)
         for _ in range(100):
             answer = await health.Check(
-                health_pb2.HealthCheckRequest(service="sessions.v1.SessionService")
+                health_pb2.HealthCheckRequest(service="agentsessions.sessions.v1.SessionService")
             )
             if answer.status == wanted:
                 return

@@ -1,4 +1,4 @@
-"""An agent behind agents.v1.AgentService, end to end over real gRPC on both stores.
+"""An agent behind agentsessions.agents.v1.AgentService, end to end over real gRPC on both stores.
 
 The agent service is the example server of clients/python/examples/agent_server.py,
 in this process on a free port; a session server reaches it through an agents-table
@@ -8,6 +8,7 @@ entry of kind "grpc", exactly as a deployment would configure it.
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -18,14 +19,22 @@ from typing import Any
 
 import grpc
 import pytest
-from agents.v1 import agents_pb2, agents_pb2_grpc
-from google.protobuf.json_format import MessageToDict
+from agentsessions.agents.v1 import agents_pb2, agents_pb2_grpc
+from agentsessions.sessions.v1 import sessions_pb2 as pb
 from grpc import StatusCode
-from sessions.v1 import sessions_pb2 as pb
 
 from agent_sessions.server import SessionServer
 from tests.conftest import server_settings
-from tests.grpc_helpers import Stub, create, error_info, reply_of, rpc_error, run, turns
+from tests.grpc_helpers import (
+    Stub,
+    create,
+    error_info,
+    reply_of,
+    rpc_error,
+    run,
+    state_of,
+    turns,
+)
 from tests.redis_server import free_port
 
 # The example is a script, not a package: it is imported from its directory.
@@ -115,7 +124,7 @@ async def test_the_weather_conversation_follows_the_context_and_commits_the_agen
     assert (completed.turn.index, completed.turn.status) == (2, pb.TURN_STATUS_COMPLETED)
     assert (completed.turn.usage.input_tokens, completed.turn.usage.output_tokens) == (3, 5)
     stored = await get_session(sessions, session)
-    assert MessageToDict(stored.state) == {"topic": "weather", "city": "Beijing"}
+    assert state_of(stored) == {"topic": "weather", "city": "Beijing"}
     assert stored.turn_count == 2
     [_, turn] = await turns(sessions, session)
     assert (turn.output, turn.usage.output_tokens) == ("Beijing is cloudy today, 18°C.", 5)
@@ -127,21 +136,21 @@ async def test_the_session_context_reaches_the_agent(
     # An imported session is the one way to give a session a summary.
     session: pb.Session = await sessions.ImportSession(
         pb.ImportSessionRequest(
-            session=pb.Session(
+            snapshot=pb.SessionSnapshot(
                 session_id="imported-1",
                 user_id="user-1",
                 agent_id=AGENT,
                 summary="The user lives in Shanghai.",
-            ),
-            turns=[
-                pb.Turn(
-                    index=1,
-                    status=pb.TURN_STATUS_COMPLETED,
-                    input="Hello",
-                    output="I can tell you the weather in Shanghai, Beijing or Tokyo.",
-                ),
-                pb.Turn(index=2, status=pb.TURN_STATUS_FAILED, input="fail"),
-            ],
+                turns=[
+                    pb.Turn(
+                        index=1,
+                        status=pb.TURN_STATUS_COMPLETED,
+                        input="Hello",
+                        output="I can tell you the weather in Shanghai, Beijing or Tokyo.",
+                    ),
+                    pb.Turn(index=2, status=pb.TURN_STATUS_FAILED, input="fail"),
+                ],
+            )
         )
     )
     await run(sessions, session, "How's the weather in Tokyo?")
@@ -156,7 +165,7 @@ async def test_the_session_context_reaches_the_agent(
     )
     assert (request.turn_index, request.input) == (4, "What about Beijing?")
     assert request.summary == "The user lives in Shanghai."
-    assert MessageToDict(request.state) == {"topic": "weather", "city": "Tokyo"}
+    assert json.loads(request.state_json) == {"topic": "weather", "city": "Tokyo"}
     # Completed turns only, oldest first: the failed turn 2 is left out.
     assert [(e.index, e.input, e.output) for e in request.history] == [
         (1, "Hello", "I can tell you the weather in Shanghai, Beijing or Tokyo."),
@@ -207,7 +216,7 @@ async def test_an_agent_error_fails_the_turn_with_the_agents_message(sessions: S
     assert (turn.status, turn.input, turn.output) == (pb.TURN_STATUS_FAILED, "fail", "")
     assert "INTERNAL: the weather service is down" in turn.error
     stored = await get_session(sessions, session)
-    assert (stored.turn_count, MessageToDict(stored.state)) == (
+    assert (stored.turn_count, state_of(stored)) == (
         1,
         {"topic": "weather", "city": "Shanghai"},
     )

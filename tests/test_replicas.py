@@ -6,12 +6,12 @@ from collections.abc import AsyncIterator
 
 import grpc
 import pytest
+from agentsessions.sessions.v1 import sessions_pb2 as pb
 from google.protobuf import field_mask_pb2
-from sessions.v1 import sessions_pb2 as pb
 
 from agent_sessions.server import SessionServer
 from tests.conftest import server_settings
-from tests.grpc_helpers import Stub, create, reply_of, rpc_error, run, turns
+from tests.grpc_helpers import Stub, create, reply_of, rpc_error, run, state_of, turns
 
 
 @pytest.fixture
@@ -39,11 +39,12 @@ async def test_every_call_may_go_to_either_replica(replicas: list[Stub]) -> None
 
     first = await run(b, session, "How's the weather in Shanghai?")
     second = await run(a, session, "What about Beijing?")
-    state = pb.Session(session_id=session.session_id, user_id="traveller")
-    state.state.update({"city": "Beijing"})
+    state = pb.Session(
+        session_id=session.session_id, user_id="traveller", state_json='{"city":"Beijing"}'
+    )
     await b.UpdateSession(
         pb.UpdateSessionRequest(
-            session=state, update_mask=field_mask_pb2.FieldMask(paths=["state"])
+            session=state, update_mask=field_mask_pb2.FieldMask(paths=["state_json"])
         )
     )
     compressed = await a.CompressSession(pb.CompressSessionRequest(**ids, keep_last=1))
@@ -55,6 +56,6 @@ async def test_every_call_may_go_to_either_replica(replicas: list[Stub]) -> None
     assert reply_of(first).startswith("Echo (turn 1)")
     assert 'previous: "How\'s the weather in Shanghai?"' in reply_of(second)
     assert compressed.folded_turns == 1
-    assert (read.turn_count, read.folded_turns, dict(read.state)) == (2, 1, {"city": "Beijing"})
+    assert (read.turn_count, read.folded_turns, state_of(read)) == (2, 1, {"city": "Beijing"})
     assert [t.index for t in history] == [2]
     assert refused.code() == grpc.StatusCode.FAILED_PRECONDITION

@@ -17,9 +17,9 @@ from typing import Any
 
 import grpc
 import pytest
+from agentsessions.sessions.v1 import sessions_pb2 as pb
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from pydantic_settings import CliApp
-from sessions.v1 import sessions_pb2 as pb
 
 from agent_sessions.config import Settings
 from agent_sessions.security import UNAUTHENTICATED_MESSAGE
@@ -221,7 +221,9 @@ async def test_each_configured_token_is_accepted_through_the_client(token: str) 
 async def health_check(server: SessionServer, **call: Any) -> Any:
     async with grpc.aio.insecure_channel(server.address) as channel:
         return await health_pb2_grpc.HealthStub(channel).Check(
-            health_pb2.HealthCheckRequest(service="sessions.v1.SessionService"), timeout=5, **call
+            health_pb2.HealthCheckRequest(service="agentsessions.sessions.v1.SessionService"),
+            timeout=5,
+            **call,
         )
 
 
@@ -262,7 +264,7 @@ async def test_grpcurl_lists_the_services_without_a_token_by_default() -> None:
         code, shown = await grpcurl_list(server)
 
     assert code == 0, shown
-    assert "sessions.v1.SessionService" in shown.split()
+    assert "agentsessions.sessions.v1.SessionService" in shown.split()
 
 
 async def test_reflection_needs_the_token_when_not_left_open() -> None:
@@ -272,7 +274,7 @@ async def test_reflection_needs_the_token_when_not_left_open() -> None:
 
     assert refused != 0 and "Unauthenticated" in refusal
     assert listed == 0, shown
-    assert "sessions.v1.SessionService" in shown.split()
+    assert "agentsessions.sessions.v1.SessionService" in shown.split()
 
 
 # Configuration and operation

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
 import pytest
-from google.protobuf import struct_pb2
+from agentsessions.sessions.v1 import sessions_pb2 as pb
 from grpc import StatusCode
-from sessions.v1 import sessions_pb2 as pb
 
 from agent_sessions.server import SessionServer
 from tests.conftest import server_settings
-from tests.grpc_helpers import Stub, reply_of, rpc_error
+from tests.grpc_helpers import Stub, reply_of, rpc_error, state_of
 
 TENANTS = {"acme": "token-of-acme", "globex": "token-of-globex"}
 SHARED = "token-without-a-tenant"
@@ -34,10 +34,11 @@ async def stub(store_url: str, key_prefix: str) -> AsyncIterator[Stub]:
 
 
 async def create(stub: Stub, token: str, city: str) -> pb.Session:
-    state = struct_pb2.Struct()
-    state.update({"city": city})
+    request = pb.CreateSessionRequest(
+        user_id="user-1", agent_id="echo", session_id="s-1", state_json=json.dumps({"city": city})
+    )
     session: pb.Session = await stub.CreateSession(
-        pb.CreateSessionRequest(user_id="user-1", agent_id="echo", session_id="s-1", state=state),
+        request,
         **as_caller(token),
     )
     return session
@@ -55,7 +56,7 @@ async def test_the_same_user_and_session_id_under_two_tenants_are_two_sessions(
         got = await stub.GetSession(
             pb.GetSessionRequest(session_id="s-1", user_id="user-1"), **as_caller(token)
         )
-        seen[name] = dict(got.state)["city"]
+        seen[name] = state_of(got)["city"]
 
     assert seen == {"acme": "Shanghai", "globex": "Beijing", "shared": "Tokyo"}
 

@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-from sessions.v1 import sessions_pb2 as pb
-from sessions.v1 import sessions_pb2_grpc
+from agentsessions.sessions.v1 import sessions_pb2 as pb
+from agentsessions.sessions.v1 import sessions_pb2_grpc
 
 from tests.processes import wait_until_serving
 from tests.redis_server import RedisServer, free_port
@@ -19,6 +19,8 @@ from tests.redis_server import RedisServer, free_port
 SESSION_SERVER = str(Path(sys.executable).parent / "session-server")
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 TRACEPARENT = f"00-{TRACE_ID}-00f067aa0ba902b7-01"
+# A gRPC server span is named after the full method: /<package>.<service>/<method>.
+METHOD_PREFIX = f"/{pb.DESCRIPTOR.services_by_name['SessionService'].full_name}/"
 
 
 def spans_of(output: str) -> list[dict[str, Any]]:
@@ -60,10 +62,10 @@ def test_a_run_is_one_span_in_the_callers_trace_with_its_redis_scripts_beneath(
 ) -> None:
     spans = traced_conversation(redis_server, key_prefix)
 
-    runs = [s for s in spans if s["name"] == "/sessions.v1.SessionService/Run"]
+    runs = [s for s in spans if s["name"] == f"{METHOD_PREFIX}Run"]
     [run] = [s for s in runs if s["context"]["trace_id"] == f"0x{TRACE_ID}"]
     assert len(runs) == 2
     assert run["kind"] == "SpanKind.SERVER"
     beneath = [s for s in spans if s["parent_id"] == run["context"]["span_id"]]
     assert [s["name"] for s in beneath] == ["EVALSHA", "EVALSHA"]
-    assert any(s["name"] == "/sessions.v1.SessionService/CreateSession" for s in spans)
+    assert any(s["name"] == f"{METHOD_PREFIX}CreateSession" for s in spans)

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import grpc
 import pytest
-from sessions.v1 import sessions_pb2 as pb
-from sessions.v1 import sessions_pb2_grpc
+from agentsessions.sessions.v1 import sessions_pb2 as pb
+from agentsessions.sessions.v1 import sessions_pb2_grpc
 
 from tests.processes import wait_until_serving
 from tests.redis_server import RedisServer, free_port

@@ -36,7 +36,7 @@ def parse_duration(value: object) -> object:
 
 
 class Settings(BaseSettings):
-    """Serve sessions.v1.SessionService over gRPC.
+    """Serve agentsessions.sessions.v1.SessionService over gRPC.
 
     Every flag can also be set as an environment variable SESSIONS_<FLAG> (the store
     as SESSIONS_STORE_URL). Durations take seconds (90), a unit (500ms, 30s, 5m, 48h,

@@ -13,7 +13,7 @@ from agent_sessions.store import SessionStore
 
 log = logging.getLogger(__name__)
 
-SERVICE_NAME = "sessions.v1.SessionService"
+SERVICE_NAME = "agentsessions.sessions.v1.SessionService"
 _SERVING = health_pb2.HealthCheckResponse.SERVING
 _NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 

@@ -16,14 +16,14 @@ JsonValue: TypeAlias = Any
 
 
 class SessionStatus(enum.IntEnum):
-    """Numbered as ``sessions.v1.SessionStatus``."""
+    """Numbered as ``agentsessions.sessions.v1.SessionStatus``."""
 
     ACTIVE = 1
     ENDED = 2
 
 
 class TurnStatus(enum.IntEnum):
-    """Numbered as ``sessions.v1.TurnStatus``."""
+    """Numbered as ``agentsessions.sessions.v1.TurnStatus``."""
 
     IN_PROGRESS = 1
     COMPLETED = 2

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import grpc
+from agentsessions.sessions.v1 import sessions_pb2
 
 from agent_sessions.api.handlers import Behaviour, wrapped
 from agent_sessions.config import Settings
@@ -23,7 +24,7 @@ UNAUTHENTICATED_MESSAGE = "missing or invalid bearer token: send 'authorization:
 
 # Probes and `grpcurl list` reach these without a token unless told otherwise.
 OPEN_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
-TENANTED = "/sessions.v1.SessionService/"
+TENANTED = f"/{sessions_pb2.DESCRIPTOR.services_by_name['SessionService'].full_name}/"
 
 
 class SecurityConfigError(Exception):

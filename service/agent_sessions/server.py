@@ -8,9 +8,9 @@ import signal
 from collections.abc import Mapping
 
 import grpc
+from agentsessions.sessions.v1 import sessions_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
-from sessions.v1 import sessions_pb2
 
 from agent_sessions.agents import Agent, AgentRegistry
 from agent_sessions.agents.registry import ConfiguredAgent
@@ -165,7 +165,7 @@ class SessionServer:
         await self.health.start()
         await self._server.start()
         log.info(
-            "serving sessions.v1.SessionService on %s (store %s; %s)",
+            "serving agentsessions.sessions.v1.SessionService on %s (store %s; %s)",
             self.address,
             self.settings.store_url.split("@")[-1],
             security_mode(self.settings),

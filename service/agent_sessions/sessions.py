@@ -228,7 +228,9 @@ class SessionManager:
             ),
             turn_count=0,
             total_turns=0,
-            state=validation.state(state or {}, max_bytes=policy.max_state_bytes),
+            state=validation.state(
+                state or {}, max_bytes=policy.max_state_bytes, field="state_json"
+            ),
             labels=validation.labels(labels or {}),
             create_request_id=validation.request_id(request_id),
         )
@@ -257,26 +259,26 @@ class SessionManager:
         all checked before anything is written, and from ``folded_turns``, the turns
         before them that ``summary`` stands for (of which ``turn_count`` less the
         completed ``turns`` count as completed). Invalid fields are named as in
-        ``ImportSessionRequest`` (``session.ttl``, ``turns[3].index``).
+        ``ImportSessionRequest`` (``snapshot.ttl``, ``snapshot.turns[3].index``).
         """
         policy = self._policy
-        session_id = validation.session_id(session_id, field="session.session_id")
-        user_id = validation.user_id(user_id, field="session.user_id")
-        agent_id = self._known_agent(agent_id, field="session.agent_id")
-        ttl_ms = self._duration("session.ttl", ttl_ms, policy.default_ttl_ms)
+        session_id = validation.session_id(session_id, field="snapshot.session_id")
+        user_id = validation.user_id(user_id, field="snapshot.user_id")
+        agent_id = self._known_agent(agent_id, field="snapshot.agent_id")
+        ttl_ms = self._duration("snapshot.ttl", ttl_ms, policy.default_ttl_ms)
         idle_timeout_ms = self._duration(
-            "session.idle_timeout", idle_timeout_ms, policy.default_idle_timeout_ms
+            "snapshot.idle_timeout", idle_timeout_ms, policy.default_idle_timeout_ms
         )
         max_turns = validation.max_turns(
-            policy.default_max_turns if max_turns is None else max_turns, field="session.max_turns"
+            policy.default_max_turns if max_turns is None else max_turns, field="snapshot.max_turns"
         )
         state = validation.state(
-            state or {}, max_bytes=policy.max_state_bytes, field="session.state"
+            state or {}, max_bytes=policy.max_state_bytes, field="snapshot.state_json"
         )
-        labels = validation.labels(labels or {}, field="session.labels")
+        labels = validation.labels(labels or {}, field="snapshot.labels")
         if not 0 <= folded_turns <= MAX_FOLDED_TURNS:
             raise InvalidArgument(
-                "session.folded_turns",
+                "snapshot.folded_turns",
                 f"is {folded_turns}; it must be between 0 and {MAX_FOLDED_TURNS}",
             )
         summary = validation.summary(summary, max_bytes=policy.max_summary_bytes)
@@ -311,17 +313,17 @@ class SessionManager:
         without gaps, inputs as Run takes them."""
         if len(turns) > MAX_IMPORT_TURNS:
             raise InvalidArgument(
-                "turns",
+                "snapshot.turns",
                 f"has {len(turns)} turns; the limit is {MAX_IMPORT_TURNS} turns per import",
             )
         completed_by_request: dict[str, int] = {}
         for position, turn in enumerate(turns):
-            field = f"turns[{position}]"
+            field = f"snapshot.turns[{position}]"
             if turn.index != position + first_index:
                 raise InvalidArgument(
                     f"{field}.index",
                     f"is {turn.index} where {position + first_index} was expected: the "
-                    f"turns' indexes run from session.folded_turns + 1 ({first_index}) in "
+                    f"turns' indexes run from snapshot.folded_turns + 1 ({first_index}) in "
                     "order, without gaps",
                 )
             validation.finished_turn_status(f"{field}.status", turn.status)
@@ -388,10 +390,12 @@ class SessionManager:
         if patch == SessionPatch():
             raise InvalidArgument(
                 "update_mask",
-                "names no field to change: use state, labels, ttl, idle_timeout or max_turns",
+                "names no field to change: use state_json, labels, ttl, idle_timeout or max_turns",
             )
         if patch.state is not None:
-            validation.state(patch.state, max_bytes=policy.max_state_bytes)
+            validation.state(
+                patch.state, max_bytes=policy.max_state_bytes, field="session.state_json"
+            )
         if patch.labels is not None:
             validation.labels(patch.labels)
         if patch.ttl_ms is not None:
@@ -579,7 +583,7 @@ class SessionManager:
     async def run(
         self, *, user_id: str, session_id: str, text: str, request_id: str = ""
     ) -> AsyncGenerator[RunEvent, None]:
-        """Runs one turn, yielding its events; see ``sessions.v1.SessionService.Run``.
+        """Runs one turn, yielding its events; see ``agentsessions.sessions.v1.SessionService.Run``.
 
         Close the iterator (``contextlib.aclosing``) when abandoning it early: the
         turn is then recorded CANCELLED.

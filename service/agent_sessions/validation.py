@@ -69,7 +69,7 @@ def run_input(value: str, *, max_bytes: int, field: str = "input") -> str:
 _FINISHED = (TurnStatus.COMPLETED, TurnStatus.FAILED, TurnStatus.CANCELLED)
 
 
-def summary(value: str, *, max_bytes: int, field: str = "session.summary") -> str:
+def summary(value: str, *, max_bytes: int, field: str = "snapshot.summary") -> str:
     size = len(value.encode())
     if size > max_bytes:
         raise InvalidArgument(
@@ -131,10 +131,16 @@ def state(
             f"nests objects and arrays {depth} levels deep; the limit is {MAX_STATE_DEPTH}",
         )
     try:
-        size = len(json.dumps(value, separators=(",", ":"), allow_nan=False).encode())
+        text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
     except ValueError:
         raise InvalidArgument(
             field, "holds a number that is NaN or infinite; state numbers must be finite"
+        ) from None
+    try:
+        size = len(text.encode())
+    except UnicodeEncodeError:
+        raise InvalidArgument(
+            field, "holds a lone surrogate (an unpaired \\ud800-\\udfff escape): not text"
         ) from None
     if size > max_bytes:
         raise InvalidArgument(field, f"is {size} bytes as JSON; the limit is {max_bytes} bytes")

@@ -1,4 +1,4 @@
-"""An agent as a service of its own: agents.v1.AgentService in Python, with only the stubs.
+"""An agent as a service of its own: AgentService in Python, with only the stubs.
 
 A team that writes an agent implements one streaming RPC, Generate: the session
 service sends the session's context (state, summary, recent turns) with the user's
@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import re
 import signal
@@ -29,9 +30,8 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
-from agents.v1 import agents_pb2 as pb
-from agents.v1 import agents_pb2_grpc
-from google.protobuf.json_format import MessageToDict
+from agentsessions.agents.v1 import agents_pb2 as pb
+from agentsessions.agents.v1 import agents_pb2_grpc
 
 log = logging.getLogger("agent_server")
 
@@ -79,8 +79,7 @@ class WeatherAgentService(agents_pb2_grpc.AgentServiceServicer):
             for word in _WORD.findall(reply):  # word by word, as a model would stream it
                 yield text(word)
             if city:
-                update = pb.StateUpdate()
-                update.set.update({"topic": "weather", "city": city})
+                update = pb.StateUpdate(set_json=json.dumps({"topic": "weather", "city": city}))
                 yield pb.GenerateResponse(state_update=update)
             # Word counts stand in for the model tokens a real agent would report.
             usage = pb.Usage(
@@ -113,7 +112,7 @@ def text(chunk: str) -> pb.GenerateResponse:
 
 def answer(request: pb.GenerateRequest) -> tuple[str, str | None]:
     """The reply, and the city whose weather it gave (None when it gave none)."""
-    state: dict[str, Any] = MessageToDict(request.state)
+    state: dict[str, Any] = json.loads(request.state_json or "{}")
     named = _CITY.search(request.input)
     about_weather = bool(_WEATHER.search(request.input)) or (
         named is not None and _talking_about_weather(request, state)
@@ -149,7 +148,9 @@ async def start_server(
 async def serve(address: str) -> None:
     """Serves until SIGINT or SIGTERM, then lets running calls finish for a few seconds."""
     server, port = await start_server(address)
-    log.info("serving agents.v1.AgentService on %s:%d", address.rpartition(":")[0], port)
+    log.info(
+        "serving agentsessions.agents.v1.AgentService on %s:%d", address.rpartition(":")[0], port
+    )
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

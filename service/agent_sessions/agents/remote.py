@@ -1,4 +1,4 @@
-"""An agent that runs as a service of its own, in any language, behind agents.v1.AgentService.
+"""An agent that runs as a service of its own, in any language, behind AgentService.
 
 Each turn is one ``Generate`` call: the session's context and the input go out in
 the request, and the streamed responses come back as the agent protocol's events
@@ -17,16 +17,15 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-from agents.v1 import agents_pb2 as pb
-from agents.v1 import agents_pb2_grpc
-from google.protobuf.json_format import MessageToDict
-from google.protobuf.struct_pb2 import Struct
+from agentsessions.agents.v1 import agents_pb2 as pb
+from agentsessions.agents.v1 import agents_pb2_grpc
 
+from agent_sessions import state_json
 from agent_sessions.agents.errors import AgentError, AgentTimeout, AgentUnavailable
 from agent_sessions.agents.protocol import AgentContext, AgentEvent
 from agent_sessions.agents.specs import GrpcSpec
 from agent_sessions.agents.summarizer import SummaryRequest
-from agent_sessions.model import JsonValue, StateDelta, TokenUsage, TurnStatus
+from agent_sessions.model import StateDelta, TokenUsage, TurnStatus
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +41,7 @@ _MAX_RECONNECT_BACKOFF_MS = 5_000
 
 
 class RemoteAgent:
-    """Answers turns by calling ``agents.v1.AgentService/Generate`` at ``target``.
+    """Answers turns by calling ``agentsessions.agents.v1.AgentService/Generate`` at ``target``.
 
     One channel serves every turn (gRPC multiplexes the calls over one connection);
     it is opened on first use, so that it belongs to the event loop that runs the
@@ -152,14 +151,12 @@ class RemoteAgent:
 
 
 def _request(context: AgentContext, text: str) -> pb.GenerateRequest:
-    state = Struct()
-    state.update(context.state)
     return pb.GenerateRequest(
         session_id=context.session_id,
         user_id=context.user_id,
         agent_id=context.agent_id,
         turn_index=context.turn_index,
-        state=state,
+        state_json=state_json.dump(dict(context.state)),
         summary=context.summary,
         history=[
             pb.Exchange(index=turn.index, input=turn.input, output=turn.output)
@@ -175,7 +172,10 @@ def _event(response: pb.GenerateResponse) -> AgentEvent | None:
         return response.text.text
     if kind == "state_update":
         update = response.state_update
-        values: dict[str, JsonValue] = MessageToDict(update.set)
+        try:
+            values = state_json.parse_object(update.set_json, field="state_update.set_json")
+        except state_json.StateJsonError as error:
+            raise AgentError(f"the agent service sent a bad state update: {error}") from None
         return StateDelta(set=values, delete=frozenset(update.delete))
     if kind == "usage":
         usage = response.usage

@@ -1,1 +1,1 @@
-"""The gRPC layer: translates sessions.v1 messages to and from the session logic."""
+"""The gRPC layer: translates agentsessions.sessions.v1 messages to and from the session logic."""

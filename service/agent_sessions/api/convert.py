@@ -1,14 +1,13 @@
-"""Protobuf ⇄ domain translation for sessions.v1."""
+"""Protobuf ⇄ domain translation for agentsessions.sessions.v1."""
 
 from __future__ import annotations
 
 from typing import Any, cast
 
-from google.protobuf import duration_pb2, struct_pb2, timestamp_pb2
-from google.protobuf.json_format import MessageToDict
-from sessions.v1 import sessions_pb2 as pb
+from agentsessions.sessions.v1 import sessions_pb2 as pb
+from google.protobuf import duration_pb2, timestamp_pb2
 
-from agent_sessions import sessions, validation
+from agent_sessions import sessions, state_json, validation
 from agent_sessions.errors import InvalidArgument
 from agent_sessions.model import (
     JsonValue,
@@ -20,7 +19,7 @@ from agent_sessions.model import (
 )
 
 _DURATION_FIELDS = {"ttl": "ttl_ms", "idle_timeout": "idle_timeout_ms"}
-UPDATABLE_FIELDS = ("state", "labels", "ttl", "idle_timeout", "max_turns")
+UPDATABLE_FIELDS = ("state_json", "labels", "ttl", "idle_timeout", "max_turns")
 
 
 def timestamp(ms: int) -> timestamp_pb2.Timestamp:
@@ -64,19 +63,15 @@ def _timestamp_ms(field: str, stamp: timestamp_pb2.Timestamp) -> int:
     return stamp.ToMilliseconds()
 
 
-def state_from_struct(struct: struct_pb2.Struct, field: str = "state") -> dict[str, JsonValue]:
+def state_from_json(text: str, field: str = "state_json") -> dict[str, JsonValue]:
     try:
-        values: dict[str, Any] = MessageToDict(struct)
-    except ValueError:
-        # json_format writes no NaN or infinity: JSON has no such numbers.
-        raise InvalidArgument(
-            field, "holds a number that is NaN or infinite; state numbers must be finite"
-        ) from None
-    return values
+        return state_json.parse_object(text, field=field)
+    except state_json.StateJsonError as error:
+        raise InvalidArgument(error.path, error.reason) from None
 
 
 def session_message(session: Session) -> pb.Session:
-    message = pb.Session(
+    return pb.Session(
         session_id=session.session_id,
         user_id=session.user_id,
         agent_id=session.agent_id,
@@ -95,10 +90,8 @@ def session_message(session: Session) -> pb.Session:
         etag=session.etag,
         folded_turns=session.folded_turns,
         history_bytes=session.history_bytes,
+        state_json=state_json.dump(session.state),
     )
-    if session.state:
-        message.state.update(session.state)
-    return message
 
 
 def turn_message(turn: Turn) -> pb.Turn:
@@ -131,34 +124,34 @@ def create_arguments(request: pb.CreateSessionRequest) -> dict[str, Any]:
             else None
         ),
         "max_turns": request.max_turns if request.HasField("max_turns") else None,
-        "state": state_from_struct(request.state),
+        "state": state_from_json(request.state_json),
         "labels": dict(request.labels),
         "request_id": request.request_id,
     }
 
 
 def import_arguments(request: pb.ImportSessionRequest) -> dict[str, Any]:
-    """The arguments of ``SessionManager.import_session``; output-only fields are dropped."""
-    source = request.session
+    """The arguments of ``SessionManager.import_session``."""
+    source = request.snapshot
     return {
         "user_id": source.user_id,
         "agent_id": source.agent_id,
         "session_id": source.session_id,
-        "ttl_ms": duration_ms("session.ttl", source.ttl) if source.HasField("ttl") else None,
+        "ttl_ms": duration_ms("snapshot.ttl", source.ttl) if source.HasField("ttl") else None,
         "idle_timeout_ms": (
-            duration_ms("session.idle_timeout", source.idle_timeout)
+            duration_ms("snapshot.idle_timeout", source.idle_timeout)
             if source.HasField("idle_timeout")
             else None
         ),
-        # Not optional in Session: 0 is unlimited, as it always is there.
+        # Not optional in the snapshot: 0 is unlimited, as it always is there.
         "max_turns": source.max_turns,
-        "state": state_from_struct(source.state, "session.state"),
+        "state": state_from_json(source.state_json, "snapshot.state_json"),
         "labels": dict(source.labels),
         "summary": source.summary,
         "status": _imported_status(source.status),
         "folded_turns": source.folded_turns,
         "turn_count": source.turn_count,
-        "turns": [_imported_turn(i, turn) for i, turn in enumerate(request.turns)],
+        "turns": [_imported_turn(i, turn) for i, turn in enumerate(source.turns)],
     }
 
 
@@ -167,20 +160,21 @@ def _imported_status(status: int) -> SessionStatus:
         return SessionStatus.ACTIVE
     if status not in (pb.SESSION_STATUS_ACTIVE, pb.SESSION_STATUS_ENDED):
         raise InvalidArgument(
-            "session.status", f"is {status}; use ACTIVE or ENDED (unspecified means ACTIVE)"
+            "snapshot.status", f"is {status}; use ACTIVE or ENDED (unspecified means ACTIVE)"
         )
     return SessionStatus(status)
 
 
 def _imported_turn(position: int, message: pb.Turn) -> Turn:
+    field = f"snapshot.turns[{position}]"
     return Turn(
         index=message.index,
-        status=validation.finished_turn_status(f"turns[{position}].status", message.status),
+        status=validation.finished_turn_status(f"{field}.status", message.status),
         input=message.input,
         output=message.output,
-        create_time_ms=_timestamp_ms(f"turns[{position}].create_time", message.create_time),
+        create_time_ms=_timestamp_ms(f"{field}.create_time", message.create_time),
         complete_time_ms=(
-            _timestamp_ms(f"turns[{position}].complete_time", message.complete_time)
+            _timestamp_ms(f"{field}.complete_time", message.complete_time)
             if message.HasField("complete_time")
             else 0
         ),
@@ -200,8 +194,8 @@ def session_patch(request: pb.UpdateSessionRequest) -> SessionPatch:
     source = request.session
     changes: dict[str, Any] = {}
     for path in paths:
-        if path == "state":
-            changes["state"] = state_from_struct(source.state)
+        if path == "state_json":
+            changes["state"] = state_from_json(source.state_json, "session.state_json")
         elif path == "labels":
             changes["labels"] = dict(source.labels)
         elif path in _DURATION_FIELDS:

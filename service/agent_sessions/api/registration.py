@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import grpc
+from agentsessions.sessions.v1 import sessions_pb2
 from google.protobuf.message import DecodeError, Message
-from sessions.v1 import sessions_pb2
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,7 +36,7 @@ def _lenient(message_class: type[Message]) -> Callable[[bytes], Message | Malfor
 
 
 def add_session_service(servicer: Any, server: grpc.aio.Server) -> None:
-    """Serves ``sessions.v1.SessionService`` from ``servicer``, every method of the contract."""
+    """Serves ``SessionService`` from ``servicer``, every method of the contract."""
     service = sessions_pb2.DESCRIPTOR.services_by_name["SessionService"]
     handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {}
     for method in service.methods:

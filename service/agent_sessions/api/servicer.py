@@ -1,4 +1,4 @@
-"""sessions.v1.SessionService over grpc.aio: translation only, the logic lives in SessionManager."""
+"""SessionService over grpc.aio: translation only, the logic lives in SessionManager."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from contextlib import aclosing
 from typing import TypeVar
 
 import grpc
-from sessions.v1 import sessions_pb2 as pb
-from sessions.v1 import sessions_pb2_grpc
+from agentsessions.sessions.v1 import sessions_pb2 as pb
+from agentsessions.sessions.v1 import sessions_pb2_grpc
 
 from agent_sessions.api import convert
 from agent_sessions.api.coalesce import coalesced

@@ -11,7 +11,7 @@ from grpc_status import rpc_status
 
 from agent_sessions import errors
 
-DOMAIN = "sessions.v1.SessionService"
+DOMAIN = "agentsessions.sessions.v1.SessionService"
 SERVICE_PREFIX = f"/{DOMAIN}/"
 """How the full names of the service's methods begin, as interceptors see them."""
 

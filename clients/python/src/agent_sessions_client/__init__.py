@@ -1,4 +1,4 @@
-"""A friendly Python client for the agent session service (sessions.v1).
+"""A friendly Python client for the agent session service (agentsessions.sessions.v1).
 
 ::
 

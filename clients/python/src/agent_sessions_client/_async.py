@@ -10,8 +10,8 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 import grpc
-from sessions.v1 import sessions_pb2 as pb
-from sessions.v1 import sessions_pb2_grpc
+from agentsessions.sessions.v1 import sessions_pb2 as pb
+from agentsessions.sessions.v1 import sessions_pb2_grpc
 
 from agent_sessions_client import _channel, _records, _requests
 from agent_sessions_client._errors import (
@@ -30,7 +30,7 @@ from agent_sessions_client._types import (
 )
 
 if TYPE_CHECKING:
-    from sessions.v1.sessions_pb2_grpc import SessionServiceAsyncStub
+    from agentsessions.sessions.v1.sessions_pb2_grpc import SessionServiceAsyncStub
 
 
 class AsyncSessionClient:

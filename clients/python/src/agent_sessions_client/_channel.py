@@ -8,7 +8,7 @@ import os
 import grpc
 
 DEFAULT_ADDRESS = "127.0.0.1:50051"
-SERVICE = "sessions.v1.SessionService"
+SERVICE = "agentsessions.sessions.v1.SessionService"
 
 # Calls that may be sent twice without harm. Run is among them because the client
 # gives every run a request id (a repeat replays the turn); Create, Update and

@@ -24,11 +24,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
+from agentsessions.sessions.v1 import sessions_pb2 as pb
 from google.protobuf import timestamp_pb2
-from sessions.v1 import sessions_pb2 as pb
 
 from agent_sessions_client._errors import AbortedError
-from agent_sessions_client._types import SessionInfo, Turn, duration, struct
+from agent_sessions_client._types import SessionInfo, Turn, duration, state_json
 
 # Rounds of (read the turns, read the session) before an export gives up on a session
 # that keeps changing under it.
@@ -107,7 +107,7 @@ def import_request(record: Mapping[str, Any], user_id: str | None) -> pb.ImportS
 
     Raises ``KeyError`` or ``ValueError`` for a record that is not one.
     """
-    session = pb.Session(
+    snapshot = pb.SessionSnapshot(
         session_id=record["session_id"],
         user_id=user_id or record["user_id"],
         agent_id=record["agent_id"],
@@ -119,14 +119,13 @@ def import_request(record: Mapping[str, Any], user_id: str | None) -> pb.ImportS
         turn_count=int(record.get("turn_count", 0)),
     )
     if record.get("ttl_seconds"):
-        session.ttl.CopyFrom(duration(timedelta(seconds=record["ttl_seconds"])))
+        snapshot.ttl.CopyFrom(duration(timedelta(seconds=record["ttl_seconds"])))
     if record.get("idle_timeout_seconds"):
-        session.idle_timeout.CopyFrom(duration(timedelta(seconds=record["idle_timeout_seconds"])))
+        snapshot.idle_timeout.CopyFrom(duration(timedelta(seconds=record["idle_timeout_seconds"])))
     if record.get("state"):
-        session.state.CopyFrom(struct(dict(record["state"])))
-    request = pb.ImportSessionRequest(session=session)
+        snapshot.state_json = state_json(record["state"])
     for item in record.get("turns", []):
-        message = request.turns.add(
+        message = snapshot.turns.add(
             index=int(item["index"]),
             status="TURN_STATUS_" + item["status"],
             input=item["input"],
@@ -140,4 +139,4 @@ def import_request(record: Mapping[str, Any], user_id: str | None) -> pb.ImportS
         message.create_time.CopyFrom(_timestamp(item["create_time"]))
         if item.get("complete_time"):
             message.complete_time.CopyFrom(_timestamp(item["complete_time"]))
-    return request
+    return pb.ImportSessionRequest(snapshot=snapshot)

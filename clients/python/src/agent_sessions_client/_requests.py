@@ -7,10 +7,10 @@ from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
+from agentsessions.sessions.v1 import sessions_pb2 as pb
 from google.protobuf import field_mask_pb2
-from sessions.v1 import sessions_pb2 as pb
 
-from agent_sessions_client._types import duration, struct
+from agent_sessions_client._types import duration, state_json
 
 
 def create(
@@ -39,7 +39,7 @@ def create(
     if max_turns is not None:
         request.max_turns = max_turns
     if state:
-        request.state.CopyFrom(struct(dict(state)))
+        request.state_json = state_json(state)
     return request
 
 
@@ -57,8 +57,8 @@ def update(
     session = pb.Session(session_id=session_id, user_id=user_id, etag=etag)
     paths = []
     if state is not None:
-        session.state.CopyFrom(struct(dict(state)))
-        paths.append("state")
+        session.state_json = state_json(state)
+        paths.append("state_json")
     if labels is not None:
         session.labels.update(labels)
         paths.append("labels")

@@ -7,8 +7,8 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 import grpc
-from sessions.v1 import sessions_pb2 as pb
-from sessions.v1 import sessions_pb2_grpc
+from agentsessions.sessions.v1 import sessions_pb2 as pb
+from agentsessions.sessions.v1 import sessions_pb2_grpc
 
 from agent_sessions_client import _channel, _records, _requests
 from agent_sessions_client._errors import (
@@ -27,7 +27,7 @@ from agent_sessions_client._types import (
 )
 
 if TYPE_CHECKING:
-    from sessions.v1.sessions_pb2_grpc import SessionServiceStub
+    from agentsessions.sessions.v1.sessions_pb2_grpc import SessionServiceStub
 
 
 class SessionClient:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import enum
+import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from google.protobuf import duration_pb2, struct_pb2, timestamp_pb2
-from google.protobuf.json_format import MessageToDict
-from sessions.v1 import sessions_pb2 as pb
+from agentsessions.sessions.v1 import sessions_pb2 as pb
+from google.protobuf import duration_pb2, timestamp_pb2
 
 
 class SessionStatus(enum.Enum):
@@ -107,7 +108,7 @@ def session_info(message: pb.Session) -> SessionInfo:
         max_turns=message.max_turns,
         turn_count=message.turn_count,
         total_turns=message.total_turns,
-        state=state_dict(message.state),
+        state=state_dict(message.state_json),
         labels=dict(message.labels),
         summary=message.summary,
         etag=message.etag,
@@ -138,15 +139,18 @@ def turn(message: pb.Turn) -> Turn:
     )
 
 
-def state_dict(struct: struct_pb2.Struct) -> dict[str, Any]:
-    values: dict[str, Any] = MessageToDict(struct)
+def state_dict(text: str) -> dict[str, Any]:
+    """The state a session's ``state_json`` holds: exact, ints stay ints."""
+    if not text:
+        return {}
+    values: dict[str, Any] = json.loads(text)
     return values
 
 
-def struct(values: dict[str, Any]) -> struct_pb2.Struct:
-    message = struct_pb2.Struct()
-    message.update(values)
-    return message
+def state_json(values: Mapping[str, Any]) -> str:
+    """A state as the contract carries it. NaN and infinities are written as such, for
+    the server to refuse with INVALID_ARGUMENT naming the key."""
+    return json.dumps(dict(values), ensure_ascii=False, separators=(",", ":"))
 
 
 def duration(span: timedelta) -> duration_pb2.Duration:

@@ -15,7 +15,6 @@ from rich.text import Text
 
 from agent_sessions_client import Compressed, SessionInfo, SessionStatus, Turn, TurnStatus
 
-_EXACT_INTEGERS = 2**53  # the largest whole numbers a double holds exactly
 # The turns table's index and status columns and the gaps between its four columns.
 _FIXED_TURN_COLUMNS = 5 + len("IN_PROGRESS") + 3 * 3
 _STATUS_STYLE = {
@@ -26,18 +25,6 @@ _STATUS_STYLE = {
     TurnStatus.FAILED: "red",
     TurnStatus.CANCELLED: "dim",
 }
-
-
-def plain(value: Any) -> Any:
-    """``value`` with whole floats as ints: a Struct stores every number as a double, so a
-    state value set as 3 comes back as 3.0, which is the same JSON number but reads oddly."""
-    if isinstance(value, float) and value.is_integer() and abs(value) <= _EXACT_INTEGERS:
-        return int(value)
-    if isinstance(value, dict):
-        return {key: plain(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [plain(item) for item in value]
-    return value
 
 
 def session_json(info: SessionInfo) -> dict[str, Any]:
@@ -58,7 +45,7 @@ def session_json(info: SessionInfo) -> dict[str, Any]:
         "total_turns": info.total_turns,
         "folded_turns": info.folded_turns,
         "history_bytes": info.history_bytes,
-        "state": plain(info.state),
+        "state": info.state,
         "labels": info.labels,
         "summary": info.summary,
         "etag": info.etag,
@@ -183,7 +170,7 @@ class Output:
             ("ttl", span(info.ttl)),
             ("idle timeout", span(info.idle_timeout)),
             ("labels", ", ".join(f"{k}={v}" for k, v in sorted(info.labels.items())) or "-"),
-            ("state", json.dumps(plain(info.state), ensure_ascii=False) if info.state else "-"),
+            ("state", json.dumps(info.state, ensure_ascii=False) if info.state else "-"),
         ]
         if info.summary:
             rows.append(("summary", info.summary))
@@ -274,7 +261,6 @@ class Output:
 
     def value(self, value: Any) -> None:
         """A JSON value: one line with ``--json``; a bare string or indented JSON otherwise."""
-        value = plain(value)
         if self.as_json:
             self.json(value)
         elif isinstance(value, str):

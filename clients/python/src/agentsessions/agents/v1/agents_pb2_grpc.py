@@ -3,7 +3,7 @@
 import grpc
 import warnings
 
-from agents.v1 import agents_pb2 as agents_dot_v1_dot_agents__pb2
+from agentsessions.agents.v1 import agents_pb2 as agentsessions_dot_agents_dot_v1_dot_agents__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -18,7 +18,7 @@ except ImportError:
 if _version_not_supported:
     raise RuntimeError(
         f'The grpc package installed is at version {GRPC_VERSION},'
-        + ' but the generated code in agents/v1/agents_pb2_grpc.py depends on'
+        + ' but the generated code in agentsessions/agents/v1/agents_pb2_grpc.py depends on'
         + f' grpcio>={GRPC_GENERATED_VERSION}.'
         + f' Please upgrade your grpc module to grpcio>={GRPC_GENERATED_VERSION}'
         + f' or downgrade your generated code using grpcio-tools<={GRPC_VERSION}.'
@@ -28,7 +28,7 @@ if _version_not_supported:
 class AgentServiceStub:
     """AgentService is what an agent implements to answer the turns of sessions, so
     that an agent can be written in any language and run as a service of its own.
-    The session service (sessions.v1.SessionService) keeps the sessions: it records
+    The session service (agentsessions.sessions.v1.SessionService) keeps the sessions: it records
     each turn, calls Generate with the session's context and the user's input,
     streams the reply on to its caller, and stores the reply, the state change and
     the usage with the turn when the stream ends successfully.
@@ -55,21 +55,21 @@ class AgentServiceStub:
             channel: A grpc.Channel.
         """
         self.Generate = channel.unary_stream(
-                '/agents.v1.AgentService/Generate',
-                request_serializer=agents_dot_v1_dot_agents__pb2.GenerateRequest.SerializeToString,
-                response_deserializer=agents_dot_v1_dot_agents__pb2.GenerateResponse.FromString,
+                '/agentsessions.agents.v1.AgentService/Generate',
+                request_serializer=agentsessions_dot_agents_dot_v1_dot_agents__pb2.GenerateRequest.SerializeToString,
+                response_deserializer=agentsessions_dot_agents_dot_v1_dot_agents__pb2.GenerateResponse.FromString,
                 _registered_method=True)
         self.Summarize = channel.unary_unary(
-                '/agents.v1.AgentService/Summarize',
-                request_serializer=agents_dot_v1_dot_agents__pb2.SummarizeRequest.SerializeToString,
-                response_deserializer=agents_dot_v1_dot_agents__pb2.SummarizeResponse.FromString,
+                '/agentsessions.agents.v1.AgentService/Summarize',
+                request_serializer=agentsessions_dot_agents_dot_v1_dot_agents__pb2.SummarizeRequest.SerializeToString,
+                response_deserializer=agentsessions_dot_agents_dot_v1_dot_agents__pb2.SummarizeResponse.FromString,
                 _registered_method=True)
 
 
 class AgentServiceServicer:
     """AgentService is what an agent implements to answer the turns of sessions, so
     that an agent can be written in any language and run as a service of its own.
-    The session service (sessions.v1.SessionService) keeps the sessions: it records
+    The session service (agentsessions.sessions.v1.SessionService) keeps the sessions: it records
     each turn, calls Generate with the session's context and the user's input,
     streams the reply on to its caller, and stores the reply, the state change and
     the usage with the turn when the stream ends successfully.
@@ -113,26 +113,26 @@ def add_AgentServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'Generate': grpc.unary_stream_rpc_method_handler(
                     servicer.Generate,
-                    request_deserializer=agents_dot_v1_dot_agents__pb2.GenerateRequest.FromString,
-                    response_serializer=agents_dot_v1_dot_agents__pb2.GenerateResponse.SerializeToString,
+                    request_deserializer=agentsessions_dot_agents_dot_v1_dot_agents__pb2.GenerateRequest.FromString,
+                    response_serializer=agentsessions_dot_agents_dot_v1_dot_agents__pb2.GenerateResponse.SerializeToString,
             ),
             'Summarize': grpc.unary_unary_rpc_method_handler(
                     servicer.Summarize,
-                    request_deserializer=agents_dot_v1_dot_agents__pb2.SummarizeRequest.FromString,
-                    response_serializer=agents_dot_v1_dot_agents__pb2.SummarizeResponse.SerializeToString,
+                    request_deserializer=agentsessions_dot_agents_dot_v1_dot_agents__pb2.SummarizeRequest.FromString,
+                    response_serializer=agentsessions_dot_agents_dot_v1_dot_agents__pb2.SummarizeResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
-            'agents.v1.AgentService', rpc_method_handlers)
+            'agentsessions.agents.v1.AgentService', rpc_method_handlers)
     server.add_generic_rpc_handlers((generic_handler,))
-    server.add_registered_method_handlers('agents.v1.AgentService', rpc_method_handlers)
+    server.add_registered_method_handlers('agentsessions.agents.v1.AgentService', rpc_method_handlers)
 
 
  # This class is part of an EXPERIMENTAL API.
 class AgentService:
     """AgentService is what an agent implements to answer the turns of sessions, so
     that an agent can be written in any language and run as a service of its own.
-    The session service (sessions.v1.SessionService) keeps the sessions: it records
+    The session service (agentsessions.sessions.v1.SessionService) keeps the sessions: it records
     each turn, calls Generate with the session's context and the user's input,
     streams the reply on to its caller, and stores the reply, the state change and
     the usage with the turn when the stream ends successfully.
@@ -166,9 +166,9 @@ class AgentService:
         return grpc.experimental.unary_stream(
             request,
             target,
-            '/agents.v1.AgentService/Generate',
-            agents_dot_v1_dot_agents__pb2.GenerateRequest.SerializeToString,
-            agents_dot_v1_dot_agents__pb2.GenerateResponse.FromString,
+            '/agentsessions.agents.v1.AgentService/Generate',
+            agentsessions_dot_agents_dot_v1_dot_agents__pb2.GenerateRequest.SerializeToString,
+            agentsessions_dot_agents_dot_v1_dot_agents__pb2.GenerateResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -193,9 +193,9 @@ class AgentService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/agents.v1.AgentService/Summarize',
-            agents_dot_v1_dot_agents__pb2.SummarizeRequest.SerializeToString,
-            agents_dot_v1_dot_agents__pb2.SummarizeResponse.FromString,
+            '/agentsessions.agents.v1.AgentService/Summarize',
+            agentsessions_dot_agents_dot_v1_dot_agents__pb2.SummarizeRequest.SerializeToString,
+            agentsessions_dot_agents_dot_v1_dot_agents__pb2.SummarizeResponse.FromString,
             options,
             channel_credentials,
             insecure,

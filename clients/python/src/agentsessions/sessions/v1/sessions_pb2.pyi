@@ -1,8 +1,8 @@
 import datetime
 
+from google.api import field_behavior_pb2 as _field_behavior_pb2
 from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import field_mask_pb2 as _field_mask_pb2
-from google.protobuf import struct_pb2 as _struct_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
@@ -36,7 +36,7 @@ TURN_STATUS_FAILED: TurnStatus
 TURN_STATUS_CANCELLED: TurnStatus
 
 class Session(_message.Message):
-    __slots__ = ("session_id", "user_id", "agent_id", "status", "create_time", "update_time", "expire_time", "ttl", "idle_timeout", "max_turns", "turn_count", "state", "labels", "summary", "etag", "last_activity_time", "total_turns", "folded_turns", "history_bytes")
+    __slots__ = ("session_id", "user_id", "agent_id", "status", "create_time", "update_time", "expire_time", "ttl", "idle_timeout", "max_turns", "turn_count", "state_json", "labels", "summary", "etag", "last_activity_time", "total_turns", "folded_turns", "history_bytes")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -55,7 +55,7 @@ class Session(_message.Message):
     IDLE_TIMEOUT_FIELD_NUMBER: _ClassVar[int]
     MAX_TURNS_FIELD_NUMBER: _ClassVar[int]
     TURN_COUNT_FIELD_NUMBER: _ClassVar[int]
-    STATE_FIELD_NUMBER: _ClassVar[int]
+    STATE_JSON_FIELD_NUMBER: _ClassVar[int]
     LABELS_FIELD_NUMBER: _ClassVar[int]
     SUMMARY_FIELD_NUMBER: _ClassVar[int]
     ETAG_FIELD_NUMBER: _ClassVar[int]
@@ -74,7 +74,7 @@ class Session(_message.Message):
     idle_timeout: _duration_pb2.Duration
     max_turns: int
     turn_count: int
-    state: _struct_pb2.Struct
+    state_json: str
     labels: _containers.ScalarMap[str, str]
     summary: str
     etag: str
@@ -82,7 +82,7 @@ class Session(_message.Message):
     total_turns: int
     folded_turns: int
     history_bytes: int
-    def __init__(self, session_id: _Optional[str] = ..., user_id: _Optional[str] = ..., agent_id: _Optional[str] = ..., status: _Optional[_Union[SessionStatus, str]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., ttl: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., idle_timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., max_turns: _Optional[int] = ..., turn_count: _Optional[int] = ..., state: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., labels: _Optional[_Mapping[str, str]] = ..., summary: _Optional[str] = ..., etag: _Optional[str] = ..., last_activity_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., total_turns: _Optional[int] = ..., folded_turns: _Optional[int] = ..., history_bytes: _Optional[int] = ...) -> None: ...
+    def __init__(self, session_id: _Optional[str] = ..., user_id: _Optional[str] = ..., agent_id: _Optional[str] = ..., status: _Optional[_Union[SessionStatus, str]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., ttl: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., idle_timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., max_turns: _Optional[int] = ..., turn_count: _Optional[int] = ..., state_json: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., summary: _Optional[str] = ..., etag: _Optional[str] = ..., last_activity_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., total_turns: _Optional[int] = ..., folded_turns: _Optional[int] = ..., history_bytes: _Optional[int] = ...) -> None: ...
 
 class Turn(_message.Message):
     __slots__ = ("index", "status", "input", "output", "create_time", "complete_time", "request_id", "error", "usage")
@@ -114,8 +114,45 @@ class TokenUsage(_message.Message):
     output_tokens: int
     def __init__(self, input_tokens: _Optional[int] = ..., output_tokens: _Optional[int] = ...) -> None: ...
 
+class SessionSnapshot(_message.Message):
+    __slots__ = ("session_id", "user_id", "agent_id", "status", "ttl", "idle_timeout", "max_turns", "state_json", "labels", "summary", "folded_turns", "turn_count", "turns")
+    class LabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    AGENT_ID_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    TTL_FIELD_NUMBER: _ClassVar[int]
+    IDLE_TIMEOUT_FIELD_NUMBER: _ClassVar[int]
+    MAX_TURNS_FIELD_NUMBER: _ClassVar[int]
+    STATE_JSON_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    SUMMARY_FIELD_NUMBER: _ClassVar[int]
+    FOLDED_TURNS_FIELD_NUMBER: _ClassVar[int]
+    TURN_COUNT_FIELD_NUMBER: _ClassVar[int]
+    TURNS_FIELD_NUMBER: _ClassVar[int]
+    session_id: str
+    user_id: str
+    agent_id: str
+    status: SessionStatus
+    ttl: _duration_pb2.Duration
+    idle_timeout: _duration_pb2.Duration
+    max_turns: int
+    state_json: str
+    labels: _containers.ScalarMap[str, str]
+    summary: str
+    folded_turns: int
+    turn_count: int
+    turns: _containers.RepeatedCompositeFieldContainer[Turn]
+    def __init__(self, session_id: _Optional[str] = ..., user_id: _Optional[str] = ..., agent_id: _Optional[str] = ..., status: _Optional[_Union[SessionStatus, str]] = ..., ttl: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., idle_timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., max_turns: _Optional[int] = ..., state_json: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., summary: _Optional[str] = ..., folded_turns: _Optional[int] = ..., turn_count: _Optional[int] = ..., turns: _Optional[_Iterable[_Union[Turn, _Mapping]]] = ...) -> None: ...
+
 class CreateSessionRequest(_message.Message):
-    __slots__ = ("user_id", "agent_id", "session_id", "ttl", "idle_timeout", "max_turns", "state", "labels", "request_id")
+    __slots__ = ("user_id", "agent_id", "session_id", "ttl", "idle_timeout", "max_turns", "state_json", "labels", "request_id")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -129,7 +166,7 @@ class CreateSessionRequest(_message.Message):
     TTL_FIELD_NUMBER: _ClassVar[int]
     IDLE_TIMEOUT_FIELD_NUMBER: _ClassVar[int]
     MAX_TURNS_FIELD_NUMBER: _ClassVar[int]
-    STATE_FIELD_NUMBER: _ClassVar[int]
+    STATE_JSON_FIELD_NUMBER: _ClassVar[int]
     LABELS_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     user_id: str
@@ -138,18 +175,16 @@ class CreateSessionRequest(_message.Message):
     ttl: _duration_pb2.Duration
     idle_timeout: _duration_pb2.Duration
     max_turns: int
-    state: _struct_pb2.Struct
+    state_json: str
     labels: _containers.ScalarMap[str, str]
     request_id: str
-    def __init__(self, user_id: _Optional[str] = ..., agent_id: _Optional[str] = ..., session_id: _Optional[str] = ..., ttl: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., idle_timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., max_turns: _Optional[int] = ..., state: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., labels: _Optional[_Mapping[str, str]] = ..., request_id: _Optional[str] = ...) -> None: ...
+    def __init__(self, user_id: _Optional[str] = ..., agent_id: _Optional[str] = ..., session_id: _Optional[str] = ..., ttl: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., idle_timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., max_turns: _Optional[int] = ..., state_json: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class ImportSessionRequest(_message.Message):
-    __slots__ = ("session", "turns")
-    SESSION_FIELD_NUMBER: _ClassVar[int]
-    TURNS_FIELD_NUMBER: _ClassVar[int]
-    session: Session
-    turns: _containers.RepeatedCompositeFieldContainer[Turn]
-    def __init__(self, session: _Optional[_Union[Session, _Mapping]] = ..., turns: _Optional[_Iterable[_Union[Turn, _Mapping]]] = ...) -> None: ...
+    __slots__ = ("snapshot",)
+    SNAPSHOT_FIELD_NUMBER: _ClassVar[int]
+    snapshot: SessionSnapshot
+    def __init__(self, snapshot: _Optional[_Union[SessionSnapshot, _Mapping]] = ...) -> None: ...
 
 class GetSessionRequest(_message.Message):
     __slots__ = ("session_id", "user_id")

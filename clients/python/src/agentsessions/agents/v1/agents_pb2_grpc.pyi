@@ -3,7 +3,7 @@
 isort:skip_file
 """
 
-from agents.v1 import agents_pb2 as _agents_pb2
+from agentsessions.agents.v1 import agents_pb2 as _agents_pb2
 from collections import abc as _abc
 from grpc import aio as _aio
 import abc as _abc_1
@@ -29,7 +29,7 @@ GRPC_VERSION: str
 class AgentServiceStub:
     """AgentService is what an agent implements to answer the turns of sessions, so
     that an agent can be written in any language and run as a service of its own.
-    The session service (sessions.v1.SessionService) keeps the sessions: it records
+    The session service (agentsessions.sessions.v1.SessionService) keeps the sessions: it records
     each turn, calls Generate with the session's context and the user's input,
     streams the reply on to its caller, and stores the reply, the state change and
     the usage with the turn when the stream ends successfully.
@@ -69,7 +69,7 @@ class AgentServiceStub:
 class AgentServiceAsyncStub(AgentServiceStub):
     """AgentService is what an agent implements to answer the turns of sessions, so
     that an agent can be written in any language and run as a service of its own.
-    The session service (sessions.v1.SessionService) keeps the sessions: it records
+    The session service (agentsessions.sessions.v1.SessionService) keeps the sessions: it records
     each turn, calls Generate with the session's context and the user's input,
     streams the reply on to its caller, and stores the reply, the state change and
     the usage with the turn when the stream ends successfully.
@@ -105,7 +105,7 @@ class AgentServiceAsyncStub(AgentServiceStub):
 class AgentServiceServicer(metaclass=_abc_1.ABCMeta):
     """AgentService is what an agent implements to answer the turns of sessions, so
     that an agent can be written in any language and run as a service of its own.
-    The session service (sessions.v1.SessionService) keeps the sessions: it records
+    The session service (agentsessions.sessions.v1.SessionService) keeps the sessions: it records
     each turn, calls Generate with the session's context and the user's input,
     streams the reply on to its caller, and stores the reply, the state change and
     the usage with the turn when the stream ends successfully.

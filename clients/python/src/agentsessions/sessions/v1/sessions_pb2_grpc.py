@@ -3,7 +3,7 @@
 import grpc
 import warnings
 
-from sessions.v1 import sessions_pb2 as sessions_dot_v1_dot_sessions__pb2
+from agentsessions.sessions.v1 import sessions_pb2 as agentsessions_dot_sessions_dot_v1_dot_sessions__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -18,7 +18,7 @@ except ImportError:
 if _version_not_supported:
     raise RuntimeError(
         f'The grpc package installed is at version {GRPC_VERSION},'
-        + ' but the generated code in sessions/v1/sessions_pb2_grpc.py depends on'
+        + ' but the generated code in agentsessions/sessions/v1/sessions_pb2_grpc.py depends on'
         + f' grpcio>={GRPC_GENERATED_VERSION}.'
         + f' Please upgrade your grpc module to grpcio>={GRPC_GENERATED_VERSION}'
         + f' or downgrade your generated code using grpcio-tools<={GRPC_VERSION}.'
@@ -28,8 +28,10 @@ if _version_not_supported:
 class SessionServiceStub:
     """SessionService keeps the conversations that users hold with agents. A session
     links the turns of one conversation: it is created for a user and an agent,
-    runs turns whose replies stream back, and ends or expires. Every request that
-    names a session also names its user; a session of another user is NOT_FOUND.
+    runs turns whose replies stream back, and ends or expires. Session ids are
+    unique per user: a session is named by its user id and its session id together,
+    so every request that names a session also names its user, and two users may
+    each have a session with the same id. A session of another user is NOT_FOUND.
     """
 
     def __init__(self, channel):
@@ -39,76 +41,79 @@ class SessionServiceStub:
             channel: A grpc.Channel.
         """
         self.CreateSession = channel.unary_unary(
-                '/sessions.v1.SessionService/CreateSession',
-                request_serializer=sessions_dot_v1_dot_sessions__pb2.CreateSessionRequest.SerializeToString,
-                response_deserializer=sessions_dot_v1_dot_sessions__pb2.Session.FromString,
+                '/agentsessions.sessions.v1.SessionService/CreateSession',
+                request_serializer=agentsessions_dot_sessions_dot_v1_dot_sessions__pb2.CreateSessionRequest.SerializeToString,
+                response_deserializer=agentsessions_dot_sessions_dot_v1_dot_sessions__pb2.Session.FromString,
                 _registered_method=True)
         self.ImportSession = channel.unary_unary(
-                '/sessions.v1.SessionService/ImportSession',
-                request_serializer=sessions_dot_v1_dot_sessions__pb2.ImportSessionRequest.SerializeToString,
-                response_deserializer=sessions_dot_v1_dot_sessions__pb2.Session.FromString,
+                '/agentsessions.sessions.v1.SessionService/ImportSession',
+                request_serializer=agentsessions_dot_sessions_dot_v1_dot_sessions__pb2.ImportSessionRequest.SerializeToString,
+                response_deserializer=agentsessions_dot_sessions_dot_v1_dot_sessions__pb2.Session.FromString,
                 _registered_method=True)
         self.GetSession = channel.unary_unary(
-                '/sessions.v1.SessionService/GetSession',
-                request_serializer=sessions_dot_v1_dot_sessions__pb2.GetSessionRequest.SerializeToString,
-                response_deserializer=sessions_dot_v1_dot_sessions__pb2.Session.FromString,
+                '/agentsessions.sessions.v1.SessionService/GetSession',
+                request_serializer=agentsessions_dot_sessions_dot_v1_dot_sessions__pb2.GetSessionRequest.SerializeToString,
+                response_deserializer=agentsessions_dot_sessions_dot_v1_dot_sessions__pb2.Session.FromString,
                 _registered_method=True)
         self.ListSessions = channel.unary_unary(
-                '/sessions.v1.SessionService/ListSessions',
-                request_serializer=sessions_dot_v1_dot_sessions__pb2.ListSessionsRequest.SerializeToString,
-                response_deserializer=sessions_dot_v1_dot_sessions__pb2.ListSessionsResponse.FromString,
+                '/agentsessions.sessions.v1.SessionService/ListSessions',
+                request_serializer=agentsessions_dot_sessions_dot_v1_dot_sessions__pb2.ListSessionsRequest.SerializeToString,
+                response_deserializer=agentsessions_dot_sessions_dot_v1_dot_sessions__pb2.ListSessionsResponse.FromString,
                 _registered_method=True)
         self.UpdateSession = channel.unary_unary(
-                '/sessions.v1.SessionService/UpdateSession',
-                request_serializer=sessions_dot_v1_dot_sessions__pb2.UpdateSessionRequest.SerializeToString,
-                response_deserializer=sessions_dot_v1_dot_sessions__pb2.Session.FromString,
+                '/agentsessions.sessions.v1.SessionService/UpdateSession',
+                request_serializer=agentsessions_dot_sessions_dot_v1_dot_sessions__pb2.UpdateSessionRequest.SerializeToString,
+                response_deserializer=agentsessions_dot_sessions_dot_v1_dot_sessions__pb2.Session.FromString,
                 _registered_method=True)
         self.EndSession = channel.unary_unary(
-                '/sessions.v1.SessionService/EndSession',
-                request_serializer=sessions_dot_v1_dot_sessions__pb2.EndSessionRequest.SerializeToString,
-                response_deserializer=sessions_dot_v1_dot_sessions__pb2.Session.FromString,
+                '/agentsessions.sessions.v1.SessionService/EndSession',
+                request_serializer=agentsessions_dot_sessions_dot_v1_dot_sessions__pb2.EndSessionRequest.SerializeToString,
+                response_deserializer=agentsessions_dot_sessions_dot_v1_dot_sessions__pb2.Session.FromString,
                 _registered_method=True)
         self.DeleteSession = channel.unary_unary(
-                '/sessions.v1.SessionService/DeleteSession',
-                request_serializer=sessions_dot_v1_dot_sessions__pb2.DeleteSessionRequest.SerializeToString,
-                response_deserializer=sessions_dot_v1_dot_sessions__pb2.DeleteSessionResponse.FromString,
+                '/agentsessions.sessions.v1.SessionService/DeleteSession',
+                request_serializer=agentsessions_dot_sessions_dot_v1_dot_sessions__pb2.DeleteSessionRequest.SerializeToString,
+                response_deserializer=agentsessions_dot_sessions_dot_v1_dot_sessions__pb2.DeleteSessionResponse.FromString,
                 _registered_method=True)
         self.Run = channel.unary_stream(
-                '/sessions.v1.SessionService/Run',
-                request_serializer=sessions_dot_v1_dot_sessions__pb2.RunRequest.SerializeToString,
-                response_deserializer=sessions_dot_v1_dot_sessions__pb2.RunEvent.FromString,
+                '/agentsessions.sessions.v1.SessionService/Run',
+                request_serializer=agentsessions_dot_sessions_dot_v1_dot_sessions__pb2.RunRequest.SerializeToString,
+                response_deserializer=agentsessions_dot_sessions_dot_v1_dot_sessions__pb2.RunEvent.FromString,
                 _registered_method=True)
         self.ListTurns = channel.unary_unary(
-                '/sessions.v1.SessionService/ListTurns',
-                request_serializer=sessions_dot_v1_dot_sessions__pb2.ListTurnsRequest.SerializeToString,
-                response_deserializer=sessions_dot_v1_dot_sessions__pb2.ListTurnsResponse.FromString,
+                '/agentsessions.sessions.v1.SessionService/ListTurns',
+                request_serializer=agentsessions_dot_sessions_dot_v1_dot_sessions__pb2.ListTurnsRequest.SerializeToString,
+                response_deserializer=agentsessions_dot_sessions_dot_v1_dot_sessions__pb2.ListTurnsResponse.FromString,
                 _registered_method=True)
         self.CompressSession = channel.unary_unary(
-                '/sessions.v1.SessionService/CompressSession',
-                request_serializer=sessions_dot_v1_dot_sessions__pb2.CompressSessionRequest.SerializeToString,
-                response_deserializer=sessions_dot_v1_dot_sessions__pb2.CompressSessionResponse.FromString,
+                '/agentsessions.sessions.v1.SessionService/CompressSession',
+                request_serializer=agentsessions_dot_sessions_dot_v1_dot_sessions__pb2.CompressSessionRequest.SerializeToString,
+                response_deserializer=agentsessions_dot_sessions_dot_v1_dot_sessions__pb2.CompressSessionResponse.FromString,
                 _registered_method=True)
 
 
 class SessionServiceServicer:
     """SessionService keeps the conversations that users hold with agents. A session
     links the turns of one conversation: it is created for a user and an agent,
-    runs turns whose replies stream back, and ends or expires. Every request that
-    names a session also names its user; a session of another user is NOT_FOUND.
+    runs turns whose replies stream back, and ends or expires. Session ids are
+    unique per user: a session is named by its user id and its session id together,
+    so every request that names a session also names its user, and two users may
+    each have a session with the same id. A session of another user is NOT_FOUND.
     """
 
     def CreateSession(self, request, context):
-        """Creates a session. A client-chosen session id that is taken is ALREADY_EXISTS.
+        """Creates a session. A client-chosen session id that the user already has is
+        ALREADY_EXISTS.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ImportSession(self, request, context):
-        """Creates a session with a given history, for restoring exported sessions: its
+        """Creates a session from a snapshot, for restoring exported sessions: its
         settings, state, labels, summary, status and finished turns are stored in one
         atomic write, and it starts a fresh life (its create time is now). A session id
-        that is taken is ALREADY_EXISTS.
+        that the user already has is ALREADY_EXISTS.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -185,67 +190,69 @@ def add_SessionServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'CreateSession': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateSession,
-                    request_deserializer=sessions_dot_v1_dot_sessions__pb2.CreateSessionRequest.FromString,
-                    response_serializer=sessions_dot_v1_dot_sessions__pb2.Session.SerializeToString,
+                    request_deserializer=agentsessions_dot_sessions_dot_v1_dot_sessions__pb2.CreateSessionRequest.FromString,
+                    response_serializer=agentsessions_dot_sessions_dot_v1_dot_sessions__pb2.Session.SerializeToString,
             ),
             'ImportSession': grpc.unary_unary_rpc_method_handler(
                     servicer.ImportSession,
-                    request_deserializer=sessions_dot_v1_dot_sessions__pb2.ImportSessionRequest.FromString,
-                    response_serializer=sessions_dot_v1_dot_sessions__pb2.Session.SerializeToString,
+                    request_deserializer=agentsessions_dot_sessions_dot_v1_dot_sessions__pb2.ImportSessionRequest.FromString,
+                    response_serializer=agentsessions_dot_sessions_dot_v1_dot_sessions__pb2.Session.SerializeToString,
             ),
             'GetSession': grpc.unary_unary_rpc_method_handler(
                     servicer.GetSession,
-                    request_deserializer=sessions_dot_v1_dot_sessions__pb2.GetSessionRequest.FromString,
-                    response_serializer=sessions_dot_v1_dot_sessions__pb2.Session.SerializeToString,
+                    request_deserializer=agentsessions_dot_sessions_dot_v1_dot_sessions__pb2.GetSessionRequest.FromString,
+                    response_serializer=agentsessions_dot_sessions_dot_v1_dot_sessions__pb2.Session.SerializeToString,
             ),
             'ListSessions': grpc.unary_unary_rpc_method_handler(
                     servicer.ListSessions,
-                    request_deserializer=sessions_dot_v1_dot_sessions__pb2.ListSessionsRequest.FromString,
-                    response_serializer=sessions_dot_v1_dot_sessions__pb2.ListSessionsResponse.SerializeToString,
+                    request_deserializer=agentsessions_dot_sessions_dot_v1_dot_sessions__pb2.ListSessionsRequest.FromString,
+                    response_serializer=agentsessions_dot_sessions_dot_v1_dot_sessions__pb2.ListSessionsResponse.SerializeToString,
             ),
             'UpdateSession': grpc.unary_unary_rpc_method_handler(
                     servicer.UpdateSession,
-                    request_deserializer=sessions_dot_v1_dot_sessions__pb2.UpdateSessionRequest.FromString,
-                    response_serializer=sessions_dot_v1_dot_sessions__pb2.Session.SerializeToString,
+                    request_deserializer=agentsessions_dot_sessions_dot_v1_dot_sessions__pb2.UpdateSessionRequest.FromString,
+                    response_serializer=agentsessions_dot_sessions_dot_v1_dot_sessions__pb2.Session.SerializeToString,
             ),
             'EndSession': grpc.unary_unary_rpc_method_handler(
                     servicer.EndSession,
-                    request_deserializer=sessions_dot_v1_dot_sessions__pb2.EndSessionRequest.FromString,
-                    response_serializer=sessions_dot_v1_dot_sessions__pb2.Session.SerializeToString,
+                    request_deserializer=agentsessions_dot_sessions_dot_v1_dot_sessions__pb2.EndSessionRequest.FromString,
+                    response_serializer=agentsessions_dot_sessions_dot_v1_dot_sessions__pb2.Session.SerializeToString,
             ),
             'DeleteSession': grpc.unary_unary_rpc_method_handler(
                     servicer.DeleteSession,
-                    request_deserializer=sessions_dot_v1_dot_sessions__pb2.DeleteSessionRequest.FromString,
-                    response_serializer=sessions_dot_v1_dot_sessions__pb2.DeleteSessionResponse.SerializeToString,
+                    request_deserializer=agentsessions_dot_sessions_dot_v1_dot_sessions__pb2.DeleteSessionRequest.FromString,
+                    response_serializer=agentsessions_dot_sessions_dot_v1_dot_sessions__pb2.DeleteSessionResponse.SerializeToString,
             ),
             'Run': grpc.unary_stream_rpc_method_handler(
                     servicer.Run,
-                    request_deserializer=sessions_dot_v1_dot_sessions__pb2.RunRequest.FromString,
-                    response_serializer=sessions_dot_v1_dot_sessions__pb2.RunEvent.SerializeToString,
+                    request_deserializer=agentsessions_dot_sessions_dot_v1_dot_sessions__pb2.RunRequest.FromString,
+                    response_serializer=agentsessions_dot_sessions_dot_v1_dot_sessions__pb2.RunEvent.SerializeToString,
             ),
             'ListTurns': grpc.unary_unary_rpc_method_handler(
                     servicer.ListTurns,
-                    request_deserializer=sessions_dot_v1_dot_sessions__pb2.ListTurnsRequest.FromString,
-                    response_serializer=sessions_dot_v1_dot_sessions__pb2.ListTurnsResponse.SerializeToString,
+                    request_deserializer=agentsessions_dot_sessions_dot_v1_dot_sessions__pb2.ListTurnsRequest.FromString,
+                    response_serializer=agentsessions_dot_sessions_dot_v1_dot_sessions__pb2.ListTurnsResponse.SerializeToString,
             ),
             'CompressSession': grpc.unary_unary_rpc_method_handler(
                     servicer.CompressSession,
-                    request_deserializer=sessions_dot_v1_dot_sessions__pb2.CompressSessionRequest.FromString,
-                    response_serializer=sessions_dot_v1_dot_sessions__pb2.CompressSessionResponse.SerializeToString,
+                    request_deserializer=agentsessions_dot_sessions_dot_v1_dot_sessions__pb2.CompressSessionRequest.FromString,
+                    response_serializer=agentsessions_dot_sessions_dot_v1_dot_sessions__pb2.CompressSessionResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
-            'sessions.v1.SessionService', rpc_method_handlers)
+            'agentsessions.sessions.v1.SessionService', rpc_method_handlers)
     server.add_generic_rpc_handlers((generic_handler,))
-    server.add_registered_method_handlers('sessions.v1.SessionService', rpc_method_handlers)
+    server.add_registered_method_handlers('agentsessions.sessions.v1.SessionService', rpc_method_handlers)
 
 
  # This class is part of an EXPERIMENTAL API.
 class SessionService:
     """SessionService keeps the conversations that users hold with agents. A session
     links the turns of one conversation: it is created for a user and an agent,
-    runs turns whose replies stream back, and ends or expires. Every request that
-    names a session also names its user; a session of another user is NOT_FOUND.
+    runs turns whose replies stream back, and ends or expires. Session ids are
+    unique per user: a session is named by its user id and its session id together,
+    so every request that names a session also names its user, and two users may
+    each have a session with the same id. A session of another user is NOT_FOUND.
     """
 
     @staticmethod
@@ -262,9 +269,9 @@ class SessionService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/sessions.v1.SessionService/CreateSession',
-            sessions_dot_v1_dot_sessions__pb2.CreateSessionRequest.SerializeToString,
-            sessions_dot_v1_dot_sessions__pb2.Session.FromString,
+            '/agentsessions.sessions.v1.SessionService/CreateSession',
+            agentsessions_dot_sessions_dot_v1_dot_sessions__pb2.CreateSessionRequest.SerializeToString,
+            agentsessions_dot_sessions_dot_v1_dot_sessions__pb2.Session.FromString,
             options,
             channel_credentials,
             insecure,
@@ -289,9 +296,9 @@ class SessionService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/sessions.v1.SessionService/ImportSession',
-            sessions_dot_v1_dot_sessions__pb2.ImportSessionRequest.SerializeToString,
-            sessions_dot_v1_dot_sessions__pb2.Session.FromString,
+            '/agentsessions.sessions.v1.SessionService/ImportSession',
+            agentsessions_dot_sessions_dot_v1_dot_sessions__pb2.ImportSessionRequest.SerializeToString,
+            agentsessions_dot_sessions_dot_v1_dot_sessions__pb2.Session.FromString,
             options,
             channel_credentials,
             insecure,
@@ -316,9 +323,9 @@ class SessionService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/sessions.v1.SessionService/GetSession',
-            sessions_dot_v1_dot_sessions__pb2.GetSessionRequest.SerializeToString,
-            sessions_dot_v1_dot_sessions__pb2.Session.FromString,
+            '/agentsessions.sessions.v1.SessionService/GetSession',
+            agentsessions_dot_sessions_dot_v1_dot_sessions__pb2.GetSessionRequest.SerializeToString,
+            agentsessions_dot_sessions_dot_v1_dot_sessions__pb2.Session.FromString,
             options,
             channel_credentials,
             insecure,
@@ -343,9 +350,9 @@ class SessionService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/sessions.v1.SessionService/ListSessions',
-            sessions_dot_v1_dot_sessions__pb2.ListSessionsRequest.SerializeToString,
-            sessions_dot_v1_dot_sessions__pb2.ListSessionsResponse.FromString,
+            '/agentsessions.sessions.v1.SessionService/ListSessions',
+            agentsessions_dot_sessions_dot_v1_dot_sessions__pb2.ListSessionsRequest.SerializeToString,
+            agentsessions_dot_sessions_dot_v1_dot_sessions__pb2.ListSessionsResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -370,9 +377,9 @@ class SessionService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/sessions.v1.SessionService/UpdateSession',
-            sessions_dot_v1_dot_sessions__pb2.UpdateSessionRequest.SerializeToString,
-            sessions_dot_v1_dot_sessions__pb2.Session.FromString,
+            '/agentsessions.sessions.v1.SessionService/UpdateSession',
+            agentsessions_dot_sessions_dot_v1_dot_sessions__pb2.UpdateSessionRequest.SerializeToString,
+            agentsessions_dot_sessions_dot_v1_dot_sessions__pb2.Session.FromString,
             options,
             channel_credentials,
             insecure,
@@ -397,9 +404,9 @@ class SessionService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/sessions.v1.SessionService/EndSession',
-            sessions_dot_v1_dot_sessions__pb2.EndSessionRequest.SerializeToString,
-            sessions_dot_v1_dot_sessions__pb2.Session.FromString,
+            '/agentsessions.sessions.v1.SessionService/EndSession',
+            agentsessions_dot_sessions_dot_v1_dot_sessions__pb2.EndSessionRequest.SerializeToString,
+            agentsessions_dot_sessions_dot_v1_dot_sessions__pb2.Session.FromString,
             options,
             channel_credentials,
             insecure,
@@ -424,9 +431,9 @@ class SessionService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/sessions.v1.SessionService/DeleteSession',
-            sessions_dot_v1_dot_sessions__pb2.DeleteSessionRequest.SerializeToString,
-            sessions_dot_v1_dot_sessions__pb2.DeleteSessionResponse.FromString,
+            '/agentsessions.sessions.v1.SessionService/DeleteSession',
+            agentsessions_dot_sessions_dot_v1_dot_sessions__pb2.DeleteSessionRequest.SerializeToString,
+            agentsessions_dot_sessions_dot_v1_dot_sessions__pb2.DeleteSessionResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -451,9 +458,9 @@ class SessionService:
         return grpc.experimental.unary_stream(
             request,
             target,
-            '/sessions.v1.SessionService/Run',
-            sessions_dot_v1_dot_sessions__pb2.RunRequest.SerializeToString,
-            sessions_dot_v1_dot_sessions__pb2.RunEvent.FromString,
+            '/agentsessions.sessions.v1.SessionService/Run',
+            agentsessions_dot_sessions_dot_v1_dot_sessions__pb2.RunRequest.SerializeToString,
+            agentsessions_dot_sessions_dot_v1_dot_sessions__pb2.RunEvent.FromString,
             options,
             channel_credentials,
             insecure,
@@ -478,9 +485,9 @@ class SessionService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/sessions.v1.SessionService/ListTurns',
-            sessions_dot_v1_dot_sessions__pb2.ListTurnsRequest.SerializeToString,
-            sessions_dot_v1_dot_sessions__pb2.ListTurnsResponse.FromString,
+            '/agentsessions.sessions.v1.SessionService/ListTurns',
+            agentsessions_dot_sessions_dot_v1_dot_sessions__pb2.ListTurnsRequest.SerializeToString,
+            agentsessions_dot_sessions_dot_v1_dot_sessions__pb2.ListTurnsResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -505,9 +512,9 @@ class SessionService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/sessions.v1.SessionService/CompressSession',
-            sessions_dot_v1_dot_sessions__pb2.CompressSessionRequest.SerializeToString,
-            sessions_dot_v1_dot_sessions__pb2.CompressSessionResponse.FromString,
+            '/agentsessions.sessions.v1.SessionService/CompressSession',
+            agentsessions_dot_sessions_dot_v1_dot_sessions__pb2.CompressSessionRequest.SerializeToString,
+            agentsessions_dot_sessions_dot_v1_dot_sessions__pb2.CompressSessionResponse.FromString,
             options,
             channel_credentials,
             insecure,

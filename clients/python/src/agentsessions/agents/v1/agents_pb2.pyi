@@ -1,4 +1,4 @@
-from google.protobuf import struct_pb2 as _struct_pb2
+from google.api import field_behavior_pb2 as _field_behavior_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
@@ -8,12 +8,12 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class GenerateRequest(_message.Message):
-    __slots__ = ("session_id", "user_id", "agent_id", "turn_index", "state", "summary", "history", "input")
+    __slots__ = ("session_id", "user_id", "agent_id", "turn_index", "state_json", "summary", "history", "input")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     USER_ID_FIELD_NUMBER: _ClassVar[int]
     AGENT_ID_FIELD_NUMBER: _ClassVar[int]
     TURN_INDEX_FIELD_NUMBER: _ClassVar[int]
-    STATE_FIELD_NUMBER: _ClassVar[int]
+    STATE_JSON_FIELD_NUMBER: _ClassVar[int]
     SUMMARY_FIELD_NUMBER: _ClassVar[int]
     HISTORY_FIELD_NUMBER: _ClassVar[int]
     INPUT_FIELD_NUMBER: _ClassVar[int]
@@ -21,11 +21,11 @@ class GenerateRequest(_message.Message):
     user_id: str
     agent_id: str
     turn_index: int
-    state: _struct_pb2.Struct
+    state_json: str
     summary: str
     history: _containers.RepeatedCompositeFieldContainer[Exchange]
     input: str
-    def __init__(self, session_id: _Optional[str] = ..., user_id: _Optional[str] = ..., agent_id: _Optional[str] = ..., turn_index: _Optional[int] = ..., state: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., summary: _Optional[str] = ..., history: _Optional[_Iterable[_Union[Exchange, _Mapping]]] = ..., input: _Optional[str] = ...) -> None: ...
+    def __init__(self, session_id: _Optional[str] = ..., user_id: _Optional[str] = ..., agent_id: _Optional[str] = ..., turn_index: _Optional[int] = ..., state_json: _Optional[str] = ..., summary: _Optional[str] = ..., history: _Optional[_Iterable[_Union[Exchange, _Mapping]]] = ..., input: _Optional[str] = ...) -> None: ...
 
 class Exchange(_message.Message):
     __slots__ = ("index", "input", "output")
@@ -54,12 +54,12 @@ class TextDelta(_message.Message):
     def __init__(self, text: _Optional[str] = ...) -> None: ...
 
 class StateUpdate(_message.Message):
-    __slots__ = ("set", "delete")
-    SET_FIELD_NUMBER: _ClassVar[int]
+    __slots__ = ("set_json", "delete")
+    SET_JSON_FIELD_NUMBER: _ClassVar[int]
     DELETE_FIELD_NUMBER: _ClassVar[int]
-    set: _struct_pb2.Struct
+    set_json: str
     delete: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, set: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., delete: _Optional[_Iterable[str]] = ...) -> None: ...
+    def __init__(self, set_json: _Optional[str] = ..., delete: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Usage(_message.Message):
     __slots__ = ("input_tokens", "output_tokens")

@@ -3,9 +3,9 @@
 isort:skip_file
 """
 
+from agentsessions.sessions.v1 import sessions_pb2 as _sessions_pb2
 from collections import abc as _abc
 from grpc import aio as _aio
-from sessions.v1 import sessions_pb2 as _sessions_pb2
 import abc as _abc_1
 import grpc as _grpc
 import sys
@@ -29,8 +29,10 @@ GRPC_VERSION: str
 class SessionServiceStub:
     """SessionService keeps the conversations that users hold with agents. A session
     links the turns of one conversation: it is created for a user and an agent,
-    runs turns whose replies stream back, and ends or expires. Every request that
-    names a session also names its user; a session of another user is NOT_FOUND.
+    runs turns whose replies stream back, and ends or expires. Session ids are
+    unique per user: a session is named by its user id and its session id together,
+    so every request that names a session also names its user, and two users may
+    each have a session with the same id. A session of another user is NOT_FOUND.
     """
 
     @_typing.overload
@@ -38,12 +40,14 @@ class SessionServiceStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> SessionServiceAsyncStub: ...
     CreateSession: _grpc.UnaryUnaryMultiCallable[_sessions_pb2.CreateSessionRequest, _sessions_pb2.Session]
-    """Creates a session. A client-chosen session id that is taken is ALREADY_EXISTS."""
+    """Creates a session. A client-chosen session id that the user already has is
+    ALREADY_EXISTS.
+    """
     ImportSession: _grpc.UnaryUnaryMultiCallable[_sessions_pb2.ImportSessionRequest, _sessions_pb2.Session]
-    """Creates a session with a given history, for restoring exported sessions: its
+    """Creates a session from a snapshot, for restoring exported sessions: its
     settings, state, labels, summary, status and finished turns are stored in one
     atomic write, and it starts a fresh life (its create time is now). A session id
-    that is taken is ALREADY_EXISTS.
+    that the user already has is ALREADY_EXISTS.
     """
     GetSession: _grpc.UnaryUnaryMultiCallable[_sessions_pb2.GetSessionRequest, _sessions_pb2.Session]
     """Returns a session's metadata, state, summary and counts, without its history."""
@@ -78,18 +82,22 @@ class SessionServiceStub:
 class SessionServiceAsyncStub(SessionServiceStub):
     """SessionService keeps the conversations that users hold with agents. A session
     links the turns of one conversation: it is created for a user and an agent,
-    runs turns whose replies stream back, and ends or expires. Every request that
-    names a session also names its user; a session of another user is NOT_FOUND.
+    runs turns whose replies stream back, and ends or expires. Session ids are
+    unique per user: a session is named by its user id and its session id together,
+    so every request that names a session also names its user, and two users may
+    each have a session with the same id. A session of another user is NOT_FOUND.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     CreateSession: _aio.UnaryUnaryMultiCallable[_sessions_pb2.CreateSessionRequest, _sessions_pb2.Session]  # type: ignore[assignment]
-    """Creates a session. A client-chosen session id that is taken is ALREADY_EXISTS."""
+    """Creates a session. A client-chosen session id that the user already has is
+    ALREADY_EXISTS.
+    """
     ImportSession: _aio.UnaryUnaryMultiCallable[_sessions_pb2.ImportSessionRequest, _sessions_pb2.Session]  # type: ignore[assignment]
-    """Creates a session with a given history, for restoring exported sessions: its
+    """Creates a session from a snapshot, for restoring exported sessions: its
     settings, state, labels, summary, status and finished turns are stored in one
     atomic write, and it starts a fresh life (its create time is now). A session id
-    that is taken is ALREADY_EXISTS.
+    that the user already has is ALREADY_EXISTS.
     """
     GetSession: _aio.UnaryUnaryMultiCallable[_sessions_pb2.GetSessionRequest, _sessions_pb2.Session]  # type: ignore[assignment]
     """Returns a session's metadata, state, summary and counts, without its history."""
@@ -123,8 +131,10 @@ class SessionServiceAsyncStub(SessionServiceStub):
 class SessionServiceServicer(metaclass=_abc_1.ABCMeta):
     """SessionService keeps the conversations that users hold with agents. A session
     links the turns of one conversation: it is created for a user and an agent,
-    runs turns whose replies stream back, and ends or expires. Every request that
-    names a session also names its user; a session of another user is NOT_FOUND.
+    runs turns whose replies stream back, and ends or expires. Session ids are
+    unique per user: a session is named by its user id and its session id together,
+    so every request that names a session also names its user, and two users may
+    each have a session with the same id. A session of another user is NOT_FOUND.
     """
 
     @_abc_1.abstractmethod
@@ -133,7 +143,9 @@ class SessionServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _sessions_pb2.CreateSessionRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_sessions_pb2.Session, _abc.Awaitable[_sessions_pb2.Session]]:
-        """Creates a session. A client-chosen session id that is taken is ALREADY_EXISTS."""
+        """Creates a session. A client-chosen session id that the user already has is
+        ALREADY_EXISTS.
+        """
 
     @_abc_1.abstractmethod
     def ImportSession(
@@ -141,10 +153,10 @@ class SessionServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _sessions_pb2.ImportSessionRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_sessions_pb2.Session, _abc.Awaitable[_sessions_pb2.Session]]:
-        """Creates a session with a given history, for restoring exported sessions: its
+        """Creates a session from a snapshot, for restoring exported sessions: its
         settings, state, labels, summary, status and finished turns are stored in one
         atomic write, and it starts a fresh life (its create time is now). A session id
-        that is taken is ALREADY_EXISTS.
+        that the user already has is ALREADY_EXISTS.
         """
 
     @_abc_1.abstractmethod
