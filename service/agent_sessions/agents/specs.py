@@ -6,12 +6,13 @@ Read from the agents file (TOML, ``[agents.<agent_id>]`` tables) and from the
 
 from __future__ import annotations
 
+import importlib.util
 import tomllib
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, TypeAdapter, model_validator
 
 DEFAULT_MAX_REPLY_BYTES = 256 * 1024
 
@@ -51,9 +52,19 @@ class OpenAISpec(_AgentSpec):
     temperature: float | None = Field(None, ge=0, le=2)
     max_tokens: int | None = Field(None, gt=0)
 
+    @model_validator(mode="after")
+    def _openai_is_installed(self) -> OpenAISpec:
+        # The openai package is an extra: a server without such an agent does not need it.
+        if importlib.util.find_spec("openai") is None:
+            raise ValueError(
+                "the openai agent kind needs the openai package: "
+                "pip install 'agent-sessions[openai]'"
+            )
+        return self
+
 
 class GrpcSpec(_AgentSpec):
-    """An agent service speaking agents.v1.AgentService."""
+    """An agent service speaking agentsessions.agents.v1.AgentService."""
 
     kind: Literal["grpc"]
     target: str = Field(description="host:port of the agent service")
