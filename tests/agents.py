@@ -28,6 +28,9 @@ class ScriptedAgent:
             yield StateDelta(set={"should_not": "be stored"})
             yield "reply"
             raise RuntimeError("the model backend returned 502")
+        if text == "odd event":
+            yield {"not": "an event"}  # type: ignore[misc]
+            return
         if text == "hang":
             yield "thinking"
             self.started.set()

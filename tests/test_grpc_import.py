@@ -324,3 +324,32 @@ async def test_an_import_of_the_most_turns_allowed_is_stored_whole(stub: Stub) -
 
     assert (imported.turn_count, imported.total_turns) == (MAX_IMPORT_TURNS, MAX_IMPORT_TURNS)
     assert events[0].started.turn_index == MAX_IMPORT_TURNS + 1
+
+
+async def test_an_import_whose_history_would_leave_no_room_for_runs_is_invalid(
+    stub: Stub,
+) -> None:
+    # Indexes are int32 on the wire: a history ending near 2**31 - 1 (this one could
+    # grow to it by import alone) would make a later Run's index unsendable, and every
+    # read of the session after it INTERNAL.
+    folded = 2**31 - 1 - 10_000
+    request = an_import(turns=[a_turn(folded + 1)], folded_turns=folded)
+
+    error = await rpc_error(stub.ImportSession(request))
+
+    assert error.code() == StatusCode.INVALID_ARGUMENT
+    assert error_info(error).metadata["field"] == "snapshot.folded_turns"
+
+
+async def test_a_session_imported_with_the_most_folded_turns_keeps_running(stub: Stub) -> None:
+    imported = await stub.ImportSession(
+        an_import(turns=[a_turn(1_000_000_001)], folded_turns=1_000_000_000)
+    )
+
+    events = await run(stub, imported, "next")
+
+    assert events[0].started.turn_index == 1_000_000_002
+    got = await stub.GetSession(
+        pb.GetSessionRequest(session_id=imported.session_id, user_id=imported.user_id)
+    )
+    assert got.total_turns == 1_000_000_002

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 from agentsessions.sessions.v1 import sessions_pb2 as pb
 from grpc import StatusCode
 
 from agent_sessions.model import TurnStatus
 from agent_sessions.server import SessionServer
+from agent_sessions.sessions import SessionManager
 from tests.agents import ScriptedAgent
 from tests.grpc_helpers import Stub, create, error_info, reply_of, rpc_error, run, turns
 
@@ -253,3 +255,33 @@ async def test_a_run_still_going_when_the_grace_period_ends_is_cancelled(
     )
     await server.store.close()
     assert (page.turns[0].status, page.turns[0].input) == (TurnStatus.CANCELLED, "hang")
+
+
+async def test_a_failure_of_the_service_itself_is_internal_not_the_agents(
+    stub: Stub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    session = await create(stub, agent_id="scripted")
+
+    def broken(*_: object) -> None:
+        raise RuntimeError("a bug in the session logic")
+
+    monkeypatch.setattr(SessionManager, "_check_agent_state", broken)
+    error = await rpc_error(run(stub, session, "one"))
+
+    assert error.code() == StatusCode.INTERNAL
+    assert error.details() == "internal error; see the server log"  # no AGENT_FAILED
+    [turn] = await turns(stub, session)
+    assert (turn.status, turn.input) == (pb.TURN_STATUS_FAILED, "one")
+    assert turn.error.startswith("internal error")
+
+
+async def test_an_agent_sending_an_unknown_event_fails_the_turn_as_the_agents_fault(
+    stub: Stub,
+) -> None:
+    session = await create(stub, agent_id="scripted")
+
+    error = await rpc_error(run(stub, session, "odd event"))
+
+    assert error.code() == StatusCode.INTERNAL
+    assert error_info(error).reason == "AGENT_FAILED"
+    assert "sent a dict" in (error.details() or "")

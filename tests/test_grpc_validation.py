@@ -100,3 +100,84 @@ async def test_a_forged_page_token_is_invalid(stub: Stub) -> None:
         stub.ListSessions(pb.ListSessionsRequest(user_id="u", page_token="not-a-token!"))
     )
     assert error.code() == StatusCode.INVALID_ARGUMENT
+
+
+async def test_a_ttl_beyond_the_limit_is_said_in_days(stub: Stub) -> None:
+    request = pb.CreateSessionRequest(
+        user_id="u", agent_id="echo", ttl=duration_pb2.Duration(seconds=100_000_000)
+    )
+
+    error = await rpc_error(stub.CreateSession(request))
+
+    assert error.details() == "ttl: 1157.4 days is over the limit of 30 days"
+
+
+@pytest.mark.parametrize(
+    ("seconds", "nanos"), [(10, 2_000_000_000), (10, -1), (0, 1_000_000_000), (-1, 5)]
+)
+async def test_a_duration_with_out_of_range_nanos_is_invalid(
+    stub: Stub, seconds: int, nanos: int
+) -> None:
+    request = pb.CreateSessionRequest(
+        user_id="u", agent_id="echo", ttl=duration_pb2.Duration(seconds=seconds, nanos=nanos)
+    )
+
+    error = await rpc_error(stub.CreateSession(request))
+
+    assert error.code() == StatusCode.INVALID_ARGUMENT
+    assert error_info(error).metadata["field"] == "ttl"
+
+
+LONG = "x" * 20_000
+
+
+async def _assert_quoted_short(call: object) -> None:
+    # A default grpcio client cannot read a status whose metadata passes 16 KiB: it
+    # would see RESOURCE_EXHAUSTED instead of the INVALID_ARGUMENT sent.
+    error = await rpc_error(call)  # type: ignore[arg-type]
+
+    assert error.code() == StatusCode.INVALID_ARGUMENT
+    assert len(error.details() or "") < 400
+    assert all(len(value) < 300 for value in error_info(error).metadata.values())
+
+
+async def test_a_huge_order_by_is_quoted_short(stub: Stub) -> None:
+    session = await create(stub)
+    await _assert_quoted_short(
+        stub.ListTurns(
+            pb.ListTurnsRequest(
+                session_id=session.session_id, user_id=session.user_id, order_by=LONG
+            )
+        )
+    )
+
+
+async def test_a_huge_label_key_is_quoted_short(stub: Stub) -> None:
+    await _assert_quoted_short(
+        stub.CreateSession(
+            pb.CreateSessionRequest(user_id="u", agent_id="echo", labels={LONG: "v"})
+        )
+    )
+
+
+async def test_a_huge_update_mask_path_is_quoted_short(stub: Stub) -> None:
+    session = await create(stub)
+    request = pb.UpdateSessionRequest(session=session)
+    request.update_mask.paths.append(LONG)
+
+    await _assert_quoted_short(stub.UpdateSession(request))
+
+
+async def test_a_huge_etag_is_refused_quoted_short(stub: Stub) -> None:
+    session = await create(stub)
+    request = pb.UpdateSessionRequest(
+        session=pb.Session(
+            session_id=session.session_id, user_id=session.user_id, etag=LONG, max_turns=3
+        )
+    )
+    request.update_mask.paths.append("max_turns")
+
+    error = await rpc_error(stub.UpdateSession(request))
+
+    assert error.code() == StatusCode.ABORTED
+    assert len(error.details() or "") < 400

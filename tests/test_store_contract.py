@@ -123,6 +123,30 @@ async def test_created_session_reads_back_with_its_state_and_labels(store: Sessi
     assert got == made
 
 
+async def test_the_labels_passed_to_create_are_not_shared_with_the_store(
+    store: SessionStore,
+) -> None:
+    labels = {"channel": "web"}
+    await store.create(a_session(labels=labels))
+
+    labels["channel"] = "changed by the caller"
+
+    got = await store.get(user_id="user-1", session_id="s-1", now_ms=now())
+    assert got.labels == {"channel": "web"}
+
+
+async def test_the_labels_of_a_returned_session_are_not_shared_with_the_store(
+    store: SessionStore,
+) -> None:
+    await store.create(a_session(labels={"channel": "web"}))
+    first = await store.get(user_id="user-1", session_id="s-1", now_ms=now())
+
+    first.labels["channel"] = "changed by the caller"
+
+    got = await store.get(user_id="user-1", session_id="s-1", now_ms=now())
+    assert got.labels == {"channel": "web"}
+
+
 async def test_create_with_a_taken_id_raises_already_exists(store: SessionStore) -> None:
     await store.create(a_session())
     with pytest.raises(SessionAlreadyExists):

@@ -1,4 +1,5 @@
-"""Domain errors: what went wrong, in terms of sessions and turns.
+"""The expected errors, domain and agent alike: what went wrong, in terms of sessions,
+turns and the agents that answer them.
 
 The gRPC layer maps each class to one status code, and each error's ``reason`` to
 the ``google.rpc.ErrorInfo`` reason sent with it::
@@ -11,14 +12,34 @@ the ``google.rpc.ErrorInfo`` reason sent with it::
     ├── ResourceExhausted     RESOURCE_EXHAUSTED   (sessions per user, concurrent runs)
     ├── Conflict              ABORTED              (etag mismatch, turn running, compression)
     ├── StoreUnavailable      UNAVAILABLE
-    ├── AgentUnavailableError UNAVAILABLE          (the turn is kept as FAILED)
-    ├── AgentFailed           INTERNAL             (the turn is kept as FAILED)
-    └── RunTimedOut           DEADLINE_EXCEEDED    (the turn is kept as FAILED)
+    └── AgentError            INTERNAL             AGENT_FAILED
+        ├── AgentUnavailable  UNAVAILABLE          AGENT_UNAVAILABLE
+        └── AgentTimeout      DEADLINE_EXCEEDED    RUN_TIMED_OUT
+
+Agent backends raise the ``AgentError`` kinds with the upstream reason; the session
+logic records the turn FAILED with the user's input and raises the same kind again
+with the turn's context. Anything else (a bug) is INTERNAL without a reason, and
+logged with its traceback.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+
+QUOTED_CHARS = 64
+"""The most characters of a caller's value that an error message quotes."""
+
+
+def quote(value: str) -> str:
+    """A caller's value as an error quotes it: escaped, and cut to a short prefix.
+
+    Errors travel in the ``grpc-message`` header and again in ErrorInfo; a client
+    cannot read a status over its metadata limit (16 KiB by default), so an error
+    must never echo a large value back whole.
+    """
+    if len(value) <= QUOTED_CHARS:
+        return repr(value)
+    return f"{value[:QUOTED_CHARS]!r}… ({len(value)} characters)"
 
 
 class SessionError(Exception):
@@ -49,7 +70,7 @@ class SessionNotFound(SessionError):
 
     def __init__(self, session_id: str) -> None:
         super().__init__(
-            f"session {session_id!r} not found for this user: it does not exist, "
+            f"session {quote(session_id)} not found for this user: it does not exist, "
             "has expired or was deleted; create a new session",
             metadata={"session_id": session_id},
         )
@@ -62,7 +83,7 @@ class SessionAlreadyExists(SessionError):
 
     def __init__(self, session_id: str) -> None:
         super().__init__(
-            f"session {session_id!r} already exists; choose another session_id "
+            f"session {quote(session_id)} already exists; choose another session_id "
             "or leave it empty to have one generated",
             metadata={"session_id": session_id},
         )
@@ -77,7 +98,7 @@ class SessionEnded(FailedPrecondition):
 
     def __init__(self, session_id: str) -> None:
         super().__init__(
-            f"session {session_id!r} has ended and runs no more turns; create a new session",
+            f"session {quote(session_id)} has ended and runs no more turns; create a new session",
             metadata={"session_id": session_id},
         )
 
@@ -87,7 +108,7 @@ class MaxTurnsReached(FailedPrecondition):
 
     def __init__(self, session_id: str, max_turns: int) -> None:
         super().__init__(
-            f"session {session_id!r} reached its limit of max_turns={max_turns} completed "
+            f"session {quote(session_id)} reached its limit of max_turns={max_turns} completed "
             "turns; raise max_turns with UpdateSession or create a new session",
             metadata={"session_id": session_id, "max_turns": str(max_turns)},
         )
@@ -98,7 +119,7 @@ class AgentNotConfigured(FailedPrecondition):
 
     def __init__(self, agent_id: str, known: list[str]) -> None:
         super().__init__(
-            f"the session's agent {agent_id!r} is not configured on this server "
+            f"the session's agent {quote(agent_id)} is not configured on this server "
             f"(it has {', '.join(known)}); the turn is kept as FAILED with your input",
             metadata={"agent_id": agent_id},
         )
@@ -113,7 +134,7 @@ class TooManySessions(ResourceExhausted):
 
     def __init__(self, user_id: str, limit: int) -> None:
         super().__init__(
-            f"user {user_id!r} has {limit} live sessions, the limit per user; end or delete "
+            f"user {quote(user_id)} has {limit} live sessions, the limit per user; end or delete "
             "some (ended sessions count until they expire), or let them expire",
             metadata={"max_sessions_per_user": str(limit)},
         )
@@ -138,8 +159,8 @@ class EtagMismatch(Conflict):
 
     def __init__(self, session_id: str, expected: str, actual: str) -> None:
         super().__init__(
-            f"session {session_id!r} changed since etag {expected!r} was read "
-            f"(now {actual!r}); read it again and retry",
+            f"session {quote(session_id)} changed since etag {quote(expected)} was read "
+            f"(now {quote(actual)}); read it again and retry",
             metadata={"session_id": session_id, "etag": actual},
         )
 
@@ -149,7 +170,7 @@ class TurnInProgress(Conflict):
 
     def __init__(self, session_id: str, index: int) -> None:
         super().__init__(
-            f"turn {index} of session {session_id!r} is still running; "
+            f"turn {index} of session {quote(session_id)} is still running; "
             "wait for it to finish, then run again",
             metadata={"session_id": session_id, "turn_index": str(index)},
         )
@@ -162,7 +183,7 @@ class RunSuperseded(Conflict):
 
     def __init__(self, session_id: str, index: int) -> None:
         super().__init__(
-            f"turn {index} of session {session_id!r} is no longer owned by this run "
+            f"turn {index} of session {quote(session_id)} is no longer owned by this run "
             "(it outlived its lease or the session was deleted)",
             metadata={"session_id": session_id, "turn_index": str(index)},
         )
@@ -175,7 +196,7 @@ class FoldConflict(Conflict):
 
     def __init__(self, session_id: str) -> None:
         super().__init__(
-            f"session {session_id!r} was compressed (or replaced) by another call while this "
+            f"session {quote(session_id)} was compressed (or replaced) by another call while this "
             "one summarized it; nothing was changed: read it again and retry if still needed",
             metadata={"session_id": session_id},
         )
@@ -187,19 +208,21 @@ class StoreUnavailable(SessionError):
     reason = "STORE_UNAVAILABLE"
 
 
-class AgentUnavailableError(SessionError):
-    """The agent could not be reached or is overloaded; the turn is kept as FAILED."""
-
-    reason = "AGENT_UNAVAILABLE"
-
-
-class AgentFailed(SessionError):
-    """The agent raised while producing a reply; the turn is kept as FAILED."""
+class AgentError(SessionError):
+    """The agent failed (a rejected request, a malformed stream, an exception of its own);
+    the turn is kept as FAILED."""
 
     reason = "AGENT_FAILED"
 
 
-class RunTimedOut(SessionError):
-    """The agent did not finish within the run timeout; the turn is kept as FAILED."""
+class AgentUnavailable(AgentError):
+    """The agent cannot be reached or is overloaded (refused, HTTP 5xx or 429); the turn
+    is kept as FAILED and a retry may succeed."""
+
+    reason = "AGENT_UNAVAILABLE"
+
+
+class AgentTimeout(AgentError):
+    """The agent did not finish in time; the turn is kept as FAILED."""
 
     reason = "RUN_TIMED_OUT"

@@ -28,15 +28,13 @@ from agent_sessions.agents.summarizer import (
     cut,
 )
 from agent_sessions.errors import (
-    AgentFailed,
     AgentNotConfigured,
-    AgentUnavailableError,
     FoldConflict,
     InvalidArgument,
     RunSuperseded,
-    RunTimedOut,
     SessionError,
     TooManyRuns,
+    quote,
 )
 from agent_sessions.model import (
     Fold,
@@ -58,11 +56,16 @@ from agent_sessions.store import SessionStore
 log = logging.getLogger(__name__)
 
 MAX_IMPORT_TURNS = 10_000
-MAX_FOLDED_TURNS = 2**31 - 1 - MAX_IMPORT_TURNS  # indexes are int32 on the wire
+MAX_TURN_INDEX = 2**31 - 1
+"""Turn indexes are int32 on the wire."""
+MAX_FOLDED_TURNS = 1_000_000_000
+"""The most folded turns an import may claim: an imported history ends far enough below
+MAX_TURN_INDEX that no session can run its way past it."""
 SESSIONS_PAGE_SIZE = 50
 TURNS_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
 CANCELLED_ERROR = "cancelled: the caller went away before the reply was complete"
+INTERNAL_ERROR = "internal error: the service failed while running the turn (see its log)"
 # A run that outlives its timeout is failed by the run itself; the lease only frees
 # the session when the run could not record its end (its process died, or the store
 # was unreachable at that moment), so it lasts a little longer than the timeout.
@@ -341,7 +344,7 @@ class SessionManager:
                 # Run replays a completed turn's request id rather than record a new turn.
                 raise InvalidArgument(
                     f"{field}.request_id",
-                    f"{turn.request_id!r} is the request id of completed turn "
+                    f"{quote(turn.request_id)} is the request id of completed turn "
                     f"{completed_by_request[turn.request_id]}; a request id may not follow "
                     "its completed turn",
                 )
@@ -636,7 +639,7 @@ class SessionManager:
             try:
                 yield RunStarted(start.turn.index, replayed=False)
                 async with asyncio.timeout(timeout_ms / 1000):
-                    agent_stream = self._agent_stream(configured.agent, start, text)
+                    agent_stream = _agent_events(configured.agent, _agent_context(start), text)
                     async with aclosing(agent_stream) as stream:
                         async for item in stream:
                             if isinstance(item, str):
@@ -651,24 +654,35 @@ class SessionManager:
                                     yield RunDelta(item)
                             elif isinstance(item, StateDelta):
                                 state_delta = state_delta.merged(item)
-                            else:
+                            elif isinstance(item, TokenUsage):
                                 usage = usage + item
+                            else:
+                                raise AgentError(
+                                    f"it sent a {type(item).__name__}, not text, a StateDelta "
+                                    "or a TokenUsage"
+                                )
                 if state_delta:
                     self._check_agent_state(start.session, state_delta)
             except (asyncio.CancelledError, GeneratorExit):
                 await self._record_unfinished(start, run_id, TurnStatus.CANCELLED, CANCELLED_ERROR)
                 raise
-            except Exception as exc:
+            except (AgentError, TimeoutError) as exc:
                 failure = _agent_failure(exc, start, timeout_ms)
                 log.warning(
                     "turn %d of %s failed: %s",
                     start.turn.index,
                     session_id,
                     failure.message,
-                    exc_info=not isinstance(exc, AgentError | TimeoutError),
+                    exc_info=exc.__cause__ is not None and not isinstance(exc, TimeoutError),
                 )
                 await self._record_unfinished(start, run_id, TurnStatus.FAILED, failure.message)
                 raise failure from exc
+            except Exception:
+                # Not the agent's failure but the service's own: INTERNAL (the servicer
+                # logs the trace).
+                log.warning("turn %d of %s failed in the service", start.turn.index, session_id)
+                await self._record_unfinished(start, run_id, TurnStatus.FAILED, INTERNAL_ERROR)
+                raise
 
             turn, session = await self.store.finish_turn(
                 user_id=user_id,
@@ -695,22 +709,6 @@ class SessionManager:
             validation.state(state, max_bytes=self._policy.max_state_bytes)
         except InvalidArgument as error:
             raise AgentError(f"its state change was refused: {error.message}") from None
-
-    @staticmethod
-    def _agent_stream(
-        agent: Agent, start: TurnStart, text: str
-    ) -> AsyncGenerator[AgentEvent, None]:
-        session = start.session
-        context = AgentContext(
-            session_id=session.session_id,
-            user_id=session.user_id,
-            agent_id=session.agent_id,
-            turn_index=start.turn.index,
-            state=session.state,
-            summary=session.summary,
-            history=start.history,
-        )
-        return agent.stream(context, text)
 
     async def _record_unfinished(
         self, start: TurnStart, run_id: str, status: TurnStatus, error: str
@@ -763,7 +761,8 @@ class SessionManager:
         if not self._agents.knows(agent_id):
             raise InvalidArgument(
                 field,
-                f"unknown agent {agent_id!r}: this server has {', '.join(self._agents.agent_ids)}"
+                f"unknown agent {quote(agent_id)}: "
+                f"this server has {', '.join(self._agents.agent_ids)}"
                 " (configure more in the agents table, or set a default agent)",
             )
         return agent_id
@@ -774,24 +773,64 @@ class SessionManager:
         return validation.duration_ms(field, value, max_ms=self._policy.max_ttl_ms)
 
 
-def _agent_failure(error: Exception, start: TurnStart, timeout_ms: int) -> SessionError:
+def _agent_context(start: TurnStart) -> AgentContext:
+    session = start.session
+    return AgentContext(
+        session_id=session.session_id,
+        user_id=session.user_id,
+        agent_id=session.agent_id,
+        turn_index=start.turn.index,
+        state=session.state,
+        summary=session.summary,
+        history=start.history,
+    )
+
+
+async def _agent_events(
+    agent: Agent, context: AgentContext, text: str
+) -> AsyncGenerator[AgentEvent, None]:
+    """The agent's events. Whatever the agent raises comes out as an :class:`AgentError`,
+    so that the agent is blamed for its own failures, and only for those."""
+    try:
+        stream = agent.stream(context, text)
+    except AgentError:
+        raise
+    except Exception as exc:
+        raise AgentError(f"{type(exc).__name__}: {exc}") from exc
+    async with aclosing(stream):
+        while True:
+            try:
+                event = await anext(stream)
+            except StopAsyncIteration:
+                return
+            except AgentError:
+                raise
+            except TimeoutError as exc:
+                raise AgentTimeout(str(exc) or "the agent timed out") from exc
+            except Exception as exc:
+                raise AgentError(f"{type(exc).__name__}: {exc}") from exc
+            yield event
+
+
+def _agent_failure(
+    error: AgentError | TimeoutError, start: TurnStart, timeout_ms: int
+) -> AgentError:
     """The error a failed agent gives the caller; its message is also the turn's error."""
-    agent = f"agent {start.session.agent_id!r}"
+    agent = f"agent {quote(start.session.agent_id)}"
     where = f"turn {start.turn.index}"
     kept = "the turn is kept as FAILED with your input, and the session can run again"
     metadata = {"session_id": start.session.session_id, "turn_index": str(start.turn.index)}
     if isinstance(error, TimeoutError):
-        return RunTimedOut(
+        return AgentTimeout(
             f"{where}: {agent} did not finish within {timeout_ms} ms; {kept}", metadata=metadata
         )
     if isinstance(error, AgentTimeout):
-        return RunTimedOut(f"{where}: {agent} timed out: {error}; {kept}", metadata=metadata)
+        return AgentTimeout(f"{where}: {agent} timed out: {error}; {kept}", metadata=metadata)
     if isinstance(error, AgentUnavailable):
-        return AgentUnavailableError(
+        return AgentUnavailable(
             f"{where}: {agent} is unavailable: {error}; {kept}", metadata=metadata
         )
-    reason = str(error) if isinstance(error, AgentError) else f"{type(error).__name__}: {error}"
-    return AgentFailed(f"{where}: {agent} failed: {reason}; {kept}", metadata=metadata)
+    return AgentError(f"{where}: {agent} failed: {error}; {kept}", metadata=metadata)
 
 
 def new_session_id() -> str:

@@ -6,7 +6,7 @@ import json
 import re
 from collections.abc import Iterable, Mapping
 
-from agent_sessions.errors import InvalidArgument
+from agent_sessions.errors import InvalidArgument, quote
 from agent_sessions.model import JsonValue, TurnStatus
 
 MAX_ID_LENGTH = 128
@@ -94,8 +94,22 @@ def duration_ms(field: str, value: int, *, max_ms: int) -> int:
     if value <= 0:
         raise InvalidArgument(field, f"must be a positive duration, got {value} ms")
     if value > max_ms:
-        raise InvalidArgument(field, f"is {value} ms; the limit is {max_ms} ms")
+        raise InvalidArgument(
+            field, f"{human_duration(value)} is over the limit of {human_duration(max_ms)}"
+        )
     return value
+
+
+_UNITS = (("days", 86_400_000), ("hours", 3_600_000), ("minutes", 60_000), ("seconds", 1000))
+
+
+def human_duration(ms: int) -> str:
+    """``ms`` in the largest unit it fills: ``30 days``, ``1.5 minutes``, ``250 ms``."""
+    for name, size in _UNITS:
+        if ms >= size:
+            count = f"{ms // size}" if ms % size == 0 else f"{ms / size:.1f}"
+            return f"{count} {name.removesuffix('s') if count == '1' else name}"
+    return f"{ms} ms"
 
 
 def max_turns(value: int, *, field: str = "max_turns") -> int:
@@ -110,13 +124,14 @@ def labels(value: Mapping[str, str], *, field: str = "labels") -> dict[str, str]
     for key, text in value.items():
         if not _LABEL_KEY.fullmatch(key):
             raise InvalidArgument(
-                f"{field}[{key!r}]",
+                f"{field}[{quote(key)}]",
                 "keys are 1-63 characters: a lowercase letter, then lowercase letters, "
                 "digits and _ . -",
             )
         if len(text) > MAX_LABEL_VALUE_LENGTH:
             raise InvalidArgument(
-                f"{field}[{key!r}]", f"value is longer than {MAX_LABEL_VALUE_LENGTH} characters"
+                f"{field}[{quote(key)}]",
+                f"value is longer than {MAX_LABEL_VALUE_LENGTH} characters",
             )
     return dict(value)
 

@@ -1,8 +1,8 @@
 """Agents: what answers a session's turns."""
 
-from agent_sessions.agents.errors import AgentError, AgentTimeout, AgentUnavailable
 from agent_sessions.agents.protocol import Agent, AgentContext, AgentEvent
 from agent_sessions.agents.registry import AgentRegistry
+from agent_sessions.errors import AgentError, AgentTimeout, AgentUnavailable
 
 __all__ = [
     "Agent",

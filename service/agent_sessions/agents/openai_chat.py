@@ -11,10 +11,10 @@ import openai
 from openai import AsyncOpenAI, omit
 from openai.types.chat import ChatCompletionChunk, ChatCompletionMessageParam
 
-from agent_sessions.agents.errors import AgentError, AgentTimeout, AgentUnavailable
 from agent_sessions.agents.protocol import AgentContext, AgentEvent
 from agent_sessions.agents.specs import OpenAISpec
 from agent_sessions.agents.summarizer import SummaryRequest
+from agent_sessions.errors import AgentError, AgentTimeout, AgentUnavailable
 from agent_sessions.model import TokenUsage, TurnStatus
 
 log = logging.getLogger(__name__)

@@ -37,7 +37,7 @@ class Agent(Protocol):
     they are produced; it may also yield :class:`StateDelta` objects, which are merged
     and committed with the turn only if it completes, and :class:`TokenUsage`, which is
     added up and stored with the turn. Raising fails the turn (the user's input is
-    kept; :mod:`agent_sessions.agents.errors` says which status each error gives); the
+    kept; :mod:`agent_sessions.errors` says which status each error gives); the
     run closes the generator promptly when the caller goes away.
     """
 

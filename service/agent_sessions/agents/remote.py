@@ -21,10 +21,10 @@ from agentsessions.agents.v1 import agents_pb2 as pb
 from agentsessions.agents.v1 import agents_pb2_grpc
 
 from agent_sessions import state_json
-from agent_sessions.agents.errors import AgentError, AgentTimeout, AgentUnavailable
 from agent_sessions.agents.protocol import AgentContext, AgentEvent
 from agent_sessions.agents.specs import GrpcSpec
 from agent_sessions.agents.summarizer import SummaryRequest
+from agent_sessions.errors import AgentError, AgentTimeout, AgentUnavailable
 from agent_sessions.model import StateDelta, TokenUsage, TurnStatus
 
 log = logging.getLogger(__name__)

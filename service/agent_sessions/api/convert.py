@@ -8,7 +8,7 @@ from agentsessions.sessions.v1 import sessions_pb2 as pb
 from google.protobuf import duration_pb2, timestamp_pb2
 
 from agent_sessions import sessions, state_json, validation
-from agent_sessions.errors import InvalidArgument
+from agent_sessions.errors import InvalidArgument, quote
 from agent_sessions.model import (
     JsonValue,
     Session,
@@ -34,8 +34,22 @@ def duration(ms: int) -> duration_pb2.Duration:
     return span
 
 
+# Duration's own range: ±10,000 years, with nanos of the seconds' sign below one second.
+_MAX_DURATION_SECONDS = 315_576_000_000
+
+
 def duration_ms(field: str, span: duration_pb2.Duration) -> int:
-    """Whole milliseconds; a negative or sub-millisecond duration is refused, not rounded."""
+    """Whole milliseconds; an invalid, negative or sub-millisecond duration is refused."""
+    if not (
+        abs(span.seconds) <= _MAX_DURATION_SECONDS
+        and abs(span.nanos) <= 999_999_999
+        and (span.seconds == 0 or span.nanos == 0 or (span.seconds > 0) == (span.nanos > 0))
+    ):
+        raise InvalidArgument(
+            field,
+            f"is not a valid Duration (seconds={span.seconds}, nanos={span.nanos}): nanos "
+            "must lie between -999999999 and 999999999 with the sign of seconds",
+        )
     if span.seconds < 0 or span.nanos < 0:
         raise InvalidArgument(field, "must be a positive duration, got a negative one")
     ms = span.ToMilliseconds()
@@ -205,7 +219,7 @@ def session_patch(request: pb.UpdateSessionRequest) -> SessionPatch:
         else:
             raise InvalidArgument(
                 "update_mask",
-                f"path {path!r} cannot be updated; updatable fields are {UPDATABLE_FIELDS}",
+                f"path {quote(path)} cannot be updated; updatable fields are {UPDATABLE_FIELDS}",
             )
     return SessionPatch(**changes)
 
@@ -230,4 +244,6 @@ def newest_first(order_by: str) -> bool:
         return False
     if normalized == "index desc":
         return True
-    raise InvalidArgument("order_by", f"{order_by!r} is not supported: use 'index' or 'index desc'")
+    raise InvalidArgument(
+        "order_by", f"{quote(order_by)} is not supported: use 'index' or 'index desc'"
+    )

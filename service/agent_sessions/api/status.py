@@ -23,9 +23,10 @@ _CODES: tuple[tuple[type[errors.SessionError], grpc.StatusCode], ...] = (
     (errors.ResourceExhausted, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (errors.Conflict, grpc.StatusCode.ABORTED),
     (errors.StoreUnavailable, grpc.StatusCode.UNAVAILABLE),
-    (errors.AgentUnavailableError, grpc.StatusCode.UNAVAILABLE),
-    (errors.RunTimedOut, grpc.StatusCode.DEADLINE_EXCEEDED),
-    (errors.AgentFailed, grpc.StatusCode.INTERNAL),
+    # The agent's kinds before their base: the first match wins.
+    (errors.AgentUnavailable, grpc.StatusCode.UNAVAILABLE),
+    (errors.AgentTimeout, grpc.StatusCode.DEADLINE_EXCEEDED),
+    (errors.AgentError, grpc.StatusCode.INTERNAL),
 )
 
 
@@ -36,14 +37,31 @@ def status_code(error: errors.SessionError) -> grpc.StatusCode:
     return grpc.StatusCode.INTERNAL
 
 
+# Errors quote callers' values cut short (errors.quote); these bounds are the backstop
+# that keeps any status readable within a client's default 16 KiB metadata limit.
+_MAX_MESSAGE_CHARS = 1024
+_MAX_METADATA_VALUE_CHARS = 256
+
+
+def _bounded(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def to_status(error: errors.SessionError) -> grpc.Status:
     """The status to abort with: code, message, and ErrorInfo(reason, domain, metadata)."""
     code = status_code(error)
-    info = error_details_pb2.ErrorInfo(reason=error.reason, domain=DOMAIN, metadata=error.metadata)
+    metadata = {
+        key: _bounded(value, _MAX_METADATA_VALUE_CHARS) for key, value in error.metadata.items()
+    }
+    info = error_details_pb2.ErrorInfo(reason=error.reason, domain=DOMAIN, metadata=metadata)
     detail = any_pb2.Any()
     detail.Pack(info)
     status: grpc.Status = rpc_status.to_status(
-        status_pb2.Status(code=code.value[0], message=error.message, details=[detail])
+        status_pb2.Status(
+            code=code.value[0],
+            message=_bounded(error.message, _MAX_MESSAGE_CHARS),
+            details=[detail],
+        )
     )
     return status
 

@@ -96,7 +96,8 @@ class MemorySessionStore:
             if live >= max_sessions:
                 raise TooManySessions(session.user_id, max_sessions)
         record = _Record(
-            session=dataclasses.replace(session, state={}),
+            # Copies: the caller keeps its dicts, and what is stored changes only here.
+            session=dataclasses.replace(session, state={}, labels=dict(session.labels)),
             state_json={k: json.dumps(v) for k, v in session.state.items()},
             turns=list(turns),
             turn_by_request={t.request_id: t.index for t in turns if t.request_id},
@@ -377,4 +378,4 @@ class MemorySessionStore:
     @staticmethod
     def _view(record: _Record) -> Session:
         state = {k: json.loads(v) for k, v in record.state_json.items()}
-        return dataclasses.replace(record.session, state=state)
+        return dataclasses.replace(record.session, state=state, labels=dict(record.session.labels))
