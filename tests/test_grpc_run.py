@@ -10,7 +10,7 @@ from grpc import StatusCode
 
 from agent_sessions.model import TurnStatus
 from agent_sessions.server import SessionServer
-from agent_sessions.sessions import SessionManager
+from agent_sessions.sessions.turns import TurnRunner
 from tests.agents import ScriptedAgent
 from tests.grpc_helpers import Stub, create, error_info, reply_of, rpc_error, run, turns
 
@@ -265,7 +265,7 @@ async def test_a_failure_of_the_service_itself_is_internal_not_the_agents(
     def broken(*_: object) -> None:
         raise RuntimeError("a bug in the session logic")
 
-    monkeypatch.setattr(SessionManager, "_check_agent_state", broken)
+    monkeypatch.setattr(TurnRunner, "_check_agent_state", broken)
     error = await rpc_error(run(stub, session, "one"))
 
     assert error.code() == StatusCode.INTERNAL

@@ -1,0 +1,49 @@
+"""What the session logic hands out: a Run's events, pages, a compression's result."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from agent_sessions.model import Session, Turn
+
+
+@dataclass(frozen=True, slots=True)
+class RunStarted:
+    turn_index: int
+    replayed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class RunDelta:
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class RunCompleted:
+    turn: Turn
+    session: Session
+
+
+RunEvent = RunStarted | RunDelta | RunCompleted
+
+
+@dataclass(frozen=True, slots=True)
+class SessionsPage:
+    sessions: list[Session]
+    next_page_token: str
+
+
+@dataclass(frozen=True, slots=True)
+class TurnsPage:
+    turns: list[Turn]
+    next_page_token: str
+
+
+@dataclass(frozen=True, slots=True)
+class Compressed:
+    """What a compression did: the session after it, how many turns it folded, and
+    which summarizer wrote the summary ("agent", "extractive", or "" if none ran)."""
+
+    session: Session
+    folded_turns: int
+    summarizer: str

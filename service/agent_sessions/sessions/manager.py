@@ -1,0 +1,394 @@
+"""The session logic's entry point: sessions created, read, changed, run and compressed."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import AsyncGenerator, Callable, Sequence
+from contextlib import aclosing
+
+from agent_sessions import paging, validation
+from agent_sessions.agents import AgentRegistry
+from agent_sessions.errors import InvalidArgument, quote
+from agent_sessions.model import (
+    JsonValue,
+    Session,
+    SessionCursor,
+    SessionPatch,
+    SessionStatus,
+    Turn,
+    TurnStatus,
+    text_bytes,
+)
+from agent_sessions.sessions.compaction import Compactor
+from agent_sessions.sessions.events import Compressed, RunEvent, SessionsPage, TurnsPage
+from agent_sessions.sessions.policy import (
+    MAX_FOLDED_TURNS,
+    MAX_IMPORT_TURNS,
+    MAX_PAGE_SIZE,
+    SESSIONS_PAGE_SIZE,
+    TURNS_PAGE_SIZE,
+    SessionPolicy,
+    wall_clock_ms,
+)
+from agent_sessions.sessions.tracking import InFlight
+from agent_sessions.sessions.turns import TurnRunner
+from agent_sessions.store import SessionStore
+
+
+class SessionManager:
+    """Creates, reads, changes and runs sessions over a store and a set of agents."""
+
+    def __init__(
+        self,
+        store: SessionStore,
+        agents: AgentRegistry,
+        policy: SessionPolicy | None = None,
+        *,
+        clock: Callable[[], int] = wall_clock_ms,
+    ) -> None:
+        self.store = store
+        self._agents = agents
+        self._policy = policy or SessionPolicy()
+        self._clock = clock
+        self._in_flight = InFlight()
+        self._compactor = Compactor(
+            store, agents, self._policy, clock=clock, in_flight=self._in_flight
+        )
+        self._turns = TurnRunner(
+            store,
+            agents,
+            self._policy,
+            clock=clock,
+            in_flight=self._in_flight,
+            compactor=self._compactor,
+        )
+
+    async def create(
+        self,
+        *,
+        user_id: str,
+        agent_id: str,
+        session_id: str = "",
+        ttl_ms: int | None = None,
+        idle_timeout_ms: int | None = None,
+        max_turns: int | None = None,
+        state: dict[str, JsonValue] | None = None,
+        labels: dict[str, str] | None = None,
+        request_id: str = "",
+    ) -> Session:
+        policy = self._policy
+        now = self._clock()
+        if request_id and not session_id:
+            raise InvalidArgument(
+                "request_id",
+                "makes a create retry-safe only with a client-chosen session_id; "
+                "set session_id too, or leave request_id empty",
+            )
+        session = Session(
+            session_id=validation.session_id(session_id) if session_id else new_session_id(),
+            user_id=validation.user_id(user_id),
+            agent_id=self._known_agent(agent_id),
+            status=SessionStatus.ACTIVE,
+            create_time_ms=now,
+            update_time_ms=now,
+            last_activity_ms=now,
+            ttl_ms=self._duration("ttl", ttl_ms, policy.default_ttl_ms),
+            idle_timeout_ms=self._duration(
+                "idle_timeout", idle_timeout_ms, policy.default_idle_timeout_ms
+            ),
+            max_turns=validation.max_turns(
+                policy.default_max_turns if max_turns is None else max_turns
+            ),
+            turn_count=0,
+            total_turns=0,
+            state=validation.state(
+                state or {}, max_bytes=policy.max_state_bytes, field="state_json"
+            ),
+            labels=validation.labels(labels or {}),
+            create_request_id=validation.request_id(request_id),
+        )
+        return await self.store.create(session, max_sessions_per_user=policy.max_sessions_per_user)
+
+    async def import_session(
+        self,
+        *,
+        user_id: str,
+        agent_id: str,
+        session_id: str,
+        turns: Sequence[Turn],
+        ttl_ms: int | None = None,
+        idle_timeout_ms: int | None = None,
+        max_turns: int | None = None,
+        state: dict[str, JsonValue] | None = None,
+        labels: dict[str, str] | None = None,
+        summary: str = "",
+        status: SessionStatus = SessionStatus.ACTIVE,
+        folded_turns: int = 0,
+        turn_count: int = 0,
+    ) -> Session:
+        """Creates a session with a finished history; see ``SessionService.ImportSession``.
+
+        The session starts a fresh life now; its counts come from ``turns``, which are
+        all checked before anything is written, and from ``folded_turns``, the turns
+        before them that ``summary`` stands for (of which ``turn_count`` less the
+        completed ``turns`` count as completed). Invalid fields are named as in
+        ``ImportSessionRequest`` (``snapshot.ttl``, ``snapshot.turns[3].index``).
+        """
+        policy = self._policy
+        session_id = validation.session_id(session_id, field="snapshot.session_id")
+        user_id = validation.user_id(user_id, field="snapshot.user_id")
+        agent_id = self._known_agent(agent_id, field="snapshot.agent_id")
+        ttl_ms = self._duration("snapshot.ttl", ttl_ms, policy.default_ttl_ms)
+        idle_timeout_ms = self._duration(
+            "snapshot.idle_timeout", idle_timeout_ms, policy.default_idle_timeout_ms
+        )
+        max_turns = validation.max_turns(
+            policy.default_max_turns if max_turns is None else max_turns, field="snapshot.max_turns"
+        )
+        state = validation.state(
+            state or {}, max_bytes=policy.max_state_bytes, field="snapshot.state_json"
+        )
+        labels = validation.labels(labels or {}, field="snapshot.labels")
+        if not 0 <= folded_turns <= MAX_FOLDED_TURNS:
+            raise InvalidArgument(
+                "snapshot.folded_turns",
+                f"is {folded_turns}; it must be between 0 and {MAX_FOLDED_TURNS}",
+            )
+        summary = validation.summary(summary, max_bytes=policy.max_summary_bytes)
+        history = self._importable(turns, first_index=folded_turns + 1)
+        completed = sum(t.status is TurnStatus.COMPLETED for t in history)
+        now = self._clock()
+        session = Session(
+            session_id=session_id,
+            user_id=user_id,
+            agent_id=agent_id,
+            status=status,
+            create_time_ms=now,
+            update_time_ms=now,
+            last_activity_ms=now,
+            ttl_ms=ttl_ms,
+            idle_timeout_ms=idle_timeout_ms,
+            max_turns=max_turns,
+            turn_count=completed + min(max(turn_count - completed, 0), folded_turns),
+            total_turns=folded_turns + len(history),
+            state=state,
+            labels=labels,
+            summary=summary,
+            folded_turns=folded_turns,
+            history_bytes=sum(text_bytes(t) for t in history),
+        )
+        return await self.store.import_session(
+            session, history, max_sessions_per_user=policy.max_sessions_per_user
+        )
+
+    def _importable(self, turns: Sequence[Turn], first_index: int) -> list[Turn]:
+        """The turns of an import, checked: a finished history from ``first_index`` on,
+        without gaps, inputs as Run takes them."""
+        if len(turns) > MAX_IMPORT_TURNS:
+            raise InvalidArgument(
+                "snapshot.turns",
+                f"has {len(turns)} turns; the limit is {MAX_IMPORT_TURNS} turns per import",
+            )
+        completed_by_request: dict[str, int] = {}
+        for position, turn in enumerate(turns):
+            field = f"snapshot.turns[{position}]"
+            if turn.index != position + first_index:
+                raise InvalidArgument(
+                    f"{field}.index",
+                    f"is {turn.index} where {position + first_index} was expected: the "
+                    f"turns' indexes run from snapshot.folded_turns + 1 ({first_index}) in "
+                    "order, without gaps",
+                )
+            validation.finished_turn_status(f"{field}.status", turn.status)
+            validation.run_input(
+                turn.input, max_bytes=self._policy.max_input_bytes, field=f"{field}.input"
+            )
+            if turn.output and turn.status is not TurnStatus.COMPLETED:
+                raise InvalidArgument(
+                    f"{field}.output",
+                    f"must be empty for a {turn.status.name} turn: "
+                    "only a completed turn keeps a reply",
+                )
+            validation.request_id(turn.request_id, field=f"{field}.request_id")
+            if turn.request_id in completed_by_request:
+                # Run replays a completed turn's request id rather than record a new turn.
+                raise InvalidArgument(
+                    f"{field}.request_id",
+                    f"{quote(turn.request_id)} is the request id of completed turn "
+                    f"{completed_by_request[turn.request_id]}; a request id may not follow "
+                    "its completed turn",
+                )
+            if turn.request_id and turn.status is TurnStatus.COMPLETED:
+                completed_by_request[turn.request_id] = turn.index
+        return list(turns)
+
+    async def get(self, *, user_id: str, session_id: str) -> Session:
+        return await self.store.get(
+            user_id=validation.user_id(user_id),
+            session_id=validation.session_id(session_id),
+            now_ms=self._clock(),
+        )
+
+    async def list(
+        self, *, user_id: str, agent_id: str = "", page_size: int = 0, page_token: str = ""
+    ) -> SessionsPage:
+        validation.user_id(user_id)
+        if agent_id:
+            validation.agent_id(agent_id)
+        size = validation.page_size(page_size, default=SESSIONS_PAGE_SIZE, maximum=MAX_PAGE_SIZE)
+        query = {"user_id": user_id, "agent_id": agent_id}
+        after = None
+        if page_token:
+            position = paging.decode(page_token, query)
+            after = SessionCursor(
+                paging.integer(position, "t", minimum=0), paging.text(position, "s")
+            )
+        page = await self.store.list(
+            user_id=user_id,
+            agent_id=agent_id or None,
+            page_size=size,
+            after=after,
+            now_ms=self._clock(),
+        )
+        token = ""
+        if page.next_cursor is not None:
+            cursor = page.next_cursor
+            token = paging.encode(query, {"t": cursor.last_activity_ms, "s": cursor.session_id})
+        return SessionsPage(page.sessions, token)
+
+    async def update(
+        self, *, user_id: str, session_id: str, patch: SessionPatch, etag: str = ""
+    ) -> Session:
+        policy = self._policy
+        if patch == SessionPatch():
+            raise InvalidArgument(
+                "update_mask",
+                "names no field to change: use state_json, labels, ttl, idle_timeout or max_turns",
+            )
+        if patch.state is not None:
+            validation.state(
+                patch.state, max_bytes=policy.max_state_bytes, field="session.state_json"
+            )
+        if patch.labels is not None:
+            validation.labels(patch.labels)
+        if patch.ttl_ms is not None:
+            validation.duration_ms("ttl", patch.ttl_ms, max_ms=policy.max_ttl_ms)
+        if patch.idle_timeout_ms is not None:
+            validation.duration_ms("idle_timeout", patch.idle_timeout_ms, max_ms=policy.max_ttl_ms)
+        if patch.max_turns is not None:
+            validation.max_turns(patch.max_turns)
+        return await self.store.update(
+            user_id=validation.user_id(user_id),
+            session_id=validation.session_id(session_id),
+            patch=patch,
+            expected_etag=etag or None,
+            now_ms=self._clock(),
+        )
+
+    async def end(self, *, user_id: str, session_id: str) -> Session:
+        return await self.store.end(
+            user_id=validation.user_id(user_id),
+            session_id=validation.session_id(session_id),
+            now_ms=self._clock(),
+        )
+
+    async def delete(self, *, user_id: str, session_id: str) -> None:
+        await self.store.delete(
+            user_id=validation.user_id(user_id),
+            session_id=validation.session_id(session_id),
+            now_ms=self._clock(),
+        )
+
+    async def list_turns(
+        self,
+        *,
+        user_id: str,
+        session_id: str,
+        page_size: int = 0,
+        page_token: str = "",
+        newest_first: bool = False,
+        include_archived: bool = False,
+    ) -> TurnsPage:
+        validation.user_id(user_id)
+        validation.session_id(session_id)
+        size = validation.page_size(page_size, default=TURNS_PAGE_SIZE, maximum=MAX_PAGE_SIZE)
+        query = {
+            "session_id": session_id,
+            "newest_first": newest_first,
+            "include_archived": include_archived,
+        }
+        # The token keeps the index where the next page starts rather than an offset,
+        # so turns added or folded while a caller pages do not shift the pages.
+        start = (
+            paging.integer(paging.decode(page_token, query), "i", minimum=1) if page_token else None
+        )
+        page = await self.store.list_turns(
+            user_id=user_id,
+            session_id=session_id,
+            start_index=start,
+            limit=size,
+            newest_first=newest_first,
+            include_archived=include_archived,
+            now_ms=self._clock(),
+        )
+        token = "" if page.next_index is None else paging.encode(query, {"i": page.next_index})
+        return TurnsPage(page.turns, token)
+
+    async def compress(
+        self, *, user_id: str, session_id: str, keep_last: int | None = None
+    ) -> Compressed:
+        """Folds all turns but the last ``keep_last`` (the server's default when None) into
+        the summary; see ``SessionService.CompressSession``."""
+        validation.user_id(user_id)
+        validation.session_id(session_id)
+        if keep_last is None:
+            keep_last = self._policy.keep_last_turns
+        elif keep_last < 0:
+            raise InvalidArgument(
+                "keep_last", f"is {keep_last}; give 0 or more turns to keep, or leave it unset"
+            )
+        with self._in_flight.track():
+            return await self._compactor.compress(user_id, session_id, keep_last)
+
+    async def run(
+        self, *, user_id: str, session_id: str, text: str, request_id: str = ""
+    ) -> AsyncGenerator[RunEvent, None]:
+        """Runs one turn, yielding its events; see ``SessionService.Run``.
+
+        Close the iterator (``contextlib.aclosing``) when abandoning it early: the
+        turn is then recorded CANCELLED.
+        """
+        validation.user_id(user_id)
+        validation.session_id(session_id)
+        validation.run_input(text, max_bytes=self._policy.max_input_bytes)
+        validation.request_id(request_id)
+        async with aclosing(self._turns.run(user_id, session_id, text, request_id)) as events:
+            async for event in events:
+                yield event
+
+    async def settle(self, timeout_s: float) -> None:
+        """Waits (at most ``timeout_s``) for runs, the writes that record their end and
+        compactions under way."""
+        await self._compactor.settle(timeout_s)
+        await self._in_flight.idle(timeout_s)
+
+    def _known_agent(self, agent_id: str, field: str = "agent_id") -> str:
+        validation.agent_id(agent_id, field=field)
+        if not self._agents.knows(agent_id):
+            raise InvalidArgument(
+                field,
+                f"unknown agent {quote(agent_id)}: "
+                f"this server has {', '.join(self._agents.agent_ids)}"
+                " (configure more in the agents table, or set a default agent)",
+            )
+        return agent_id
+
+    def _duration(self, field: str, value: int | None, default: int) -> int:
+        if value is None:
+            return default
+        return validation.duration_ms(field, value, max_ms=self._policy.max_ttl_ms)
+
+
+def new_session_id() -> str:
+    """An unguessable id: 128 random bits, in hex (no leading '-' to confuse command lines)."""
+    return secrets.token_hex(16)

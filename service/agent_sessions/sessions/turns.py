@@ -1,0 +1,293 @@
+"""The life of a turn: begun in the store, answered by the agent, committed or failed."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from collections.abc import AsyncGenerator, Callable
+from contextlib import aclosing
+
+from agent_sessions import validation
+from agent_sessions.agents import (
+    Agent,
+    AgentContext,
+    AgentError,
+    AgentEvent,
+    AgentRegistry,
+    AgentTimeout,
+    AgentUnavailable,
+)
+from agent_sessions.errors import (
+    AgentNotConfigured,
+    InvalidArgument,
+    RunSuperseded,
+    SessionError,
+    TooManyRuns,
+    quote,
+)
+from agent_sessions.model import (
+    Session,
+    StateDelta,
+    TokenUsage,
+    TurnOutcome,
+    TurnStart,
+    TurnStatus,
+)
+from agent_sessions.sessions.compaction import Compactor
+from agent_sessions.sessions.events import RunCompleted, RunDelta, RunEvent, RunStarted
+from agent_sessions.sessions.policy import SessionPolicy
+from agent_sessions.sessions.tracking import InFlight
+from agent_sessions.store import SessionStore
+
+log = logging.getLogger(__name__)
+
+CANCELLED_ERROR = "cancelled: the caller went away before the reply was complete"
+INTERNAL_ERROR = "internal error: the service failed while running the turn (see its log)"
+# A run that outlives its timeout is failed by the run itself; the lease only frees
+# the session when the run could not record its end (its process died, or the store
+# was unreachable at that moment), so it lasts a little longer than the timeout.
+_MAX_LEASE_SLACK_MS = 5_000
+
+
+class TurnRunner:
+    """Runs turns: records each in the store, streams the agent's reply and commits it,
+    or records the turn FAILED or CANCELLED with the user's input."""
+
+    def __init__(
+        self,
+        store: SessionStore,
+        agents: AgentRegistry,
+        policy: SessionPolicy,
+        *,
+        clock: Callable[[], int],
+        in_flight: InFlight,
+        compactor: Compactor,
+    ) -> None:
+        self.store = store
+        self._agents = agents
+        self._policy = policy
+        self._clock = clock
+        self._in_flight = in_flight
+        self._compactor = compactor
+        self._runs = InFlight()
+        longest = agents.longest_timeout_ms(policy.run_timeout_ms)
+        self._lease_ms = longest + min(longest, _MAX_LEASE_SLACK_MS)
+
+    async def run(
+        self, user_id: str, session_id: str, text: str, request_id: str
+    ) -> AsyncGenerator[RunEvent, None]:
+        """Runs one turn of a checked request, yielding its events."""
+        policy = self._policy
+        if self._runs.count >= policy.max_concurrent_runs:
+            raise TooManyRuns(policy.max_concurrent_runs)
+        # aclosing: closing this generator must reach the turn at once, to record it.
+        with self._runs.track():
+            async with aclosing(self._turn(user_id, session_id, text, request_id)) as events:
+                async for event in events:
+                    yield event
+
+    async def _turn(
+        self, user_id: str, session_id: str, text: str, request_id: str
+    ) -> AsyncGenerator[RunEvent, None]:
+        policy = self._policy
+        run_id = secrets.token_hex(8)
+        start = await self.store.begin_turn(
+            user_id=user_id,
+            session_id=session_id,
+            text=text,
+            request_id=request_id,
+            run_id=run_id,
+            lease_ms=self._lease_ms,
+            history_turns=policy.context_turns,
+            now_ms=self._clock(),
+        )
+        if start.replayed:
+            yield RunStarted(start.turn.index, replayed=True)
+            if start.turn.output:
+                yield RunDelta(start.turn.output)
+            yield RunCompleted(start.turn, start.session)
+            return
+        configured = self._agents.resolve(start.session.agent_id)
+        if configured is None:
+            error = AgentNotConfigured(start.session.agent_id, self._agents.agent_ids)
+            await self._record_unfinished(start, run_id, TurnStatus.FAILED, error.message)
+            raise error
+        timeout_ms = configured.timeout_ms or policy.run_timeout_ms
+        with self._in_flight.track():
+            reply: list[str] = []
+            reply_bytes = 0
+            state_delta = StateDelta()
+            usage = TokenUsage()
+            try:
+                yield RunStarted(start.turn.index, replayed=False)
+                async with asyncio.timeout(timeout_ms / 1000):
+                    agent_stream = _agent_events(configured.agent, _agent_context(start), text)
+                    async with aclosing(agent_stream) as stream:
+                        async for item in stream:
+                            if isinstance(item, str):
+                                reply_bytes += len(item.encode())
+                                if reply_bytes > configured.max_reply_bytes:
+                                    raise AgentError(
+                                        "the reply grew past the agent's limit of "
+                                        f"{configured.max_reply_bytes} bytes"
+                                    )
+                                if item:
+                                    reply.append(item)
+                                    yield RunDelta(item)
+                            elif isinstance(item, StateDelta):
+                                state_delta = state_delta.merged(item)
+                            elif isinstance(item, TokenUsage):
+                                usage = usage + item
+                            else:
+                                raise AgentError(
+                                    f"it sent a {type(item).__name__}, not text, a StateDelta "
+                                    "or a TokenUsage"
+                                )
+                if state_delta:
+                    self._check_agent_state(start.session, state_delta)
+            except (asyncio.CancelledError, GeneratorExit):
+                await self._record_unfinished(start, run_id, TurnStatus.CANCELLED, CANCELLED_ERROR)
+                raise
+            except (AgentError, TimeoutError) as exc:
+                failure = _agent_failure(exc, start, timeout_ms)
+                log.warning(
+                    "turn %d of %s failed: %s",
+                    start.turn.index,
+                    session_id,
+                    failure.message,
+                    exc_info=exc.__cause__ is not None and not isinstance(exc, TimeoutError),
+                )
+                await self._record_unfinished(start, run_id, TurnStatus.FAILED, failure.message)
+                raise failure from exc
+            except Exception:
+                # Not the agent's failure but the service's own: INTERNAL (the servicer
+                # logs the trace).
+                log.warning("turn %d of %s failed in the service", start.turn.index, session_id)
+                await self._record_unfinished(start, run_id, TurnStatus.FAILED, INTERNAL_ERROR)
+                raise
+
+            turn, session = await self.store.finish_turn(
+                user_id=user_id,
+                session_id=session_id,
+                turn=start.turn,
+                run_id=run_id,
+                outcome=TurnOutcome(
+                    TurnStatus.COMPLETED,
+                    output="".join(reply),
+                    state_delta=state_delta,
+                    usage=usage,
+                ),
+                now_ms=self._clock(),
+            )
+        yield RunCompleted(turn, session)
+        # Reached once the caller took the completed event: off the response path.
+        self._compactor.compact_later(session)
+
+    def _check_agent_state(self, session: Session, delta: StateDelta) -> None:
+        # The agent's change must leave a state the session could have been given.
+        state = {k: v for k, v in session.state.items() if k not in delta.delete}
+        state.update(delta.set)
+        try:
+            validation.state(state, max_bytes=self._policy.max_state_bytes)
+        except InvalidArgument as error:
+            raise AgentError(f"its state change was refused: {error.message}") from None
+
+    async def _record_unfinished(
+        self, start: TurnStart, run_id: str, status: TurnStatus, error: str
+    ) -> None:
+        # A task of its own, shielded: the caller's cancellation must not stop the
+        # write that keeps the user's input with an honest status, and shutdown
+        # waits for it (settle) before closing the store.
+        await asyncio.shield(self._write_unfinished(start, run_id, status, error))
+
+    async def _write_unfinished(
+        self, start: TurnStart, run_id: str, status: TurnStatus, error: str
+    ) -> None:
+        session = start.session
+        try:
+            with self._in_flight.track():
+                await self.store.finish_turn(
+                    user_id=session.user_id,
+                    session_id=session.session_id,
+                    turn=start.turn,
+                    run_id=run_id,
+                    outcome=TurnOutcome(status, error=error),
+                    now_ms=self._clock(),
+                )
+        except RunSuperseded:
+            log.info(
+                "turn %d of %s was taken over before it was recorded %s",
+                start.turn.index,
+                session.session_id,
+                status.name,
+            )
+        except SessionError:
+            # Its lease will let a later run mark it FAILED; the input stays stored.
+            log.warning(
+                "could not record turn %d of %s as %s",
+                start.turn.index,
+                session.session_id,
+                status.name,
+                exc_info=True,
+            )
+
+
+def _agent_context(start: TurnStart) -> AgentContext:
+    session = start.session
+    return AgentContext(
+        session_id=session.session_id,
+        user_id=session.user_id,
+        agent_id=session.agent_id,
+        turn_index=start.turn.index,
+        state=session.state,
+        summary=session.summary,
+        history=start.history,
+    )
+
+
+async def _agent_events(
+    agent: Agent, context: AgentContext, text: str
+) -> AsyncGenerator[AgentEvent, None]:
+    """The agent's events. Whatever the agent raises comes out as an :class:`AgentError`,
+    so that the agent is blamed for its own failures, and only for those."""
+    try:
+        stream = agent.stream(context, text)
+    except AgentError:
+        raise
+    except Exception as exc:
+        raise AgentError(f"{type(exc).__name__}: {exc}") from exc
+    async with aclosing(stream):
+        while True:
+            try:
+                event = await anext(stream)
+            except StopAsyncIteration:
+                return
+            except AgentError:
+                raise
+            except TimeoutError as exc:
+                raise AgentTimeout(str(exc) or "the agent timed out") from exc
+            except Exception as exc:
+                raise AgentError(f"{type(exc).__name__}: {exc}") from exc
+            yield event
+
+
+def _agent_failure(
+    error: AgentError | TimeoutError, start: TurnStart, timeout_ms: int
+) -> AgentError:
+    """The error a failed agent gives the caller; its message is also the turn's error."""
+    agent = f"agent {quote(start.session.agent_id)}"
+    where = f"turn {start.turn.index}"
+    kept = "the turn is kept as FAILED with your input, and the session can run again"
+    metadata = {"session_id": start.session.session_id, "turn_index": str(start.turn.index)}
+    if isinstance(error, TimeoutError):
+        return AgentTimeout(
+            f"{where}: {agent} did not finish within {timeout_ms} ms; {kept}", metadata=metadata
+        )
+    if isinstance(error, AgentTimeout):
+        return AgentTimeout(f"{where}: {agent} timed out: {error}; {kept}", metadata=metadata)
+    if isinstance(error, AgentUnavailable):
+        return AgentUnavailable(
+            f"{where}: {agent} is unavailable: {error}; {kept}", metadata=metadata
+        )
+    return AgentError(f"{where}: {agent} failed: {error}; {kept}", metadata=metadata)
