@@ -17,7 +17,7 @@ CONTRACT_IMAGE := build/contract.binpb
 # v1 as it was frozen: `buf breaking` keeps every later change additive.
 CONTRACT_BASELINE := protos/agentsessions-v1.binpb
 
-.PHONY: setup run test lint proto stubs contract contract-baseline bench redis-server clean
+.PHONY: setup run test lint proto stubs sync-client contract contract-baseline bench redis-server clean
 
 $(RUNTIME): pyproject.toml clients/python/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -58,6 +58,10 @@ contract: $(INSTALLED)
 contract-baseline: $(INSTALLED)
 	$(BIN)/python -m grpc_tools.protoc -I protos -I $(GOOGLEAPIS) --include_imports \
 		--descriptor_set_out=$(CONTRACT_BASELINE) $(PROTOS)
+
+## sync-client: regenerate the blocking client (_sync.py) from the asyncio one (_async.py)
+sync-client: $(INSTALLED)
+	$(BIN)/python clients/python/scripts/unasync.py
 
 ## proto: regenerate the stubs (and .pyi) that are committed under clients/python/src
 proto: $(INSTALLED) stubs

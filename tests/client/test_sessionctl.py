@@ -1,6 +1,7 @@
 """sessionctl, the console script, run as a subprocess against a live server on each store.
 
-The address reaches it through SESSIONS_ADDRESS only, to prove that it is honoured.
+The address reaches it through SESSIONS_ADDRESS, to prove that it is honoured, except
+where a test is about --address. Tables are drawn 80 columns wide, as for a pipe.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import os
 import pty
 import re
 import select
+import shlex
 import subprocess
 import sys
 import time
@@ -20,14 +22,21 @@ import pytest
 
 from agent_sessions_client import InvalidArgumentError, SessionClient
 from agent_sessions_client.cli import main
+from agent_sessions_client.cli._values import address as parse_address
 from tests.redis_server import free_port
 
 SESSIONCTL = str(Path(sys.executable).parent / "sessionctl")
 
 
-def sessionctl(address: str, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "SESSIONS_ADDRESS": address}
+def sessionctl(
+    address: str | None, *args: str, stdin: str = "", columns: int = 80
+) -> subprocess.CompletedProcess[str]:
+    """Runs sessionctl with SESSIONS_ADDRESS set to ``address`` (unset for None)."""
+    env = {**os.environ, "COLUMNS": str(columns)}
     env.pop("SESSIONS_TOKEN", None)
+    env.pop("SESSIONS_ADDRESS", None)
+    if address is not None:
+        env["SESSIONS_ADDRESS"] = address
     # stdin is always a pipe, so that nothing waits for the terminal of the test run.
     return subprocess.run(
         [SESSIONCTL, *args], input=stdin, capture_output=True, text=True, env=env, timeout=30
@@ -330,3 +339,124 @@ def read_until(fd: int, marker: str, timeout: float = 15) -> str:
         if ready:
             seen += os.read(fd, 4096)
     return seen.decode(errors="replace").replace("\r\n", "\n")
+
+
+def test_list_shows_the_agent_of_each_session(live_server: str, user_id: str) -> None:
+    session_id = create(live_server, user_id)  # with the agent "echo"
+
+    table = sessionctl(live_server, "list", "--user", user_id)
+
+    assert table.returncode == 0, table.stderr
+    assert re.search(rf"^{session_id} +echo +ACTIVE ", table.stdout, re.MULTILINE)
+
+
+def test_list_never_cuts_a_session_id_on_a_narrow_terminal(live_server: str, user_id: str) -> None:
+    session_id = create(live_server, user_id)
+
+    table = sessionctl(live_server, "list", "--user", user_id, columns=40)
+
+    assert re.search(rf"^{session_id} +echo ", table.stdout, re.MULTILINE)
+
+
+LONG_INPUT = " ".join(f"word{i}" for i in range(40)) + " last-word"
+
+
+def test_turns_shows_whole_inputs(live_server: str, user_id: str) -> None:
+    session_id = create(live_server, user_id)
+    sessionctl(live_server, "run", "--user", user_id, session_id, LONG_INPUT)
+
+    table = sessionctl(live_server, "turns", "--user", user_id, session_id)
+
+    assert table.returncode == 0, table.stderr
+    assert table.stdout.count("last-word") == 1  # in the input; the reply's preview is cut
+
+
+def test_turns_full_shows_whole_replies(live_server: str, user_id: str) -> None:
+    session_id = create(live_server, user_id)
+    sessionctl(live_server, "run", "--user", user_id, session_id, LONG_INPUT)
+
+    table = sessionctl(live_server, "turns", "--user", user_id, session_id, "--full")
+
+    assert table.returncode == 0, table.stderr
+    assert table.stdout.count("last-word") == 2  # the input, and the reply that echoes it
+
+
+def test_chat_exits_with_the_code_of_a_failed_turn(live_server: str, user_id: str) -> None:
+    too_long = "x" * 40_000  # over the server's 32 KiB limit on an input: INVALID_ARGUMENT
+
+    result = sessionctl(
+        live_server, "chat", "--user", user_id, "--agent", "echo", stdin=f"{too_long}\nHi\n/quit\n"
+    )
+
+    assert result.returncode == 2
+
+
+def test_chat_prints_a_resume_command_that_works_as_printed(live_server: str, user_id: str) -> None:
+    # The address is given as an option only: the printed command must carry it.
+    first = sessionctl(
+        None, "chat", "--user", user_id, "--agent", "echo", "--address", live_server,
+        stdin="Hi\n/quit\n",
+    )  # fmt: skip
+    hint = re.search(r"^Resume with: (.+)$", first.stderr, re.MULTILINE)
+    assert hint, first.stderr
+    program, *args = shlex.split(hint.group(1))
+
+    resumed = sessionctl(None, *args, stdin="Bye\n/quit\n")
+
+    assert program == "sessionctl"
+    assert resumed.returncode == 0, resumed.stderr
+    assert 'Echo (turn 2): Bye (previous: "Hi")' in resumed.stdout
+
+
+@pytest.mark.parametrize(
+    "malformed",
+    ["localhost", "http://127.0.0.1:50051", "", "127.0.0.1:99999", "127.0.0.1:0", "::1:50051"],
+)
+def test_a_malformed_address_is_a_usage_error_naming_the_forms(
+    malformed: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["--address", malformed, "list", "--user", "u"])
+
+    assert code == 2
+    assert "HOST:PORT" in capsys.readouterr().err
+
+
+def test_a_malformed_sessions_address_is_a_usage_error(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("SESSIONS_ADDRESS", "localhost")
+
+    code = main(["list", "--user", "u"])
+
+    assert code == 2
+    assert "$SESSIONS_ADDRESS" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "well_formed",
+    ["127.0.0.1:50051", "localhost:1", "sessions.internal:65535", "[::1]:50051", "unix:/run/s"],
+)
+def test_an_address_is_host_port_bracketed_ipv6_port_or_unix_path(well_formed: str) -> None:
+    assert parse_address(well_formed) == well_formed
+
+
+def test_with_json_a_failed_call_is_one_json_object_on_stderr(
+    live_server: str, user_id: str
+) -> None:
+    result = sessionctl(live_server, "get", "--user", user_id, "no-such-session", "--json")
+
+    (line,) = result.stderr.splitlines()
+    error = json.loads(line)["error"]
+    assert result.returncode == 3
+    assert (error["code"], error["reason"]) == ("NOT_FOUND", "SESSION_NOT_FOUND")
+    assert error["metadata"] == {"session_id": "no-such-session"}
+
+
+def test_with_json_a_usage_error_is_one_json_object_on_stderr(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code = main(["--json", "get", "--user", "u"])  # no SESSION
+
+    (line,) = capsys.readouterr().err.splitlines()
+    assert code == 2
+    assert json.loads(line)["error"]["code"] == "INVALID_ARGUMENT"

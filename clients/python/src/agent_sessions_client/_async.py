@@ -1,7 +1,7 @@
-"""The asyncio client: ``AsyncSessionClient`` and the ``AsyncSession`` handles it returns.
+"""The asyncio client: ``AsyncSessionClient`` and the ``AsyncSession`` handles it returns."""
 
-It mirrors :mod:`agent_sessions_client._sync` call for call; see there for the details.
-"""
+# _sync.py is generated from _async.py by clients/python/scripts/unasync.py: edit _async.py,
+# never _sync.py, then run `make sync-client` (a test fails while the two differ).
 
 from __future__ import annotations
 
@@ -34,10 +34,14 @@ if TYPE_CHECKING:
 
 
 class AsyncSessionClient:
-    """Creates, resumes and lists sessions on a session server, with asyncio.
+    """Creates, resumes and lists sessions on a session server.
 
-    Takes the same arguments as :class:`~agent_sessions_client.SessionClient`; use
-    ``async with`` or call :meth:`close`.
+    ``address`` defaults to ``SESSIONS_ADDRESS``, else ``127.0.0.1:50051``. Every call
+    takes a ``timeout`` in seconds (``default_timeout`` when omitted; ``run_timeout``
+    for runs). Reads, ends and runs are retried on UNAVAILABLE with backoff by the
+    channel's service config; creates, updates, deletes and compressions are not. Pass
+    ``tls=True`` (and certificates if needed) and a bearer ``token`` when the server
+    asks for them. Use it as a context manager (``async with``), or call :meth:`close`.
     """
 
     def __init__(
@@ -216,9 +220,10 @@ class AsyncSession:
         self, text: str, *, request_id: str | None = None, timeout: float | None = None
     ) -> str:
         """Runs one turn and returns the agent's whole reply."""
-        return "".join(
-            [chunk async for chunk in self.stream(text, request_id=request_id, timeout=timeout)]
-        )
+        chunks = [
+            chunk async for chunk in self.stream(text, request_id=request_id, timeout=timeout)
+        ]
+        return "".join(chunks)
 
     async def stream(
         self, text: str, *, request_id: str | None = None, timeout: float | None = None
@@ -362,7 +367,8 @@ class AsyncSession:
         """
         state = {k: v for k, v in self.info.state.items() if k not in remove}
         state.update(changes)
-        return (await self.update(state=state, timeout=timeout)).state
+        info = await self.update(state=state, timeout=timeout)
+        return info.state
 
     async def end(self, *, timeout: float | None = None) -> SessionInfo:
         """Ends the session: readable until it expires, no more turns."""

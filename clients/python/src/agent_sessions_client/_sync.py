@@ -1,5 +1,8 @@
 """The blocking client: ``SessionClient`` and the ``Session`` handles it returns."""
 
+# _sync.py is generated from _async.py by clients/python/scripts/unasync.py: edit _async.py,
+# never _sync.py, then run `make sync-client` (a test fails while the two differ).
+
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
@@ -38,7 +41,7 @@ class SessionClient:
     for runs). Reads, ends and runs are retried on UNAVAILABLE with backoff by the
     channel's service config; creates, updates, deletes and compressions are not. Pass
     ``tls=True`` (and certificates if needed) and a bearer ``token`` when the server
-    asks for them. Use as a context manager, or call :meth:`close`.
+    asks for them. Use it as a context manager (``with``), or call :meth:`close`.
     """
 
     def __init__(
@@ -210,7 +213,8 @@ class Session:
 
     def run(self, text: str, *, request_id: str | None = None, timeout: float | None = None) -> str:
         """Runs one turn and returns the agent's whole reply."""
-        return "".join(self.stream(text, request_id=request_id, timeout=timeout))
+        chunks = list(self.stream(text, request_id=request_id, timeout=timeout))
+        return "".join(chunks)
 
     def stream(
         self, text: str, *, request_id: str | None = None, timeout: float | None = None
@@ -264,7 +268,8 @@ class Session:
             page: pb.ListTurnsResponse = self._client._call(
                 self._client._stub.ListTurns, request, timeout
             )
-            yield from (turn(message) for message in page.turns)
+            for message in page.turns:
+                yield turn(message)
             token = page.next_page_token
             if not token:
                 return
@@ -351,7 +356,8 @@ class Session:
         """
         state = {k: v for k, v in self.info.state.items() if k not in remove}
         state.update(changes)
-        return self.update(state=state, timeout=timeout).state
+        info = self.update(state=state, timeout=timeout)
+        return info.state
 
     def end(self, *, timeout: float | None = None) -> SessionInfo:
         """Ends the session: readable until it expires, no more turns."""

@@ -8,7 +8,7 @@
     sessionctl list --user U [--agent A] [--page-size N] [--limit N]
     sessionctl run --user U SESSION [TEXT] [--request-id ID]     TEXT or stdin
     sessionctl chat --user U [SESSION] [--agent A]                interactive
-    sessionctl turns --user U SESSION [--newest-first] [--limit N]
+    sessionctl turns --user U SESSION [--newest-first] [--limit N] [--full]
     sessionctl state get --user U SESSION [KEY]
     sessionctl state set --user U SESSION [KEY=VALUE ...] [--remove KEY]
     sessionctl compress --user U SESSION [--keep-last N]
@@ -17,14 +17,23 @@
     sessionctl export --user U [SESSION ...] [--output FILE|-]    JSON Lines
     sessionctl import [FILE|-] [--user U]
 
-Global options (before or after the command): ``--address`` (default
-``$SESSIONS_ADDRESS``, else ``127.0.0.1:50051``), ``--json``, ``--timeout SECONDS``,
-``--token`` (default ``$SESSIONS_TOKEN``), ``--tls``.
+Global options (before or after the command): ``--address`` (``HOST:PORT``,
+``[IPV6]:PORT`` or ``unix:PATH``; default ``$SESSIONS_ADDRESS``, else
+``127.0.0.1:50051``), ``--json``, ``--timeout SECONDS``, ``--token`` (default
+``$SESSIONS_TOKEN``), ``--tls``, ``--ca-file PATH`` (default ``$SESSIONS_CA_FILE``).
 
 Exit codes: 0 ok; 1 any other error; 2 invalid input (command line, request or
 record); 3 not found; 4 server unavailable or deadline exceeded; 5 conflict (the
 session exists or has ended, max turns reached, a concurrent change won); 130
-interrupted. Errors are printed as ``sessionctl: <message>`` on stderr.
+interrupted. ``chat`` goes on after a failed turn, then exits with the first failed
+turn's code. Errors are printed as ``sessionctl: <message>`` on stderr; with ``--json``, as
+one JSON object per error on a line of stderr::
+
+    {"error": {"code": "NOT_FOUND", "reason": "SESSION_NOT_FOUND",
+               "message": "...", "metadata": {"session_id": "..."}}}
+
+``code`` is the gRPC status name, ``reason`` and ``metadata`` those of the server's
+``google.rpc.ErrorInfo`` (empty when sessionctl found the error itself).
 
 Needs the ``cli`` extra: ``pip install 'agent-sessions-client[cli]'``.
 """

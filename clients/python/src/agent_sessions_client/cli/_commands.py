@@ -52,7 +52,7 @@ def list_sessions(client: SessionClient, args: argparse.Namespace, out: Output) 
 def turns(client: SessionClient, args: argparse.Namespace, out: Output) -> int:
     session = load(client, args)
     history = session.turns(newest_first=args.newest_first, page_size=args.limit or 0)
-    out.turns(islice(history, args.limit))
+    out.turns(islice(history, args.limit), full=args.full)
     return OK
 
 
@@ -123,4 +123,4 @@ def _confirm_delete(session: Session) -> None:
     sys.stderr.flush()
     answer = sys.stdin.readline().strip().lower()
     if answer not in ("y", "yes"):
-        raise CliError("not deleted")
+        raise CliError("not deleted", status="CANCELLED")

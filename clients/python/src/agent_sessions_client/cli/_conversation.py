@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 import uuid
 from collections.abc import Generator
@@ -17,7 +18,7 @@ from agent_sessions_client import (
     Turn,
 )
 from agent_sessions_client.cli._commands import load
-from agent_sessions_client.cli._exit import INVALID_INPUT, OK, CliError
+from agent_sessions_client.cli._exit import INVALID_INPUT, OK, CliError, exit_code
 from agent_sessions_client.cli._output import Output, turn_json
 
 _QUIT = ("/quit", "/exit")
@@ -37,6 +38,8 @@ def run_turn(client: SessionClient, args: argparse.Namespace, out: Output) -> in
 
 
 def chat(client: SessionClient, args: argparse.Namespace, out: Output) -> int:
+    """The conversation goes on after a failed turn, but its exit code is then the first
+    failure's, as if that turn had been a `sessionctl run`."""
     session = _chat_session(client, args)
     interactive = sys.stdin.isatty()
     if interactive:
@@ -46,6 +49,7 @@ def chat(client: SessionClient, args: argparse.Namespace, out: Output) -> int:
         f"Session {info.session_id} with agent {info.agent_id}, {info.turn_count} turn(s) so far. "
         "/quit or Ctrl-D leaves; Ctrl-C cancels a reply."
     )
+    first_failure = OK
     while True:
         try:
             line = input("you> ")
@@ -70,9 +74,23 @@ def chat(client: SessionClient, args: argparse.Namespace, out: Output) -> int:
         except (FailedPreconditionError, NotFoundError):
             raise  # the session takes no more turns: leaving is all that is left
         except SessionsError as error:
-            out.error(error.message)
-    out.note(f"Resume with: sessionctl chat --user {info.user_id} {info.session_id}")
-    return OK
+            out.failure(error)
+            first_failure = first_failure or exit_code(error)
+    out.note(f"Resume with: {_resume_command(args, info.user_id, info.session_id)}")
+    return first_failure
+
+
+def _resume_command(args: argparse.Namespace, user_id: str, session_id: str) -> str:
+    """The command line that resumes the chat, with the connection options it was given,
+    quoted for a POSIX shell (the token is left to $SESSIONS_TOKEN: it is a secret)."""
+    words = ["sessionctl", "chat", "--user", user_id, session_id]
+    if args.address:
+        words += ["--address", args.address]
+    if args.tls:
+        words.append("--tls")
+    if args.ca_file:
+        words += ["--ca-file", args.ca_file]
+    return shlex.join(words)
 
 
 def _chat_session(client: SessionClient, args: argparse.Namespace) -> Session:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+
 from agent_sessions_client import (
     AbortedError,
     AlreadyExistsError,
@@ -33,12 +35,30 @@ exit codes:
 """
 
 
-class CliError(Exception):
-    """A failure detected by sessionctl, reported as ``sessionctl: <message>``."""
+# The gRPC status name that --json reports for a failure found by sessionctl itself.
+_STATUS = {INVALID_INPUT: "INVALID_ARGUMENT", NOT_FOUND: "NOT_FOUND", UNAVAILABLE: "UNAVAILABLE"}
 
-    def __init__(self, message: str, code: int = ERROR) -> None:
+
+class CliError(Exception):
+    """A failure detected by sessionctl, reported as ``sessionctl: <message>``.
+
+    ``status`` is the gRPC status name ``--json`` reports, by default the one that
+    goes with ``code``.
+    """
+
+    def __init__(self, message: str, code: int = ERROR, *, status: str = "") -> None:
         super().__init__(message)
         self.code = code
+        self.status = status or _STATUS.get(code, "UNKNOWN")
+
+
+class UsageError(Exception):
+    """A command line that ``parser`` cannot parse; exit code 2."""
+
+    def __init__(self, parser: argparse.ArgumentParser, message: str) -> None:
+        super().__init__(message)
+        self.parser = parser
+        self.message = message
 
 
 def exit_code(error: SessionsError) -> int:

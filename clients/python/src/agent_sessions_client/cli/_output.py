@@ -4,19 +4,31 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from rich import box
+from rich.cells import cell_len
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from agent_sessions_client import Compressed, SessionInfo, SessionStatus, Turn, TurnStatus
+from agent_sessions_client import (
+    Compressed,
+    SessionInfo,
+    SessionsError,
+    SessionStatus,
+    Turn,
+    TurnStatus,
+)
 
 # The turns table's index and status columns and the gaps between its four columns.
 _FIXED_TURN_COLUMNS = 5 + len("IN_PROGRESS") + 3 * 3
+# Agent ids narrower than this are never folded: the sessions table grows past the
+# terminal's width instead, and the terminal wraps its lines.
+_AGENT_FOLD_MIN = 8
+_WIDE = 10_000  # a console width no table reaches, to measure a table's natural width
 _STATUS_STYLE = {
     SessionStatus.ACTIVE: "green",
     SessionStatus.ENDED: "dim",
@@ -141,8 +153,40 @@ class Output:
         """A message for the person at the terminal (stderr, so it never mixes with data)."""
         self.stderr.print(Text(message), style="dim", soft_wrap=True)
 
-    def error(self, message: str) -> None:
-        self.stderr.print(Text(f"sessionctl: {message}"), style="red", soft_wrap=True)
+    def error(
+        self,
+        message: str,
+        *,
+        code: str = "UNKNOWN",
+        reason: str = "",
+        metadata: Mapping[str, str] | None = None,
+    ) -> None:
+        """An error on stderr: ``sessionctl: <message>``, or with ``--json`` one object
+        ``{"error": {"code", "reason", "message", "metadata"}}`` on one line.
+
+        ``code`` is a gRPC status name, ``reason`` the server's ``ErrorInfo`` reason
+        (empty for failures found by sessionctl itself), ``metadata`` its values.
+        """
+        if self.as_json:
+            failure = {
+                "code": code,
+                "reason": reason,
+                "message": message,
+                "metadata": dict(metadata or {}),
+            }
+            sys.stderr.write(json.dumps({"error": failure}, ensure_ascii=False) + "\n")
+            sys.stderr.flush()
+        else:
+            self.stderr.print(Text(f"sessionctl: {message}"), style="red", soft_wrap=True)
+
+    def failure(self, error: SessionsError, *, context: str = "") -> None:
+        """A failed call, as :meth:`error` shows it; ``context`` goes before its message."""
+        self.error(
+            context + error.message,
+            code=error.code.name,
+            reason=error.reason,
+            metadata=error.metadata,
+        )
 
     def session(self, info: SessionInfo) -> None:
         if self.as_json:
@@ -211,14 +255,17 @@ class Output:
             for info in infos:
                 self.json(session_json(info))
             return
-        table = Table(box=box.SIMPLE_HEAD, show_edge=False)
+        # Gaps of two spaces: at 80 columns a 32-character session id leaves the agent
+        # id some room.
+        table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 1, 0, 0))
         table.add_column("SESSION", no_wrap=True)
-        table.add_column("AGENT", overflow="fold")
+        table.add_column("AGENT", overflow="fold")  # the only column that may fold
         table.add_column("STATUS", no_wrap=True)
         table.add_column("TURNS", justify="right", no_wrap=True)
-        table.add_column("LAST ACTIVITY", no_wrap=True)
+        table.add_column("ACTIVITY", no_wrap=True)
         table.add_column("EXPIRES", no_wrap=True)
         now = datetime.now(UTC)
+        longest_agent = len("AGENT")
         for info in infos:
             table.add_row(
                 Text(info.session_id),
@@ -228,13 +275,35 @@ class Output:
                 relative(info.last_activity_time, now),
                 relative(info.expire_time, now),
             )
-        if table.row_count:
-            self.console.print(table)
-        else:
+            longest_agent = max(longest_agent, cell_len(info.agent_id))
+        if not table.row_count:
             self.note("no sessions")
+            return
+        # Rich fits a table to the terminal by folding the agent ids, and when even that
+        # is not enough, by cutting every column, session ids too. Nothing is cut here:
+        # past a narrow agent column the table grows, and the terminal wraps its lines.
+        natural = self.console.measure(table, options=self.console.options.update_width(_WIDE))
+        needed = natural.maximum - longest_agent + min(longest_agent, _AGENT_FOLD_MIN)
+        self._print_wide(table, needed)
 
-    def turns(self, turns: Iterable[Turn]) -> None:
-        """A table of turns, or one JSON object per line as they arrive."""
+    def _print_wide(self, table: Table, width: int) -> None:
+        """Prints ``table`` at least ``width`` wide, whatever the terminal's width."""
+        terminal = self.console.width
+        if width <= terminal:
+            self.console.print(table)
+            return
+        self.console.width = width
+        try:
+            self.console.print(table)
+        finally:
+            self.console.width = terminal
+
+    def turns(self, turns: Iterable[Turn], *, full: bool = False) -> None:
+        """A table of turns, or one JSON object per line as they arrive.
+
+        The inputs are shown whole, wrapped in their column; the replies are cut to a
+        line each unless ``full``.
+        """
         if self.as_json:
             for turn in turns:
                 self.json(turn_json(turn))
@@ -242,18 +311,23 @@ class Output:
         table = Table(box=box.SIMPLE_HEAD, show_edge=False)
         table.add_column("#", justify="right", no_wrap=True)
         table.add_column("STATUS", no_wrap=True)
-        table.add_column("INPUT")
-        table.add_column("OUTPUT")
-        # Rich would squeeze the narrow columns away to fit long texts: shorten the texts
-        # instead, to a third and two thirds of what the index and status columns leave.
+        # Rich would squeeze the narrow columns away to fit long texts: bound the texts'
+        # columns instead, to a third and two thirds of what the index and status leave.
         room = max(self.console.width - _FIXED_TURN_COLUMNS, 30)
         input_room, output_room = room // 3, room - room // 3
+        table.add_column("INPUT", max_width=input_room, overflow="fold")
+        table.add_column("OUTPUT", max_width=output_room, overflow="fold")
         for turn in turns:
-            reply = Text(_preview(turn.output, output_room))
-            if turn.error:
-                reply = Text(_preview(turn.error, output_room), style="red")
-            row_input = Text(_preview(turn.input, input_room))
-            table.add_row(str(turn.index), _status(turn.status), row_input, reply)
+            reply = turn.error or turn.output
+            table.add_row(
+                str(turn.index),
+                _status(turn.status),
+                Text(turn.input),
+                Text(
+                    reply if full else _preview(reply, output_room),
+                    style="red" if turn.error else "",
+                ),
+            )
         if table.row_count:
             self.console.print(table)
         else:

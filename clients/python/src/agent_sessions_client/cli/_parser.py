@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
+from typing import NoReturn
 
 from agent_sessions_client import SessionClient
 from agent_sessions_client.cli import _commands, _conversation, _transfer, _values
-from agent_sessions_client.cli._exit import EPILOG
+from agent_sessions_client.cli._exit import EPILOG, UsageError
 from agent_sessions_client.cli._output import Output
 
 Handler = Callable[[SessionClient, argparse.Namespace, Output], int]
@@ -18,6 +19,15 @@ run turns or chat with their agent, compress their history, and export or import
 sessions as JSON Lines.
 Output is a table for people, or JSON (one object, or one per line for lists) with --json.
 """
+
+
+class Parser(argparse.ArgumentParser):
+    """An argument parser that raises ``UsageError`` instead of printing and exiting,
+    so that the error can be shown as JSON with ``--json``; so do its subparsers, which
+    argparse makes of the same class."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(self, message)
 
 
 GLOBAL_OPTIONS_NOTE = "The options of `sessionctl --help` (--address, --json, ...) work here too."
@@ -37,14 +47,21 @@ def _add_global_options(parser: argparse.ArgumentParser, *, top_level: bool) -> 
     group.add_argument(
         "--address",
         metavar="HOST:PORT",
+        type=_values.address,
         default=default(None),
-        help=described("the server (default: $SESSIONS_ADDRESS, else 127.0.0.1:50051)"),
+        help=described(
+            "the server: HOST:PORT, [IPV6]:PORT or unix:PATH "
+            "(default: $SESSIONS_ADDRESS, else 127.0.0.1:50051)"
+        ),
     )
     group.add_argument(
         "--json",
         action="store_true",
         default=default(False),
-        help=described("print JSON for scripts: an object, or one per line for lists"),
+        help=described(
+            "print JSON for scripts: an object, or one per line for lists; errors as "
+            '{"error": {"code", "reason", "message", "metadata"}} on stderr'
+        ),
     )
     group.add_argument(
         "--timeout",
@@ -76,7 +93,7 @@ def _add_global_options(parser: argparse.ArgumentParser, *, top_level: bool) -> 
 
 
 def _command(
-    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+    commands: argparse._SubParsersAction[Parser],
     name: str,
     handler: Handler,
     summary: str,
@@ -100,7 +117,7 @@ def _command(
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``sessionctl`` argument parser."""
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="sessionctl",
         description=DESCRIPTION,
         epilog=EPILOG,
@@ -177,6 +194,9 @@ def build_parser() -> argparse.ArgumentParser:
     turns = _command(commands, "turns", _commands.turns, "list a session's turns, oldest first")
     turns.add_argument("--newest-first", action="store_true", help="newest turns first")
     turns.add_argument("--limit", metavar="N", type=_values.positive, help="show at most N")
+    turns.add_argument(
+        "--full", action="store_true", help="show whole replies, not their first line's worth"
+    )
 
     state = commands.add_parser(
         "state", help="read or change a session's state", description="read or change the state"

@@ -53,11 +53,11 @@ def export(client: SessionClient, args: argparse.Namespace, out: Output) -> int:
                 if named:
                     failed += 1
                     first_failure = first_failure or exit_code(error)
-                    out.error(error.message)
+                    out.failure(error)
             except SessionsError as error:
                 failed += 1
                 first_failure = first_failure or exit_code(error)
-                out.error(f"{session_id}: {error.message}")
+                out.failure(error, context=f"{session_id}: ")
             else:
                 sink.write(json.dumps(record, ensure_ascii=False) + "\n")
                 sink.flush()
@@ -89,7 +89,7 @@ def import_(client: SessionClient, args: argparse.Namespace, out: Output) -> int
                 except ValueError as error:
                     failed += 1
                     first_failure = first_failure or INVALID_INPUT
-                    out.error(f"line {number}: {error}")
+                    out.error(f"line {number}: {error}", code="INVALID_ARGUMENT")
                 except AlreadyExistsError:
                     # Already there, from an earlier run of the same import perhaps: the
                     # rest of the file still deserves its chance.
@@ -101,7 +101,7 @@ def import_(client: SessionClient, args: argparse.Namespace, out: Output) -> int
                     first_failure = first_failure or exit_code(error)
                     session_id = record.get("session_id")
                     where = f"line {number} ({session_id})" if session_id else f"line {number}"
-                    out.error(f"{where}: {error.message}")
+                    out.failure(error, context=f"{where}: ")
                 advance()
     if out.as_json:
         out.json({"imported": imported, "already_existing": existing, "failed": failed})

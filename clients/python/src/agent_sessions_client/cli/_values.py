@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import json
 import math
 import re
@@ -13,6 +14,12 @@ _NUMBER = re.compile(r"\d+(?:\.\d+)?")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _DURATION = re.compile(r"(?:\d+(?:\.\d+)?[smhd])+")
 _PART = re.compile(r"(\d+(?:\.\d+)?)([smhd])")
+# A DNS name or an IPv4 address: letters, digits, dots, hyphens (and underscores, which
+# resolvers accept in names like _grpc.internal).
+_HOST = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9._-]*[A-Za-z0-9_])?")
+_BRACKETED = re.compile(r"\[([^\]]*)\]:(.*)")
+_ADDRESS_FORMS = "HOST:PORT (e.g. 127.0.0.1:50051), [IPV6]:PORT (e.g. [::1]:50051) or unix:PATH"
+_QUOTED = 40  # characters of a rejected value quoted back
 
 
 def duration(text: str) -> timedelta:
@@ -86,3 +93,53 @@ def assignment(text: str) -> tuple[str, Any]:
     except json.JSONDecodeError:
         value = raw
     return key, value
+
+
+def address(text: str) -> str:
+    """A server address as gRPC dials it: ``HOST:PORT``, ``[IPV6]:PORT`` or ``unix:PATH``.
+
+    Returned as given; rejected with the form expected, rather than left for gRPC to
+    dial port 443 for ``localhost`` or fail to resolve ``http://...`` as a host name.
+    """
+    problem = _address_problem(text)
+    if problem:
+        raise argparse.ArgumentTypeError(
+            f"invalid address {_quoted(text)} ({problem}): expected {_ADDRESS_FORMS}"
+        )
+    return text
+
+
+def _address_problem(text: str) -> str | None:
+    if text.startswith("unix:"):
+        return None if text.removeprefix("unix:").removeprefix("//") else "no socket path"
+    if not text:
+        return "empty"
+    if "://" in text:
+        return "a URL: drop the scheme"
+    bracketed = _BRACKETED.fullmatch(text)
+    if bracketed:
+        host, port = bracketed.groups()
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            return "no IPv6 address in the brackets"
+    elif text.startswith("["):
+        return "no port after the brackets"
+    else:
+        host, sep, port = text.rpartition(":")
+        if not sep:
+            return "no port"
+        if ":" in host:
+            return "an IPv6 address goes in brackets"
+        if not host:
+            return "no host"
+        if not _HOST.fullmatch(host):
+            return "not a host name or IPv4 address"
+    if not (port.isascii() and port.isdigit() and 1 <= int(port) <= 65535):
+        return "the port must be a number from 1 to 65535"
+    return None
+
+
+def _quoted(text: str) -> str:
+    # Quote back no more than a short, escaped prefix of what was given.
+    return repr(text) if len(text) <= _QUOTED else repr(text[:_QUOTED]) + "..."
