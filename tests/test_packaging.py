@@ -85,6 +85,17 @@ def test_the_server_wheel_installs_only_names_the_project_owns(wheels: dict[str,
     assert _top_level_names(wheels["server"]) == {"agent_sessions"}
 
 
+def test_the_server_wheel_carries_the_redis_scripts(wheels: dict[str, Path]) -> None:
+    with zipfile.ZipFile(wheels["server"]) as archive:
+        scripts = {
+            Path(name).name
+            for name in archive.namelist()
+            if name.startswith("agent_sessions/store/redis/scripts/")
+        }
+
+    assert {"prelude.lua", "begin_turn.lua", "finish_turn.lua"} <= scripts
+
+
 def test_the_client_needs_only_grpcio_protobuf_and_googleapis_common_protos(
     wheels: dict[str, Path],
 ) -> None:

@@ -8,6 +8,7 @@ see tests/conftest.py); these are what only a cluster has.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import shutil
 import time
 import uuid
@@ -23,10 +24,11 @@ from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.connection import SSLConnection
 
 from agent_sessions.config import Settings
-from agent_sessions.errors import SessionNotFound, StoreUnavailable
+from agent_sessions.errors import SessionNotFound, StoreUnavailable, TooManySessions
 from agent_sessions.model import Session, SessionStatus, TurnOutcome, TurnStatus
 from agent_sessions.store.redis import RedisSessionStore
-from agent_sessions.store.redis_cluster import cluster_client
+from agent_sessions.store.redis.cluster import cluster_client
+from agent_sessions.store.redis.keys import KeySpace
 from tests.conftest import server_settings
 from tests.grpc_helpers import Stub, create, rpc_error, run, serving, state_of, turns
 from tests.redis_cluster import LocalCluster
@@ -279,6 +281,35 @@ async def test_tenants_keep_apart_and_share_the_connections(
         assert len(got) == 40
     finally:
         await store.close()
+
+
+async def test_listing_and_the_session_limit_read_each_users_sessions_on_its_master(
+    redis_cluster: LocalCluster, key_prefix: str, cluster_store: RedisSessionStore
+) -> None:
+    # LIST and CREATE at the limit read sessions they find in the user's index, keys not
+    # passed in KEYS: they must be in the user's slot, whichever master holds it.
+    store, space = cluster_store, KeySpace(key_prefix)
+    users = [f"lister-{n}" for n in range(30)]
+    assert {redis_cluster.owner(space.user_index(u)) for u in users} == set(redis_cluster.ports)
+    for user in users:
+        first = await store.create(
+            dataclasses.replace(a_session(user, "s-1"), idle_timeout_ms=60_000)
+        )
+        await store.create(a_session(user, "s-2"))
+        later = first.expire_time_ms
+        # At the limit: s-1 has expired by then, so it does not count and leaves the index.
+        third = dataclasses.replace(a_session(user, "s-3"), create_time_ms=later)
+        await store.create(third, max_sessions_per_user=2)
+        with pytest.raises(TooManySessions):
+            await store.create(a_session(user, "s-4"), max_sessions_per_user=2)
+
+        page = await store.list(user_id=user, agent_id=None, page_size=1, after=None, now_ms=later)
+        rest = await store.list(
+            user_id=user, agent_id=None, page_size=5, after=page.next_cursor, now_ms=later
+        )
+
+        assert [s.session_id for s in page.sessions + rest.sessions] == ["s-3", "s-2"]
+        assert rest.next_cursor is None
 
 
 async def test_a_session_is_served_while_and_after_its_slot_moves_to_another_master(

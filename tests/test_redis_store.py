@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import importlib.resources
 import shutil
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -9,25 +11,37 @@ from typing import Any
 
 import pytest
 import redis.asyncio
+from redis.crc import key_slot
+from zstandard import ZstdDecompressor
 
-from agent_sessions.errors import StoreUnavailable
+from agent_sessions.errors import StoreUnavailable, TooManySessions
 from agent_sessions.model import (
     Fold,
+    RunningTurn,
     Session,
+    SessionPatch,
     SessionStatus,
     StateDelta,
+    TokenUsage,
+    Turn,
     TurnOutcome,
     TurnStart,
     TurnStatus,
 )
-from agent_sessions.store.redis import RedisSessionStore
+from agent_sessions.store.redis import RedisSessionStore, codec, scripts
+from agent_sessions.store.redis.keys import KeySpace, SessionKeys
 from tests.redis_server import RedisServer
 
 USER = "user-1"
+DELTA = StateDelta(set={"k": "v"}, delete=frozenset({"a"}))
 
 
 def now() -> int:
     return int(time.time() * 1000)
+
+
+def keys_of(key_prefix: str, session_id: str = "s-1") -> SessionKeys:
+    return KeySpace(key_prefix).session(USER, session_id)
 
 
 def a_session(session_id: str = "s-1", **overrides: Any) -> Session:
@@ -156,12 +170,12 @@ async def test_session_keys_expire_at_the_session_expire_time(
     await store.create(a_session(state={"a": 1}, idle_timeout_ms=600_000))
     after = await complete(store, await begin(store, request_id="r-1"))
 
-    base = f"{key_prefix}{{{USER}}}:s:s-1"
-    expiries = [await raw.pexpiretime(base + suffix) for suffix in ("", ":state", ":turns")]
-    expiries.append(await raw.pexpiretime(base + ":requests"))
+    keys = keys_of(key_prefix)
+    expiries = [await raw.pexpiretime(k) for k in (keys.meta, keys.state, keys.turns)]
+    expiries.append(await raw.pexpiretime(keys.requests))
 
     assert expiries == [after.expire_time_ms] * 4
-    assert await raw.pexpiretime(f"{key_prefix}{{{USER}}}:index") >= after.expire_time_ms
+    assert await raw.pexpiretime(keys.index) >= after.expire_time_ms
 
 
 async def test_a_completed_turn_leaves_earlier_turns_byte_identical(
@@ -170,7 +184,7 @@ async def test_a_completed_turn_leaves_earlier_turns_byte_identical(
     await store.create(a_session())
     for i in range(3):
         await complete(store, await begin(store, text=f"question {i} °C"), f"answer {i} 晴")
-    turns_key = f"{key_prefix}{{{USER}}}:s:s-1:turns"
+    turns_key = keys_of(key_prefix).turns
     before = await raw.lrange(turns_key, 0, -1)
 
     await complete(store, await begin(store, text="one more"), "done")
@@ -204,7 +218,7 @@ async def test_begin_turn_reads_only_the_history_window_of_the_turn_list(
     await store.create(a_session())
     for i in range(6):
         await complete(store, await begin(store, text=f"q{i}"), f"a{i}")
-    turns_key = f"{key_prefix}{{{USER}}}:s:s-1:turns"
+    turns_key = keys_of(key_prefix).turns
     starts: list[TurnStart] = []
 
     async def begin_with_history() -> None:
@@ -228,7 +242,7 @@ async def test_listing_removes_expired_sessions_from_the_index(
     t = now()
     await store.create(a_session("short", idle_timeout_ms=60_000, now_ms=t))
     await store.create(a_session("long", now_ms=t))
-    index_key = f"{key_prefix}{{{USER}}}:index"
+    index_key = KeySpace(key_prefix).user_index(USER)
     assert set(await raw.zrange(index_key, 0, -1)) == {b"short", b"long"}
 
     await store.list(user_id=USER, agent_id=None, page_size=10, after=None, now_ms=t + 60_000)
@@ -307,7 +321,7 @@ LONG_REPLY = (
 
 
 async def stored_turns(raw: redis.asyncio.Redis, key_prefix: str) -> list[bytes]:
-    elements = await raw.lrange(f"{key_prefix}{{{USER}}}:s:s-1:turns", 0, -1)
+    elements = await raw.lrange(keys_of(key_prefix).turns, 0, -1)
     return [element for element in elements if isinstance(element, bytes)]  # raw decodes nothing
 
 
@@ -413,6 +427,229 @@ async def test_the_archive_of_folded_turns_expires_with_the_session(
 
     folded = await store.fold(user_id=USER, session_id="s-1", fold=fold, now_ms=now())
 
-    archive = f"{key_prefix}{{{USER}}}:s:s-1:archive"
+    archive = keys_of(key_prefix).archive
     assert await raw.hkeys(archive) == [b"1"]
     assert await raw.pexpiretime(archive) == folded.expire_time_ms
+
+
+# --- keys the scripts touch -------------------------------------------------------------
+
+# Lua commands whose every argument is a key; the others' key is their first argument.
+_ALL_KEYS = {"DEL", "EXISTS"}
+
+
+def _sha(script: str) -> str:
+    return hashlib.sha1(script.encode()).hexdigest()
+
+
+async def test_scripts_touch_their_keys_and_only_list_and_create_read_others_of_the_user(
+    store: RedisSessionStore, redis_server: RedisServer, key_prefix: str
+) -> None:
+    user = KeySpace(key_prefix).user(USER)
+    t = now()
+    await store.create(a_session("s-1", state={"a": 1}, now_ms=t))  # loads the scripts
+
+    async def every_call() -> None:
+        await store.create(a_session("s-2", now_ms=t))
+        with pytest.raises(TooManySessions):  # counts the live sessions: reads theirs
+            await store.create(a_session("s-3", now_ms=t), max_sessions_per_user=2)
+        imported = Turn(1, TurnStatus.COMPLETED, "q", t, "a", t, request_id="r-0")
+        await store.import_session(a_session("s-4", now_ms=t), [imported])
+        page = await store.list(user_id=USER, agent_id=None, page_size=2, after=None, now_ms=t)
+        await store.list(
+            user_id=USER, agent_id="agent-1", page_size=2, after=page.next_cursor, now_ms=t
+        )
+        await store.get(user_id=USER, session_id="s-1", now_ms=now())
+        await store.update(
+            user_id=USER,
+            session_id="s-1",
+            patch=SessionPatch(state={"b": 2}, labels={"l": "v"}),
+            expected_etag=None,
+            now_ms=now(),
+        )
+        for text in ("one", "two"):
+            start = await begin(store, text=text, request_id=text)
+            await store.renew_lease(
+                user_id=USER,
+                session_id="s-1",
+                index=start.turn.index,
+                run_id="run-1",
+                lease_ms=60_000,
+                now_ms=now(),
+            )
+            await complete(store, start, delta=DELTA)
+        await begin(store, request_id="one")  # a replay
+        session = await store.get(user_id=USER, session_id="s-1", now_ms=now())
+        fold = Fold(1, 1, "one", 0, ("one",), archive=True, create_time_ms=t)
+        await store.fold(user_id=USER, session_id="s-1", fold=fold, now_ms=now())
+        await store.list_turns(
+            user_id=USER,
+            session_id="s-1",
+            start_index=None,
+            limit=10,
+            newest_first=False,
+            include_archived=True,
+            now_ms=now(),
+        )
+        await store.end(user_id=USER, session_id=session.session_id, now_ms=now())
+        await store.delete(user_id=USER, session_id="s-1", now_ms=now())
+
+    commands = await monitored(redis_server, every_call)
+
+    deriving = {_sha(scripts.LIST): "LIST", _sha(scripts.CREATE): "CREATE"}
+    ran: set[str] = set()
+    derived_by: set[str] = set()
+    declared: list[str] = []
+    script = ""
+    for source, words in commands:
+        if source == "client" and words[0] == "SCRIPT":
+            continue  # a script's first call loads it (NOSCRIPT, SCRIPT LOAD, EVALSHA)
+        if source == "client":
+            assert words[0] == "EVALSHA"
+            script, declared = words[1], words[3 : 3 + int(words[2])]
+            ran.add(script)
+            assert {key_slot(key.encode()) for key in declared} == {key_slot(USER.encode())}
+            continue
+        touched = words[1:] if words[0] in _ALL_KEYS else words[1:2]
+        for key in touched:
+            if key in declared:
+                continue
+            # Found in the index: another session of the user, in the user's slot.
+            assert script in deriving, (words, declared)
+            assert key.startswith(user.session_prefix), key
+            assert key_slot(key.encode()) == key_slot(USER.encode())
+            derived_by.add(deriving[script])
+    assert derived_by == {"LIST", "CREATE"}
+    assert len(ran) == 11  # every script
+
+
+def test_every_script_file_starts_with_its_keys_and_argv() -> None:
+    sources = importlib.resources.files(scripts)
+    names = [
+        entry.name
+        for entry in sources.iterdir()
+        if entry.name.endswith(".lua") and entry.name != "prelude.lua"
+    ]
+    assert len(names) == 11
+    for name in names:
+        header = sources.joinpath(name).read_text().split("\n\n", 1)[0]
+        assert header.startswith(f"-- {name.removesuffix('.lua').upper()}: "), name
+        assert "\n-- KEYS[1] " in header, name
+        assert "\n-- ARGV[1] " in header, name
+        assert "\n-- -> " in header, name
+
+
+# --- the stored format ------------------------------------------------------------------
+
+
+def test_a_turn_is_stored_as_this_json() -> None:
+    turn = Turn(
+        index=3,
+        status=TurnStatus.COMPLETED,
+        input='Wie "warm"? 晴',
+        create_time_ms=1000,
+        output="25°C",
+        complete_time_ms=2000,
+        request_id="r-1",
+        usage=TokenUsage(5, 7),
+    )
+
+    stored = codec.encode_turn(turn, compress_over_bytes=512)
+
+    assert stored == (
+        '{"ct":1000,"rq":"r-1","in":"Wie \\"warm\\"? 晴","s":2,"dt":2000,'
+        '"out":"25°C","err":"","ti":5,"to":7}'
+    )
+    assert codec.open_turn(1000, "r-1", "hi") == (
+        '{"ct":1000,"rq":"r-1","in":"hi","s":1,"dt":0,"out":"","err":""}'
+    )
+    assert codec.decode_turn(stored, 3) == turn
+
+
+def test_a_large_turn_is_stored_as_z_its_status_and_the_zstd_frame_of_its_json() -> None:
+    turn = Turn(3, TurnStatus.FAILED, "q", 1000, "", 2000, error=LONG_REPLY)
+
+    stored = codec.encode_turn(turn, compress_over_bytes=512)
+
+    assert isinstance(stored, bytes)
+    assert stored.startswith(b"Z3")
+    plain = codec.encode_turn(turn, compress_over_bytes=0)
+    assert isinstance(plain, str)
+    assert ZstdDecompressor().decompress(stored[2:]).decode() == plain
+    # As a client with encoding_errors="surrogateescape" reads it back.
+    assert codec.decode_turn(stored.decode("utf-8", "surrogateescape"), 3) == turn
+
+
+def test_a_sessions_meta_values_decode_back_to_it() -> None:
+    session = a_session(
+        state={"city": "Shanghai", "n": [1, 2.5, None]},
+        labels={"channel": "web"},
+        summary="so far",
+        version=7,
+        running=RunningTurn(4, "run-4", 123),
+        create_request_id="c-1",
+        folded_turns=2,
+        history_bytes=99,
+        total_turns=4,
+        turn_count=3,
+    )
+
+    values = codec.meta_values(session)
+    meta = [str(value) for value in values]
+
+    assert len(values) == len(codec.META_FIELDS)
+    assert meta[codec.META_FIELDS.index("expire_ms")] == str(session.expire_time_ms)
+    assert codec.decode_session("s-1", meta, codec.state_pairs(session.state)) == session
+
+
+async def test_a_session_written_before_compression_and_usage_reads_and_runs_on(
+    store: RedisSessionStore, raw: redis.asyncio.Redis, key_prefix: str
+) -> None:
+    # As earlier versions left it: no folded_turns or history_bytes in the meta hash,
+    # turns without token usage.
+    t = now()
+    keys = keys_of(key_prefix)
+    expire = t + 600_000
+    old_turn = f'{{"ct":{t},"rq":"r-1","in":"q1","s":2,"dt":{t},"out":"a1","err":""}}'
+    await raw.hset(
+        keys.meta,
+        mapping={
+            "user_id": USER,
+            "agent_id": "agent-1",
+            "status": 1,
+            "create_ms": t,
+            "update_ms": t,
+            "activity_ms": t,
+            "ttl_ms": 24 * 3_600_000,
+            "idle_ms": 600_000,
+            "max_turns": 0,
+            "turn_count": 1,
+            "total_turns": 1,
+            "version": 2,
+            "labels": '{"a":"b"}',
+            "summary": "",
+            "run_index": 0,
+            "run_id": "",
+            "lease_ms": 0,
+            "create_request_id": "",
+            "expire_ms": expire,
+        },
+    )
+    await raw.hset(keys.state, mapping={"city": '"Shanghai"'})
+    await raw.rpush(keys.turns, old_turn)
+    await raw.hset(keys.requests, mapping={"r-1": 1})
+    await raw.zadd(keys.index, {"s-1": t})
+    for key in (keys.meta, keys.state, keys.turns, keys.requests, keys.index):
+        await raw.pexpireat(key, expire)
+
+    got = await store.get(user_id=USER, session_id="s-1", now_ms=now())
+    page = await store.list(user_id=USER, agent_id=None, page_size=10, after=None, now_ms=now())
+    replay = await begin(store, request_id="r-1")
+    after = await complete(store, await begin(store, text="q2"), "a2")
+
+    assert (got.state, got.labels, got.turn_count) == ({"city": "Shanghai"}, {"a": "b"}, 1)
+    assert (got.folded_turns, got.history_bytes) == (0, 0)
+    assert page.sessions == [got]
+    assert replay.replayed
+    assert (replay.turn.output, replay.turn.usage) == ("a1", TokenUsage())
+    assert (after.turn_count, after.history_bytes) == (2, len("q2a2"))

@@ -1,20 +1,43 @@
 """The Redis store: sessions shared by every server process, expired by Redis itself.
 
-Each call is one EVALSHA of a script from :mod:`agent_sessions.store.redis_scripts`,
-which checks and writes atomically; this module only packs arguments, maps the
-scripts' status tags to domain errors and decodes replies. Automatic retries are off
-because not every script is idempotent: callers retry with request ids.
+Each call is one EVALSHA of a script from :mod:`.scripts`, which checks and writes
+atomically. This module only orchestrates: it names the keys (:mod:`.keys`), encodes the
+arguments and decodes the replies (:mod:`.codec`), and maps the scripts' status tags to
+domain errors. Automatic retries are off because not every script is idempotent: callers
+retry with request ids.
 
 The client is one Redis server's or a Redis Cluster's (``redis+cluster://``). On a
-cluster, EVALSHA goes to the master of its first key's slot, and every script's keys
-share the user's hash tag, so one slot. Redirections (MOVED, ASK, TRYAGAIN) are still
-followed: a redirected script has not run.
+cluster, EVALSHA goes to the master of its first key's slot. Redirections (MOVED, ASK,
+TRYAGAIN) are still followed: a redirected script has not run.
+
+Why the hash tag is the user's
+------------------------------
+On a cluster a script runs on one master, and its keys must share one slot. Every key of
+a user, their index of sessions and every key of each of their sessions, carries the
+``{user_id}`` hash tag, so all of them hash to one slot. A tag per session would spread a
+user's sessions over the masters, but these single steps span several of a user's
+sessions, and could no longer be one script:
+
+- a create checks the sessions-per-user limit (counting the user's live sessions by
+  reading theirs) and adds the session to the user's index, atomically, so that
+  concurrent creates cannot pass the limit together;
+- every write moves its session in the user's index (by activity) as it commits, so a
+  listing neither shows a session that is gone nor misses one;
+- a listing pages through the index and reads the sessions it names in one step;
+- state scoped to the user rather than to one session (coming) is to commit with a turn
+  of any of their sessions.
+
+The cost: all of a user's sessions live in one slot, so on one master. A very heavy user
+(many sessions, long histories, many turns a second) is bounded by that master's memory
+and throughput; more masters spread users, not one user's sessions. Users spread over
+the masters by a hash of their id, evenly only on average: a few heavy users make their
+masters hotter than the others. A caller that must go past that splits such a user into
+several user ids, and gives up the per-user limit, listing and state across the parts.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit
@@ -25,7 +48,6 @@ from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
-from zstandard import ZstdCompressor, ZstdDecompressor
 
 from agent_sessions.errors import (
     EtagMismatch,
@@ -41,14 +63,10 @@ from agent_sessions.errors import (
 )
 from agent_sessions.model import (
     Fold,
-    JsonValue,
-    RunningTurn,
     Session,
     SessionCursor,
     SessionPage,
     SessionPatch,
-    SessionStatus,
-    TokenUsage,
     Turn,
     TurnOutcome,
     TurnPage,
@@ -56,13 +74,10 @@ from agent_sessions.model import (
     TurnStatus,
     etag_of,
 )
-from agent_sessions.store import redis_scripts
-from agent_sessions.store.redis_cluster import (
-    CLUSTER_SCHEMES,
-    cluster_client,
-    gate_of,
-    has_hash_tag,
-)
+from agent_sessions.store.redis import codec, scripts
+from agent_sessions.store.redis.cluster import CLUSTER_SCHEMES, cluster_client, gate_of
+from agent_sessions.store.redis.codec import DEFAULT_COMPRESS_OVER_BYTES, Arg
+from agent_sessions.store.redis.keys import KeySpace
 
 # On a cluster also: CLUSTERDOWN and redirections that never settle (ClusterError), and
 # a topology that cannot be read or leaves slots uncovered (RedisClusterException).
@@ -76,23 +91,7 @@ _UNREACHABLE = (
 
 _NON_LOCAL_KEY = "Script attempted to access a non local key"
 
-
 _Client = redis.asyncio.Redis | RedisCluster
-
-_SESSION_STATUS = {int(s): s for s in SessionStatus}
-_TURN_STATUS = {int(s): s for s in TurnStatus}
-_COMPLETED = int(TurnStatus.COMPLETED)
-
-_json_decode = json.loads
-_json_encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
-_json_encode = _json_encoder.encode
-
-_Arg = str | int | bytes
-
-_ZSTD_MARK = "Z"
-_zstd_compress = ZstdCompressor(level=3).compress
-_zstd_decompress = ZstdDecompressor().decompress
-DEFAULT_COMPRESS_OVER_BYTES = 512
 
 
 class RedisSessionStore:
@@ -121,20 +120,21 @@ class RedisSessionStore:
                 'encoding_errors="surrogateescape"'
             )
         self._client = client
-        self._prefix = prefix
+        self._keys = KeySpace(prefix)
         self._owns_client = owns_client
         self._compress_over = compress_over_bytes
         self._gate = gate_of(client)
-        self._create = client.register_script(redis_scripts.CREATE)
-        self._get = client.register_script(redis_scripts.GET)
-        self._list = client.register_script(redis_scripts.LIST)
-        self._update = client.register_script(redis_scripts.UPDATE)
-        self._end = client.register_script(redis_scripts.END)
-        self._delete = client.register_script(redis_scripts.DELETE)
-        self._begin_turn = client.register_script(redis_scripts.BEGIN_TURN)
-        self._finish_turn = client.register_script(redis_scripts.FINISH_TURN)
-        self._list_turns = client.register_script(redis_scripts.LIST_TURNS)
-        self._fold = client.register_script(redis_scripts.FOLD)
+        self._create = client.register_script(scripts.CREATE)
+        self._get = client.register_script(scripts.GET)
+        self._list = client.register_script(scripts.LIST)
+        self._update = client.register_script(scripts.UPDATE)
+        self._end = client.register_script(scripts.END)
+        self._delete = client.register_script(scripts.DELETE)
+        self._begin_turn = client.register_script(scripts.BEGIN_TURN)
+        self._renew_lease = client.register_script(scripts.RENEW_LEASE)
+        self._finish_turn = client.register_script(scripts.FINISH_TURN)
+        self._list_turns = client.register_script(scripts.LIST_TURNS)
+        self._fold = client.register_script(scripts.FOLD)
 
     @classmethod
     def from_url(
@@ -155,7 +155,7 @@ class RedisSessionStore:
         than failing at once.
         """
         if urlsplit(url).scheme in CLUSTER_SCHEMES:
-            if has_hash_tag(prefix):
+            if KeySpace(prefix).prefix_has_hash_tag:
                 raise ValueError(
                     f"key prefix {prefix!r} holds a {{...}} hash tag: on a cluster every "
                     "session would share one slot (or, with {}, a session's keys would "
@@ -200,56 +200,35 @@ class RedisSessionStore:
         return await self._insert(session, turns, max_sessions_per_user)
 
     async def _insert(self, session: Session, turns: Sequence[Turn], max_sessions: int) -> Session:
-        running = session.running
-        args: list[_Arg] = [
+        user = self._keys.user(session.user_id)
+        args: list[Arg] = [
             session.create_time_ms,
             session.session_id,
             max_sessions,
-            self._user_key(session.user_id) + ":s:",
-            # The values of redis_scripts.META_FIELDS, in order.
-            session.user_id,
-            session.agent_id,
-            int(session.status),
-            session.create_time_ms,
-            session.update_time_ms,
-            session.last_activity_ms,
-            session.ttl_ms,
-            session.idle_timeout_ms,
-            session.max_turns,
-            session.turn_count,
-            session.total_turns,
-            session.version,
-            _json_encode(session.labels),
-            session.summary,
-            running.index if running else 0,
-            running.run_id if running else "",
-            running.lease_until_ms if running else 0,
-            session.create_request_id,
-            session.folded_turns,
-            session.history_bytes,
-            session.expire_time_ms,
+            user.session_prefix,
+            *codec.meta_values(session),
         ]
         # A later turn with the same request id wins, as in begin_turn.
         requests = {t.request_id: t.index for t in turns if t.request_id}
         args += (len(turns), len(requests))
-        args += (self._record(t) for t in turns)
+        args += (codec.encode_turn(t, compress_over_bytes=self._compress_over) for t in turns)
         for request_id, index in requests.items():
             args += (request_id, index)
-        _append_state(args, session.state)
-        reply = await self._run(self._create, self._keys(session.user_id, session.session_id), args)
+        args += codec.state_pairs(session.state)
+        reply = await self._run(self._create, user.session(session.session_id).all, args)
         if reply[0] == "LIMIT":
             raise TooManySessions(session.user_id, max_sessions)
         if reply[0] != "OK":
             raise SessionAlreadyExists(session.session_id)
-        return _session(session.session_id, reply[1], reply[2])
+        return codec.decode_session(session.session_id, reply[1], reply[2])
 
     async def get(self, *, user_id: str, session_id: str, now_ms: int) -> Session:
         """The live session; raises ``SessionNotFound``."""
-        base = self._session_key(user_id, session_id)
-        reply = await self._run(self._get, (base, base + ":state"), (now_ms,))
+        keys = self._keys.session(user_id, session_id)
+        reply = await self._run(self._get, (keys.meta, keys.state), (now_ms,))
         if reply[0] != "OK":
             raise SessionNotFound(session_id)
-        return _session(session_id, reply[1], reply[2])
+        return codec.decode_session(session_id, reply[1], reply[2])
 
     async def list(
         self,
@@ -261,12 +240,20 @@ class RedisSessionStore:
         now_ms: int,
     ) -> SessionPage:
         """Live sessions of a user, most recent activity first, ties by id descending."""
-        user = self._user_key(user_id)
-        args: list[_Arg] = [now_ms, user + ":s:", agent_id or "", page_size]
+        user = self._keys.user(user_id)
+        args: list[Arg] = [
+            now_ms,
+            user.session_prefix,
+            user.state_suffix,
+            agent_id or "",
+            page_size,
+        ]
         if after is not None:
             args += ("1", after.last_activity_ms, after.session_id)
-        reply = await self._run(self._list, (user + ":index",), args)
-        sessions = [_session(session_id, meta, state) for session_id, meta, state in reply[2]]
+        reply = await self._run(self._list, (user.index,), args)
+        sessions = [
+            codec.decode_session(session_id, meta, state) for session_id, meta, state in reply[2]
+        ]
         next_cursor = None
         if reply[1] and sessions:
             last = sessions[-1]
@@ -283,16 +270,8 @@ class RedisSessionStore:
         now_ms: int,
     ) -> Session:
         """Applies the patch; raises ``EtagMismatch`` when ``expected_etag`` is stale."""
-        fields: list[_Arg] = []
-        if patch.labels is not None:
-            fields += ("labels", _json_encode(patch.labels))
-        if patch.ttl_ms is not None:
-            fields += ("ttl_ms", patch.ttl_ms)
-        if patch.idle_timeout_ms is not None:
-            fields += ("idle_ms", patch.idle_timeout_ms)
-        if patch.max_turns is not None:
-            fields += ("max_turns", patch.max_turns)
-        args: list[_Arg] = [
+        fields = codec.patch_fields(patch)
+        args: list[Arg] = [
             now_ms,
             session_id,
             "" if expected_etag is None else "1",
@@ -302,25 +281,27 @@ class RedisSessionStore:
             *fields,
         ]
         if patch.state is not None:
-            _append_state(args, patch.state)
-        reply = await self._run(self._update, self._keys(user_id, session_id), args)
+            args += codec.state_pairs(patch.state)
+        reply = await self._run(self._update, self._keys.session(user_id, session_id).all, args)
         tag = reply[0]
         if tag == "OK":
-            return _session(session_id, reply[1], reply[2])
+            return codec.decode_session(session_id, reply[1], reply[2])
         if tag == "ETAG":
             raise EtagMismatch(session_id, expected_etag or "", etag_of(int(reply[1])))
         raise SessionNotFound(session_id)
 
     async def end(self, *, user_id: str, session_id: str, now_ms: int) -> Session:
         """Marks the session ENDED (idempotent); it stays readable until it expires."""
-        reply = await self._run(self._end, self._keys(user_id, session_id), (now_ms, session_id))
+        keys = self._keys.session(user_id, session_id)
+        reply = await self._run(self._end, keys.all, (now_ms, session_id))
         if reply[0] != "OK":
             raise SessionNotFound(session_id)
-        return _session(session_id, reply[1], reply[2])
+        return codec.decode_session(session_id, reply[1], reply[2])
 
     async def delete(self, *, user_id: str, session_id: str, now_ms: int) -> None:
         """Removes the session, its turns and its listing; raises ``SessionNotFound``."""
-        reply = await self._run(self._delete, self._keys(user_id, session_id), (now_ms, session_id))
+        keys = self._keys.session(user_id, session_id)
+        reply = await self._run(self._delete, keys.all, (now_ms, session_id))
         if reply[0] != "OK":
             raise SessionNotFound(session_id)
 
@@ -341,7 +322,6 @@ class RedisSessionStore:
         Checks, in the order of :meth:`SessionStore.begin_turn
         <agent_sessions.store.protocol.SessionStore.begin_turn>`, in one script.
         """
-        open_turn = _turn_head(now_ms, request_id, text) + redis_scripts.OPEN_TURN_TAIL
         args = (
             now_ms,
             session_id,
@@ -349,18 +329,15 @@ class RedisSessionStore:
             run_id,
             now_ms + lease_ms,
             history_turns,
-            open_turn,
+            codec.open_turn(now_ms, request_id, text),
             len(text.encode()),
         )
-        reply = await self._run(self._begin_turn, self._keys(user_id, session_id), args)
+        keys = self._keys.session(user_id, session_id)
+        reply = await self._run(self._begin_turn, keys.all, args)
         tag = reply[0]
         if tag == "OK":
-            session = _session(session_id, reply[1], reply[2])
-            history = [
-                _turn_of(fields, position)
-                for position, fields in enumerate(_decode_turns(reply[4]), reply[3] + 1)
-                if fields["s"] == _COMPLETED
-            ]
+            session = codec.decode_session(session_id, reply[1], reply[2])
+            history = codec.decode_completed(reply[3] + 1, reply[4])
             turn = Turn(
                 index=session.total_turns,
                 status=TurnStatus.IN_PROGRESS,
@@ -370,8 +347,8 @@ class RedisSessionStore:
             )
             return TurnStart(session, turn, history)
         if tag == "REPLAY":
-            session = _session(session_id, reply[1], reply[2])
-            return TurnStart(session, _turn(reply[4], reply[3]), [], replayed=True)
+            session = codec.decode_session(session_id, reply[1], reply[2])
+            return TurnStart(session, codec.decode_turn(reply[4], reply[3]), [], replayed=True)
         if tag == "ENDED":
             raise SessionEnded(session_id)
         if tag == "MAX_TURNS":
@@ -379,6 +356,19 @@ class RedisSessionStore:
         if tag == "BUSY":
             raise TurnInProgress(session_id, reply[1])
         raise SessionNotFound(session_id)
+
+    async def renew_lease(
+        self, *, user_id: str, session_id: str, index: int, run_id: str, lease_ms: int, now_ms: int
+    ) -> None:
+        """Extends the lease of running turn ``index`` to ``now_ms + lease_ms``.
+
+        Raises ``RunSuperseded`` when ``run_id`` no longer owns the turn.
+        """
+        keys = self._keys.session(user_id, session_id)
+        args = (now_ms, index, run_id, now_ms + lease_ms)
+        reply = await self._run(self._renew_lease, (keys.meta,), args)
+        if reply[0] != "OK":
+            raise RunSuperseded(session_id, index)
 
     async def finish_turn(
         self,
@@ -403,26 +393,27 @@ class RedisSessionStore:
             complete_time_ms=now_ms,
             usage=outcome.usage,
         )
-        args: list[_Arg] = [
+        args: list[Arg] = [
             now_ms,
             session_id,
             turn.index,
             run_id,
             "1" if completed else "",
-            self._record(finished),
+            codec.encode_turn(finished, compress_over_bytes=self._compress_over),
             len(finished.output.encode()),
         ]
         delta = outcome.state_delta
         if completed and delta:
             args.append(len(delta.delete))
             args += delta.delete
-            _append_state(args, delta.set)
+            args += codec.state_pairs(delta.set)
         else:
             args.append(0)
-        reply = await self._run(self._finish_turn, self._keys(user_id, session_id), args)
+        keys = self._keys.session(user_id, session_id)
+        reply = await self._run(self._finish_turn, keys.all, args)
         if reply[0] != "OK":
             raise RunSuperseded(session_id, turn.index)
-        return finished, _session(session_id, reply[1], reply[2])
+        return finished, codec.decode_session(session_id, reply[1], reply[2])
 
     async def list_turns(
         self,
@@ -436,7 +427,7 @@ class RedisSessionStore:
         now_ms: int,
     ) -> TurnPage:
         """Up to ``limit`` turns from ``start_index`` on, by index, in one script."""
-        base = self._session_key(user_id, session_id)
+        keys = self._keys.session(user_id, session_id)
         args = (
             now_ms,
             "" if start_index is None else start_index,
@@ -444,20 +435,15 @@ class RedisSessionStore:
             "1" if newest_first else "",
             "1" if include_archived else "",
         )
-        reply = await self._run(self._list_turns, (base, base + ":turns", base + ":archive"), args)
+        reply = await self._run(self._list_turns, (keys.meta, keys.turns, keys.archive), args)
         if reply[0] != "OK":
             raise SessionNotFound(session_id)
         pairs = reply[2]
-        indexes, records = pairs[::2], pairs[1::2]
-        turns = [
-            _turn_of(fields, index)
-            for index, fields in zip(indexes, _decode_turns(records), strict=True)
-        ]
-        return TurnPage(turns, reply[1] or None)
+        return TurnPage(codec.decode_turns(pairs[::2], pairs[1::2]), reply[1] or None)
 
     async def fold(self, *, user_id: str, session_id: str, fold: Fold, now_ms: int) -> Session:
         """Folds turns into the summary in one script; see ``SessionStore.fold``."""
-        args: list[_Arg] = [
+        args: list[Arg] = [
             now_ms,
             session_id,
             fold.create_time_ms,
@@ -468,31 +454,19 @@ class RedisSessionStore:
             "1" if fold.archive else "",
             *fold.request_ids,
         ]
-        reply = await self._run(self._fold, self._keys(user_id, session_id), args)
+        reply = await self._run(self._fold, self._keys.session(user_id, session_id).all, args)
         if reply[0] == "CONFLICT":
             raise FoldConflict(session_id)
         if reply[0] != "OK":
             raise SessionNotFound(session_id)
-        return _session(session_id, reply[1], reply[2])
-
-    def _record(self, turn: Turn) -> str | bytes:
-        """A finished turn as Redis keeps it: JSON, or compressed when large."""
-        text = _turn_json(turn)
-        if not self._compress_over or len(text) * 4 < self._compress_over:
-            return text  # too short even at 4 bytes per character
-        raw = text.encode()
-        if len(raw) < self._compress_over:
-            return text
-        packed = _zstd_compress(raw)
-        if len(packed) + 2 >= len(raw):
-            return text
-        return f"{_ZSTD_MARK}{int(turn.status)}".encode() + packed
+        return codec.decode_session(session_id, reply[1], reply[2])
 
     def namespace(self, name: str) -> RedisSessionStore:
-        """The store of tenant ``name``: keys under ``<prefix>t:<name>:``, same client."""
+        """The store of tenant ``name``: its own key space (see ``KeySpace.namespace``),
+        the same client."""
         tenant = RedisSessionStore(
             self._client,
-            prefix=f"{self._prefix}t:{name}:",
+            prefix=self._keys.namespace(name).prefix,
             compress_over_bytes=self._compress_over,
         )
         tenant._gate = self._gate  # the same connections
@@ -516,7 +490,7 @@ class RedisSessionStore:
         if self._owns_client:
             await self._client.aclose()
 
-    async def _run(self, script: AsyncScript, keys: Sequence[str], args: Sequence[_Arg]) -> Any:
+    async def _run(self, script: AsyncScript, keys: Sequence[str], args: Sequence[Arg]) -> Any:
         try:
             async with self._gate:
                 return await script(keys, args)
@@ -536,138 +510,6 @@ class RedisSessionStore:
                 raise _unavailable(error) from error
             raise
 
-    def _user_key(self, user_id: str) -> str:
-        return f"{self._prefix}{{{user_id}}}"
-
-    def _session_key(self, user_id: str, session_id: str) -> str:
-        return f"{self._prefix}{{{user_id}}}:s:{session_id}"
-
-    def _keys(self, user_id: str, session_id: str) -> tuple[str, ...]:
-        user = f"{self._prefix}{{{user_id}}}"
-        base = f"{user}:s:{session_id}"
-        return (
-            base,
-            base + ":state",
-            base + ":turns",
-            base + ":requests",
-            user + ":index",
-            base + ":archive",
-        )
-
 
 def _unavailable(error: BaseException) -> StoreUnavailable:
     return StoreUnavailable(f"Redis cannot be reached: {error}")
-
-
-def _append_state(args: list[_Arg], state: dict[str, JsonValue]) -> None:
-    for key, value in state.items():
-        args += (key, _json_encode(value))
-
-
-def _session(session_id: str, meta: list[str], state: list[str]) -> Session:
-    # The order of redis_scripts.META_FIELDS.
-    (
-        user_id,
-        agent_id,
-        status,
-        create_ms,
-        update_ms,
-        activity_ms,
-        ttl_ms,
-        idle_ms,
-        max_turns,
-        turn_count,
-        total_turns,
-        version,
-        labels,
-        summary,
-        run_index,
-        run_id,
-        lease_ms,
-        create_request_id,
-        folded_turns,
-        history_bytes,
-        _expire_ms,
-    ) = meta
-    pairs = iter(state)
-    return Session(
-        session_id=session_id,
-        user_id=user_id,
-        agent_id=agent_id,
-        status=_SESSION_STATUS[int(status)],
-        create_time_ms=int(create_ms),
-        update_time_ms=int(update_ms),
-        last_activity_ms=int(activity_ms),
-        ttl_ms=int(ttl_ms),
-        idle_timeout_ms=int(idle_ms),
-        max_turns=int(max_turns),
-        turn_count=int(turn_count),
-        total_turns=int(total_turns),
-        state={key: _json_decode(value) for key, value in zip(pairs, pairs, strict=True)},
-        labels=_json_decode(labels) if labels != "{}" else {},
-        summary=summary,
-        version=int(version),
-        running=RunningTurn(int(run_index), run_id, int(lease_ms)) if run_index != "0" else None,
-        create_request_id=create_request_id,
-        # Sessions written before compression existed lack these fields.
-        folded_turns=int(folded_turns or 0),
-        history_bytes=int(history_bytes or 0),
-    )
-
-
-def _turn_head(create_ms: int, request_id: str, text: str) -> str:
-    """The start of a turn's JSON: the fields that never change (see ``OPEN_TURN_TAIL``)."""
-    return f'{{"ct":{create_ms},"rq":{_json_encode(request_id)},"in":{_json_encode(text)}'
-
-
-def _turn_tail(
-    status: TurnStatus, complete_ms: int, output: str, error: str, usage: TokenUsage
-) -> str:
-    """The end of a finished turn's JSON, which replaces ``OPEN_TURN_TAIL``."""
-    return (
-        f',"s":{int(status)},"dt":{complete_ms},'
-        f'"out":{_json_encode(output)},"err":{_json_encode(error)},'
-        f'"ti":{usage.input_tokens},"to":{usage.output_tokens}}}'
-    )
-
-
-def _turn_json(turn: Turn) -> str:
-    """A finished turn as the turns list holds it; its index is its position."""
-    return _turn_head(turn.create_time_ms, turn.request_id, turn.input) + _turn_tail(
-        turn.status, turn.complete_time_ms, turn.output, turn.error, turn.usage
-    )
-
-
-def _decode_turns(elements: list[str]) -> list[dict[str, Any]]:
-    if any(element.startswith(_ZSTD_MARK) for element in elements):
-        return [_decode_turn(element) for element in elements]
-    # One parse of the joined elements costs far less than a json.loads call each.
-    decoded: list[dict[str, Any]] = _json_decode("[" + ",".join(elements) + "]")
-    return decoded
-
-
-def _decode_turn(element: str) -> dict[str, Any]:
-    if element.startswith(_ZSTD_MARK):
-        # Mark, status digit, then the zstd frame: bytes that surrogateescape kept intact.
-        element = _zstd_decompress(element[2:].encode("utf-8", "surrogateescape")).decode()
-    fields: dict[str, Any] = _json_decode(element)
-    return fields
-
-
-def _turn(element: str, index: int) -> Turn:
-    return _turn_of(_decode_turn(element), index)
-
-
-def _turn_of(fields: dict[str, Any], index: int) -> Turn:
-    return Turn(
-        index=index,
-        status=_TURN_STATUS[fields["s"]],
-        input=fields["in"],
-        create_time_ms=fields["ct"],
-        output=fields["out"],
-        complete_time_ms=fields["dt"],
-        request_id=fields["rq"],
-        error=fields["err"],
-        # A turn failed by the lease script has no usage.
-        usage=TokenUsage(fields.get("ti", 0), fields.get("to", 0)),
-    )

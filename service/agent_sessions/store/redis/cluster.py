@@ -62,12 +62,6 @@ def cluster_client(url: str, socket_timeout: float, max_connections: int) -> Red
     )
 
 
-def has_hash_tag(prefix: str) -> bool:
-    """Whether keys under ``prefix`` hash by a tag of the prefix, not the user's."""
-    opening = prefix.find("{")
-    return opening >= 0 and "}" in prefix[opening:]
-
-
 class ConnectionGate:
     """At most ``size`` calls in flight; one more waits up to ``timeout_s`` for a place.
 

@@ -1,0 +1,281 @@
+"""How the Redis store writes sessions and turns into Redis values, and reads them back.
+
+This is the stored format: existing data must keep reading, so a change here is a
+migration.
+
+- A session's meta hash holds :data:`META_FIELDS`; scripts reply with its values in that
+  order (HMGET). Labels are a JSON object, the running turn is ``run_index`` (0: none),
+  ``run_id`` and ``lease_ms``.
+- Its state hash maps each top-level state key to the key's JSON value.
+- A turn is compact JSON ``{"ct":…,"rq":…,"in":…,"s":…,"dt":…,"out":…,"err":…,"ti":…,
+  "to":…}`` whose fields that never change come first, so that a script fails an
+  abandoned turn by swapping its fixed tail (:data:`OPEN_TURN_TAIL`) without decoding
+  the user's text. Its index is its position, not a field.
+- A finished turn of :data:`DEFAULT_COMPRESS_OVER_BYTES` or more (configurable) whose
+  zstd frame is smaller is stored as ``Z``, its status digit and that frame, so that
+  scripts still read its status. The client carries the frame's bytes as text with
+  ``encoding_errors="surrogateescape"``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from zstandard import ZstdCompressor, ZstdDecompressor
+
+from agent_sessions.model import (
+    JsonValue,
+    RunningTurn,
+    Session,
+    SessionPatch,
+    SessionStatus,
+    TokenUsage,
+    Turn,
+    TurnStatus,
+)
+from agent_sessions.store.protocol import ABANDONED_TURN_ERROR
+
+Arg = str | int | bytes
+"""A script argument as the client sends it."""
+
+META_FIELDS = (
+    "user_id",
+    "agent_id",
+    "status",
+    "create_ms",
+    "update_ms",
+    "activity_ms",
+    "ttl_ms",
+    "idle_ms",
+    "max_turns",
+    "turn_count",
+    "total_turns",
+    "version",
+    "labels",
+    "summary",
+    "run_index",
+    "run_id",
+    "lease_ms",
+    "create_request_id",
+    "folded_turns",
+    "history_bytes",
+    "expire_ms",
+)
+"""Fields of the meta hash, in the order replies carry them; ``expire_ms`` stays last."""
+
+OPEN_TURN_TAIL = ',"s":1,"dt":0,"out":"","err":""}'
+"""How the JSON of a turn in progress ends; finishing the turn replaces this tail."""
+
+ABANDONED_TAIL_BEFORE_TIME = f',"s":{int(TurnStatus.FAILED)},"dt":'
+ABANDONED_TAIL_AFTER_TIME = ',"out":"","err":' + json.dumps(ABANDONED_TURN_ERROR) + "}"
+"""The tail of a turn failed because its run's lease ran out: before and after its
+completion time, which the script that fails it puts in between (it has no usage)."""
+
+DEFAULT_COMPRESS_OVER_BYTES = 512
+
+_ZSTD_MARK = "Z"
+_zstd_compress = ZstdCompressor(level=3).compress
+_zstd_decompress = ZstdDecompressor().decompress
+
+_SESSION_STATUS = {int(s): s for s in SessionStatus}
+_TURN_STATUS = {int(s): s for s in TurnStatus}
+_COMPLETED = int(TurnStatus.COMPLETED)
+
+_json_decode = json.loads
+_json_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
+# --- sessions -------------------------------------------------------------------------
+
+
+def meta_values(session: Session) -> list[Arg]:
+    """The values of :data:`META_FIELDS` of a new session, in order."""
+    running = session.running
+    return [
+        session.user_id,
+        session.agent_id,
+        int(session.status),
+        session.create_time_ms,
+        session.update_time_ms,
+        session.last_activity_ms,
+        session.ttl_ms,
+        session.idle_timeout_ms,
+        session.max_turns,
+        session.turn_count,
+        session.total_turns,
+        session.version,
+        _json_encode(session.labels),
+        session.summary,
+        running.index if running else 0,
+        running.run_id if running else "",
+        running.lease_until_ms if running else 0,
+        session.create_request_id,
+        session.folded_turns,
+        session.history_bytes,
+        session.expire_time_ms,
+    ]
+
+
+def patch_fields(patch: SessionPatch) -> list[Arg]:
+    """Meta field, value pairs of what ``patch`` sets (its state apart)."""
+    fields: list[Arg] = []
+    if patch.labels is not None:
+        fields += ("labels", _json_encode(patch.labels))
+    if patch.ttl_ms is not None:
+        fields += ("ttl_ms", patch.ttl_ms)
+    if patch.idle_timeout_ms is not None:
+        fields += ("idle_ms", patch.idle_timeout_ms)
+    if patch.max_turns is not None:
+        fields += ("max_turns", patch.max_turns)
+    return fields
+
+
+def state_pairs(state: Mapping[str, JsonValue]) -> list[str]:
+    """State key, JSON value pairs, flat, as HSET takes them."""
+    pairs: list[str] = []
+    for key, value in state.items():
+        pairs += (key, _json_encode(value))
+    return pairs
+
+
+def decode_session(session_id: str, meta: list[str], state: list[str]) -> Session:
+    """The session of a script's reply: ``meta`` the values of :data:`META_FIELDS` in
+    order, ``state`` the state hash as a flat HGETALL array."""
+    (
+        user_id,
+        agent_id,
+        status,
+        create_ms,
+        update_ms,
+        activity_ms,
+        ttl_ms,
+        idle_ms,
+        max_turns,
+        turn_count,
+        total_turns,
+        version,
+        labels,
+        summary,
+        run_index,
+        run_id,
+        lease_ms,
+        create_request_id,
+        folded_turns,
+        history_bytes,
+        _expire_ms,
+    ) = meta
+    pairs = iter(state)
+    return Session(
+        session_id=session_id,
+        user_id=user_id,
+        agent_id=agent_id,
+        status=_SESSION_STATUS[int(status)],
+        create_time_ms=int(create_ms),
+        update_time_ms=int(update_ms),
+        last_activity_ms=int(activity_ms),
+        ttl_ms=int(ttl_ms),
+        idle_timeout_ms=int(idle_ms),
+        max_turns=int(max_turns),
+        turn_count=int(turn_count),
+        total_turns=int(total_turns),
+        state={key: _json_decode(value) for key, value in zip(pairs, pairs, strict=True)},
+        labels=_json_decode(labels) if labels != "{}" else {},
+        summary=summary,
+        version=int(version),
+        running=RunningTurn(int(run_index), run_id, int(lease_ms)) if run_index != "0" else None,
+        create_request_id=create_request_id,
+        # Sessions written before compression existed lack these fields.
+        folded_turns=int(folded_turns or 0),
+        history_bytes=int(history_bytes or 0),
+    )
+
+
+# --- turns ----------------------------------------------------------------------------
+
+
+def open_turn(create_ms: int, request_id: str, text: str) -> str:
+    """A new turn in progress with the user's input, as the turns list holds it."""
+    return _turn_head(create_ms, request_id, text) + OPEN_TURN_TAIL
+
+
+def encode_turn(turn: Turn, *, compress_over_bytes: int) -> str | bytes:
+    """A finished turn as the turns list holds it: JSON, or compressed when large (never
+    with ``compress_over_bytes`` 0)."""
+    text = _turn_head(turn.create_time_ms, turn.request_id, turn.input) + _turn_tail(turn)
+    if not compress_over_bytes or len(text) * 4 < compress_over_bytes:
+        return text  # too short even at 4 bytes per character
+    raw = text.encode()
+    if len(raw) < compress_over_bytes:
+        return text
+    packed = _zstd_compress(raw)
+    if len(packed) + 2 >= len(raw):
+        return text
+    return f"{_ZSTD_MARK}{int(turn.status)}".encode() + packed
+
+
+def decode_turn(element: str, index: int) -> Turn:
+    """Turn ``index`` from its stored element."""
+    return _turn_of(_fields(element), index)
+
+
+def decode_turns(indexes: Iterable[int], elements: list[str]) -> list[Turn]:
+    """The turns of these indexes from their stored elements, in the same order."""
+    return [_turn_of(f, index) for index, f in zip(indexes, _all_fields(elements), strict=True)]
+
+
+def decode_completed(first_index: int, elements: list[str]) -> list[Turn]:
+    """The completed turns among consecutive elements, the first of them turn
+    ``first_index``: an agent's context."""
+    return [
+        _turn_of(fields, index)
+        for index, fields in enumerate(_all_fields(elements), first_index)
+        if fields["s"] == _COMPLETED
+    ]
+
+
+def _turn_head(create_ms: int, request_id: str, text: str) -> str:
+    """The start of a turn's JSON: the fields that never change."""
+    return f'{{"ct":{create_ms},"rq":{_json_encode(request_id)},"in":{_json_encode(text)}'
+
+
+def _turn_tail(turn: Turn) -> str:
+    """The end of a finished turn's JSON, which replaces ``OPEN_TURN_TAIL``."""
+    usage = turn.usage
+    return (
+        f',"s":{int(turn.status)},"dt":{turn.complete_time_ms},'
+        f'"out":{_json_encode(turn.output)},"err":{_json_encode(turn.error)},'
+        f'"ti":{usage.input_tokens},"to":{usage.output_tokens}}}'
+    )
+
+
+def _all_fields(elements: list[str]) -> list[dict[str, Any]]:
+    if any(element.startswith(_ZSTD_MARK) for element in elements):
+        return [_fields(element) for element in elements]
+    # One parse of the joined elements costs far less than a json.loads call each.
+    decoded: list[dict[str, Any]] = _json_decode("[" + ",".join(elements) + "]")
+    return decoded
+
+
+def _fields(element: str) -> dict[str, Any]:
+    if element.startswith(_ZSTD_MARK):
+        # Mark, status digit, then the zstd frame: bytes that surrogateescape kept intact.
+        element = _zstd_decompress(element[2:].encode("utf-8", "surrogateescape")).decode()
+    fields: dict[str, Any] = _json_decode(element)
+    return fields
+
+
+def _turn_of(fields: dict[str, Any], index: int) -> Turn:
+    return Turn(
+        index=index,
+        status=_TURN_STATUS[fields["s"]],
+        input=fields["in"],
+        create_time_ms=fields["ct"],
+        output=fields["out"],
+        complete_time_ms=fields["dt"],
+        request_id=fields["rq"],
+        error=fields["err"],
+        # A turn failed by the lease script has no usage.
+        usage=TokenUsage(fields.get("ti", 0), fields.get("to", 0)),
+    )

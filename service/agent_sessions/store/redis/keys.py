@@ -1,0 +1,105 @@
+"""The key space of the Redis store: every key name it uses, built here and nowhere else.
+
+Under a prefix ``P`` (``sessions:`` by default), for user ``U`` and session ``S``:
+
+- ``P{U}:index``: the user's sessions, a sorted set of session ids scored by last
+  activity (listings, and the sessions-per-user limit);
+- ``P{U}:s:S``: the session's meta hash (fields: ``codec.META_FIELDS``);
+- ``P{U}:s:S:state``: its state, top-level key -> JSON value;
+- ``P{U}:s:S:turns``: its history, a list whose element ``i - folded_turns - 1`` is turn
+  ``i`` (folded turns leave it from the head);
+- ``P{U}:s:S:requests``: request id -> turn index, for the turns in the history or archive;
+- ``P{U}:s:S:archive``: turn index -> folded turn, kept for audit (only when archiving).
+
+A tenant's key space is that of the prefix ``Pt:<tenant>:`` (:meth:`KeySpace.namespace`).
+
+Every key of a user carries the ``{U}`` hash tag, so all of them hash to one cluster slot
+(why per user, and what that costs, is in ``store.py``). The tag is the first ``{...}``
+of a key: the prefix must hold none, and user ids hold no braces (``validation.user_id``).
+
+Scripts get these names in KEYS. The two that find sessions through the user's index
+(LIST, and CREATE counting live sessions at the limit) cannot be given those sessions'
+keys in advance: they get the user's :attr:`UserKeys.session_prefix` (and LIST the
+:attr:`UserKeys.state_suffix`) and join it to the ids they read. What they build starts
+with the same ``P{U}``, so it stays in the user's slot.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+_INDEX = ":index"
+_SESSION = ":s:"
+_STATE = ":state"
+_TURNS = ":turns"
+_REQUESTS = ":requests"
+_ARCHIVE = ":archive"
+_TENANT = "t:"
+
+
+@dataclass(frozen=True, slots=True)
+class SessionKeys:
+    """The keys of one session, and the index of its user that lists it."""
+
+    meta: str
+    state: str
+    turns: str
+    requests: str
+    archive: str
+    index: str
+
+    @property
+    def all(self) -> tuple[str, str, str, str, str, str]:
+        """KEYS of the scripts that write a session, in their order: meta, state, turns,
+        requests, index, archive."""
+        return (self.meta, self.state, self.turns, self.requests, self.index, self.archive)
+
+
+@dataclass(frozen=True, slots=True)
+class UserKeys:
+    """The keys of one user: the index, and how the keys of its sessions are named."""
+
+    index: str
+    session_prefix: str
+    """A session's meta key is this followed by its session id."""
+    state_suffix: str = _STATE
+    """A session's state key is its meta key followed by this."""
+
+    def session(self, session_id: str) -> SessionKeys:
+        meta = self.session_prefix + session_id
+        return SessionKeys(
+            meta=meta,
+            state=meta + self.state_suffix,
+            turns=meta + _TURNS,
+            requests=meta + _REQUESTS,
+            archive=meta + _ARCHIVE,
+            index=self.index,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class KeySpace:
+    """Every key name of a store under ``prefix``."""
+
+    prefix: str
+
+    def user(self, user_id: str) -> UserKeys:
+        tagged = f"{self.prefix}{{{user_id}}}"
+        return UserKeys(index=tagged + _INDEX, session_prefix=tagged + _SESSION)
+
+    def user_index(self, user_id: str) -> str:
+        return self.user(user_id).index
+
+    def session(self, user_id: str, session_id: str) -> SessionKeys:
+        return self.user(user_id).session(session_id)
+
+    def namespace(self, name: str) -> KeySpace:
+        """The key space of tenant ``name``, apart from this one's and from other tenants'."""
+        return KeySpace(f"{self.prefix}{_TENANT}{name}:")
+
+    @property
+    def prefix_has_hash_tag(self) -> bool:
+        """Whether keys hash by a tag in the prefix rather than by the user's: on a cluster
+        every user would share one slot (or, with ``{}``, a session's keys would not)."""
+        opening = self.prefix.find("{")
+        return opening >= 0 and "}" in self.prefix[opening:]

@@ -1,0 +1,69 @@
+"""The Lua scripts of the Redis store: one script, so one round trip, per store call.
+
+Each script is a ``.lua`` file of this package (package data) whose header lists its
+KEYS, ARGV and reply. It runs after the constants of the stored format, written here
+from ``codec`` so that Python and Lua cannot disagree on them, and after
+``prelude.lua``, the functions that the scripts share.
+
+Every script runs all of its checks before its first write, so a refused call leaves
+nothing half-written. Each reply is an array whose first element is a status tag
+(``OK`` or the reason for refusing) that the store maps to a domain error. A session
+reply is ``{tag, meta, state}``: ``meta`` the values of ``codec.META_FIELDS`` in that
+order (HMGET) and ``state`` a flat HGETALL array.
+
+Scripts get the keys they touch in KEYS, named by ``keys.KeySpace``, except LIST and
+CREATE (at the sessions-per-user limit), which read sessions that they find in the
+user's index: their headers say how they name those keys and why those stay in the
+user's slot.
+"""
+
+from __future__ import annotations
+
+from importlib.resources import files
+
+from agent_sessions.model import SessionStatus, TurnStatus
+from agent_sessions.store.redis import codec
+
+_SOURCES = files(__name__)
+
+
+def _lua_string(text: str) -> str:
+    if "]]" in text or "\n" in text:
+        raise ValueError(f"cannot embed {text!r} in a Lua long string")
+    return f"[[{text}]]"
+
+
+_CONSTANTS = f"""\
+local META = {{{", ".join(_lua_string(f) for f in codec.META_FIELDS)}}}
+local AGENT_ID = {codec.META_FIELDS.index("agent_id") + 1}
+local CREATE_REQUEST_ID = {codec.META_FIELDS.index("create_request_id") + 1}
+local ENDED = {int(SessionStatus.ENDED)}
+local COMPLETED = {int(TurnStatus.COMPLETED)}
+local OPEN_TURN_TAIL = {_lua_string(codec.OPEN_TURN_TAIL)}
+local ABANDONED_TAIL_BEFORE_TIME = {_lua_string(codec.ABANDONED_TAIL_BEFORE_TIME)}
+local ABANDONED_TAIL_AFTER_TIME = {_lua_string(codec.ABANDONED_TAIL_AFTER_TIME)}
+"""
+
+
+def _source(name: str) -> str:
+    return _SOURCES.joinpath(f"{name}.lua").read_text(encoding="utf-8")
+
+
+_PRELUDE = _CONSTANTS + _source("prelude")
+
+
+def _script(name: str) -> str:
+    return f"{_PRELUDE}\n{_source(name)}"
+
+
+CREATE = _script("create")
+GET = _script("get")
+LIST = _script("list")
+UPDATE = _script("update")
+END = _script("end")
+DELETE = _script("delete")
+BEGIN_TURN = _script("begin_turn")
+RENEW_LEASE = _script("renew_lease")
+FINISH_TURN = _script("finish_turn")
+LIST_TURNS = _script("list_turns")
+FOLD = _script("fold")

@@ -1,0 +1,65 @@
+-- CREATE: a new session, or an imported one with its finished history.
+--
+-- KEYS[1] meta, KEYS[2] state, KEYS[3] turns, KEYS[4] requests, KEYS[5] index,
+-- KEYS[6] archive
+-- ARGV[1] now_ms (the session's create time), ARGV[2] session_id,
+-- ARGV[3] the most live sessions the user may have (0: no limit),
+-- ARGV[4] the meta key of the user's sessions less their id (keys.UserKeys.session_prefix),
+-- ARGV[5 .. 4 + M] the values of META_FIELDS in order (M = #META_FIELDS),
+-- ARGV[5 + M] n: count of turns, ARGV[6 + M] r: count of request ids (both 0 for a new
+-- session; an imported one brings its finished history),
+-- ARGV[7 + M .. 6 + M + n] each turn's final JSON, oldest first,
+-- ARGV[7 + M + n .. 6 + M + n + 2r] request id, turn index pairs,
+-- ARGV[7 + M + n + 2r ..] state key, JSON value pairs
+-- -> {"OK", meta, state} (also for a retry: the session exists, made with the same
+--    non-empty create_request_id) | {"EXISTS"} | {"LIMIT", live sessions}
+--
+-- Keys not in KEYS: at the limit, the meta keys of the user's other sessions, ARGV[4]
+-- followed by each id in the index. Which sessions those are is known only once the
+-- index is read, in this script: passing them in KEYS would take another round trip,
+-- and the index could change in between. They start with the user's hash tagged part,
+-- as KEYS[5] does, so they are in its cluster slot.
+
+local now = tonumber(ARGV[1])
+local existing, raw = load_meta(KEYS[1], now)
+if existing then
+  -- A retry of the create that made it (same request id) gets the session back.
+  local request_id = ARGV[4 + CREATE_REQUEST_ID]
+  if request_id ~= '' and raw[CREATE_REQUEST_ID] == request_id then
+    return {'OK', raw, redis.call('HGETALL', KEYS[2])}
+  end
+  return {'EXISTS'}
+end
+local limit = tonumber(ARGV[3])
+if limit > 0 and redis.call('ZCARD', KEYS[5]) >= limit then
+  -- The index may still list sessions that are gone: count the live ones, and drop
+  -- the others (this costs a pass over the index only when the user is at the limit).
+  local live = 0
+  for _, id in ipairs(redis.call('ZRANGE', KEYS[5], 0, -1)) do
+    local expire = redis.call('HGET', ARGV[4] .. id, 'expire_ms')
+    if expire and tonumber(expire) > now then
+      live = live + 1
+    else
+      redis.call('ZREM', KEYS[5], id)
+    end
+  end
+  if live >= limit then
+    return {'LIMIT', live}
+  end
+end
+-- Whatever is left of an expired session of the same id goes first.
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[6])
+local fields = {}
+for i, field in ipairs(META) do
+  fields[#fields + 1] = field
+  fields[#fields + 1] = ARGV[4 + i]
+end
+redis.call('HSET', KEYS[1], unpack(fields))
+local n, r = tonumber(ARGV[5 + #META]), tonumber(ARGV[6 + #META])
+local first_turn = 7 + #META
+local first_request = first_turn + n
+local first_state = first_request + 2 * r
+call_with_argv('RPUSH', KEYS[3], first_turn, first_request - 1)
+call_with_argv('HSET', KEYS[4], first_request, first_state - 1)
+call_with_argv('HSET', KEYS[2], first_state, #ARGV)
+return commit(KEYS, ARGV[2])
