@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -227,6 +228,30 @@ def test_what_workers_cannot_share_is_refused_before_any_starts(
     assert result.returncode == 2
     assert result.stderr.startswith("session-server: ")
     assert named in result.stderr
+
+
+def test_workers_that_cannot_listen_make_the_supervisor_exit_1_saying_why() -> None:
+    # Held without SO_REUSEPORT: the workers, which set it, cannot share the port.
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        address = f"127.0.0.1:{holder.getsockname()[1]}"
+        result = subprocess.run(
+            [
+                SESSION_SERVER,
+                "--workers=2",
+                "--store=redis://127.0.0.1:1/0",
+                f"--address={address}",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+
+    assert result.returncode == 1
+    assert f"cannot listen on {address}: address already in use" in result.stderr
+    assert "exited on its own (exit status 1)" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_a_killed_worker_makes_the_supervisor_stop_the_other_and_fail(

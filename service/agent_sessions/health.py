@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 
 from grpc_health.v1 import health_pb2
 from grpc_health.v1.health import aio as health_aio  # type: ignore[attr-defined]
@@ -34,18 +35,22 @@ class StoreHealth:
         self._task = asyncio.create_task(self._watch(), name="store-health")
 
     async def check(self) -> bool:
+        why = ""
+        timeout_s = self._interval_s * 2
         try:
-            async with asyncio.timeout(self._interval_s * 2):
+            async with asyncio.timeout(timeout_s):
                 await self._store.ping()
-            healthy = True
-        except (StoreUnavailable, TimeoutError):
-            healthy = False
+        except StoreUnavailable as error:
+            why = _reason(error)
+        except TimeoutError:
+            why = f"no answer within {timeout_s:g}s"
+        healthy = not why
         if healthy != self._healthy:
             self._healthy = healthy
             if healthy:
                 log.info("store answers: SERVING")
             else:
-                log.warning("store does not answer: NOT_SERVING")
+                log.warning("store does not answer (NOT_SERVING): %s", why)
             await self._set(_SERVING if healthy else _NOT_SERVING)
         return healthy
 
@@ -69,3 +74,17 @@ class StoreHealth:
     async def _set(self, status: health_pb2.HealthCheckResponse.ServingStatus.ValueType) -> None:
         for service in ("", SERVICE_NAME):
             await self.servicer.set(service, status)
+
+
+def _reason(error: BaseException) -> str:
+    """What the operator needs to know about ``error``: its text, with the system's words
+    for the socket error under it ("Connection refused"), which asyncio's "Connect call
+    failed" hides."""
+    text = str(error).rstrip(".")
+    cause: BaseException | None = error
+    while cause is not None:
+        if isinstance(cause, OSError) and cause.errno:
+            words = os.strerror(cause.errno)
+            return text if words in text else f"{text} ({words})"
+        cause = cause.__cause__ or cause.__context__
+    return text

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import socket
 from collections.abc import Mapping
 
 import grpc
@@ -18,7 +19,7 @@ from agent_sessions.agents.registry import build as build_agent
 from agent_sessions.api.registration import add_session_service
 from agent_sessions.api.servicer import SessionServicer
 from agent_sessions.calllog import CallLogInterceptor
-from agent_sessions.config import Settings
+from agent_sessions.config import Settings, human_timedelta, split_host_port, store_scheme
 from agent_sessions.health import StoreHealth
 from agent_sessions.metrics import (
     MeteredAgentRegistry,
@@ -27,7 +28,7 @@ from agent_sessions.metrics import (
     SessionMetrics,
 )
 from agent_sessions.security import interceptors, security_mode, server_credentials
-from agent_sessions.sessions import SessionManager, SessionPolicy
+from agent_sessions.sessions import SessionManager
 from agent_sessions.store import SessionStore
 from agent_sessions.store.memory import MemorySessionStore
 from agent_sessions.store.metered import MeteredSessionStore
@@ -36,32 +37,13 @@ from agent_sessions.tracing import Tracing
 log = logging.getLogger(__name__)
 
 
-def _ms(seconds: float) -> int:
-    return round(seconds * 1000)
-
-
-def policy_from(settings: Settings) -> SessionPolicy:
-    return SessionPolicy(
-        default_ttl_ms=_ms(settings.default_ttl.total_seconds()),
-        default_idle_timeout_ms=_ms(settings.default_idle_timeout.total_seconds()),
-        default_max_turns=settings.default_max_turns,
-        max_ttl_ms=_ms(settings.max_ttl.total_seconds()),
-        max_input_bytes=settings.max_input_bytes,
-        max_state_bytes=settings.max_state_bytes,
-        context_turns=settings.context_turns,
-        run_timeout_ms=_ms(settings.run_timeout.total_seconds()),
-        max_sessions_per_user=settings.max_sessions_per_user,
-        max_concurrent_runs=settings.max_concurrent_runs,
-        keep_last_turns=settings.keep_last_turns,
-        max_history_turns=settings.max_history_turns,
-        max_history_bytes=settings.max_history_bytes,
-        max_summary_bytes=settings.max_summary_bytes,
-        archive_folded_turns=settings.archive_folded_turns,
-    )
+class StartupError(Exception):
+    """The server cannot start, for a reason its message says whole (a busy port): an
+    operator's problem, reported in one line without a traceback."""
 
 
 def open_store(settings: Settings) -> SessionStore:
-    if settings.store_url.startswith("memory:"):
+    if store_scheme(settings.store_url) == "memory":
         return MemorySessionStore()
     from agent_sessions.store.redis import RedisSessionStore
 
@@ -101,7 +83,7 @@ class SessionServer:
             # Every store call timed: the tenants' namespaces and the health pings too.
             self.store = MeteredSessionStore(self.store, self.metrics)
         self.agents = registry_class(configured, default=settings.default_agent)
-        policy = policy_from(settings)
+        policy = settings.policy()
         # Each tenant's sessions live apart, in a namespace of the same store.
         self.managers = {"": SessionManager(self.store, self.agents, policy)} | {
             tenant: SessionManager(self.store.namespace(tenant), self.agents, policy)
@@ -126,11 +108,12 @@ class SessionServer:
         options: list[tuple[str, int]] = [
             ("grpc.max_receive_message_length", settings.max_message_bytes),
             ("grpc.max_send_message_length", settings.max_message_bytes),
+            # The workers (agent_sessions.workers) each bind the same address, and the
+            # kernel spreads new connections among them. A lone server must not: gRPC
+            # turns SO_REUSEPORT on by default, and a second server on a busy port would
+            # then share it silently instead of failing.
+            ("grpc.so_reuseport", 1 if self._shares_port else 0),
         ]
-        if settings.workers > 1:
-            # The workers (agent_sessions.workers) each bind the same address; the kernel
-            # spreads new connections among them.
-            options.append(("grpc.so_reuseport", 1))
         self._server = grpc.aio.server(interceptors=chain, options=options)
         add_session_service(SessionServicer(self.managers), self._server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health.servicer, self._server)
@@ -153,15 +136,31 @@ class SessionServer:
         """The port /metrics is served on once started; None without metrics."""
         return None if self._metrics_endpoint is None else self._metrics_endpoint.port
 
+    @property
+    def _shares_port(self) -> bool:
+        return self.settings.workers > 1
+
     async def start(self) -> None:
-        if self._credentials is None:
-            self.port = self._server.add_insecure_port(self.settings.address)
-        else:
-            self.port = self._server.add_secure_port(self.settings.address, self._credentials)
+        """Listens and serves; raises ``StartupError`` when the address (or the metrics
+        address) cannot be listened on. ``stop`` releases what was made either way."""
+        address = self.settings.address
+        try:
+            if self._credentials is None:
+                self.port = self._server.add_insecure_port(address)
+            else:
+                self.port = self._server.add_secure_port(address, self._credentials)
+        except RuntimeError:  # gRPC says only "Failed to bind"
+            self.port = 0
         if self.port == 0:
-            raise OSError(f"cannot listen on {self.settings.address}")
+            why = await asyncio.to_thread(_why_not_bound, address, self._shares_port)
+            raise StartupError(f"cannot listen on {address}: {why}")
         if self._metrics_endpoint is not None:
-            self._metrics_endpoint.start()
+            try:
+                self._metrics_endpoint.start()
+            except OSError as error:
+                raise StartupError(
+                    f"cannot serve metrics on {self.settings.metrics_address}: {_reason(error)}"
+                ) from None
         await self.health.start()
         await self._server.start()
         log.info(
@@ -191,14 +190,57 @@ class SessionServer:
             self._tracing.shutdown()
 
 
+def _reason(error: OSError) -> str:
+    return (error.strerror or str(error)).lower()
+
+
+def _why_not_bound(address: str, reuse_port: bool) -> str:
+    """Why gRPC could not bind ``address``, which it does not say: found by binding it here
+    as gRPC would (address already in use, permission denied, cannot assign...)."""
+    host, port = split_host_port(address)
+    try:
+        candidates = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
+    except socket.gaierror as error:
+        return f"{host} does not resolve ({_reason(error)})"
+    for family, kind, protocol, _, where in candidates:
+        with socket.socket(family, kind, protocol) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if reuse_port:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            try:
+                probe.bind(where)
+            except OSError as error:
+                return _reason(error)
+    return "gRPC could not bind it (GRPC_VERBOSITY=debug logs why)"
+
+
+def run(settings: Settings) -> int:
+    """Serves until SIGTERM or SIGINT; returns the exit status: 0 once stopped, 1 when
+    the server cannot start (logged in one line)."""
+    try:
+        asyncio.run(serve(settings))
+    except StartupError as error:
+        log.error("%s", error)
+        return 1
+    return 0
+
+
 async def serve(settings: Settings) -> None:
     """Runs until SIGTERM or SIGINT, then shuts down gracefully."""
     server = SessionServer(settings)
-    await server.start()
+    try:
+        await server.start()
+    except BaseException:
+        await server.stop(0)
+        raise
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stopping.set)
     await stopping.wait()
-    log.info("shutting down: running calls have %s to finish", settings.shutdown_grace)
+    log.info(
+        "shutting down: running calls have %s to finish", human_timedelta(settings.shutdown_grace)
+    )
     await server.stop()

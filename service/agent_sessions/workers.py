@@ -40,7 +40,7 @@ from collections.abc import Sequence
 
 from agent_sessions import logs
 from agent_sessions.config import Settings
-from agent_sessions.server import serve
+from agent_sessions.server import run
 
 log = logging.getLogger(__name__)
 
@@ -176,7 +176,8 @@ def _stop_when_the_supervisor_is_gone(fd: int) -> None:
 
 
 def worker_main() -> None:
-    """One worker: its settings from stdin, then serves until SIGTERM (``serve``)."""
+    """One worker: its settings from stdin, then serves until SIGTERM; exits 1 when it
+    cannot start (the reason logged), which stops the supervisor and the other workers."""
     stdin = sys.stdin.fileno()
     (size,) = _LENGTH.unpack(_read_exactly(stdin, _LENGTH.size))
     settings: Settings = pickle.loads(_read_exactly(stdin, size))
@@ -187,7 +188,7 @@ def worker_main() -> None:
         daemon=True,
     ).start()
     logs.configure(settings.log_level, settings.log_format)
-    asyncio.run(serve(settings))
+    raise SystemExit(run(settings))
 
 
 if __name__ == "__main__":

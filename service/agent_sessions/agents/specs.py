@@ -90,7 +90,25 @@ _TABLE: TypeAdapter[dict[str, AgentSpec]] = TypeAdapter(dict[str, AgentSpec])
 
 
 def load_agents_file(path: Path) -> dict[str, AgentSpec]:
-    """The ``[agents.<agent_id>]`` tables of a TOML file, validated."""
-    with path.open("rb") as file:
-        document = tomllib.load(file)
+    """The ``[agents.<agent_id>]`` tables of a TOML file, validated.
+
+    Raises ``ValueError`` when the file cannot be read, is not TOML or holds anything but
+    ``[agents.<agent_id>]`` tables, and pydantic's ``ValidationError`` (its locations
+    starting at the agent id) when an agent's entry is wrong.
+    """
+    try:
+        with path.open("rb") as file:
+            document = tomllib.load(file)
+    except OSError as error:
+        raise ValueError(f"cannot read {path}: {error.strerror or error}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path} is not valid TOML: {error}") from None
+    # Anything else is refused rather than ignored: a misspelt [agent.x] would
+    # otherwise leave the server without the agent and without a word about it.
+    unexpected = sorted(key for key in document if key != "agents")
+    if unexpected:
+        raise ValueError(
+            f"{path}: unknown top-level key {unexpected[0]!r}: the file holds only "
+            "[agents.<agent_id>] tables"
+        )
     return _TABLE.validate_python(document.get("agents", {}))
