@@ -20,7 +20,8 @@ from agentsessions.sessions.v1 import sessions_pb2 as pb
 from google.protobuf import timestamp_pb2
 
 from agent_sessions.agents import AgentContext, AgentEvent, AgentRegistry
-from agent_sessions.sessions import SessionManager, SessionPolicy
+from agent_sessions.config import Settings
+from agent_sessions.sessions import SessionManager
 from agent_sessions.store.redis import RedisSessionStore
 from bench.load import run_once
 from tests.grpc_helpers import Stub
@@ -95,7 +96,8 @@ async def session_size(
         redis_server.url, prefix=prefix, compress_over_bytes=512 if compress else 0
     )
     agents = AgentRegistry({"chat": ScriptedReplies([reply for _, reply in pairs])})
-    manager = SessionManager(store, agents, SessionPolicy(max_history_turns=0, max_history_bytes=0))
+    policy = Settings.model_validate({"max_history_turns": 0, "max_history_bytes": 0}).policy()
+    manager = SessionManager(store, agents, policy)
     try:
         session = await manager.create(user_id="sizer", agent_id="chat")
         for question, _ in pairs:

@@ -9,7 +9,6 @@ import pytest
 from pydantic import ValidationError
 
 from agent_sessions.config import Settings, from_cli, human_timedelta, problems
-from agent_sessions.sessions import SessionPolicy
 
 
 @pytest.fixture(autouse=True)
@@ -304,11 +303,6 @@ def test_the_session_policy_is_built_from_the_settings() -> None:
         1500,
         7,
     )
-
-
-def test_the_session_policy_defaults_are_the_settings_defaults() -> None:
-    # SessionPolicy() is what a SessionManager made without one uses: it must not drift.
-    assert SessionPolicy() == settings([]).policy()
 
 
 def _agents_file(tmp_path: Path, text: str) -> Path:

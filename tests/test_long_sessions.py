@@ -8,15 +8,21 @@ import pytest
 import redis.asyncio
 
 from agent_sessions.agents import AgentRegistry
-from agent_sessions.sessions import RunCompleted, SessionManager, SessionPolicy
+from agent_sessions.config import Settings
+from agent_sessions.sessions import RunCompleted, SessionManager
 from agent_sessions.store.redis import RedisSessionStore
 from tests.redis_server import RedisServer
 
 TURNS = 10_000
 BUDGET_BYTES = 128 * 1024
-POLICY = SessionPolicy(
-    context_turns=20, keep_last_turns=20, max_history_turns=100, max_summary_bytes=4 * 1024
-)
+POLICY = Settings.model_validate(
+    {
+        "context_turns": 20,
+        "keep_last_turns": 20,
+        "max_history_turns": 100,
+        "max_summary_bytes": 4 * 1024,
+    }
+).policy()
 QUESTION = "Turn {i}: what should I pack for three days in Shanghai if it rains? 请简短回答。"
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Iterator
-from datetime import timedelta
 
 import grpc
 import pytest
@@ -15,6 +14,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from agent_sessions.server import SessionServer
 from tests.agents import ScriptedAgent
+from tests.clock import ManualClock
 from tests.conftest import server_settings
 from tests.grpc_helpers import create, error_info, reply_of, rpc_error, run, turns
 from tests.redis_server import RedisServer
@@ -120,8 +120,9 @@ async def test_a_session_created_on_one_replica_is_resumed_on_another(
 async def test_redis_stopping_during_a_run_keeps_the_input_and_frees_the_session_later(
     private_redis: RedisServer, key_prefix: str, scripted_agent: ScriptedAgent
 ) -> None:
-    settings = server_settings(private_redis.url, key_prefix, run_timeout=timedelta(seconds=1))
-    server = SessionServer(settings, agents={"scripted": scripted_agent})
+    clock = ManualClock()
+    settings = server_settings(private_redis.url, key_prefix)
+    server = SessionServer(settings, agents={"scripted": scripted_agent}, clock=clock)
     await server.start()
     try:
         async with grpc.aio.insecure_channel(server.address) as channel:
@@ -135,7 +136,7 @@ async def test_redis_stopping_during_a_run_keeps_the_input_and_frees_the_session
             error = await rpc_error(running)
             private_redis.start()
             await health_becomes(server.address, SERVING)
-            await asyncio.sleep(2.1)  # the unrecorded turn's lease: twice the 1 s run timeout
+            clock.advance(settings.turn_lease)  # the unrecorded turn's lease runs out
 
             events = await run(stub, session, "after the outage")
             history = await turns(stub, session)

@@ -524,6 +524,62 @@ async def test_a_turn_whose_lease_ran_out_is_failed_by_the_next_run(store: Sessi
     assert "lease" in page.turns[0].error
 
 
+async def renew(
+    store: SessionStore, start: TurnStart, *, run_id: str = "run-1", at: int, lease_ms: int
+) -> None:
+    await store.renew_lease(
+        user_id=start.session.user_id,
+        session_id=start.session.session_id,
+        index=start.turn.index,
+        run_id=run_id,
+        lease_ms=lease_ms,
+        now_ms=at,
+    )
+
+
+async def test_a_renewed_lease_keeps_the_turn_its_runs(store: SessionStore) -> None:
+    made = await store.create(a_session())
+    t = now()
+    start = await begin(store, made, at=t, lease_ms=1_000)
+
+    await renew(store, start, at=t + 900, lease_ms=1_000)
+
+    with pytest.raises(TurnInProgress):
+        await begin(store, made, run_id="run-2", at=t + 1_500)
+
+
+async def test_a_lease_not_renewed_in_time_lets_the_next_run_take_over(
+    store: SessionStore,
+) -> None:
+    made = await store.create(a_session())
+    t = now()
+    start = await begin(store, made, at=t, lease_ms=1_000)
+    await renew(store, start, at=t + 900, lease_ms=1_000)
+
+    taken = await begin(store, made, run_id="run-2", at=t + 1_900)
+
+    assert taken.turn.index == 2
+
+
+async def test_renewing_a_lease_another_run_took_over_is_refused(store: SessionStore) -> None:
+    made = await store.create(a_session())
+    t = now()
+    stale = await begin(store, made, at=t, lease_ms=1_000)
+    await begin(store, made, run_id="run-2", at=t + 1_000)
+
+    with pytest.raises(RunSuperseded):
+        await renew(store, stale, at=t + 1_100, lease_ms=1_000)
+
+
+async def test_renewing_the_lease_of_a_finished_turn_is_refused(store: SessionStore) -> None:
+    made = await store.create(a_session())
+    start = await begin(store, made)
+    await complete(store, made, start)
+
+    with pytest.raises(RunSuperseded):
+        await renew(store, start, at=now(), lease_ms=1_000)
+
+
 async def test_finishing_a_turn_the_run_no_longer_owns_is_refused(store: SessionStore) -> None:
     made = await store.create(a_session())
     t = now()

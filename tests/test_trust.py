@@ -11,6 +11,7 @@ import json
 import os
 import signal
 import sys
+import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -25,7 +26,7 @@ from grpc import StatusCode
 from agent_sessions.server import SessionServer
 from tests.agents import ScriptedAgent
 from tests.conftest import server_settings
-from tests.grpc_helpers import Stub, create, reply_of, run, turns
+from tests.grpc_helpers import Stub, create, reply_of, rpc_error, run, serving, turns
 from tests.redis_server import RedisServer, free_port
 
 SESSION_SERVER = str(Path(sys.executable).parent / "session-server")
@@ -163,9 +164,11 @@ async def test_killing_redis_under_load_loses_and_duplicates_no_turn(
     assert (lost, duplicated) == (0, 0)
 
 
-async def test_a_server_killed_mid_run_leaves_a_failed_turn_and_a_usable_session(
+async def test_a_server_killed_mid_run_frees_its_session_within_a_lease(
     redis_server: RedisServer, key_prefix: str
 ) -> None:
+    """With the default run timeout (5 minutes) and the default lease (10 s, renewed by
+    the running server's heartbeat), a turn whose server died is freed in seconds."""
     address = f"127.0.0.1:{free_port()}"
     agents = json.dumps({"scripted": {"kind": "plugin", "object": "tests.agents:ScriptedAgent"}})
     command = [
@@ -176,8 +179,6 @@ async def test_a_server_killed_mid_run_leaves_a_failed_turn_and_a_usable_session
         redis_server.url,
         "--key-prefix",
         key_prefix,
-        "--run-timeout",
-        "1",
         "--agents",
         agents,
         "--default-agent",
@@ -199,27 +200,38 @@ async def test_a_server_killed_mid_run_leaves_a_failed_turn_and_a_usable_session
             assert (await anext(stream)).WhichOneof("event") == "started"
             assert (await anext(stream)).delta.text == "thinking"
 
+            await asyncio.sleep(4)  # past the first heartbeats: the lease was renewed
             doomed.send_signal(signal.SIGKILL)
             await doomed.wait()
+            killed_at = time.monotonic()
     finally:
         if doomed.returncode is None:
             doomed.kill()
             await doomed.wait()
 
-    fresh = SessionServer(
-        server_settings(redis_server.url, key_prefix, run_timeout=timedelta(seconds=1))
-    )
+    fresh = SessionServer(server_settings(redis_server.url, key_prefix))
     await fresh.start()
     try:
         async with grpc.aio.insecure_channel(fresh.address) as channel:
             stub = Stub(channel)
             [abandoned] = await turns(stub, session)
-            await asyncio.sleep(2.1)  # the lease: twice the 1 s run timeout
-            events = await run(stub, session, "are you back?")
+            refused = 0
+            while True:  # what a user's client does: retry while the turn is held
+                try:
+                    events = await run(stub, session, "are you back?")
+                    break
+                except grpc.aio.AioRpcError as error:
+                    assert error.code() == StatusCode.ABORTED  # TURN_IN_PROGRESS
+                    refused += 1
+                    await asyncio.sleep(0.2)
+            freed_after_s = time.monotonic() - killed_at
             history = await turns(stub, session)
     finally:
         await fresh.stop(0)
 
+    print(f"\nsession freed {freed_after_s:.1f} s after SIGKILL ({refused} runs refused)")
+    assert refused > 0  # the lease did hold the session for a while
+    assert freed_after_s <= 15
     assert (abandoned.status, abandoned.input) == (pb.TURN_STATUS_IN_PROGRESS, "hang")
     # The fresh server has no "scripted" agent: its default, echo, answers.
     assert reply_of(events) == "Echo (turn 2): are you back?"
@@ -258,3 +270,21 @@ async def test_a_retry_after_a_deadline_completes_the_turn_once(
     # Once completed, the request id replays: no second completed turn, no agent call.
     assert again[0].started.replayed
     assert reply_of(again) == reply_of(retried) == "first half, second half"
+
+
+async def test_a_run_longer_than_its_lease_keeps_its_turn_by_heartbeat(
+    store_url: str, key_prefix: str
+) -> None:
+    agent = ScriptedAgent(pause_s=1.0)  # "pause" takes a second: three leases of 300 ms
+    settings = server_settings(store_url, key_prefix, turn_lease=timedelta(milliseconds=300))
+    async with serving(settings, agents={"scripted": agent}) as (_, stub):
+        session = await create(stub, agent_id="scripted")
+        first = asyncio.ensure_future(run(stub, session, "pause"))
+        await agent.started.wait()
+        await asyncio.sleep(0.6)  # twice the lease: only the heartbeat still holds the turn
+
+        second = await rpc_error(run(stub, session, "me too"))
+        events = await first
+
+    assert second.code() == StatusCode.ABORTED  # TURN_IN_PROGRESS, not a take-over
+    assert events[-1].completed.turn.output == "first half, second half"

@@ -414,6 +414,11 @@ class Settings(BaseSettings):
     run_timeout: PositiveDuration = Field(
         timedelta(minutes=5), description="the longest an agent may take a turn"
     )
+    turn_lease: PositiveDuration = Field(
+        timedelta(seconds=10),
+        description="how long a running turn stays its server's without a heartbeat (sent "
+        "every third of it): a server that dies mid-turn holds the session this long at most",
+    )
     shutdown_grace: Duration = Field(
         timedelta(seconds=10),
         description="how long running calls may finish after SIGTERM/SIGINT",
@@ -649,6 +654,7 @@ class Settings(BaseSettings):
             max_state_bytes=self.max_state_bytes,
             context_turns=self.context_turns,
             run_timeout_ms=_ms(self.run_timeout),
+            turn_lease_ms=_ms(self.turn_lease),
             max_sessions_per_user=self.max_sessions_per_user,
             max_concurrent_runs=self.max_concurrent_runs,
             keep_last_turns=self.keep_last_turns,

@@ -6,7 +6,7 @@ import asyncio
 import logging
 import signal
 import socket
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import grpc
 from agentsessions.sessions.v1 import sessions_pb2
@@ -28,7 +28,7 @@ from agent_sessions.metrics import (
     SessionMetrics,
 )
 from agent_sessions.security import interceptors, security_mode, server_credentials
-from agent_sessions.sessions import SessionManager
+from agent_sessions.sessions import SessionManager, wall_clock_ms
 from agent_sessions.store import SessionStore
 from agent_sessions.store.memory import MemorySessionStore
 from agent_sessions.store.metered import MeteredSessionStore
@@ -65,6 +65,7 @@ class SessionServer:
         *,
         agents: Mapping[str, Agent] | None = None,
         store: SessionStore | None = None,
+        clock: Callable[[], int] = wall_clock_ms,
     ) -> None:
         self.settings = settings
         self.store = store if store is not None else open_store(settings)
@@ -85,8 +86,8 @@ class SessionServer:
         self.agents = registry_class(configured, default=settings.default_agent)
         policy = settings.policy()
         # Each tenant's sessions live apart, in a namespace of the same store.
-        self.managers = {"": SessionManager(self.store, self.agents, policy)} | {
-            tenant: SessionManager(self.store.namespace(tenant), self.agents, policy)
+        self.managers = {"": SessionManager(self.store, self.agents, policy, clock=clock)} | {
+            tenant: SessionManager(self.store.namespace(tenant), self.agents, policy, clock=clock)
             for tenant in settings.tenant_tokens
         }
         self.health = StoreHealth(

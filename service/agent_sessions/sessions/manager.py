@@ -42,13 +42,13 @@ class SessionManager:
         self,
         store: SessionStore,
         agents: AgentRegistry,
-        policy: SessionPolicy | None = None,
+        policy: SessionPolicy,
         *,
         clock: Callable[[], int] = wall_clock_ms,
     ) -> None:
         self.store = store
         self._agents = agents
-        self._policy = policy or SessionPolicy()
+        self._policy = policy
         self._clock = clock
         self._in_flight = InFlight()
         self._compactor = Compactor(

@@ -22,23 +22,27 @@ def wall_clock_ms() -> int:
 
 @dataclass(frozen=True, slots=True)
 class SessionPolicy:
-    """Defaults and limits for sessions and turns."""
+    """Defaults and limits for sessions and turns. Their own defaults live in the
+    settings only: ``Settings.policy()`` builds a policy."""
 
-    default_ttl_ms: int = 24 * 3_600_000
-    default_idle_timeout_ms: int = 30 * 60_000
-    default_max_turns: int = 0
-    max_ttl_ms: int = 30 * 24 * 3_600_000
-    max_input_bytes: int = 32 * 1024
-    max_state_bytes: int = 64 * 1024
-    context_turns: int = 20
-    run_timeout_ms: int = 5 * 60_000
-    max_sessions_per_user: int = 10_000
-    max_concurrent_runs: int = 1_000
-    keep_last_turns: int = 20
+    default_ttl_ms: int
+    default_idle_timeout_ms: int
+    default_max_turns: int
+    max_ttl_ms: int
+    max_input_bytes: int
+    max_state_bytes: int
+    context_turns: int
+    run_timeout_ms: int
+    turn_lease_ms: int
+    """How long a running turn stays its run's without a heartbeat (renewed every third):
+    a server that dies mid-turn blocks the session this long at most."""
+    max_sessions_per_user: int
+    max_concurrent_runs: int
+    keep_last_turns: int
     """Turns a compression keeps in the history when the caller does not say."""
-    max_history_turns: int = 500
+    max_history_turns: int
     """Past this many turns in the history, a run compresses it afterwards (0: never)."""
-    max_history_bytes: int = 2 * 1024 * 1024
+    max_history_bytes: int
     """Past this many input and output bytes in the history, likewise (0: never)."""
-    max_summary_bytes: int = 8 * 1024
-    archive_folded_turns: bool = False
+    max_summary_bytes: int
+    archive_folded_turns: bool

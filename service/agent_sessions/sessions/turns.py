@@ -36,6 +36,7 @@ from agent_sessions.model import (
 )
 from agent_sessions.sessions.compaction import Compactor
 from agent_sessions.sessions.events import RunCompleted, RunDelta, RunEvent, RunStarted
+from agent_sessions.sessions.lease import Heartbeat
 from agent_sessions.sessions.policy import SessionPolicy
 from agent_sessions.sessions.tracking import InFlight
 from agent_sessions.store import SessionStore
@@ -44,10 +45,6 @@ log = logging.getLogger(__name__)
 
 CANCELLED_ERROR = "cancelled: the caller went away before the reply was complete"
 INTERNAL_ERROR = "internal error: the service failed while running the turn (see its log)"
-# A run that outlives its timeout is failed by the run itself; the lease only frees
-# the session when the run could not record its end (its process died, or the store
-# was unreachable at that moment), so it lasts a little longer than the timeout.
-_MAX_LEASE_SLACK_MS = 5_000
 
 
 class TurnRunner:
@@ -71,8 +68,6 @@ class TurnRunner:
         self._in_flight = in_flight
         self._compactor = compactor
         self._runs = InFlight()
-        longest = agents.longest_timeout_ms(policy.run_timeout_ms)
-        self._lease_ms = longest + min(longest, _MAX_LEASE_SLACK_MS)
 
     async def run(
         self, user_id: str, session_id: str, text: str, request_id: str
@@ -98,7 +93,7 @@ class TurnRunner:
             text=text,
             request_id=request_id,
             run_id=run_id,
-            lease_ms=self._lease_ms,
+            lease_ms=policy.turn_lease_ms,
             history_turns=policy.context_turns,
             now_ms=self._clock(),
         )
@@ -119,36 +114,43 @@ class TurnRunner:
             reply_bytes = 0
             state_delta = StateDelta()
             usage = TokenUsage()
+            heartbeat = Heartbeat(
+                self.store, start, run_id, lease_ms=policy.turn_lease_ms, clock=self._clock
+            )
             try:
-                yield RunStarted(start.turn.index, replayed=False)
-                async with asyncio.timeout(timeout_ms / 1000):
-                    agent_stream = _agent_events(configured.agent, _agent_context(start), text)
-                    async with aclosing(agent_stream) as stream:
-                        async for item in stream:
-                            if isinstance(item, str):
-                                reply_bytes += len(item.encode())
-                                if reply_bytes > configured.max_reply_bytes:
+                async with heartbeat:
+                    yield RunStarted(start.turn.index, replayed=False)
+                    async with asyncio.timeout(timeout_ms / 1000):
+                        agent_stream = _agent_events(configured.agent, _agent_context(start), text)
+                        async with aclosing(agent_stream) as stream:
+                            async for item in stream:
+                                heartbeat.check()
+                                if isinstance(item, str):
+                                    reply_bytes += len(item.encode())
+                                    if reply_bytes > configured.max_reply_bytes:
+                                        raise AgentError(
+                                            "the reply grew past the agent's limit of "
+                                            f"{configured.max_reply_bytes} bytes"
+                                        )
+                                    if item:
+                                        reply.append(item)
+                                        yield RunDelta(item)
+                                elif isinstance(item, StateDelta):
+                                    state_delta = state_delta.merged(item)
+                                elif isinstance(item, TokenUsage):
+                                    usage = usage + item
+                                else:
                                     raise AgentError(
-                                        "the reply grew past the agent's limit of "
-                                        f"{configured.max_reply_bytes} bytes"
+                                        f"it sent a {type(item).__name__}, not text, a "
+                                        "StateDelta or a TokenUsage"
                                     )
-                                if item:
-                                    reply.append(item)
-                                    yield RunDelta(item)
-                            elif isinstance(item, StateDelta):
-                                state_delta = state_delta.merged(item)
-                            elif isinstance(item, TokenUsage):
-                                usage = usage + item
-                            else:
-                                raise AgentError(
-                                    f"it sent a {type(item).__name__}, not text, a StateDelta "
-                                    "or a TokenUsage"
-                                )
-                if state_delta:
-                    self._check_agent_state(start.session, state_delta)
+                    if state_delta:
+                        self._check_agent_state(start.session, state_delta)
             except (asyncio.CancelledError, GeneratorExit):
                 await self._record_unfinished(start, run_id, TurnStatus.CANCELLED, CANCELLED_ERROR)
                 raise
+            except RunSuperseded:
+                raise  # the turn is another run's now: nothing of it is this run's to write
             except (AgentError, TimeoutError) as exc:
                 failure = _agent_failure(exc, start, timeout_ms)
                 log.warning(

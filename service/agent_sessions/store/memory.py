@@ -237,6 +237,17 @@ class MemorySessionStore:
         )
         return TurnStart(self._view(record), turn, history)
 
+    async def renew_lease(
+        self, *, user_id: str, session_id: str, index: int, run_id: str, lease_ms: int, now_ms: int
+    ) -> None:
+        record = self._find((user_id, session_id), now_ms)
+        running = record.session.running if record is not None else None
+        if record is None or running is None or (running.index, running.run_id) != (index, run_id):
+            raise RunSuperseded(session_id, index)
+        record.session = dataclasses.replace(
+            record.session, running=dataclasses.replace(running, lease_until_ms=now_ms + lease_ms)
+        )
+
     async def finish_turn(
         self,
         *,

@@ -69,6 +69,7 @@ class _Operations:
         self.end = _Operation(metrics, "end")
         self.delete = _Operation(metrics, "delete")
         self.begin_turn = _Operation(metrics, "begin_turn")
+        self.renew_lease = _Operation(metrics, "renew_lease")
         self.finish_turn = _Operation(metrics, "finish_turn")
         self.list_turns = _Operation(metrics, "list_turns")
         self.fold = _Operation(metrics, "fold")
@@ -199,6 +200,21 @@ class MeteredSessionStore:
                 run_id=run_id,
                 lease_ms=lease_ms,
                 history_turns=history_turns,
+                now_ms=now_ms,
+            ),
+        )
+
+    async def renew_lease(
+        self, *, user_id: str, session_id: str, index: int, run_id: str, lease_ms: int, now_ms: int
+    ) -> None:
+        await _timed(
+            self._ops.renew_lease,
+            self._store.renew_lease(
+                user_id=user_id,
+                session_id=session_id,
+                index=index,
+                run_id=run_id,
+                lease_ms=lease_ms,
                 now_ms=now_ms,
             ),
         )

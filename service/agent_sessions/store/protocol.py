@@ -114,6 +114,18 @@ class SessionStore(Protocol):
         """
         ...
 
+    async def renew_lease(
+        self, *, user_id: str, session_id: str, index: int, run_id: str, lease_ms: int, now_ms: int
+    ) -> None:
+        """Extends the lease of running turn ``index`` to ``now_ms + lease_ms``: the
+        heartbeat of the run that owns it, so that a run whose process died frees its
+        session within one lease, whatever the run timeout.
+
+        Raises ``RunSuperseded`` when ``run_id`` no longer owns the turn (another run
+        found its lease run out and failed it, or the session is gone).
+        """
+        ...
+
     async def finish_turn(
         self,
         *,
