@@ -56,9 +56,9 @@ from bench.load import (
     run_calls,
     run_once,
 )
-from tests.grpc_helpers import Stub
-from tests.redis_cluster import LocalCluster
-from tests.redis_server import RedisServer, free_port
+from bench.stub import Stub
+from launchers.redis_cluster import LocalCluster
+from launchers.redis_server import RedisServer, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 CONCURRENCIES = (1, 16, 64)

@@ -24,8 +24,8 @@ from agent_sessions.config import Settings
 from agent_sessions.sessions import SessionManager
 from agent_sessions.store.redis import RedisSessionStore
 from bench.load import run_once
-from tests.grpc_helpers import Stub
-from tests.redis_server import RedisServer
+from bench.stub import Stub
+from launchers.redis_server import RedisServer
 
 QUESTIONS = [
     "How's the weather in Shanghai this week?",

@@ -25,7 +25,7 @@ from pathlib import Path
 import grpc
 from agentsessions.sessions.v1 import sessions_pb2 as pb
 
-from tests.grpc_helpers import Stub
+from bench.stub import Stub
 
 __all__ = [
     "TEXT",

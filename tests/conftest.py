@@ -12,10 +12,10 @@ from agent_sessions.config import Settings
 from agent_sessions.server import SessionServer
 from agent_sessions.store.memory import MemorySessionStore
 from agent_sessions.store.protocol import SessionStore
+from launchers.redis_cluster import LocalCluster
+from launchers.redis_server import RedisServer
 from tests.agents import ScriptedAgent
 from tests.grpc_helpers import Stub
-from tests.redis_cluster import LocalCluster
-from tests.redis_server import RedisServer
 
 
 @pytest.fixture(scope="session")

@@ -12,6 +12,7 @@ from agentsessions.sessions.v1 import sessions_pb2 as pb
 from grpc import StatusCode
 
 from agent_sessions.server import SessionServer
+from launchers.redis_server import RedisServer
 from tests.conftest import server_settings
 from tests.grpc_helpers import (
     Stub,
@@ -23,7 +24,6 @@ from tests.grpc_helpers import (
     state_of,
     turns,
 )
-from tests.redis_server import RedisServer
 
 StartServer = Callable[..., Awaitable[Stub]]
 

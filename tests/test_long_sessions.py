@@ -11,7 +11,7 @@ from agent_sessions.agents import AgentRegistry
 from agent_sessions.config import Settings
 from agent_sessions.sessions import RunCompleted, SessionManager
 from agent_sessions.store.redis import RedisSessionStore
-from tests.redis_server import RedisServer
+from launchers.redis_server import RedisServer
 
 TURNS = 10_000
 BUDGET_BYTES = 128 * 1024

@@ -21,10 +21,10 @@ from agent_sessions.config import Settings
 from agent_sessions.logs import JsonFormatter
 from agent_sessions.server import SessionServer
 from agent_sessions.store.metered import MeteredSessionStore
+from launchers.redis_server import RedisServer, free_port
 from tests.agents import ScriptedAgent
 from tests.conftest import server_settings
 from tests.grpc_helpers import Stub, create, error_info, rpc_error, run
-from tests.redis_server import RedisServer, free_port
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 

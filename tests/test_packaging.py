@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from agentsessions.sessions.v1 import sessions_pb2, sessions_pb2_grpc
 
+from launchers.redis_server import free_port
 from tests.processes import wait_until_serving
-from tests.redis_server import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 # Installing into fresh venvs takes a minute or so, from pip's cache.

@@ -29,10 +29,10 @@ from agent_sessions.model import Session, SessionStatus, TurnOutcome, TurnStatus
 from agent_sessions.store.redis import RedisSessionStore
 from agent_sessions.store.redis.cluster import cluster_client
 from agent_sessions.store.redis.keys import KeySpace
+from launchers.redis_cluster import LocalCluster
+from launchers.redis_server import free_port
 from tests.conftest import server_settings
 from tests.grpc_helpers import Stub, create, rpc_error, run, serving, state_of, turns
-from tests.redis_cluster import LocalCluster
-from tests.redis_server import free_port
 
 
 def now() -> int:

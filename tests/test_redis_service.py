@@ -13,11 +13,11 @@ from grpc import StatusCode
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from agent_sessions.server import SessionServer
+from launchers.redis_server import RedisServer
 from tests.agents import ScriptedAgent
 from tests.clock import ManualClock
 from tests.conftest import server_settings
 from tests.grpc_helpers import create, error_info, reply_of, rpc_error, run, turns
-from tests.redis_server import RedisServer
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING

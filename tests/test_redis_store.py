@@ -30,7 +30,7 @@ from agent_sessions.model import (
 )
 from agent_sessions.store.redis import RedisSessionStore, codec, scripts
 from agent_sessions.store.redis.keys import KeySpace, SessionKeys
-from tests.redis_server import RedisServer
+from launchers.redis_server import RedisServer
 
 USER = "user-1"
 DELTA = StateDelta(set={"k": "v"}, delete=frozenset({"a"}))

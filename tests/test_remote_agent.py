@@ -24,6 +24,7 @@ from agentsessions.sessions.v1 import sessions_pb2 as pb
 from grpc import StatusCode
 
 from agent_sessions.server import SessionServer
+from launchers.redis_server import free_port
 from tests.conftest import server_settings
 from tests.grpc_helpers import (
     Stub,
@@ -35,7 +36,6 @@ from tests.grpc_helpers import (
     state_of,
     turns,
 )
-from tests.redis_server import free_port
 
 # The example is a script, not a package: it is imported from its directory.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "clients" / "python" / "examples"))

@@ -12,8 +12,8 @@ import pytest
 
 from agent_sessions.cli import main
 from agent_sessions.config import Settings
+from launchers.redis_server import free_port
 from tests.processes import wait_until_serving
-from tests.redis_server import free_port
 
 SESSION_SERVER = str(Path(sys.executable).parent / "session-server")
 

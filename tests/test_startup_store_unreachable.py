@@ -7,8 +7,8 @@ import logging
 import pytest
 
 from agent_sessions.server import SessionServer
+from launchers.redis_server import free_port
 from tests.conftest import server_settings
-from tests.redis_server import free_port
 
 
 async def test_a_server_whose_redis_refuses_connections_logs_why_and_where(

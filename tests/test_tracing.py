@@ -13,8 +13,8 @@ import grpc
 from agentsessions.sessions.v1 import sessions_pb2 as pb
 from agentsessions.sessions.v1 import sessions_pb2_grpc
 
+from launchers.redis_server import RedisServer, free_port
 from tests.processes import wait_until_serving
-from tests.redis_server import RedisServer, free_port
 
 SESSION_SERVER = str(Path(sys.executable).parent / "session-server")
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"

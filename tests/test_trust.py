@@ -24,10 +24,10 @@ from agentsessions.sessions.v1 import sessions_pb2 as pb
 from grpc import StatusCode
 
 from agent_sessions.server import SessionServer
+from launchers.redis_server import RedisServer, free_port
 from tests.agents import ScriptedAgent
 from tests.conftest import server_settings
 from tests.grpc_helpers import Stub, create, reply_of, rpc_error, run, serving, turns
-from tests.redis_server import RedisServer, free_port
 
 SESSION_SERVER = str(Path(sys.executable).parent / "session-server")
 ROOT = Path(__file__).resolve().parent.parent

@@ -21,8 +21,8 @@ import pytest
 from agentsessions.sessions.v1 import sessions_pb2 as pb
 from agentsessions.sessions.v1 import sessions_pb2_grpc
 
+from launchers.redis_server import RedisServer, free_port
 from tests.processes import wait_until_serving
-from tests.redis_server import RedisServer, free_port
 
 pytestmark = pytest.mark.skipif(
     not Path("/proc/net/tcp").exists(), reason="reads processes and sockets from /proc"

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from launchers.redis_server import RedisServer, free_port
 from tests.processes import wait_until_serving
-from tests.redis_server import RedisServer, free_port
 
 SESSION_SERVER = str(Path(sys.executable).parent / "session-server")
 

@@ -18,7 +18,7 @@ from agent_sessions_client import (
     SessionStatus,
     UnavailableError,
 )
-from tests.redis_server import free_port
+from launchers.redis_server import free_port
 
 
 @pytest.fixture

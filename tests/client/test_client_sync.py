@@ -23,7 +23,7 @@ from agent_sessions_client import (
     UnavailableError,
 )
 from agent_sessions_client._channel import RETRIED_METHODS
-from tests.redis_server import free_port
+from launchers.redis_server import free_port
 
 
 @pytest.fixture

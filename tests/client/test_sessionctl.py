@@ -23,7 +23,7 @@ import pytest
 from agent_sessions_client import InvalidArgumentError, SessionClient
 from agent_sessions_client.cli import main
 from agent_sessions_client.cli._values import address as parse_address
-from tests.redis_server import free_port
+from launchers.redis_server import free_port
 
 SESSIONCTL = str(Path(sys.executable).parent / "sessionctl")
 

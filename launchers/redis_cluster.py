@@ -13,7 +13,7 @@ from pathlib import Path
 
 import redis
 
-from tests.redis_server import free_port
+from launchers.redis_server import free_port
 
 
 class LocalCluster:
