@@ -27,13 +27,13 @@ async def logging_server(**settings: object) -> AsyncIterator[Stub]:
 
 
 def call_records(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
-    return [r for r in caplog.records if r.name == "agent_sessions.calllog"]
+    return [r for r in caplog.records if r.name == "agent_sessions.api.calllog"]
 
 
 async def test_each_call_is_logged_with_its_ids_status_and_duration(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    caplog.set_level(logging.INFO, logger="agent_sessions.calllog")
+    caplog.set_level(logging.INFO, logger="agent_sessions.api.calllog")
     async with logging_server() as stub:
         session = await create(stub, user_id="alice")
         await run(stub, session, SECRET_WORDS, request_id="req-7")
@@ -52,7 +52,7 @@ async def test_each_call_is_logged_with_its_ids_status_and_duration(
 
 
 async def test_a_failed_call_is_logged_with_its_status(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, logger="agent_sessions.calllog")
+    caplog.set_level(logging.INFO, logger="agent_sessions.api.calllog")
     async with logging_server() as stub:
         await rpc_error(stub.GetSession(pb.GetSessionRequest(user_id="bob", session_id="nope")))
 
@@ -71,7 +71,7 @@ async def test_what_users_say_stays_out_of_the_logs(caplog: pytest.LogCaptureFix
 
 
 async def test_the_debug_setting_adds_a_runs_input(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, logger="agent_sessions.calllog")
+    caplog.set_level(logging.INFO, logger="agent_sessions.api.calllog")
     async with logging_server(log_conversation_text=True) as stub:
         session = await create(stub)
         await run(stub, session, SECRET_WORDS)
@@ -81,7 +81,7 @@ async def test_the_debug_setting_adds_a_runs_input(caplog: pytest.LogCaptureFixt
 
 
 async def test_calls_are_not_logged_unless_asked(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, logger="agent_sessions.calllog")
+    caplog.set_level(logging.INFO, logger="agent_sessions.api.calllog")
     async with serving(server_settings("memory://", "logs:")) as (_, stub):
         await create(stub)
 

@@ -340,3 +340,19 @@ def test_json_log_lines_parse_with_their_extra_fields() -> None:
     assert first["time"].endswith("+00:00")
     assert entries[1]["level"] == "ERROR" and "RuntimeError: boom" in entries[1]["exception"]
     assert entries[2]["thing"].startswith("<object")
+
+
+async def test_folded_turns_are_counted_from_the_session_logic(
+    metered: SessionServer, metered_stub: Stub
+) -> None:
+    assert metered.metrics_port is not None
+    session = await create(metered_stub)
+    for text in ("one", "two", "three"):
+        await run(metered_stub, session, text)
+
+    await metered_stub.CompressSession(
+        pb.CompressSessionRequest(user_id="user-1", session_id=session.session_id, keep_last=1)
+    )
+    samples = await scrape(metered.metrics_port)
+
+    assert value(samples, "sessions_folded_turns_total") == 2

@@ -21,8 +21,8 @@ from agentsessions.sessions.v1 import sessions_pb2 as pb
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from pydantic_settings import CliApp
 
+from agent_sessions.api.security import UNAUTHENTICATED_MESSAGE
 from agent_sessions.config import Settings
-from agent_sessions.security import UNAUTHENTICATED_MESSAGE
 from agent_sessions.server import SessionServer
 from agent_sessions_client import SessionClient
 from tests.certs import Certs, make_certs

@@ -69,3 +69,20 @@ def test_a_run_is_one_span_in_the_callers_trace_with_its_redis_scripts_beneath(
     beneath = [s for s in spans if s["parent_id"] == run["context"]["span_id"]]
     assert [s["name"] for s in beneath] == ["EVALSHA", "EVALSHA"]
     assert any(s["name"] == f"{METHOD_PREFIX}CreateSession" for s in spans)
+
+
+def test_a_run_span_carries_the_moments_of_its_turn(
+    redis_server: RedisServer, key_prefix: str
+) -> None:
+    spans = traced_conversation(redis_server, key_prefix)
+
+    [run] = [
+        s
+        for s in spans
+        if s["name"] == f"{METHOD_PREFIX}Run" and s["context"]["trace_id"] == f"0x{TRACE_ID}"
+    ]
+    events = {event["name"]: event["attributes"] for event in run["events"]}
+    assert list(events) == ["turn started", "agent finished", "turn committed"]
+    assert events["turn started"] == {"agent_id": "echo", "turn_index": 2}
+    assert events["agent finished"]["outcome"] == "completed"
+    assert events["turn committed"]["turn_count"] == 2

@@ -16,23 +16,21 @@ from grpc_reflection.v1alpha import reflection
 from agent_sessions.agents import Agent, AgentRegistry
 from agent_sessions.agents.registry import ConfiguredAgent
 from agent_sessions.agents.registry import build as build_agent
+from agent_sessions.api.calllog import CallLogInterceptor
+from agent_sessions.api.metrics import MetricsInterceptor
 from agent_sessions.api.registration import add_session_service
+from agent_sessions.api.security import interceptors, security_mode, server_credentials
 from agent_sessions.api.servicer import SessionServicer
-from agent_sessions.calllog import CallLogInterceptor
+from agent_sessions.api.tracing import TracingInterceptor
 from agent_sessions.config import Settings, human_timedelta, split_host_port, store_scheme
 from agent_sessions.health import StoreHealth
-from agent_sessions.metrics import (
-    MeteredAgentRegistry,
-    MetricsEndpoint,
-    MetricsInterceptor,
-    SessionMetrics,
-)
-from agent_sessions.security import interceptors, security_mode, server_credentials
+from agent_sessions.observe.metrics import MetricsEndpoint, SessionMetrics
+from agent_sessions.observe.tracing import Tracing, TracingObserver
 from agent_sessions.sessions import SessionManager, wall_clock_ms
+from agent_sessions.sessions.observers import Observers, SessionObserver
 from agent_sessions.store import SessionStore
 from agent_sessions.store.memory import MemorySessionStore
 from agent_sessions.store.metered import MeteredSessionStore
-from agent_sessions.tracing import Tracing
 
 log = logging.getLogger(__name__)
 
@@ -73,22 +71,29 @@ class SessionServer:
             agent_id: build_agent(spec) for agent_id, spec in settings.agent_specs().items()
         }
         configured.update(agents or {})
-        # With metrics, the registry also names the agent of each Run's turn and times it.
+        # Metrics and tracing observe the session logic; they never reach into it.
+        observers: list[SessionObserver] = []
         self.metrics: SessionMetrics | None = None
         self._metrics_endpoint: MetricsEndpoint | None = None
-        registry_class = AgentRegistry
         if settings.metrics_address is not None:
             self.metrics = SessionMetrics()
             self._metrics_endpoint = MetricsEndpoint(self.metrics, settings.metrics_address)
-            registry_class = MeteredAgentRegistry
+            observers.append(self.metrics)
             # Every store call timed: the tenants' namespaces and the health pings too.
             self.store = MeteredSessionStore(self.store, self.metrics)
-        self.agents = registry_class(configured, default=settings.default_agent)
+        self._tracing = None if settings.otel_traces == "off" else Tracing(settings.otel_traces)
+        if self._tracing is not None:
+            observers.append(TracingObserver())
+        self.agents = AgentRegistry(configured, default=settings.default_agent)
         policy = settings.policy()
+        observer = Observers(observers)
+
+        def manager(store: SessionStore) -> SessionManager:
+            return SessionManager(store, self.agents, policy, clock=clock, observer=observer)
+
         # Each tenant's sessions live apart, in a namespace of the same store.
-        self.managers = {"": SessionManager(self.store, self.agents, policy, clock=clock)} | {
-            tenant: SessionManager(self.store.namespace(tenant), self.agents, policy, clock=clock)
-            for tenant in settings.tenant_tokens
+        self.managers = {"": manager(self.store)} | {
+            tenant: manager(self.store.namespace(tenant)) for tenant in settings.tenant_tokens
         }
         self.health = StoreHealth(
             self.store, interval_s=settings.health_check_interval.total_seconds()
@@ -103,9 +108,8 @@ class SessionServer:
             chain.insert(0, CallLogInterceptor(with_text=settings.log_conversation_text))
         if self.metrics is not None:
             chain.insert(0, MetricsInterceptor(self.metrics))
-        self._tracing = None if settings.otel_traces == "off" else Tracing(settings.otel_traces)
         if self._tracing is not None:
-            chain.insert(0, self._tracing.interceptor)
+            chain.insert(0, TracingInterceptor(self._tracing.tracer))
         options: list[tuple[str, int]] = [
             ("grpc.max_receive_message_length", settings.max_message_bytes),
             ("grpc.max_send_message_length", settings.max_message_bytes),

@@ -69,6 +69,13 @@ class AgentRegistry:
     def knows(self, agent_id: str) -> bool:
         return self._default is not None or agent_id in self._agents
 
+    def answering_id(self, agent_id: str) -> str:
+        """The id of the configured agent that answers ``agent_id``: itself, or the
+        default agent's (ids that clients choose freely never name a metric or a span)."""
+        if agent_id in self._agents:
+            return agent_id
+        return self._default or "other"
+
     def resolve(self, agent_id: str) -> ConfiguredAgent | None:
         found = self._agents.get(agent_id)
         if found is None and self._default is not None:

@@ -15,9 +15,9 @@ from agentsessions.sessions.v1 import sessions_pb2_grpc
 from agent_sessions.api import convert
 from agent_sessions.api.coalesce import coalesced
 from agent_sessions.api.registration import MalformedRequest
+from agent_sessions.api.security import current_tenant
 from agent_sessions.api.status import to_status
 from agent_sessions.errors import InvalidArgument, SessionError
-from agent_sessions.security import current_tenant
 from agent_sessions.sessions import SessionManager
 
 log = logging.getLogger(__name__)

@@ -16,6 +16,7 @@ from agent_sessions.agents.summarizer import (
 from agent_sessions.errors import FoldConflict, SessionError
 from agent_sessions.model import Fold, Session, Turn, text_bytes
 from agent_sessions.sessions.events import Compressed
+from agent_sessions.sessions.observers import SessionObserver
 from agent_sessions.sessions.policy import SessionPolicy
 from agent_sessions.sessions.tracking import InFlight
 from agent_sessions.store import SessionStore
@@ -35,12 +36,14 @@ class Compactor:
         *,
         clock: Callable[[], int],
         in_flight: InFlight,
+        observer: SessionObserver,
     ) -> None:
         self.store = store
         self._agents = agents
         self._policy = policy
         self._clock = clock
         self._in_flight = in_flight
+        self._observer = observer
         self._extractive = ExtractiveSummarizer()
         self._compacting: dict[tuple[str, str], asyncio.Task[None]] = {}
 
@@ -80,6 +83,7 @@ class Compactor:
         session = await self.store.fold(
             user_id=user_id, session_id=session_id, fold=fold, now_ms=self._clock()
         )
+        self._observer.compacted(session=session, folded_turns=len(turns), summarizer=summarizer)
         return Compressed(session, len(turns), summarizer)
 
     async def _summarize(self, session: Session, turns: Sequence[Turn]) -> tuple[str, str]:

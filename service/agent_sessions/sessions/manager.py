@@ -21,6 +21,7 @@ from agent_sessions.model import (
 )
 from agent_sessions.sessions.compaction import Compactor
 from agent_sessions.sessions.events import Compressed, RunEvent, SessionsPage, TurnsPage
+from agent_sessions.sessions.observers import Observers, SessionObserver
 from agent_sessions.sessions.policy import (
     MAX_FOLDED_TURNS,
     MAX_IMPORT_TURNS,
@@ -45,14 +46,21 @@ class SessionManager:
         policy: SessionPolicy,
         *,
         clock: Callable[[], int] = wall_clock_ms,
+        observer: SessionObserver | None = None,
     ) -> None:
         self.store = store
+        observer = observer if observer is not None else Observers()
         self._agents = agents
         self._policy = policy
         self._clock = clock
         self._in_flight = InFlight()
         self._compactor = Compactor(
-            store, agents, self._policy, clock=clock, in_flight=self._in_flight
+            store,
+            agents,
+            self._policy,
+            clock=clock,
+            in_flight=self._in_flight,
+            observer=observer,
         )
         self._turns = TurnRunner(
             store,
@@ -61,6 +69,7 @@ class SessionManager:
             clock=clock,
             in_flight=self._in_flight,
             compactor=self._compactor,
+            observer=observer,
         )
 
     async def create(

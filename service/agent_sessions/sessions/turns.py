@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import time
 from collections.abc import AsyncGenerator, Callable
 from contextlib import aclosing
 
@@ -37,6 +38,7 @@ from agent_sessions.model import (
 from agent_sessions.sessions.compaction import Compactor
 from agent_sessions.sessions.events import RunCompleted, RunDelta, RunEvent, RunStarted
 from agent_sessions.sessions.lease import Heartbeat
+from agent_sessions.sessions.observers import AgentOutcome, SessionObserver
 from agent_sessions.sessions.policy import SessionPolicy
 from agent_sessions.sessions.tracking import InFlight
 from agent_sessions.store import SessionStore
@@ -60,6 +62,7 @@ class TurnRunner:
         clock: Callable[[], int],
         in_flight: InFlight,
         compactor: Compactor,
+        observer: SessionObserver,
     ) -> None:
         self.store = store
         self._agents = agents
@@ -67,6 +70,7 @@ class TurnRunner:
         self._clock = clock
         self._in_flight = in_flight
         self._compactor = compactor
+        self._observer = observer
         self._runs = InFlight()
 
     async def run(
@@ -109,6 +113,8 @@ class TurnRunner:
             await self._record_unfinished(start, run_id, TurnStatus.FAILED, error.message)
             raise error
         timeout_ms = configured.timeout_ms or policy.run_timeout_ms
+        agent = self._agents.answering_id(start.session.agent_id)
+        observer = self._observer
         with self._in_flight.track():
             reply: list[str] = []
             reply_bytes = 0
@@ -117,6 +123,8 @@ class TurnRunner:
             heartbeat = Heartbeat(
                 self.store, start, run_id, lease_ms=policy.turn_lease_ms, clock=self._clock
             )
+            observer.turn_started(agent=agent, session_id=session_id, turn_index=start.turn.index)
+            called = time.perf_counter()
             try:
                 async with heartbeat:
                     yield RunStarted(start.turn.index, replayed=False)
@@ -147,11 +155,14 @@ class TurnRunner:
                     if state_delta:
                         self._check_agent_state(start.session, state_delta)
             except (asyncio.CancelledError, GeneratorExit):
+                self._agent_finished(agent, "cancelled", called)
                 await self._record_unfinished(start, run_id, TurnStatus.CANCELLED, CANCELLED_ERROR)
                 raise
             except RunSuperseded:
+                self._agent_finished(agent, "failed", called)
                 raise  # the turn is another run's now: nothing of it is this run's to write
             except (AgentError, TimeoutError) as exc:
+                self._agent_finished(agent, "failed", called)
                 failure = _agent_failure(exc, start, timeout_ms)
                 log.warning(
                     "turn %d of %s failed: %s",
@@ -163,11 +174,13 @@ class TurnRunner:
                 await self._record_unfinished(start, run_id, TurnStatus.FAILED, failure.message)
                 raise failure from exc
             except Exception:
+                self._agent_finished(agent, "failed", called)
                 # Not the agent's failure but the service's own: INTERNAL (the servicer
                 # logs the trace).
                 log.warning("turn %d of %s failed in the service", start.turn.index, session_id)
                 await self._record_unfinished(start, run_id, TurnStatus.FAILED, INTERNAL_ERROR)
                 raise
+            self._agent_finished(agent, "completed", called)
 
             turn, session = await self.store.finish_turn(
                 user_id=user_id,
@@ -182,9 +195,15 @@ class TurnRunner:
                 ),
                 now_ms=self._clock(),
             )
+        observer.turn_committed(agent=agent, turn=turn, session=session)
         yield RunCompleted(turn, session)
         # Reached once the caller took the completed event: off the response path.
         self._compactor.compact_later(session)
+
+    def _agent_finished(self, agent: str, outcome: AgentOutcome, called: float) -> None:
+        self._observer.agent_finished(
+            agent=agent, outcome=outcome, seconds=time.perf_counter() - called
+        )
 
     def _check_agent_state(self, session: Session, delta: StateDelta) -> None:
         # The agent's change must leave a state the session could have been given.

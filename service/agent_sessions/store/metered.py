@@ -29,7 +29,7 @@ from agent_sessions.model import (
 from agent_sessions.store.protocol import SessionStore
 
 if TYPE_CHECKING:
-    from agent_sessions.metrics import SessionMetrics
+    from agent_sessions.observe.metrics import SessionMetrics
 
 T = TypeVar("T")
 
@@ -229,8 +229,6 @@ class MeteredSessionStore:
         outcome: TurnOutcome,
         now_ms: int,
     ) -> tuple[Turn, Session]:
-        # The agent of the Run, if any, is done: its turn's time ends here.
-        self._ops.metrics.agent_done()
         return await _timed(
             self._ops.finish_turn,
             self._store.finish_turn(

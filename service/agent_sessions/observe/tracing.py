@@ -7,7 +7,10 @@ the standard ``OTEL_EXPORTER_OTLP_*`` variables (``OTEL_EXPORTER_OTLP_ENDPOINT``
 default ``http://localhost:4317``), or to stdout as JSON (``console``, for debugging);
 ``OTEL_SERVICE_NAME`` names the service (default ``session-server``).
 
-The call spans come from an interceptor of this module rather than from
+The session logic's moments (turn started, agent finished, turn committed, compaction)
+are events on the current call's span, from :class:`TracingObserver`.
+
+The call spans come from an interceptor (:mod:`agent_sessions.api.tracing`) rather than from
 ``opentelemetry-instrumentation-grpc``: that one's grpc.aio interceptor expects a
 streaming handler to be an async generator, and ``Run`` writes its events with
 ``context.write`` (it fails every Run with a TypeError).
@@ -16,22 +19,17 @@ streaming handler to be an async generator, and ``Run`` writes its events with
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any
 
-import grpc
-
-from agent_sessions.api.handlers import Behaviour, ServiceInterceptor
-from agent_sessions.api.status import SERVICE_PREFIX, aborted_code
-
-if TYPE_CHECKING:
-    from opentelemetry.trace import Tracer
+from agent_sessions.model import Session, Turn
+from agent_sessions.sessions.observers import AgentOutcome
 
 EXTRA_HINT = "pip install 'agent-sessions[otel]'"
 
 
 class Tracing:
-    """The tracer provider, the call interceptor and the Redis instrumentation;
-    :meth:`shutdown` flushes the spans and undoes the instrumentation."""
+    """The tracer provider (its ``tracer`` makes the call spans of
+    :mod:`agent_sessions.api.tracing`) and the Redis instrumentation; :meth:`shutdown`
+    flushes the spans and undoes the instrumentation."""
 
     def __init__(self, exporter_name: str) -> None:
         try:
@@ -61,51 +59,35 @@ class Tracing:
         # without touching whatever else the process traces.
         self._redis = RedisInstrumentor()
         self._redis.instrument(tracer_provider=self._provider)
-        self.interceptor = TracingInterceptor(self._provider.get_tracer(__name__))
+        self.tracer = self._provider.get_tracer(__name__)
 
     def shutdown(self) -> None:
         self._redis.uninstrument()
         self._provider.shutdown()
 
 
-class TracingInterceptor(ServiceInterceptor):
-    """A server span around each SessionService call; health and reflection are left out
-    (probes every second would bury the service's own calls)."""
+class TracingObserver:
+    """Adds the session logic's moments as events to the span of the call they happen in
+    (a compaction in the background has no recording span, and adds nothing)."""
 
-    def __init__(self, tracer: Tracer) -> None:
-        super().__init__()
-        self._tracer = tracer
+    def __init__(self) -> None:
+        from opentelemetry import trace
 
-    def wrap(self, method: str, behaviour: Behaviour) -> Behaviour:
-        from opentelemetry import propagate
-        from opentelemetry.trace import SpanKind, Status, StatusCode
+        self._current_span = trace.get_current_span
 
-        tracer = self._tracer
-        span_name = SERVICE_PREFIX + method
-        attributes = {
-            "rpc.system": "grpc",
-            "rpc.service": SERVICE_PREFIX.strip("/"),
-            "rpc.method": method,
-        }
+    def _event(self, name: str, attributes: dict[str, str | int | float]) -> None:
+        span = self._current_span()
+        if span.is_recording():
+            span.add_event(name, attributes)
 
-        async def call(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-            carrier = {key: value for key, value in context.invocation_metadata() or ()}
-            with tracer.start_as_current_span(
-                span_name,
-                context=propagate.extract(carrier),
-                kind=SpanKind.SERVER,
-                attributes=attributes,
-                record_exception=False,
-                set_status_on_exception=False,
-            ) as span:
-                try:
-                    response = await behaviour(request, context)
-                except BaseException:
-                    code = aborted_code(context)
-                    span.set_attribute("rpc.grpc.status_code", code.value[0])
-                    span.set_status(Status(StatusCode.ERROR, code.name))
-                    raise
-                span.set_attribute("rpc.grpc.status_code", grpc.StatusCode.OK.value[0])
-                return response
+    def turn_started(self, *, agent: str, session_id: str, turn_index: int) -> None:
+        self._event("turn started", {"agent_id": agent, "turn_index": turn_index})
 
-        return call
+    def agent_finished(self, *, agent: str, outcome: AgentOutcome, seconds: float) -> None:
+        self._event("agent finished", {"agent_id": agent, "outcome": outcome, "seconds": seconds})
+
+    def turn_committed(self, *, agent: str, turn: Turn, session: Session) -> None:
+        self._event("turn committed", {"turn_index": turn.index, "turn_count": session.turn_count})
+
+    def compacted(self, *, session: Session, folded_turns: int, summarizer: str) -> None:
+        self._event("compacted", {"folded_turns": folded_turns, "summarizer": summarizer})
