@@ -16,6 +16,7 @@ from grpc_reflection.v1alpha import reflection
 from agent_sessions.agents import Agent, AgentRegistry
 from agent_sessions.agents.registry import ConfiguredAgent
 from agent_sessions.agents.registry import build as build_agent
+from agent_sessions.agents.specs import AgentSpec
 from agent_sessions.api.calllog import CallLogInterceptor
 from agent_sessions.api.metrics import MetricsInterceptor
 from agent_sessions.api.registration import add_session_service
@@ -38,6 +39,14 @@ log = logging.getLogger(__name__)
 class StartupError(Exception):
     """The server cannot start, for a reason its message says whole (a busy port): an
     operator's problem, reported in one line without a traceback."""
+
+
+def _built(agent_id: str, spec: AgentSpec) -> ConfiguredAgent:
+    try:
+        return build_agent(spec)
+    except (ImportError, AttributeError, TypeError, ValueError) as error:
+        # A plugin that does not import, or does not make an agent: the operator's to fix.
+        raise StartupError(f"agent {agent_id!r} cannot be built: {error}") from None
 
 
 def open_store(settings: Settings) -> SessionStore:
@@ -66,11 +75,15 @@ class SessionServer:
         clock: Callable[[], int] = wall_clock_ms,
     ) -> None:
         self.settings = settings
-        self.store = store if store is not None else open_store(settings)
         configured: dict[str, Agent | ConfiguredAgent] = {
-            agent_id: build_agent(spec) for agent_id, spec in settings.agent_specs().items()
+            agent_id: _built(agent_id, spec) for agent_id, spec in settings.agent_specs().items()
         }
         configured.update(agents or {})
+        try:
+            self.agents = AgentRegistry(configured, default=settings.default_agent)
+        except ValueError as error:  # a default agent that the table does not name
+            raise StartupError(f"--default-agent: {error}") from None
+        self.store = store if store is not None else open_store(settings)
         # Metrics and tracing observe the session logic; they never reach into it.
         observers: list[SessionObserver] = []
         self.metrics: SessionMetrics | None = None
@@ -84,7 +97,6 @@ class SessionServer:
         self._tracing = None if settings.otel_traces == "off" else Tracing(settings.otel_traces)
         if self._tracing is not None:
             observers.append(TracingObserver())
-        self.agents = AgentRegistry(configured, default=settings.default_agent)
         policy = settings.policy()
         observer = Observers(observers)
 
