@@ -28,6 +28,13 @@ def refusal(args: list[str]) -> str:
     return "\n".join(problems(raised.value))
 
 
+def refused_settings(args: list[str]) -> list[str]:
+    """The setting each problem the flags ``args`` have is about."""
+    with pytest.raises(ValidationError) as raised:
+        settings(args)
+    return [".".join(str(part) for part in error["loc"]) for error in raised.value.errors()]
+
+
 def test_defaults_are_the_documented_ones() -> None:
     got = settings([])
 
@@ -66,17 +73,14 @@ def test_flags_win_over_environment_variables(monkeypatch: pytest.MonkeyPatch) -
 @pytest.mark.parametrize(
     ("args", "field"),
     [
-        (["--store", "postgres://db"], "store"),
+        (["--store", "postgres://db"], "store_url"),
         (["--address", "no-port"], "address"),
         (["--default-ttl", "-5"], "default_ttl"),
         (["--max-input-bytes", "0"], "max_input_bytes"),
     ],
 )
 def test_invalid_values_are_refused_naming_the_setting(args: list[str], field: str) -> None:
-    with pytest.raises(ValidationError) as raised:
-        settings(args)
-
-    assert field in str(raised.value)
+    assert refused_settings(args) == [field]
 
 
 @pytest.mark.parametrize(
@@ -112,10 +116,7 @@ def test_tenant_tokens_come_from_the_environment_and_name_their_tenants(
 
 
 def test_a_badly_named_tenant_is_refused() -> None:
-    with pytest.raises(ValidationError) as raised:
-        settings(["--tenant-tokens", '{"Acme Corp": "token"}'])
-
-    assert "tenant" in str(raised.value)
+    assert refused_settings(["--tenant-tokens", '{"Acme Corp": "token"}']) == ["tenant_tokens"]
 
 
 def test_the_store_is_read_from_sessions_store_url_and_no_other_variable(
@@ -361,3 +362,16 @@ def test_a_bad_agents_file_is_a_settings_error_in_one_line(
 
     assert got.startswith(problem.format(path=path))
     assert "\n" not in got
+
+
+def test_a_key_prefix_with_a_hash_tag_is_refused_on_a_cluster() -> None:
+    with pytest.raises(ValidationError, match="key_prefix"):
+        Settings.model_validate(
+            {"store_url": "redis+cluster://127.0.0.1:7000", "key_prefix": "app{x}:"}
+        )
+
+
+def test_a_key_prefix_with_braces_is_taken_on_a_single_redis() -> None:
+    made = Settings.model_validate({"store_url": "redis://127.0.0.1:6379/0", "key_prefix": "a{x}:"})
+
+    assert made.key_prefix == "a{x}:"

@@ -390,6 +390,12 @@ class Settings(BaseSettings):
     max_state_bytes: Annotated[int, _byte_size(1)] = Field(
         64 * 1024, description="the largest session state, as JSON bytes"
     )
+    max_item_bytes: Annotated[int, _byte_size(1)] = Field(
+        256 * 1024, description="the largest item payload (AppendItems), in UTF-8 bytes of JSON"
+    )
+    max_items_per_append: int = Field(
+        100, ge=1, le=10_000, description="the most items one AppendItems or ReplaceItems writes"
+    )
     max_message_bytes: Annotated[int, _byte_size(4 << 20, MAX_GRPC_MESSAGE_BYTES)] = Field(
         16 * 1024 * 1024,
         description="the largest gRPC message received or sent, in bytes, from 4 MiB to under "
@@ -545,6 +551,20 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
+    def _key_prefix_fits_the_store(self) -> Settings:
+        if not store_scheme(self.store_url).endswith("+cluster"):
+            return self
+        from agent_sessions.store.redis.keys import KeySpace
+
+        # A hash tag in the prefix would put every user in one cluster slot.
+        if KeySpace(self.key_prefix).prefix_has_hash_tag:
+            raise ValueError(
+                f"key_prefix: {self.key_prefix!r} holds a hash tag ({{...}}); on a Redis "
+                "Cluster the user id is the tag, so leave braces out of the prefix"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _read_agents_file(self) -> Settings:
         """The agents table, whole: the file is read here, not when the server starts."""
         table: dict[str, AgentSpec] = {}
@@ -652,6 +672,8 @@ class Settings(BaseSettings):
             max_ttl_ms=_ms(self.max_ttl),
             max_input_bytes=self.max_input_bytes,
             max_state_bytes=self.max_state_bytes,
+            max_item_bytes=self.max_item_bytes,
+            max_items_per_append=self.max_items_per_append,
             context_turns=self.context_turns,
             run_timeout_ms=_ms(self.run_timeout),
             turn_lease_ms=_ms(self.turn_lease),

@@ -31,6 +31,8 @@ class SessionPolicy:
     max_ttl_ms: int
     max_input_bytes: int
     max_state_bytes: int
+    max_item_bytes: int
+    max_items_per_append: int
     context_turns: int
     run_timeout_ms: int
     turn_lease_ms: int
