@@ -53,9 +53,12 @@ def store_kind(request: pytest.FixtureRequest) -> str:
 
     A module that picks its store by ``store_kind == "redis"`` would run the cluster
     kind on memory: the cluster kind runs only where the store comes from the fixtures
-    here (not overridden by one of the module's own of the same name).
+    here (not overridden by one of the module's own of the same name), and not in a
+    module that sets ``SKIP_CLUSTER = True``.
     """
     kind: str = request.param
+    if kind == "cluster" and getattr(request.module, "SKIP_CLUSTER", False):
+        pytest.skip("this module runs on memory and Redis only: see its SKIP_CLUSTER")
     if kind == "cluster" and not any(
         name in request.fixturenames and not hasattr(request.module, name)
         for name in _KIND_FIXTURES

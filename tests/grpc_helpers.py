@@ -20,9 +20,11 @@ __all__ = [
     "Stub",
     "create",
     "error_info",
+    "refusal",
     "reply_of",
     "rpc_error",
     "run",
+    "sent_error_info",
     "serving",
     "state_of",
     "turns",
@@ -68,7 +70,8 @@ async def turns(stub: Stub, session: pb.Session) -> list[pb.Turn]:
     return list(response.turns)
 
 
-def error_info(error: grpc.aio.AioRpcError) -> error_details_pb2.ErrorInfo:
+def sent_error_info(error: grpc.aio.AioRpcError) -> error_details_pb2.ErrorInfo | None:
+    """The ErrorInfo the service sent with this error, or None when it sent no detail."""
     metadata: Any = error.trailing_metadata() or ()
     for key, value in metadata:
         if key == "grpc-status-details-bin":
@@ -76,7 +79,21 @@ def error_info(error: grpc.aio.AioRpcError) -> error_details_pb2.ErrorInfo:
             info = error_details_pb2.ErrorInfo()
             assert status.details[0].Unpack(info)
             return info
-    raise AssertionError(f"no google.rpc.Status detail in {error!r}")
+    return None
+
+
+def error_info(error: grpc.aio.AioRpcError) -> error_details_pb2.ErrorInfo:
+    info = sent_error_info(error)
+    if info is None:
+        raise AssertionError(f"no google.rpc.Status detail in {error!r}")
+    return info
+
+
+def refusal(error: grpc.aio.AioRpcError) -> tuple[grpc.StatusCode, str, str]:
+    """What a refused call tells a program: the status code, the ErrorInfo reason and the
+    field it names ("" when it names none). Tests assert on these, not on the message."""
+    info = error_info(error)
+    return error.code(), info.reason, info.metadata.get("field", "")
 
 
 async def rpc_error(call: Awaitable[Any]) -> grpc.aio.AioRpcError:

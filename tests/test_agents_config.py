@@ -18,6 +18,7 @@ from tests.grpc_helpers import (
     Stub,
     create,
     error_info,
+    refusal,
     reply_of,
     rpc_error,
     run,
@@ -53,9 +54,8 @@ async def test_an_unknown_agent_is_refused_when_no_default_is_configured(
 
     error = await rpc_error(create(stub, agent_id="nobody"))
 
-    assert error.code() == StatusCode.INVALID_ARGUMENT
-    assert "unknown agent 'nobody'" in (error.details() or "")
-    assert "echo, weather" in (error.details() or "")
+    assert refusal(error) == (StatusCode.INVALID_ARGUMENT, "INVALID_ARGUMENT", "agent_id")
+    assert "echo, weather" in (error.details() or "")  # the agents there are to choose from
 
 
 async def test_the_default_agent_answers_any_agent_id(start_server: StartServer) -> None:
@@ -114,8 +114,7 @@ async def test_a_reply_past_the_agents_size_limit_fails_the_turn(start_server: S
 
     error = await rpc_error(run(stub, session, "a question long enough to exceed the limit"))
 
-    assert error.code() == StatusCode.INTERNAL
-    assert "limit of 20 bytes" in (error.details() or "")
+    assert (error.code(), error_info(error).reason) == (StatusCode.INTERNAL, "AGENT_FAILED")
     [turn] = await turns(stub, session)
     assert (turn.status, turn.output) == (pb.TURN_STATUS_FAILED, "")
 
@@ -127,8 +126,11 @@ async def test_an_agent_past_its_own_timeout_fails_the_turn(start_server: StartS
 
     error = await rpc_error(run(stub, session, "hang"))
 
-    assert error.code() == StatusCode.DEADLINE_EXCEEDED
-    assert "300 ms" in (error.details() or "")
+    assert (error.code(), error_info(error).reason) == (
+        StatusCode.DEADLINE_EXCEEDED,
+        "RUN_TIMED_OUT",
+    )
+    assert "300 ms" in (error.details() or "")  # its own timeout, not the server's
     [turn] = await turns(stub, session)
     assert (turn.status, turn.input) == (pb.TURN_STATUS_FAILED, "hang")
 
@@ -171,8 +173,7 @@ async def test_an_agents_state_change_past_the_state_limit_fails_the_turn(
 
     error = await rpc_error(run(stub, session, "a message that the agent records in its state"))
 
-    assert error.code() == StatusCode.INTERNAL
-    assert "state change was refused" in (error.details() or "")
+    assert (error.code(), error_info(error).reason) == (StatusCode.INTERNAL, "AGENT_FAILED")
     got = await stub.GetSession(
         pb.GetSessionRequest(session_id=session.session_id, user_id=session.user_id)
     )

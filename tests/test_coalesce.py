@@ -40,14 +40,17 @@ async def test_deltas_produced_apart_are_sent_apart() -> None:
 
 
 async def test_an_error_of_the_run_reaches_the_caller_after_the_events_before_it() -> None:
+    broke = ValueError("agent broke")
+
     async def failing() -> AsyncGenerator[RunEvent, None]:
         yield RunDelta("partial")
-        raise ValueError("agent broke")
+        raise broke
 
     received: list[RunEvent] = []
-    with pytest.raises(ValueError, match="agent broke"):
+    with pytest.raises(ValueError) as raised:
         async for event in coalesced(failing()):
             received.append(event)
+    assert raised.value is broke
     assert received == [RunDelta("partial")]
 
 

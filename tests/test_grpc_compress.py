@@ -16,7 +16,7 @@ from agent_sessions.server import SessionServer
 from tests import grpc_helpers
 from tests.agents import ScriptedAgent
 from tests.conftest import server_settings
-from tests.grpc_helpers import Stub, create, error_info, reply_of, rpc_error, run, turns
+from tests.grpc_helpers import Stub, create, error_info, refusal, reply_of, rpc_error, run, turns
 
 SHANGHAI = "How's the weather in Shanghai? I fly there tomorrow."
 BEIJING = "What about Beijing?"
@@ -163,8 +163,7 @@ async def test_a_negative_keep_last_is_invalid_argument(stub: Stub) -> None:
 
     error = await rpc_error(compress(stub, session, keep_last=-1))
 
-    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert "keep_last" in (error.details() or "")
+    assert refusal(error) == (grpc.StatusCode.INVALID_ARGUMENT, "INVALID_ARGUMENT", "keep_last")
 
 
 async def test_compressing_another_users_session_is_not_found(stub: Stub) -> None:

@@ -10,7 +10,7 @@ from agentsessions.sessions.v1 import sessions_pb2 as pb
 from google.protobuf import duration_pb2
 from grpc import StatusCode
 
-from tests.grpc_helpers import Stub, create, error_info, reply_of, rpc_error, run
+from tests.grpc_helpers import Stub, create, error_info, refusal, reply_of, rpc_error, run
 
 MAX_IMPORT_TURNS = 10_000
 
@@ -247,47 +247,29 @@ def _with_a_state_that_is_not_an_object() -> pb.ImportSessionRequest:
 
 
 @pytest.mark.parametrize(
-    ("build", "field", "hint"),
+    ("build", "field"),
     [
-        (_without_session_id, "snapshot.session_id", "required"),
-        (_with_a_gap, "snapshot.turns[1].index", "is 3 where 2 was expected"),
-        (
-            _with_a_turn_in_progress,
-            "snapshot.turns[1].status",
-            "only finished turns can be imported",
-        ),
-        (
-            _with_a_turn_of_no_status,
-            "snapshot.turns[0].status",
-            "only finished turns can be imported",
-        ),
-        (
-            _with_output_on_a_failed_turn,
-            "snapshot.turns[1].output",
-            "only a completed turn keeps a reply",
-        ),
-        (_with_an_empty_input, "snapshot.turns[0].input", "required"),
-        (_with_an_oversized_input, "snapshot.turns[1].input", "the limit is 32768 bytes"),
-        (
-            _with_a_request_id_after_its_completed_turn,
-            "snapshot.turns[1].request_id",
-            "may not follow its completed turn",
-        ),
-        (_with_too_many_turns, "snapshot.turns", "the limit is 10000 turns per import"),
-        (_with_bad_labels, "snapshot.labels['Bad Key']", "lowercase"),
-        (_with_a_zero_ttl, "snapshot.ttl", "positive"),
-        (_with_a_state_that_is_not_an_object, "snapshot.state_json", "must be a JSON object"),
+        (_without_session_id, "snapshot.session_id"),
+        (_with_a_gap, "snapshot.turns[1].index"),
+        (_with_a_turn_in_progress, "snapshot.turns[1].status"),
+        (_with_a_turn_of_no_status, "snapshot.turns[0].status"),
+        (_with_output_on_a_failed_turn, "snapshot.turns[1].output"),
+        (_with_an_empty_input, "snapshot.turns[0].input"),
+        (_with_an_oversized_input, "snapshot.turns[1].input"),
+        (_with_a_request_id_after_its_completed_turn, "snapshot.turns[1].request_id"),
+        (_with_too_many_turns, "snapshot.turns"),
+        (_with_bad_labels, "snapshot.labels['Bad Key']"),
+        (_with_a_zero_ttl, "snapshot.ttl"),
+        (_with_a_state_that_is_not_an_object, "snapshot.state_json"),
     ],
     ids=lambda value: value.__name__.strip("_") if callable(value) else None,
 )
 async def test_a_malformed_import_is_invalid_argument_naming_the_field(
-    stub: Stub, build: Any, field: str, hint: str
+    stub: Stub, build: Any, field: str
 ) -> None:
     error = await rpc_error(stub.ImportSession(build()))
 
-    assert error.code() == StatusCode.INVALID_ARGUMENT
-    assert error_info(error).metadata["field"] == field
-    assert hint in (error.details() or "")
+    assert refusal(error) == (StatusCode.INVALID_ARGUMENT, "INVALID_ARGUMENT", field)
 
 
 async def test_a_refused_import_stores_nothing(stub: Stub) -> None:

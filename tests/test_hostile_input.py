@@ -1154,7 +1154,6 @@ async def test_state_numbers_must_be_finite(stub: Stub, number: str) -> None:
         error = await rpc_error(call)
         assert error.code() == StatusCode.INVALID_ARGUMENT
         assert error_info(error).metadata["field"] == field_name
-        assert "finite" in (error.details() or "")
 
     await assert_absent(stub, "u", "nan-create")
     await assert_absent(stub, "u", "nan-import")
@@ -1182,7 +1181,6 @@ async def test_imported_turn_times_must_be_valid_timestamps(
 
     assert error.code() == StatusCode.INVALID_ARGUMENT
     assert error_info(error).metadata["field"] == f"snapshot.turns[0].{stamp}"
-    assert "timestamp" in (error.details() or "")
     await assert_absent(stub, "u", "bad-time")
 
 
@@ -1232,7 +1230,6 @@ async def test_state_depth_is_limited_and_the_deepest_state_is_carried_everywher
         error = await rpc_error(stub.CreateSession(request))
         assert error.code() == StatusCode.INVALID_ARGUMENT
         assert error_info(error).metadata["field"].startswith("state_json")
-        assert f"{MAX_DEPTH}" in (error.details() or "")
     update = pb.UpdateSessionRequest(
         session=pb.Session(user_id="u", session_id=session.session_id, state_json=too_deep[0]),
         update_mask=field_mask_pb2.FieldMask(paths=["state_json"]),

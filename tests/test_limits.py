@@ -1,4 +1,4 @@
-"""Limits trip with RESOURCE_EXHAUSTED, a message naming the limit, and nothing stored."""
+"""Limits trip with RESOURCE_EXHAUSTED, an ErrorInfo naming the limit, and nothing stored."""
 
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ async def test_a_user_past_the_session_limit_is_refused_and_nothing_is_stored(
 
     assert error.code() == StatusCode.RESOURCE_EXHAUSTED
     assert error_info(error).reason == "TOO_MANY_SESSIONS"
-    assert "2 live sessions" in (error.details() or "")
+    assert error_info(error).metadata["max_sessions_per_user"] == "2"
     missing = await rpc_error(
         limited.GetSession(pb.GetSessionRequest(session_id="third", user_id="busy"))
     )
@@ -75,5 +75,6 @@ async def test_runs_past_the_concurrency_limit_are_refused_and_record_nothing(
 
     assert error.code() == StatusCode.RESOURCE_EXHAUSTED
     assert error_info(error).reason == "TOO_MANY_RUNS"
+    assert error_info(error).metadata["max_concurrent_runs"] == "1"
     assert reply_of(after) == "count=1 history=0"
     assert [t.input for t in await turns(limited, other)] == ["now?"]

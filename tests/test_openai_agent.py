@@ -36,6 +36,8 @@ API_KEY = "sk-test-4a1f9c"
 KEY_ENV = "AGENT_SESSIONS_TEST_OPENAI_KEY"
 UNSET_KEY_ENV = "AGENT_SESSIONS_TEST_UNSET_KEY"
 SYSTEM_PROMPT = "You are terse."
+# The agents are under test here, not the stores: memory and Redis suffice.
+SKIP_CLUSTER = True
 
 
 @pytest.fixture
@@ -44,14 +46,6 @@ def openai_stub() -> Iterator[OpenAIStub]:
     started.start()
     yield started
     started.stop()
-
-
-@pytest.fixture
-def store_url(store_kind: str, request: pytest.FixtureRequest) -> str:
-    if store_kind == "redis":
-        url: str = request.getfixturevalue("redis_server").url
-        return url
-    return "memory://"
 
 
 @pytest.fixture
@@ -102,16 +96,30 @@ async def disconnects_within(openai_stub: OpenAIStub, seconds: float) -> bool:
     return await asyncio.to_thread(openai_stub.disconnected.wait, seconds)
 
 
+UNAVAILABLE = (StatusCode.UNAVAILABLE, "AGENT_UNAVAILABLE")
+FAILED = (StatusCode.INTERNAL, "AGENT_FAILED")
+
+
 async def assert_fails_then_runs_again(
-    stub: Stub, openai_stub: OpenAIStub, code: StatusCode, reason: str, *upstream: str
+    stub: Stub,
+    openai_stub: OpenAIStub,
+    mode: str,
+    refusal: tuple[StatusCode, str],
+    *upstream: str,
 ) -> None:
-    """Runs a turn that fails; then, with the stand-in answering again, one that works."""
+    """Runs a turn while the stand-in answers in ``mode``, which fails with ``refusal``
+    (code, reason); then, with the stand-in answering again, one that works.
+
+    The caller's error and the failed turn both carry ``upstream``: what the model server
+    said, which no ErrorInfo field holds.
+    """
     session = await create_with_state(stub, "gpt")
+    openai_stub.mode = mode
 
     error = await rpc_error(run(stub, session, "Hello"))
 
-    assert error.code() == code
-    assert error_info(error).reason == reason
+    assert (error.code(), error_info(error).reason) == refusal
+    assert error_info(error).metadata["turn_index"] == "1"
     details = error.details() or ""
     assert all(part in details for part in upstream), details
     assert API_KEY not in details
@@ -290,7 +298,7 @@ async def test_the_agent_timeout_is_deadline_exceeded_and_fails_the_turn(
     assert time.monotonic() - started < 3
     assert error.code() == StatusCode.DEADLINE_EXCEEDED
     assert error_info(error).reason == "RUN_TIMED_OUT"
-    assert "500 ms" in (error.details() or "")
+    assert "500 ms" in (error.details() or "")  # its own timeout, not the server's
     assert await disconnects_within(openai_stub, 1.0)
     [turn] = await turns(grpc_stub, session)
     assert (turn.status, turn.input, turn.output) == (pb.TURN_STATUS_FAILED, "Go slowly", "")
@@ -305,7 +313,6 @@ async def test_a_reply_past_max_reply_bytes_is_internal_and_stores_no_output(
 
     assert error.code() == StatusCode.INTERNAL
     assert error_info(error).reason == "AGENT_FAILED"
-    assert "4096 bytes" in (error.details() or "")
     # The stand-in had 1 MiB to send; it was cut off, not read to the end.
     assert await disconnects_within(openai_stub, 1.0)
     [turn] = await turns(grpc_stub, session)
@@ -316,43 +323,23 @@ async def test_a_reply_past_max_reply_bytes_is_internal_and_stores_no_output(
 async def test_http_500_is_unavailable_and_the_session_runs_again(
     grpc_stub: Stub, openai_stub: OpenAIStub
 ) -> None:
-    openai_stub.mode = "error-500"
-
-    await assert_fails_then_runs_again(
-        grpc_stub,
-        openai_stub,
-        StatusCode.UNAVAILABLE,
-        "AGENT_UNAVAILABLE",
-        "HTTP 500",
-        "The server had an error while processing your request.",
-    )
+    await assert_fails_then_runs_again(grpc_stub, openai_stub, "error-500", UNAVAILABLE, "HTTP 500")
 
 
 async def test_http_429_is_unavailable_and_the_session_runs_again(
     grpc_stub: Stub, openai_stub: OpenAIStub
 ) -> None:
-    openai_stub.mode = "error-429"
-
-    await assert_fails_then_runs_again(
-        grpc_stub,
-        openai_stub,
-        StatusCode.UNAVAILABLE,
-        "AGENT_UNAVAILABLE",
-        "HTTP 429",
-        "Rate limit reached for requests.",
-    )
+    await assert_fails_then_runs_again(grpc_stub, openai_stub, "error-429", UNAVAILABLE, "HTTP 429")
 
 
 async def test_http_401_is_internal_carrying_the_status_and_the_upstream_message(
     grpc_stub: Stub, openai_stub: OpenAIStub
 ) -> None:
-    openai_stub.mode = "error-401"
-
     await assert_fails_then_runs_again(
         grpc_stub,
         openai_stub,
-        StatusCode.INTERNAL,
-        "AGENT_FAILED",
+        "error-401",
+        FAILED,
         f"HTTP 401 from {openai_stub.base_url}: Incorrect API key provided: [api key].",
     )
 
@@ -360,29 +347,16 @@ async def test_http_401_is_internal_carrying_the_status_and_the_upstream_message
 async def test_an_event_that_is_not_json_is_internal_malformed_stream(
     grpc_stub: Stub, openai_stub: OpenAIStub
 ) -> None:
-    openai_stub.mode = "malformed"
-
     await assert_fails_then_runs_again(
-        grpc_stub,
-        openai_stub,
-        StatusCode.INTERNAL,
-        "AGENT_FAILED",
-        f"malformed stream from {openai_stub.base_url}",
+        grpc_stub, openai_stub, "malformed", FAILED, "malformed stream", openai_stub.base_url
     )
 
 
 async def test_a_response_that_is_not_a_chat_completion_stream_is_internal(
     grpc_stub: Stub, openai_stub: OpenAIStub
 ) -> None:
-    openai_stub.mode = "not-a-stream"
-
     await assert_fails_then_runs_again(
-        grpc_stub,
-        openai_stub,
-        StatusCode.INTERNAL,
-        "AGENT_FAILED",
-        f"malformed stream from {openai_stub.base_url}",
-        "application/json",
+        grpc_stub, openai_stub, "not-a-stream", FAILED, "malformed stream", "application/json"
     )
 
 
@@ -396,8 +370,7 @@ async def test_a_refused_connection_is_unavailable_and_the_session_runs_again(
 
     assert error.code() == StatusCode.UNAVAILABLE
     assert error_info(error).reason == "AGENT_UNAVAILABLE"
-    assert f"cannot reach {openai_stub.base_url}" in (error.details() or "")
-    assert "ConnectionRefused" in (error.details() or "")
+    assert openai_stub.base_url in (error.details() or "")  # which server could not be reached
     [turn] = await turns(grpc_stub, session)
     assert (turn.status, turn.input, turn.output) == (pb.TURN_STATUS_FAILED, "Hello", "")
     assert "ConnectionRefused" in turn.error

@@ -25,7 +25,7 @@ from agent_sessions.api.security import UNAUTHENTICATED_MESSAGE
 from agent_sessions.config import Settings
 from agent_sessions.server import SessionServer
 from agent_sessions_client import SessionClient
-from tests.certs import Certs, make_certs
+from tests.certs import Certs, KeyPair, make_certs
 from tests.conftest import server_settings
 from tests.grpc_helpers import Stub, rpc_error, run
 from tests.test_operations import grpcurl_path
@@ -58,6 +58,15 @@ def tls(certs: Certs, *, mutual: bool = False) -> dict[str, Any]:
     if mutual:
         settings["tls_client_ca_file"] = certs.client_ca.cert
     return settings
+
+
+def presenting(certs: Certs, identity: KeyPair) -> grpc.ChannelCredentials:
+    """A client's credentials: trusting the server's CA, presenting ``identity``'s certificate."""
+    return grpc.ssl_channel_credentials(
+        root_certificates=certs.server_ca.cert_pem(),
+        private_key=identity.key_pem(),
+        certificate_chain=identity.cert_pem(),
+    )
 
 
 def tokens(*configured: str, **overrides: Any) -> dict[str, Any]:
@@ -132,21 +141,13 @@ async def test_mtls_refuses_a_client_without_a_certificate(certs: Certs) -> None
 
 
 async def test_mtls_refuses_a_client_certificate_from_another_ca(certs: Certs) -> None:
-    stranger = grpc.ssl_channel_credentials(
-        root_certificates=certs.server_ca.cert_pem(),
-        private_key=certs.stranger.key_pem(),
-        certificate_chain=certs.stranger.cert_pem(),
-    )
+    stranger = presenting(certs, certs.stranger)
     async with serving(**tls(certs, mutual=True)) as server, stub_for(server, stranger) as stub:
         assert await refused_code(stub) == grpc.StatusCode.UNAVAILABLE
 
 
 async def test_mtls_serves_a_client_certificate_signed_by_the_client_ca(certs: Certs) -> None:
-    client = grpc.ssl_channel_credentials(
-        root_certificates=certs.server_ca.cert_pem(),
-        private_key=certs.client.key_pem(),
-        certificate_chain=certs.client.cert_pem(),
-    )
+    client = presenting(certs, certs.client)
     async with serving(**tls(certs, mutual=True)) as server, stub_for(server, client) as stub:
         session = await a_call(stub)
 

@@ -20,25 +20,17 @@ def busy_address() -> Iterator[str]:
         yield f"127.0.0.1:{holder.getsockname()[1]}"
 
 
+@pytest.mark.parametrize(
+    ("setting", "refused"),
+    [("address", "cannot listen on"), ("metrics_address", "cannot serve metrics on")],
+)
 async def test_a_busy_address_is_a_startup_error_naming_it(
-    busy_address: str, key_prefix: str
+    busy_address: str, key_prefix: str, setting: str, refused: str
 ) -> None:
-    server = SessionServer(server_settings("memory://", key_prefix, address=busy_address))
+    server = SessionServer(server_settings("memory://", key_prefix, **{setting: busy_address}))
 
-    with pytest.raises(StartupError) as refused:
+    with pytest.raises(StartupError) as raised:
         await server.start()
     await server.stop(0)
 
-    assert str(refused.value) == f"cannot listen on {busy_address}: address already in use"
-
-
-async def test_a_busy_metrics_address_is_a_startup_error_naming_it(
-    busy_address: str, key_prefix: str
-) -> None:
-    server = SessionServer(server_settings("memory://", key_prefix, metrics_address=busy_address))
-
-    with pytest.raises(StartupError) as refused:
-        await server.start()
-    await server.stop(0)
-
-    assert str(refused.value) == f"cannot serve metrics on {busy_address}: address already in use"
+    assert str(raised.value) == f"{refused} {busy_address}: address already in use"

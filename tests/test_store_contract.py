@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from typing import Any
 
 import pytest
@@ -29,85 +28,18 @@ from agent_sessions.model import (
     TurnStatus,
 )
 from agent_sessions.store.protocol import SessionStore
-
-HOUR_MS = 3_600_000
-LEASE_MS = 60_000
-
-
-def now() -> int:
-    # Real time, because Redis expires keys on its own clock; tests move past
-    # expiry by passing a later now_ms, which both stores honour.
-    return int(time.time() * 1000)
-
-
-def a_session(**overrides: Any) -> Session:
-    t = overrides.pop("now_ms", None) or now()
-    fields: dict[str, Any] = {
-        "session_id": "s-1",
-        "user_id": "user-1",
-        "agent_id": "agent-1",
-        "status": SessionStatus.ACTIVE,
-        "create_time_ms": t,
-        "update_time_ms": t,
-        "last_activity_ms": t,
-        "ttl_ms": 24 * HOUR_MS,
-        "idle_timeout_ms": HOUR_MS // 2,
-        "max_turns": 0,
-        "turn_count": 0,
-        "total_turns": 0,
-        "state": {},
-        "labels": {},
-    }
-    fields.update(overrides)
-    return Session(**fields)
-
-
-async def begin(
-    store: SessionStore,
-    session: Session,
-    text: str = "hello",
-    *,
-    run_id: str = "run-1",
-    request_id: str = "",
-    at: int | None = None,
-    history_turns: int = 20,
-    lease_ms: int = LEASE_MS,
-) -> TurnStart:
-    return await store.begin_turn(
-        user_id=session.user_id,
-        session_id=session.session_id,
-        text=text,
-        request_id=request_id,
-        run_id=run_id,
-        lease_ms=lease_ms,
-        history_turns=history_turns,
-        now_ms=at or now(),
-    )
-
-
-async def complete(
-    store: SessionStore,
-    session: Session,
-    start: TurnStart,
-    output: str = "reply",
-    *,
-    run_id: str = "run-1",
-    delta: StateDelta | None = None,
-) -> Session:
-    _, after = await store.finish_turn(
-        user_id=session.user_id,
-        session_id=session.session_id,
-        turn=start.turn,
-        run_id=run_id,
-        outcome=TurnOutcome(TurnStatus.COMPLETED, output=output, state_delta=delta or StateDelta()),
-        now_ms=now(),
-    )
-    return after
-
-
-async def run_turn(store: SessionStore, session: Session, text: str, output: str) -> Session:
-    return await complete(store, session, await begin(store, session, text), output)
-
+from tests.store_helpers import (
+    HOUR_MS,
+    a_session,
+    all_turns,
+    begin,
+    complete,
+    fail,
+    now,
+    renew,
+    run_turn,
+    turns_page,
+)
 
 # --- create and get ---------------------------------------------------------------
 
@@ -356,16 +288,7 @@ async def test_deleted_session_is_gone_with_its_history(store: SessionStore) -> 
     with pytest.raises(SessionNotFound):
         await store.get(user_id="user-1", session_id="s-1", now_ms=now())
     await store.create(made)
-    page = await store.list_turns(
-        user_id="user-1",
-        session_id="s-1",
-        start_index=None,
-        limit=10,
-        newest_first=False,
-        include_archived=False,
-        now_ms=now(),
-    )
-    assert page.turns == []
+    assert await all_turns(store, made) == []
 
 
 async def test_deleting_an_unknown_session_is_not_found(store: SessionStore) -> None:
@@ -404,7 +327,6 @@ async def test_completing_a_turn_stores_reply_state_and_count_together(
 
     after = await complete(
         store,
-        made,
         start,
         "Sunny, 22°C",
         delta=StateDelta(set={"city": "Shanghai"}, delete=frozenset({"drop"})),
@@ -412,16 +334,7 @@ async def test_completing_a_turn_stores_reply_state_and_count_together(
 
     assert after.state == {"keep": 1, "city": "Shanghai"}
     assert (after.turn_count, after.total_turns) == (1, 1)
-    page = await store.list_turns(
-        user_id="user-1",
-        session_id="s-1",
-        start_index=None,
-        limit=10,
-        newest_first=False,
-        include_archived=False,
-        now_ms=now(),
-    )
-    [turn] = page.turns
+    [turn] = await all_turns(store, made)
     assert (turn.status, turn.input, turn.output) == (TurnStatus.COMPLETED, "hello", "Sunny, 22°C")
     assert turn.complete_time_ms >= turn.create_time_ms
 
@@ -456,14 +369,7 @@ async def test_history_holds_only_completed_turns_of_the_recent_window(
     for i in range(4):
         await run_turn(store, made, f"q{i}", f"a{i}")
     failed = await begin(store, made, "lost")
-    await store.finish_turn(
-        user_id="user-1",
-        session_id="s-1",
-        turn=failed.turn,
-        run_id="run-1",
-        outcome=TurnOutcome(TurnStatus.FAILED, error="x"),
-        now_ms=now(),
-    )
+    await fail(store, failed)
 
     start = await begin(store, made, "next", run_id="run-9", history_turns=3)
 
@@ -488,16 +394,7 @@ async def test_of_many_concurrent_begins_exactly_one_records_a_turn(store: Sessi
     started = [o for o in outcomes if isinstance(o, TurnStart)]
     assert len(started) == 1
     assert all(isinstance(o, TurnInProgress) for o in outcomes if o not in started)
-    page = await store.list_turns(
-        user_id="user-1",
-        session_id="s-1",
-        start_index=None,
-        limit=30,
-        newest_first=False,
-        include_archived=False,
-        now_ms=now(),
-    )
-    assert [t.input for t in page.turns] == [started[0].turn.input]
+    assert [t.input for t in await all_turns(store, made)] == [started[0].turn.input]
 
 
 async def test_a_turn_whose_lease_ran_out_is_failed_by_the_next_run(store: SessionStore) -> None:
@@ -508,33 +405,12 @@ async def test_a_turn_whose_lease_ran_out_is_failed_by_the_next_run(store: Sessi
     start = await begin(store, made, "fresh", run_id="run-2", at=t + 1_000)
 
     assert start.turn.index == 2
-    page = await store.list_turns(
-        user_id="user-1",
-        session_id="s-1",
-        start_index=None,
-        limit=10,
-        newest_first=False,
-        include_archived=False,
-        now_ms=t + 1_000,
-    )
-    assert [(x.status, x.input) for x in page.turns] == [
+    turns = await all_turns(store, made, at=t + 1_000)
+    assert [(x.status, x.input) for x in turns] == [
         (TurnStatus.FAILED, "abandoned"),
         (TurnStatus.IN_PROGRESS, "fresh"),
     ]
-    assert "lease" in page.turns[0].error
-
-
-async def renew(
-    store: SessionStore, start: TurnStart, *, run_id: str = "run-1", at: int, lease_ms: int
-) -> None:
-    await store.renew_lease(
-        user_id=start.session.user_id,
-        session_id=start.session.session_id,
-        index=start.turn.index,
-        run_id=run_id,
-        lease_ms=lease_ms,
-        now_ms=at,
-    )
+    assert "lease" in turns[0].error
 
 
 async def test_a_renewed_lease_keeps_the_turn_its_runs(store: SessionStore) -> None:
@@ -561,11 +437,17 @@ async def test_a_lease_not_renewed_in_time_lets_the_next_run_take_over(
     assert taken.turn.index == 2
 
 
-async def test_renewing_a_lease_another_run_took_over_is_refused(store: SessionStore) -> None:
+async def taken_over(store: SessionStore, t: int) -> TurnStart:
+    """The start of a turn that run-1 began at ``t`` and run-2 took over when its lease ran out."""
     made = await store.create(a_session())
-    t = now()
     stale = await begin(store, made, at=t, lease_ms=1_000)
     await begin(store, made, run_id="run-2", at=t + 1_000)
+    return stale
+
+
+async def test_renewing_a_lease_another_run_took_over_is_refused(store: SessionStore) -> None:
+    t = now()
+    stale = await taken_over(store, t)
 
     with pytest.raises(RunSuperseded):
         await renew(store, stale, at=t + 1_100, lease_ms=1_000)
@@ -574,20 +456,17 @@ async def test_renewing_a_lease_another_run_took_over_is_refused(store: SessionS
 async def test_renewing_the_lease_of_a_finished_turn_is_refused(store: SessionStore) -> None:
     made = await store.create(a_session())
     start = await begin(store, made)
-    await complete(store, made, start)
+    await complete(store, start)
 
     with pytest.raises(RunSuperseded):
         await renew(store, start, at=now(), lease_ms=1_000)
 
 
 async def test_finishing_a_turn_the_run_no_longer_owns_is_refused(store: SessionStore) -> None:
-    made = await store.create(a_session())
-    t = now()
-    stale = await begin(store, made, at=t, lease_ms=1_000)
-    await begin(store, made, run_id="run-2", at=t + 1_000)
+    stale = await taken_over(store, now())
 
     with pytest.raises(RunSuperseded):
-        await complete(store, made, stale, run_id="run-1")
+        await complete(store, stale, run_id="run-1")
 
 
 async def test_finishing_a_turn_of_a_deleted_session_is_refused(store: SessionStore) -> None:
@@ -596,21 +475,14 @@ async def test_finishing_a_turn_of_a_deleted_session_is_refused(store: SessionSt
     await store.delete(user_id="user-1", session_id="s-1", now_ms=now())
 
     with pytest.raises(RunSuperseded):
-        await complete(store, made, start)
+        await complete(store, start)
 
 
 async def test_max_turns_counts_completed_turns_only(store: SessionStore) -> None:
     made = await store.create(a_session(max_turns=2))
     await run_turn(store, made, "1", "one")
     failed = await begin(store, made)
-    await store.finish_turn(
-        user_id="user-1",
-        session_id="s-1",
-        turn=failed.turn,
-        run_id="run-1",
-        outcome=TurnOutcome(TurnStatus.FAILED, error="x"),
-        now_ms=now(),
-    )
+    await fail(store, failed)
     await run_turn(store, made, "2", "two")
 
     with pytest.raises(MaxTurnsReached) as raised:
@@ -621,7 +493,7 @@ async def test_max_turns_counts_completed_turns_only(store: SessionStore) -> Non
 async def test_a_repeated_request_id_replays_the_completed_turn(store: SessionStore) -> None:
     made = await store.create(a_session())
     first = await begin(store, made, "hi", request_id="r-1")
-    await complete(store, made, first, "hello")
+    await complete(store, first, "hello")
 
     again = await begin(store, made, "hi", request_id="r-1", run_id="run-2")
 
@@ -633,14 +505,7 @@ async def test_a_repeated_request_id_replays_the_completed_turn(store: SessionSt
 async def test_a_request_id_whose_turn_failed_runs_again(store: SessionStore) -> None:
     made = await store.create(a_session())
     first = await begin(store, made, "hi", request_id="r-1")
-    await store.finish_turn(
-        user_id="user-1",
-        session_id="s-1",
-        turn=first.turn,
-        run_id="run-1",
-        outcome=TurnOutcome(TurnStatus.FAILED, error="x"),
-        now_ms=now(),
-    )
+    await fail(store, first)
 
     again = await begin(store, made, "hi", request_id="r-1", run_id="run-2")
 
@@ -653,33 +518,9 @@ async def test_list_turns_pages_oldest_or_newest_first(store: SessionStore) -> N
     for i in range(5):
         await run_turn(store, made, f"q{i}", f"a{i}")
 
-    oldest = await store.list_turns(
-        user_id="user-1",
-        session_id="s-1",
-        start_index=2,
-        limit=2,
-        newest_first=False,
-        include_archived=False,
-        now_ms=now(),
-    )
-    newest = await store.list_turns(
-        user_id="user-1",
-        session_id="s-1",
-        start_index=None,
-        limit=2,
-        newest_first=True,
-        include_archived=False,
-        now_ms=now(),
-    )
-    beyond = await store.list_turns(
-        user_id="user-1",
-        session_id="s-1",
-        start_index=6,
-        limit=2,
-        newest_first=False,
-        include_archived=False,
-        now_ms=now(),
-    )
+    oldest = await turns_page(store, made, start_index=2, limit=2)
+    newest = await turns_page(store, made, limit=2, newest_first=True)
+    beyond = await turns_page(store, made, start_index=6, limit=2)
 
     assert [t.index for t in oldest.turns] == [2, 3]
     assert [t.index for t in newest.turns] == [5, 4]
@@ -690,15 +531,7 @@ async def test_list_turns_pages_oldest_or_newest_first(store: SessionStore) -> N
 async def test_list_turns_of_another_user_is_not_found(store: SessionStore) -> None:
     await store.create(a_session(user_id="alice"))
     with pytest.raises(SessionNotFound):
-        await store.list_turns(
-            user_id="mallory",
-            session_id="s-1",
-            start_index=None,
-            limit=1,
-            newest_first=False,
-            include_archived=False,
-            now_ms=now(),
-        )
+        await turns_page(store, a_session(user_id="mallory"), limit=1)
 
 
 # --- import ----------------------------------------------------------------------------
@@ -725,19 +558,6 @@ def an_imported_session(t: int, **overrides: Any) -> Session:
     }
     fields.update(overrides)
     return a_session(**fields)
-
-
-async def all_turns(store: SessionStore, session: Session) -> list[Turn]:
-    page = await store.list_turns(
-        user_id=session.user_id,
-        session_id=session.session_id,
-        start_index=None,
-        limit=100_000,
-        newest_first=False,
-        include_archived=False,
-        now_ms=now(),
-    )
-    return page.turns
 
 
 async def test_an_imported_session_reads_back_with_its_state_summary_status_and_counts(
@@ -790,7 +610,7 @@ async def test_the_turn_after_an_import_is_n_plus_1_with_the_imported_history(
     made = await store.import_session(an_imported_session(t), a_history(t))
 
     start = await begin(store, made, "next")
-    after = await complete(store, made, start)
+    after = await complete(store, start)
 
     history = a_history(t)
     assert start.turn.index == 5

@@ -47,6 +47,13 @@ def json_lines(stdout: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in stdout.splitlines()]
 
 
+def json_error(stderr: str) -> dict[str, Any]:
+    """The error a ``--json`` call printed: the one line on its stderr, as an object."""
+    (line,) = stderr.splitlines()
+    error: dict[str, Any] = json.loads(line)["error"]
+    return error
+
+
 def create(address: str, user_id: str, *options: str) -> str:
     result = sessionctl(address, "create", "--user", user_id, "--agent", "echo", "--json", *options)
     assert result.returncode == 0, result.stderr
@@ -160,11 +167,11 @@ def test_end_then_run_fails_with_exit_5(live_server: str, user_id: str) -> None:
     session_id = create(live_server, user_id)
 
     ended = sessionctl(live_server, "end", "--user", user_id, session_id, "--json")
-    run = sessionctl(live_server, "run", "--user", user_id, session_id, "Hi")
+    run = sessionctl(live_server, "run", "--user", user_id, session_id, "Hi", "--json")
 
     assert json.loads(ended.stdout)["status"] == "ENDED"
     assert run.returncode == 5
-    assert run.stderr.startswith("sessionctl: ")
+    assert json_error(run.stderr)["reason"] == "SESSION_ENDED"
     assert run.stdout == ""
 
 
@@ -199,11 +206,11 @@ def test_compress_folds_the_older_turns_and_prints_the_summary(
 
 
 def test_compress_of_an_unknown_session_exits_3(live_server: str, user_id: str) -> None:
-    result = sessionctl(live_server, "compress", "--user", user_id, "no-such-session")
+    result = sessionctl(live_server, "compress", "--user", user_id, "no-such-session", "--json")
     negative = sessionctl(live_server, "compress", "--user", user_id, "s", "--keep-last", "-1")
 
     assert result.returncode == 3
-    assert result.stderr.startswith("sessionctl: ")
+    assert json_error(result.stderr)["reason"] == "SESSION_NOT_FOUND"
     assert result.stdout == ""
     assert negative.returncode == 2
 
@@ -213,12 +220,12 @@ def test_delete_then_get_exits_3(live_server: str, user_id: str) -> None:
 
     unconfirmed = sessionctl(live_server, "delete", "--user", user_id, session_id)
     deleted = sessionctl(live_server, "delete", "--user", user_id, session_id, "--yes")
-    read = sessionctl(live_server, "get", "--user", user_id, session_id)
+    read = sessionctl(live_server, "get", "--user", user_id, session_id, "--json")
 
     assert unconfirmed.returncode == 2  # stdin is no terminal to ask on, and no --yes
     assert deleted.returncode == 0, deleted.stderr
     assert read.returncode == 3
-    assert read.stderr.startswith("sessionctl: ")
+    assert json_error(read.stderr)["reason"] == "SESSION_NOT_FOUND"
 
 
 def test_invalid_input_exits_2_with_the_servers_message(live_server: str, user_id: str) -> None:
@@ -445,8 +452,7 @@ def test_with_json_a_failed_call_is_one_json_object_on_stderr(
 ) -> None:
     result = sessionctl(live_server, "get", "--user", user_id, "no-such-session", "--json")
 
-    (line,) = result.stderr.splitlines()
-    error = json.loads(line)["error"]
+    error = json_error(result.stderr)
     assert result.returncode == 3
     assert (error["code"], error["reason"]) == ("NOT_FOUND", "SESSION_NOT_FOUND")
     assert error["metadata"] == {"session_id": "no-such-session"}
@@ -457,6 +463,5 @@ def test_with_json_a_usage_error_is_one_json_object_on_stderr(
 ) -> None:
     code = main(["--json", "get", "--user", "u"])  # no SESSION
 
-    (line,) = capsys.readouterr().err.splitlines()
     assert code == 2
-    assert json.loads(line)["error"]["code"] == "INVALID_ARGUMENT"
+    assert json_error(capsys.readouterr().err)["code"] == "INVALID_ARGUMENT"
