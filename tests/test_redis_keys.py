@@ -22,6 +22,8 @@ def test_the_layout_of_a_sessions_keys_is_the_stored_one() -> None:
         requests="sessions:{user-1}:s:s-1:requests",
         archive="sessions:{user-1}:s:s-1:archive",
         index="sessions:{user-1}:index",
+        items="sessions:{user-1}:s:s-1:items",
+        item_ids="sessions:{user-1}:s:s-1:item_ids",
     )
     assert KeySpace("sessions:").user_index("user-1") == "sessions:{user-1}:index"
 
@@ -29,7 +31,16 @@ def test_the_layout_of_a_sessions_keys_is_the_stored_one() -> None:
 def test_a_write_script_gets_a_sessions_keys_in_the_order_of_its_header() -> None:
     keys = KeySpace("p:").session("u", "s")
 
-    assert keys.all == (keys.meta, keys.state, keys.turns, keys.requests, keys.index, keys.archive)
+    assert keys.all == (
+        keys.meta,
+        keys.state,
+        keys.turns,
+        keys.requests,
+        keys.index,
+        keys.archive,
+        keys.items,
+        keys.item_ids,
+    )
 
 
 def test_a_tenants_keys_are_under_its_own_prefix() -> None:

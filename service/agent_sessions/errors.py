@@ -8,9 +8,11 @@ the ``google.rpc.ErrorInfo`` reason sent with it::
     ├── InvalidArgument       INVALID_ARGUMENT
     ├── SessionNotFound       NOT_FOUND
     ├── SessionAlreadyExists  ALREADY_EXISTS
-    ├── FailedPrecondition    FAILED_PRECONDITION  (ended session, max turns, agent gone)
+    ├── FailedPrecondition    FAILED_PRECONDITION  (ended session, max turns, agent gone,
+    │                                               Run on an external agent's session)
     ├── ResourceExhausted     RESOURCE_EXHAUSTED   (sessions per user, concurrent runs)
-    ├── Conflict              ABORTED              (etag mismatch, turn running, compression)
+    ├── Conflict              ABORTED              (etag or item sequence mismatch, turn
+    │                                               running, compression)
     ├── StoreUnavailable      UNAVAILABLE
     └── AgentError            INTERNAL             AGENT_FAILED
         ├── AgentUnavailable  UNAVAILABLE          AGENT_UNAVAILABLE
@@ -114,6 +116,17 @@ class MaxTurnsReached(FailedPrecondition):
         )
 
 
+class ExternalAgentSession(FailedPrecondition):
+    reason = "EXTERNAL_AGENT"
+
+    def __init__(self, session_id: str) -> None:
+        super().__init__(
+            f"session {quote(session_id)} belongs to an agent that runs outside the service: "
+            "the service cannot run its turns; write them with AppendItems",
+            metadata={"session_id": session_id},
+        )
+
+
 class AgentNotConfigured(FailedPrecondition):
     reason = "AGENT_NOT_CONFIGURED"
 
@@ -162,6 +175,17 @@ class EtagMismatch(Conflict):
             f"session {quote(session_id)} changed since etag {quote(expected)} was read "
             f"(now {quote(actual)}); read it again and retry",
             metadata={"session_id": session_id, "etag": actual},
+        )
+
+
+class SequenceMismatch(Conflict):
+    reason = "SEQUENCE_MISMATCH"
+
+    def __init__(self, session_id: str, expected: int, actual: int) -> None:
+        super().__init__(
+            f"the newest item of session {quote(session_id)} is {actual}, not {expected}: "
+            "another writer came first; read the items again and retry",
+            metadata={"session_id": session_id, "newest_item_sequence": str(actual)},
         )
 
 

@@ -64,6 +64,10 @@ class Session:
     """The oldest turns, 1..folded_turns, folded into ``summary``: the history holds the rest."""
     history_bytes: int = 0
     """UTF-8 bytes of the inputs and outputs of the turns in the history (not folded ones)."""
+    external_agent: bool = False
+    """The agent runs outside the service: the history is written with append_items."""
+    last_item_sequence: int = 0
+    """The sequence number of the last item ever written (never reused)."""
 
     @property
     def expire_time_ms(self) -> int:
@@ -114,6 +118,73 @@ class Turn:
     request_id: str = ""
     error: str = ""
     usage: TokenUsage = TokenUsage()
+    first_item_sequence: int = 0
+    """The sequence numbers of the turn's items, when it has any (0 when none)."""
+    last_item_sequence: int = 0
+
+
+class ItemType(enum.IntEnum):
+    """Numbered as ``agentsessions.sessions.v1.ItemType``."""
+
+    MESSAGE = 1
+    TOOL_CALL = 2
+    TOOL_RESULT = 3
+    REASONING = 4
+    OTHER = 5
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    """One entry of a session's history. ``payload_json`` is kept as written, byte for
+    byte; ``sequence``, ``turn_index`` and ``create_time_ms`` are the store's to set."""
+
+    type: ItemType
+    payload_json: str
+    type_name: str = ""
+    role: str = ""
+    name: str = ""
+    call_id: str = ""
+    item_id: str = ""
+    sequence: int = 0
+    turn_index: int = 0
+    create_time_ms: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ItemsWrite:
+    """Items to write as one new turn, atomically, with a state delta: an append, or,
+    with ``replace_after`` set, a replace of the items after that sequence number.
+
+    ``expected_last_sequence`` and ``expected_etag`` make it conditional; a
+    ``request_id`` already used by the session replays the first write. ``input`` and
+    ``output`` are the new turn's text views.
+    """
+
+    items: tuple[Item, ...]
+    input: str
+    output: str
+    state_delta: StateDelta
+    request_id: str = ""
+    expected_last_sequence: int | None = None
+    expected_etag: str | None = None
+    replace_after: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ItemsWritten:
+    """The items of a write as stored (or, for a replay, as the first write stored them)."""
+
+    items: list[Item]
+    session: Session
+    replayed: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ItemPage:
+    """Items in the order asked for, and whether more follow the last of them."""
+
+    items: list[Item]
+    more: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,6 +277,8 @@ class Fold:
     request_ids: tuple[str, ...]
     archive: bool
     create_time_ms: int
+    items_through: int = 0
+    """The items of the folded turns end at this sequence number: they leave with them."""
 
 
 def text_bytes(turn: Turn) -> int:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 
 from agent_sessions.errors import InvalidArgument, quote
-from agent_sessions.model import JsonValue, TurnStatus
+from agent_sessions.model import Item, ItemType, JsonValue, TurnStatus
 
 MAX_ID_LENGTH = 128
 MAX_LABELS = 64
@@ -186,3 +186,56 @@ def page_size(value: int, *, default: int, maximum: int) -> int:
     if value == 0:
         return default
     return min(value, maximum)
+
+
+_ITEM_TEXT_FIELDS = ("type_name", "role", "name", "call_id", "item_id")
+
+
+def items(values: Sequence[Item], *, max_items: int, max_payload_bytes: int, field: str) -> None:
+    """Items as a write takes them: known types, valid JSON payloads, short labels, ids
+    unique within the write."""
+    if len(values) > max_items:
+        raise InvalidArgument(field, f"has {len(values)} items; the limit is {max_items}")
+    seen: set[str] = set()
+    for position, item in enumerate(values):
+        at = f"{field}[{position}]"
+        if item.type not in _KNOWN_ITEM_TYPES:
+            raise InvalidArgument(
+                f"{at}.type", "is required: MESSAGE, TOOL_CALL, TOOL_RESULT, REASONING or OTHER"
+            )
+        if item.type is ItemType.OTHER and not item.type_name:
+            raise InvalidArgument(f"{at}.type_name", "is required for an item of type OTHER")
+        for name in _ITEM_TEXT_FIELDS:
+            text = getattr(item, name)
+            if len(text) > MAX_ID_LENGTH:
+                raise InvalidArgument(
+                    f"{at}.{name}", f"is {len(text)} characters long; the limit is {MAX_ID_LENGTH}"
+                )
+        size = len(item.payload_json.encode())
+        if size > max_payload_bytes:
+            raise InvalidArgument(
+                f"{at}.payload_json", f"is {size} bytes; the limit is {max_payload_bytes} bytes"
+            )
+        _json_text(item.payload_json, field=f"{at}.payload_json")
+        if item.item_id:
+            if item.item_id in seen:
+                raise InvalidArgument(f"{at}.item_id", "repeats an item_id of this write")
+            seen.add(item.item_id)
+
+
+_KNOWN_ITEM_TYPES = frozenset(ItemType)
+
+
+def _reject_constant(name: str) -> None:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _json_text(text: str, *, field: str) -> None:
+    if not text.strip():
+        raise InvalidArgument(field, "is required: the item as JSON text")
+    try:
+        json.loads(text, parse_constant=_reject_constant)
+    except RecursionError:
+        raise InvalidArgument(field, "nests too deep to read") from None
+    except ValueError as error:
+        raise InvalidArgument(field, f"is not valid JSON ({str(error)[:80]})") from None

@@ -10,10 +10,13 @@ from google.protobuf import duration_pb2, timestamp_pb2
 from agent_sessions import sessions, state_json, validation
 from agent_sessions.errors import InvalidArgument, quote
 from agent_sessions.model import (
+    Item,
+    ItemType,
     JsonValue,
     Session,
     SessionPatch,
     SessionStatus,
+    StateDelta,
     TokenUsage,
     Turn,
 )
@@ -105,6 +108,8 @@ def session_message(session: Session) -> pb.Session:
         folded_turns=session.folded_turns,
         history_bytes=session.history_bytes,
         state_json=state_json.dump(session.state),
+        external_agent=session.external_agent,
+        last_item_sequence=session.last_item_sequence,
     )
 
 
@@ -141,6 +146,7 @@ def create_arguments(request: pb.CreateSessionRequest) -> dict[str, Any]:
         "state": state_from_json(request.state_json),
         "labels": dict(request.labels),
         "request_id": request.request_id,
+        "external_agent": request.external_agent,
     }
 
 
@@ -238,12 +244,55 @@ def run_event(event: sessions.RunEvent) -> pb.RunEvent:
     )
 
 
-def newest_first(order_by: str) -> bool:
+def newest_first(order_by: str, *, key: str = "index") -> bool:
     normalized = " ".join(order_by.lower().split())
-    if normalized in ("", "index", "index asc"):
+    if normalized in ("", key, f"{key} asc"):
         return False
-    if normalized == "index desc":
+    if normalized == f"{key} desc":
         return True
     raise InvalidArgument(
-        "order_by", f"{quote(order_by)} is not supported: use 'index' or 'index desc'"
+        "order_by", f"{quote(order_by)} is not supported: use '{key}' or '{key} desc'"
+    )
+
+
+# An unknown type number (from a newer contract) is kept as OTHER; 0 is refused.
+_ITEM_TYPES = {int(t): t for t in ItemType}
+
+
+def item_of(message: pb.Item) -> Item:
+    """A written item; its output-only fields are the store's to set."""
+    if message.type == pb.ITEM_TYPE_UNSPECIFIED:
+        item_type = None
+    else:
+        item_type = _ITEM_TYPES.get(message.type, ItemType.OTHER)
+    return Item(
+        type=item_type,  # type: ignore[arg-type]  # refused by validation.items, named
+        payload_json=message.payload_json,
+        type_name=message.type_name,
+        role=message.role,
+        name=message.name,
+        call_id=message.call_id,
+        item_id=message.item_id,
+    )
+
+
+def item_message(item: Item) -> pb.Item:
+    return pb.Item(
+        sequence=item.sequence,
+        turn_index=item.turn_index,
+        type=cast(pb.ItemType, item.type.value),
+        type_name=item.type_name,
+        role=item.role,
+        name=item.name,
+        call_id=item.call_id,
+        payload_json=item.payload_json,
+        create_time=timestamp(item.create_time_ms),
+        item_id=item.item_id,
+    )
+
+
+def state_delta(request: pb.AppendItemsRequest) -> StateDelta:
+    return StateDelta(
+        set=state_from_json(request.state_delta_json, "state_delta_json"),
+        delete=frozenset(request.state_removals),
     )

@@ -158,6 +158,97 @@ class SessionServicer(sessions_pb2_grpc.SessionServiceServicer):
         )
 
     @_unary
+    async def AppendItems(
+        self,
+        request: pb.AppendItemsRequest,
+        context: Context[pb.AppendItemsRequest, pb.AppendItemsResponse],
+    ) -> pb.AppendItemsResponse:
+        written = await self._manager.append_items(
+            user_id=request.user_id,
+            session_id=request.session_id,
+            items=[convert.item_of(item) for item in request.items],
+            state_delta=convert.state_delta(request),
+            expected_last_sequence=(
+                request.expected_last_sequence
+                if request.HasField("expected_last_sequence")
+                else None
+            ),
+            etag=request.etag,
+            request_id=request.request_id,
+        )
+        return pb.AppendItemsResponse(
+            items=[convert.item_message(item) for item in written.items],
+            session=convert.session_message(written.session),
+        )
+
+    @_unary
+    async def ReplaceItems(
+        self,
+        request: pb.ReplaceItemsRequest,
+        context: Context[pb.ReplaceItemsRequest, pb.ReplaceItemsResponse],
+    ) -> pb.ReplaceItemsResponse:
+        written = await self._manager.replace_items(
+            user_id=request.user_id,
+            session_id=request.session_id,
+            after_sequence=request.after_sequence,
+            items=[convert.item_of(item) for item in request.items],
+            expected_last_sequence=(
+                request.expected_last_sequence
+                if request.HasField("expected_last_sequence")
+                else None
+            ),
+            request_id=request.request_id,
+        )
+        return pb.ReplaceItemsResponse(
+            items=[convert.item_message(item) for item in written.items],
+            session=convert.session_message(written.session),
+        )
+
+    @_unary
+    async def ListItems(
+        self,
+        request: pb.ListItemsRequest,
+        context: Context[pb.ListItemsRequest, pb.ListItemsResponse],
+    ) -> pb.ListItemsResponse:
+        page = await self._manager.list_items(
+            user_id=request.user_id,
+            session_id=request.session_id,
+            page_size=request.page_size,
+            page_token=request.page_token,
+            newest_first=convert.newest_first(request.order_by, key="sequence"),
+            after_sequence=request.after_sequence,
+        )
+        return pb.ListItemsResponse(
+            items=[convert.item_message(item) for item in page.items],
+            next_page_token=page.next_page_token,
+        )
+
+    @_unary
+    async def PopItem(
+        self,
+        request: pb.PopItemRequest,
+        context: Context[pb.PopItemRequest, pb.PopItemResponse],
+    ) -> pb.PopItemResponse:
+        item, session = await self._manager.pop_item(
+            user_id=request.user_id, session_id=request.session_id
+        )
+        response = pb.PopItemResponse(session=convert.session_message(session))
+        if item is not None:
+            response.item.CopyFrom(convert.item_message(item))
+        return response
+
+    @_unary
+    async def ClearItems(
+        self,
+        request: pb.ClearItemsRequest,
+        context: Context[pb.ClearItemsRequest, pb.ClearItemsResponse],
+    ) -> pb.ClearItemsResponse:
+        session = await self._manager.clear_items(
+            user_id=request.user_id, session_id=request.session_id
+        )
+        return pb.ClearItemsResponse(session=convert.session_message(session))
+
+    @_unary
     async def CompressSession(
         self,
         request: pb.CompressSessionRequest,

@@ -79,6 +79,7 @@ class Compactor:
             request_ids=tuple(t.request_id for t in turns if t.request_id),
             archive=self._policy.archive_folded_turns,
             create_time_ms=session.create_time_ms,
+            items_through=max((t.last_item_sequence for t in turns), default=0),
         )
         session = await self.store.fold(
             user_id=user_id, session_id=session_id, fold=fold, now_ms=self._clock()

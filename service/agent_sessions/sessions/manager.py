@@ -10,17 +10,21 @@ from agent_sessions import paging, validation
 from agent_sessions.agents import AgentRegistry
 from agent_sessions.errors import InvalidArgument, quote
 from agent_sessions.model import (
+    Item,
+    ItemsWritten,
     JsonValue,
     Session,
     SessionCursor,
     SessionPatch,
     SessionStatus,
+    StateDelta,
     Turn,
     TurnStatus,
     text_bytes,
 )
 from agent_sessions.sessions.compaction import Compactor
 from agent_sessions.sessions.events import Compressed, RunEvent, SessionsPage, TurnsPage
+from agent_sessions.sessions.items import ItemLog, ItemsPage
 from agent_sessions.sessions.observers import Observers, SessionObserver
 from agent_sessions.sessions.policy import (
     MAX_FOLDED_TURNS,
@@ -62,6 +66,7 @@ class SessionManager:
             in_flight=self._in_flight,
             observer=observer,
         )
+        self._items = ItemLog(store, self._policy, clock=clock)
         self._turns = TurnRunner(
             store,
             agents,
@@ -84,6 +89,7 @@ class SessionManager:
         state: dict[str, JsonValue] | None = None,
         labels: dict[str, str] | None = None,
         request_id: str = "",
+        external_agent: bool = False,
     ) -> Session:
         policy = self._policy
         now = self._clock()
@@ -96,7 +102,10 @@ class SessionManager:
         session = Session(
             session_id=validation.session_id(session_id) if session_id else new_session_id(),
             user_id=validation.user_id(user_id),
-            agent_id=self._known_agent(agent_id),
+            # An agent that runs elsewhere need not be one this server knows.
+            agent_id=(
+                validation.agent_id(agent_id) if external_agent else self._known_agent(agent_id)
+            ),
             status=SessionStatus.ACTIVE,
             create_time_ms=now,
             update_time_ms=now,
@@ -114,6 +123,7 @@ class SessionManager:
                 state or {}, max_bytes=policy.max_state_bytes, field="state_json"
             ),
             labels=validation.labels(labels or {}),
+            external_agent=external_agent,
             create_request_id=validation.request_id(request_id),
         )
         return await self.store.create(session, max_sessions_per_user=policy.max_sessions_per_user)
@@ -342,6 +352,77 @@ class SessionManager:
         )
         token = "" if page.next_index is None else paging.encode(query, {"i": page.next_index})
         return TurnsPage(page.turns, token)
+
+    async def append_items(
+        self,
+        *,
+        user_id: str,
+        session_id: str,
+        items: Sequence[Item],
+        state_delta: StateDelta | None = None,
+        expected_last_sequence: int | None = None,
+        etag: str = "",
+        request_id: str = "",
+    ) -> ItemsWritten:
+        """Appends items as one new turn; see ``SessionService.AppendItems``."""
+        return await self._items.append(
+            user_id=validation.user_id(user_id),
+            session_id=validation.session_id(session_id),
+            items=items,
+            state_delta=state_delta or StateDelta(),
+            expected_last_sequence=expected_last_sequence,
+            etag=etag,
+            request_id=request_id,
+        )
+
+    async def replace_items(
+        self,
+        *,
+        user_id: str,
+        session_id: str,
+        after_sequence: int,
+        items: Sequence[Item],
+        expected_last_sequence: int | None = None,
+        request_id: str = "",
+    ) -> ItemsWritten:
+        """Replaces the items after ``after_sequence``; see ``SessionService.ReplaceItems``."""
+        return await self._items.replace(
+            user_id=validation.user_id(user_id),
+            session_id=validation.session_id(session_id),
+            after_sequence=after_sequence,
+            items=items,
+            expected_last_sequence=expected_last_sequence,
+            request_id=request_id,
+        )
+
+    async def list_items(
+        self,
+        *,
+        user_id: str,
+        session_id: str,
+        page_size: int = 0,
+        page_token: str = "",
+        newest_first: bool = False,
+        after_sequence: int = 0,
+    ) -> ItemsPage:
+        return await self._items.list(
+            user_id=validation.user_id(user_id),
+            session_id=validation.session_id(session_id),
+            page_size=page_size,
+            page_token=page_token,
+            newest_first=newest_first,
+            after_sequence=after_sequence,
+        )
+
+    async def pop_item(self, *, user_id: str, session_id: str) -> tuple[Item | None, Session]:
+        return await self._items.pop(
+            user_id=validation.user_id(user_id), session_id=validation.session_id(session_id)
+        )
+
+    async def clear_items(self, *, user_id: str, session_id: str) -> Session:
+        return await self._items.clear(
+            user_id=validation.user_id(user_id), session_id=validation.session_id(session_id)
+        )
 
     async def compress(
         self, *, user_id: str, session_id: str, keep_last: int | None = None

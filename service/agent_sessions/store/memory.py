@@ -14,9 +14,11 @@ from dataclasses import dataclass, field
 
 from agent_sessions.errors import (
     EtagMismatch,
+    ExternalAgentSession,
     FoldConflict,
     MaxTurnsReached,
     RunSuperseded,
+    SequenceMismatch,
     SessionAlreadyExists,
     SessionEnded,
     SessionNotFound,
@@ -25,12 +27,17 @@ from agent_sessions.errors import (
 )
 from agent_sessions.model import (
     Fold,
+    Item,
+    ItemPage,
+    ItemsWrite,
+    ItemsWritten,
     RunningTurn,
     Session,
     SessionCursor,
     SessionPage,
     SessionPatch,
     SessionStatus,
+    StateDelta,
     Turn,
     TurnOutcome,
     TurnPage,
@@ -50,6 +57,8 @@ class _Record:
     turns: list[Turn] = field(default_factory=list)  # the history: folded turns are gone
     turn_by_request: dict[str, int] = field(default_factory=dict)
     archive: dict[int, Turn] = field(default_factory=dict)
+    items: dict[int, Item] = field(default_factory=dict)  # by sequence, oldest first
+    item_by_id: dict[str, int] = field(default_factory=dict)
 
     def turn(self, index: int) -> Turn | None:
         folded = self.session.folded_turns
@@ -200,20 +209,11 @@ class MemorySessionStore:
                 return TurnStart(self._view(record), turn, [], replayed=True)
         if session.status is SessionStatus.ENDED:
             raise SessionEnded(session_id)
+        if session.external_agent:
+            raise ExternalAgentSession(session_id)
         if session.max_turns and session.turn_count >= session.max_turns:
             raise MaxTurnsReached(session_id, session.max_turns)
-        if session.running is not None:
-            if session.running.lease_until_ms > now_ms:
-                raise TurnInProgress(session_id, session.running.index)
-            abandoned = record.turns[-1]  # at most one turn runs: the last one
-            record.replace(
-                dataclasses.replace(
-                    abandoned,
-                    status=TurnStatus.FAILED,
-                    error=ABANDONED_TURN_ERROR,
-                    complete_time_ms=now_ms,
-                )
-            )
+        self._free_abandoned(record, now_ms)
         window = record.turns[-history_turns:] if history_turns > 0 else []
         history = [t for t in window if t.status is TurnStatus.COMPLETED]
         turn = Turn(
@@ -274,10 +274,7 @@ class MemorySessionStore:
         )
         record.replace(finished)
         if completed:
-            for key in outcome.state_delta.delete:
-                record.state_json.pop(key, None)
-            for key, value in outcome.state_delta.set.items():
-                record.state_json[key] = json.dumps(value)
+            self._apply(record, outcome.state_delta)
         record.session = self._touched(
             dataclasses.replace(
                 record.session,
@@ -314,6 +311,164 @@ class MemorySessionStore:
         following = turns[len(page)].index if len(turns) > len(page) else None
         return TurnPage(page, following)
 
+    async def write_items(
+        self, *, user_id: str, session_id: str, write: ItemsWrite, now_ms: int
+    ) -> ItemsWritten:
+        record = self._live(user_id, session_id, now_ms)
+        if write.request_id and (earlier := record.turn_by_request.get(write.request_id)):
+            turn = record.turn(earlier)
+            if turn is not None and turn.first_item_sequence:
+                replayed = [
+                    item
+                    for sequence, item in record.items.items()
+                    if turn.first_item_sequence <= sequence <= turn.last_item_sequence
+                ]
+                return ItemsWritten(replayed, self._view(record), replayed=True)
+        session = self._writable(record, now_ms)
+        if session.max_turns and session.turn_count >= session.max_turns:
+            raise MaxTurnsReached(session_id, session.max_turns)
+        newest = next(reversed(record.items), 0)
+        if write.expected_last_sequence is not None and write.expected_last_sequence != newest:
+            raise SequenceMismatch(session_id, write.expected_last_sequence, newest)
+        if write.expected_etag is not None and write.expected_etag != session.etag:
+            raise EtagMismatch(session_id, write.expected_etag, session.etag)
+        if write.replace_after is not None:
+            for sequence in [s for s in record.items if s > write.replace_after]:
+                self._drop_item(record, sequence)
+        last = session.last_item_sequence
+        index = session.total_turns + 1
+        stored: list[Item] = []
+        for item in write.items:
+            existing = record.item_by_id.get(item.item_id) if item.item_id else None
+            if existing is not None:
+                stored.append(record.items[existing])
+                continue
+            last += 1
+            new = dataclasses.replace(item, sequence=last, turn_index=index, create_time_ms=now_ms)
+            record.items[last] = new
+            if new.item_id:
+                record.item_by_id[new.item_id] = last
+            stored.append(new)
+        first = session.last_item_sequence + 1
+        turn = Turn(
+            index=index,
+            status=TurnStatus.COMPLETED,
+            input=write.input,
+            output=write.output,
+            create_time_ms=now_ms,
+            complete_time_ms=now_ms,
+            request_id=write.request_id,
+            first_item_sequence=first if last >= first else 0,
+            last_item_sequence=last if last >= first else 0,
+        )
+        record.turns.append(turn)
+        if write.request_id:
+            record.turn_by_request[write.request_id] = index
+        self._apply(record, write.state_delta)
+        record.session = self._touched(
+            dataclasses.replace(
+                session,
+                total_turns=index,
+                turn_count=session.turn_count + 1,
+                last_item_sequence=last,
+                history_bytes=session.history_bytes + text_bytes(turn),
+            ),
+            now_ms,
+        )
+        return ItemsWritten(stored, self._view(record))
+
+    async def list_items(
+        self,
+        *,
+        user_id: str,
+        session_id: str,
+        after: int,
+        before: int | None,
+        limit: int,
+        newest_first: bool,
+        now_ms: int,
+    ) -> ItemPage:
+        record = self._live(user_id, session_id, now_ms)
+        chosen = [
+            item
+            for sequence, item in record.items.items()
+            if sequence > after and (before is None or sequence < before)
+        ]
+        if newest_first:
+            chosen.reverse()
+        return ItemPage(chosen[: max(limit, 0)], len(chosen) > limit)
+
+    async def pop_item(
+        self, *, user_id: str, session_id: str, now_ms: int
+    ) -> tuple[Item | None, Session]:
+        record = self._live(user_id, session_id, now_ms)
+        session = self._writable(record, now_ms)
+        if not record.items:
+            return None, self._view(record)
+        newest = self._drop_item(record, next(reversed(record.items)))
+        record.session = self._touched(session, now_ms)
+        return newest, self._view(record)
+
+    async def clear_items(self, *, user_id: str, session_id: str, now_ms: int) -> Session:
+        record = self._live(user_id, session_id, now_ms)
+        session = self._writable(record, now_ms)
+        record.items.clear()
+        record.item_by_id.clear()
+        record.turns.clear()
+        record.turn_by_request = {
+            request_id: index
+            for request_id, index in record.turn_by_request.items()
+            if index in record.archive
+        }
+        record.session = self._touched(
+            dataclasses.replace(
+                session, summary="", folded_turns=session.total_turns, history_bytes=0
+            ),
+            now_ms,
+        )
+        return self._view(record)
+
+    def _writable(self, record: _Record, now_ms: int) -> Session:
+        """The session, if items may be written to it now."""
+        session = record.session
+        if session.status is SessionStatus.ENDED:
+            raise SessionEnded(session.session_id)
+        self._free_abandoned(record, now_ms)
+        return record.session
+
+    @staticmethod
+    def _free_abandoned(record: _Record, now_ms: int) -> None:
+        """Fails the running turn if its run's lease ran out; refuses if it still runs."""
+        running = record.session.running
+        if running is None:
+            return
+        if running.lease_until_ms > now_ms:
+            raise TurnInProgress(record.session.session_id, running.index)
+        abandoned = record.turns[-1]  # at most one turn runs: the last one
+        record.replace(
+            dataclasses.replace(
+                abandoned,
+                status=TurnStatus.FAILED,
+                error=ABANDONED_TURN_ERROR,
+                complete_time_ms=now_ms,
+            )
+        )
+        record.session = dataclasses.replace(record.session, running=None)
+
+    @staticmethod
+    def _drop_item(record: _Record, sequence: int) -> Item:
+        item = record.items.pop(sequence)
+        if item.item_id:
+            record.item_by_id.pop(item.item_id, None)
+        return item
+
+    @staticmethod
+    def _apply(record: _Record, delta: StateDelta) -> None:
+        for key in delta.delete:
+            record.state_json.pop(key, None)
+        for key, value in delta.set.items():
+            record.state_json[key] = json.dumps(value)
+
     async def fold(self, *, user_id: str, session_id: str, fold: Fold, now_ms: int) -> Session:
         record = self._live(user_id, session_id, now_ms)
         session = record.session
@@ -326,6 +481,8 @@ class MemorySessionStore:
             raise FoldConflict(session_id)
         count = fold.last_index - session.folded_turns
         folded, record.turns = record.turns[:count], record.turns[count:]
+        for sequence in [s for s in record.items if s <= fold.items_through]:
+            self._drop_item(record, sequence)
         if fold.archive:
             record.archive.update((t.index, t) for t in folded)
         else:

@@ -17,6 +17,10 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from agent_sessions.errors import SessionError, StoreUnavailable
 from agent_sessions.model import (
     Fold,
+    Item,
+    ItemPage,
+    ItemsWrite,
+    ItemsWritten,
     Session,
     SessionCursor,
     SessionPage,
@@ -73,6 +77,10 @@ class _Operations:
         self.finish_turn = _Operation(metrics, "finish_turn")
         self.list_turns = _Operation(metrics, "list_turns")
         self.fold = _Operation(metrics, "fold")
+        self.write_items = _Operation(metrics, "write_items")
+        self.list_items = _Operation(metrics, "list_items")
+        self.pop_item = _Operation(metrics, "pop_item")
+        self.clear_items = _Operation(metrics, "clear_items")
         self.ping = _Operation(metrics, "ping")
 
 
@@ -269,6 +277,54 @@ class MeteredSessionStore:
         return await _timed(
             self._ops.fold,
             self._store.fold(user_id=user_id, session_id=session_id, fold=fold, now_ms=now_ms),
+        )
+
+    async def write_items(
+        self, *, user_id: str, session_id: str, write: ItemsWrite, now_ms: int
+    ) -> ItemsWritten:
+        return await _timed(
+            self._ops.write_items,
+            self._store.write_items(
+                user_id=user_id, session_id=session_id, write=write, now_ms=now_ms
+            ),
+        )
+
+    async def list_items(
+        self,
+        *,
+        user_id: str,
+        session_id: str,
+        after: int,
+        before: int | None,
+        limit: int,
+        newest_first: bool,
+        now_ms: int,
+    ) -> ItemPage:
+        return await _timed(
+            self._ops.list_items,
+            self._store.list_items(
+                user_id=user_id,
+                session_id=session_id,
+                after=after,
+                before=before,
+                limit=limit,
+                newest_first=newest_first,
+                now_ms=now_ms,
+            ),
+        )
+
+    async def pop_item(
+        self, *, user_id: str, session_id: str, now_ms: int
+    ) -> tuple[Item | None, Session]:
+        return await _timed(
+            self._ops.pop_item,
+            self._store.pop_item(user_id=user_id, session_id=session_id, now_ms=now_ms),
+        )
+
+    async def clear_items(self, *, user_id: str, session_id: str, now_ms: int) -> Session:
+        return await _timed(
+            self._ops.clear_items,
+            self._store.clear_items(user_id=user_id, session_id=session_id, now_ms=now_ms),
         )
 
     def namespace(self, name: str) -> SessionStore:

@@ -12,6 +12,10 @@ from typing import Protocol, runtime_checkable
 
 from agent_sessions.model import (
     Fold,
+    Item,
+    ItemPage,
+    ItemsWrite,
+    ItemsWritten,
     Session,
     SessionCursor,
     SessionPage,
@@ -160,6 +164,55 @@ class SessionStore(Protocol):
         ``include_archived``) or at the newest. Folded turns come back only with
         ``include_archived``, and only those that were archived.
         """
+        ...
+
+    async def write_items(
+        self, *, user_id: str, session_id: str, write: ItemsWrite, now_ms: int
+    ) -> ItemsWritten:
+        """Stores ``write.items`` as one new COMPLETED turn (with ``write.input`` and
+        ``write.output`` as its text views) and applies its state delta, in one atomic
+        step; with ``write.replace_after``, the items after that sequence number are
+        removed in the same step.
+
+        Checks, in this order: the session exists for this user; a turn with the same
+        non-empty ``request_id`` has items (the write is replayed: nothing is written,
+        its items are returned); the session is ACTIVE (``SessionEnded``); no turn is
+        running (``TurnInProgress``; a running turn whose lease ran out is marked FAILED
+        and no longer counts); fewer than ``max_turns`` turns completed
+        (``MaxTurnsReached``); ``expected_last_sequence`` is the sequence number of
+        the newest item in the history, 0 for none (``SequenceMismatch``);
+        ``expected_etag`` is its etag (``EtagMismatch``). Items are numbered on from
+        ``last_item_sequence``; an item whose non-empty ``item_id`` the history already
+        holds is not stored again, and the stored one is returned in its place.
+        """
+        ...
+
+    async def list_items(
+        self,
+        *,
+        user_id: str,
+        session_id: str,
+        after: int,
+        before: int | None,
+        limit: int,
+        newest_first: bool,
+        now_ms: int,
+    ) -> ItemPage:
+        """Up to ``limit`` items with ``after < sequence < before`` (no upper bound when
+        None), by sequence."""
+        ...
+
+    async def pop_item(
+        self, *, user_id: str, session_id: str, now_ms: int
+    ) -> tuple[Item | None, Session]:
+        """Removes the newest item and returns it (None when there is none), atomically.
+        Refused like a write: ``SessionEnded``, ``TurnInProgress``."""
+        ...
+
+    async def clear_items(self, *, user_id: str, session_id: str, now_ms: int) -> Session:
+        """Removes every item and turn of the history (the archive stays): the summary is
+        emptied and ``folded_turns`` becomes ``total_turns``, so that nothing is
+        renumbered. Refused like a write: ``SessionEnded``, ``TurnInProgress``."""
         ...
 
     async def fold(self, *, user_id: str, session_id: str, fold: Fold, now_ms: int) -> Session:

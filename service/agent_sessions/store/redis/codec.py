@@ -26,6 +26,8 @@ from typing import Any
 from zstandard import ZstdCompressor, ZstdDecompressor
 
 from agent_sessions.model import (
+    Item,
+    ItemType,
     JsonValue,
     RunningTurn,
     Session,
@@ -61,6 +63,8 @@ META_FIELDS = (
     "create_request_id",
     "folded_turns",
     "history_bytes",
+    "external",
+    "item_seq",
     "expire_ms",
 )
 """Fields of the meta hash, in the order replies carry them; ``expire_ms`` stays last."""
@@ -81,6 +85,7 @@ _zstd_decompress = ZstdDecompressor().decompress
 
 _SESSION_STATUS = {int(s): s for s in SessionStatus}
 _TURN_STATUS = {int(s): s for s in TurnStatus}
+_ITEM_TYPE = {int(t): t for t in ItemType}
 _COMPLETED = int(TurnStatus.COMPLETED)
 
 _json_decode = json.loads
@@ -114,6 +119,8 @@ def meta_values(session: Session) -> list[Arg]:
         session.create_request_id,
         session.folded_turns,
         session.history_bytes,
+        "1" if session.external_agent else "0",
+        session.last_item_sequence,
         session.expire_time_ms,
     ]
 
@@ -164,6 +171,8 @@ def decode_session(session_id: str, meta: list[str], state: list[str]) -> Sessio
         create_request_id,
         folded_turns,
         history_bytes,
+        external,
+        item_seq,
         _expire_ms,
     ) = meta
     pairs = iter(state)
@@ -189,6 +198,9 @@ def decode_session(session_id: str, meta: list[str], state: list[str]) -> Sessio
         # Sessions written before compression existed lack these fields.
         folded_turns=int(folded_turns or 0),
         history_bytes=int(history_bytes or 0),
+        # And sessions written before items existed, these.
+        external_agent=external == "1",
+        last_item_sequence=int(item_seq or 0),
     )
 
 
@@ -278,4 +290,52 @@ def _turn_of(fields: dict[str, Any], index: int) -> Turn:
         error=fields["err"],
         # A turn failed by the lease script has no usage.
         usage=TokenUsage(fields.get("ti", 0), fields.get("to", 0)),
+        # Only a turn of written items keeps its item range.
+        first_item_sequence=fields.get("is", 0),
+        last_item_sequence=fields.get("ie", 0),
     )
+
+
+# --- items ----------------------------------------------------------------------------
+
+
+def items_turn_head(create_ms: int, request_id: str, text_in: str, text_out: str) -> str:
+    """The JSON of a turn of written items less its item range and closing brace, which
+    the script adds: completed, never compressed (a replay reads its range in Lua)."""
+    return (
+        _turn_head(create_ms, request_id, text_in)
+        + f',"s":{_COMPLETED},"dt":{create_ms},"out":{_json_encode(text_out)},"err":"",'
+        + '"ti":0,"to":0'
+    )
+
+
+def item_body(item: Item) -> str:
+    """An item's record less its sequence, turn and time, which the script puts first."""
+    return (
+        f'"ty":{int(item.type)},"tn":{_json_encode(item.type_name)},'
+        f'"r":{_json_encode(item.role)},"n":{_json_encode(item.name)},'
+        f'"c":{_json_encode(item.call_id)},"i":{_json_encode(item.item_id)},'
+        f'"p":{_json_encode(item.payload_json)}}}'
+    )
+
+
+def decode_items(records: list[str]) -> list[Item]:
+    """Items from their records; the payload comes back as the very text written."""
+    if not records:
+        return []
+    fields: list[dict[str, Any]] = _json_decode("[" + ",".join(records) + "]")
+    return [
+        Item(
+            type=_ITEM_TYPE[f["ty"]],
+            payload_json=f["p"],
+            type_name=f["tn"],
+            role=f["r"],
+            name=f["n"],
+            call_id=f["c"],
+            item_id=f["i"],
+            sequence=f["q"],
+            turn_index=f["t"],
+            create_time_ms=f["ct"],
+        )
+        for f in fields
+    ]

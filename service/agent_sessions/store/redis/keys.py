@@ -9,7 +9,10 @@ Under a prefix ``P`` (``sessions:`` by default), for user ``U`` and session ``S`
 - ``P{U}:s:S:turns``: its history, a list whose element ``i - folded_turns - 1`` is turn
   ``i`` (folded turns leave it from the head);
 - ``P{U}:s:S:requests``: request id -> turn index, for the turns in the history or archive;
-- ``P{U}:s:S:archive``: turn index -> folded turn, kept for audit (only when archiving).
+- ``P{U}:s:S:archive``: turn index -> folded turn, kept for audit (only when archiving);
+- ``P{U}:s:S:items``: the history's items, a sorted set of item records scored by
+  sequence number;
+- ``P{U}:s:S:item_ids``: client item id -> sequence number, for the items that have one.
 
 A tenant's key space is that of the prefix ``Pt:<tenant>:`` (:meth:`KeySpace.namespace`).
 
@@ -34,6 +37,8 @@ _STATE = ":state"
 _TURNS = ":turns"
 _REQUESTS = ":requests"
 _ARCHIVE = ":archive"
+_ITEMS = ":items"
+_ITEM_IDS = ":item_ids"
 _TENANT = "t:"
 
 
@@ -47,12 +52,23 @@ class SessionKeys:
     requests: str
     archive: str
     index: str
+    items: str
+    item_ids: str
 
     @property
-    def all(self) -> tuple[str, str, str, str, str, str]:
+    def all(self) -> tuple[str, str, str, str, str, str, str, str]:
         """KEYS of the scripts that write a session, in their order: meta, state, turns,
-        requests, index, archive."""
-        return (self.meta, self.state, self.turns, self.requests, self.index, self.archive)
+        requests, index, archive, items, item_ids."""
+        return (
+            self.meta,
+            self.state,
+            self.turns,
+            self.requests,
+            self.index,
+            self.archive,
+            self.items,
+            self.item_ids,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +90,8 @@ class UserKeys:
             requests=meta + _REQUESTS,
             archive=meta + _ARCHIVE,
             index=self.index,
+            items=meta + _ITEMS,
+            item_ids=meta + _ITEM_IDS,
         )
 
 

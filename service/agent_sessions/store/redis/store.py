@@ -51,11 +51,14 @@ from redis.commands.core import AsyncScript
 
 from agent_sessions.errors import (
     EtagMismatch,
+    ExternalAgentSession,
     FoldConflict,
     MaxTurnsReached,
     RunSuperseded,
+    SequenceMismatch,
     SessionAlreadyExists,
     SessionEnded,
+    SessionError,
     SessionNotFound,
     StoreUnavailable,
     TooManySessions,
@@ -63,6 +66,10 @@ from agent_sessions.errors import (
 )
 from agent_sessions.model import (
     Fold,
+    Item,
+    ItemPage,
+    ItemsWrite,
+    ItemsWritten,
     Session,
     SessionCursor,
     SessionPage,
@@ -135,6 +142,10 @@ class RedisSessionStore:
         self._finish_turn = client.register_script(scripts.FINISH_TURN)
         self._list_turns = client.register_script(scripts.LIST_TURNS)
         self._fold = client.register_script(scripts.FOLD)
+        self._write_items = client.register_script(scripts.WRITE_ITEMS)
+        self._list_items = client.register_script(scripts.LIST_ITEMS)
+        self._pop_item = client.register_script(scripts.POP_ITEM)
+        self._clear_items = client.register_script(scripts.CLEAR_ITEMS)
 
     @classmethod
     def from_url(
@@ -355,6 +366,8 @@ class RedisSessionStore:
             raise MaxTurnsReached(session_id, reply[1])
         if tag == "BUSY":
             raise TurnInProgress(session_id, reply[1])
+        if tag == "EXTERNAL":
+            raise ExternalAgentSession(session_id)
         raise SessionNotFound(session_id)
 
     async def renew_lease(
@@ -441,6 +454,75 @@ class RedisSessionStore:
         pairs = reply[2]
         return TurnPage(codec.decode_turns(pairs[::2], pairs[1::2]), reply[1] or None)
 
+    async def write_items(
+        self, *, user_id: str, session_id: str, write: ItemsWrite, now_ms: int
+    ) -> ItemsWritten:
+        """Stores the items as one new turn, in one script; see ``SessionStore.write_items``."""
+        delta = write.state_delta
+        args: list[Arg] = [
+            now_ms,
+            session_id,
+            write.request_id,
+            "" if write.expected_last_sequence is None else write.expected_last_sequence,
+            write.expected_etag or "",
+            "" if write.replace_after is None else write.replace_after,
+            codec.items_turn_head(now_ms, write.request_id, write.input, write.output),
+            len(write.input.encode()) + len(write.output.encode()),
+            len(write.items),
+            len(delta.delete),
+        ]
+        for item in write.items:
+            args += (item.item_id, codec.item_body(item))
+        args += delta.delete
+        args += codec.state_pairs(delta.set)
+        keys = self._keys.session(user_id, session_id)
+        reply = await self._run(self._write_items, keys.all, args)
+        tag = reply[0]
+        if tag in ("OK", "REPLAY"):
+            session = codec.decode_session(session_id, reply[1], reply[2])
+            return ItemsWritten(codec.decode_items(reply[3]), session, replayed=tag == "REPLAY")
+        raise _refusal(tag, reply, session_id, write)
+
+    async def list_items(
+        self,
+        *,
+        user_id: str,
+        session_id: str,
+        after: int,
+        before: int | None,
+        limit: int,
+        newest_first: bool,
+        now_ms: int,
+    ) -> ItemPage:
+        """Up to ``limit`` items between two sequence numbers, in one script."""
+        keys = self._keys.session(user_id, session_id)
+        args = (now_ms, after, "" if before is None else before, limit, "1" if newest_first else "")
+        reply = await self._run(self._list_items, (keys.meta, keys.items), args)
+        if reply[0] != "OK":
+            raise SessionNotFound(session_id)
+        items = codec.decode_items(reply[1])
+        return ItemPage(items[:limit], len(items) > limit)
+
+    async def pop_item(
+        self, *, user_id: str, session_id: str, now_ms: int
+    ) -> tuple[Item | None, Session]:
+        """Removes the newest item, in one script (ZPOPMAX: never the same item twice)."""
+        keys = self._keys.session(user_id, session_id)
+        reply = await self._run(self._pop_item, keys.all, (now_ms, session_id))
+        if reply[0] != "OK":
+            raise _refusal(reply[0], reply, session_id)
+        session = codec.decode_session(session_id, reply[1], reply[2])
+        popped = codec.decode_items([reply[3]]) if reply[3] else []
+        return (popped[0] if popped else None), session
+
+    async def clear_items(self, *, user_id: str, session_id: str, now_ms: int) -> Session:
+        """Removes every item and turn of the history, in one script."""
+        keys = self._keys.session(user_id, session_id)
+        reply = await self._run(self._clear_items, keys.all, (now_ms, session_id))
+        if reply[0] != "OK":
+            raise _refusal(reply[0], reply, session_id)
+        return codec.decode_session(session_id, reply[1], reply[2])
+
     async def fold(self, *, user_id: str, session_id: str, fold: Fold, now_ms: int) -> Session:
         """Folds turns into the summary in one script; see ``SessionStore.fold``."""
         args: list[Arg] = [
@@ -452,6 +534,7 @@ class RedisSessionStore:
             fold.summary,
             fold.folded_bytes,
             "1" if fold.archive else "",
+            fold.items_through,
             *fold.request_ids,
         ]
         reply = await self._run(self._fold, self._keys.session(user_id, session_id).all, args)
@@ -509,6 +592,23 @@ class RedisSessionStore:
             if str(error).startswith(_NON_LOCAL_KEY):
                 raise _unavailable(error) from error
             raise
+
+
+def _refusal(
+    tag: str, reply: list[Any], session_id: str, write: ItemsWrite | None = None
+) -> SessionError:
+    """The error of a write's refusal tag."""
+    if tag == "ENDED":
+        return SessionEnded(session_id)
+    if tag == "BUSY":
+        return TurnInProgress(session_id, reply[1])
+    if tag == "MAX_TURNS":
+        return MaxTurnsReached(session_id, reply[1])
+    if tag == "SEQUENCE" and write is not None:
+        return SequenceMismatch(session_id, write.expected_last_sequence or 0, reply[1])
+    if tag == "ETAG" and write is not None:
+        return EtagMismatch(session_id, write.expected_etag or "", etag_of(int(reply[1])))
+    return SessionNotFound(session_id)
 
 
 def _unavailable(error: BaseException) -> StoreUnavailable:

@@ -2,13 +2,14 @@
 -- turn if its run's lease ran out), or replays the completed turn of a request id.
 --
 -- KEYS[1] meta, KEYS[2] state, KEYS[3] turns, KEYS[4] requests, KEYS[5] index,
--- KEYS[6] archive
+-- KEYS[6] archive, KEYS[7] items, KEYS[8] item_ids
 -- ARGV[1] now_ms, ARGV[2] session_id, ARGV[3] request_id or "", ARGV[4] run_id,
 -- ARGV[5] lease end ms, ARGV[6] history_turns, ARGV[7] the new turn's JSON (open tail),
 -- ARGV[8] the UTF-8 bytes of its input
 -- -> {"OK", meta, state, turns before the window, {window turn JSON, ...}}
 --  | {"REPLAY", meta, state, index, turn JSON}
---  | {"NOT_FOUND"} | {"ENDED"} | {"MAX_TURNS", max_turns} | {"BUSY", running index}
+--  | {"NOT_FOUND"} | {"EXTERNAL"} | {"ENDED"} | {"MAX_TURNS", max_turns}
+--  | {"BUSY", running index}
 
 local now = tonumber(ARGV[1])
 local m, raw = load_meta(KEYS[1], now)
@@ -24,6 +25,9 @@ if request_id ~= '' then
       return {'REPLAY', raw, redis.call('HGETALL', KEYS[2]), earlier, turn}
     end
   end
+end
+if m.external == '1' then
+  return {'EXTERNAL'}
 end
 if tonumber(m.status) == ENDED then
   return {'ENDED'}

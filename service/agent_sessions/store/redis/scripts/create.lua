@@ -1,7 +1,7 @@
 -- CREATE: a new session, or an imported one with its finished history.
 --
 -- KEYS[1] meta, KEYS[2] state, KEYS[3] turns, KEYS[4] requests, KEYS[5] index,
--- KEYS[6] archive
+-- KEYS[6] archive, KEYS[7] items, KEYS[8] item_ids
 -- ARGV[1] now_ms (the session's create time), ARGV[2] session_id,
 -- ARGV[3] the most live sessions the user may have (0: no limit),
 -- ARGV[4] the meta key of the user's sessions less their id (keys.UserKeys.session_prefix),

@@ -2,10 +2,11 @@
 -- archive, or their request ids are forgotten).
 --
 -- KEYS[1] meta, KEYS[2] state, KEYS[3] turns, KEYS[4] requests, KEYS[5] index,
--- KEYS[6] archive
+-- KEYS[6] archive, KEYS[7] items, KEYS[8] item_ids
 -- ARGV[1] now_ms, ARGV[2] session_id, ARGV[3] the session's create_ms, ARGV[4] the first
 -- index to fold, ARGV[5] the last, ARGV[6] the new summary, ARGV[7] the UTF-8 bytes the
--- folded turns held, ARGV[8] "1" to archive them, ARGV[9 ..] their request ids
+-- folded turns held, ARGV[8] "1" to archive them, ARGV[9] the sequence number their
+-- items end at (0: none), ARGV[10 ..] their request ids
 -- -> {"OK", meta, state} | {"NOT_FOUND"} | {"CONFLICT"}
 
 local m = load_meta(KEYS[1], tonumber(ARGV[1]))
@@ -33,7 +34,7 @@ if ARGV[8] == '1' then
   end
 else
   -- Forget the folded turns' request ids, unless a later turn took one over.
-  for k = 9, #ARGV do
+  for k = 10, #ARGV do
     local at = tonumber(redis.call('HGET', KEYS[4], ARGV[k]))
     if at and at <= last then
       redis.call('HDEL', KEYS[4], ARGV[k])
@@ -41,6 +42,10 @@ else
   end
 end
 redis.call('LTRIM', KEYS[3], count, -1)
+if tonumber(ARGV[9]) > 0 then
+  forget_item_ids(KEYS, redis.call('ZRANGE', KEYS[7], '-inf', ARGV[9], 'BYSCORE'))
+  redis.call('ZREMRANGEBYSCORE', KEYS[7], '-inf', ARGV[9])
+end
 redis.call('HSET', KEYS[1], 'summary', ARGV[6], 'folded_turns', last,
   'history_bytes', number(m.history_bytes) - ARGV[7], 'update_ms', ARGV[1],
   'version', m.version + 1)

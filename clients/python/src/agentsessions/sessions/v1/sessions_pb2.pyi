@@ -26,6 +26,15 @@ class TurnStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     TURN_STATUS_COMPLETED: _ClassVar[TurnStatus]
     TURN_STATUS_FAILED: _ClassVar[TurnStatus]
     TURN_STATUS_CANCELLED: _ClassVar[TurnStatus]
+
+class ItemType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    ITEM_TYPE_UNSPECIFIED: _ClassVar[ItemType]
+    ITEM_TYPE_MESSAGE: _ClassVar[ItemType]
+    ITEM_TYPE_TOOL_CALL: _ClassVar[ItemType]
+    ITEM_TYPE_TOOL_RESULT: _ClassVar[ItemType]
+    ITEM_TYPE_REASONING: _ClassVar[ItemType]
+    ITEM_TYPE_OTHER: _ClassVar[ItemType]
 SESSION_STATUS_UNSPECIFIED: SessionStatus
 SESSION_STATUS_ACTIVE: SessionStatus
 SESSION_STATUS_ENDED: SessionStatus
@@ -34,9 +43,15 @@ TURN_STATUS_IN_PROGRESS: TurnStatus
 TURN_STATUS_COMPLETED: TurnStatus
 TURN_STATUS_FAILED: TurnStatus
 TURN_STATUS_CANCELLED: TurnStatus
+ITEM_TYPE_UNSPECIFIED: ItemType
+ITEM_TYPE_MESSAGE: ItemType
+ITEM_TYPE_TOOL_CALL: ItemType
+ITEM_TYPE_TOOL_RESULT: ItemType
+ITEM_TYPE_REASONING: ItemType
+ITEM_TYPE_OTHER: ItemType
 
 class Session(_message.Message):
-    __slots__ = ("session_id", "user_id", "agent_id", "status", "create_time", "update_time", "expire_time", "ttl", "idle_timeout", "max_turns", "turn_count", "state_json", "labels", "summary", "etag", "last_activity_time", "total_turns", "folded_turns", "history_bytes")
+    __slots__ = ("session_id", "user_id", "agent_id", "status", "create_time", "update_time", "expire_time", "ttl", "idle_timeout", "max_turns", "turn_count", "state_json", "labels", "summary", "etag", "last_activity_time", "total_turns", "folded_turns", "history_bytes", "external_agent", "last_item_sequence")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -63,6 +78,8 @@ class Session(_message.Message):
     TOTAL_TURNS_FIELD_NUMBER: _ClassVar[int]
     FOLDED_TURNS_FIELD_NUMBER: _ClassVar[int]
     HISTORY_BYTES_FIELD_NUMBER: _ClassVar[int]
+    EXTERNAL_AGENT_FIELD_NUMBER: _ClassVar[int]
+    LAST_ITEM_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     session_id: str
     user_id: str
     agent_id: str
@@ -82,7 +99,9 @@ class Session(_message.Message):
     total_turns: int
     folded_turns: int
     history_bytes: int
-    def __init__(self, session_id: _Optional[str] = ..., user_id: _Optional[str] = ..., agent_id: _Optional[str] = ..., status: _Optional[_Union[SessionStatus, str]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., ttl: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., idle_timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., max_turns: _Optional[int] = ..., turn_count: _Optional[int] = ..., state_json: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., summary: _Optional[str] = ..., etag: _Optional[str] = ..., last_activity_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., total_turns: _Optional[int] = ..., folded_turns: _Optional[int] = ..., history_bytes: _Optional[int] = ...) -> None: ...
+    external_agent: bool
+    last_item_sequence: int
+    def __init__(self, session_id: _Optional[str] = ..., user_id: _Optional[str] = ..., agent_id: _Optional[str] = ..., status: _Optional[_Union[SessionStatus, str]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., ttl: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., idle_timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., max_turns: _Optional[int] = ..., turn_count: _Optional[int] = ..., state_json: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., summary: _Optional[str] = ..., etag: _Optional[str] = ..., last_activity_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., total_turns: _Optional[int] = ..., folded_turns: _Optional[int] = ..., history_bytes: _Optional[int] = ..., external_agent: _Optional[bool] = ..., last_item_sequence: _Optional[int] = ...) -> None: ...
 
 class Turn(_message.Message):
     __slots__ = ("index", "status", "input", "output", "create_time", "complete_time", "request_id", "error", "usage")
@@ -152,7 +171,7 @@ class SessionSnapshot(_message.Message):
     def __init__(self, session_id: _Optional[str] = ..., user_id: _Optional[str] = ..., agent_id: _Optional[str] = ..., status: _Optional[_Union[SessionStatus, str]] = ..., ttl: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., idle_timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., max_turns: _Optional[int] = ..., state_json: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., summary: _Optional[str] = ..., folded_turns: _Optional[int] = ..., turn_count: _Optional[int] = ..., turns: _Optional[_Iterable[_Union[Turn, _Mapping]]] = ...) -> None: ...
 
 class CreateSessionRequest(_message.Message):
-    __slots__ = ("user_id", "agent_id", "session_id", "ttl", "idle_timeout", "max_turns", "state_json", "labels", "request_id")
+    __slots__ = ("user_id", "agent_id", "session_id", "ttl", "idle_timeout", "max_turns", "state_json", "labels", "request_id", "external_agent")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -169,6 +188,7 @@ class CreateSessionRequest(_message.Message):
     STATE_JSON_FIELD_NUMBER: _ClassVar[int]
     LABELS_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    EXTERNAL_AGENT_FIELD_NUMBER: _ClassVar[int]
     user_id: str
     agent_id: str
     session_id: str
@@ -178,7 +198,8 @@ class CreateSessionRequest(_message.Message):
     state_json: str
     labels: _containers.ScalarMap[str, str]
     request_id: str
-    def __init__(self, user_id: _Optional[str] = ..., agent_id: _Optional[str] = ..., session_id: _Optional[str] = ..., ttl: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., idle_timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., max_turns: _Optional[int] = ..., state_json: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., request_id: _Optional[str] = ...) -> None: ...
+    external_agent: bool
+    def __init__(self, user_id: _Optional[str] = ..., agent_id: _Optional[str] = ..., session_id: _Optional[str] = ..., ttl: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., idle_timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., max_turns: _Optional[int] = ..., state_json: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., request_id: _Optional[str] = ..., external_agent: _Optional[bool] = ...) -> None: ...
 
 class ImportSessionRequest(_message.Message):
     __slots__ = ("snapshot",)
@@ -329,3 +350,133 @@ class CompressSessionResponse(_message.Message):
     folded_turns: int
     summarizer: str
     def __init__(self, session: _Optional[_Union[Session, _Mapping]] = ..., folded_turns: _Optional[int] = ..., summarizer: _Optional[str] = ...) -> None: ...
+
+class Item(_message.Message):
+    __slots__ = ("sequence", "turn_index", "type", "type_name", "role", "name", "call_id", "payload_json", "create_time", "item_id")
+    SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    TURN_INDEX_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    TYPE_NAME_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    CALL_ID_FIELD_NUMBER: _ClassVar[int]
+    PAYLOAD_JSON_FIELD_NUMBER: _ClassVar[int]
+    CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    ITEM_ID_FIELD_NUMBER: _ClassVar[int]
+    sequence: int
+    turn_index: int
+    type: ItemType
+    type_name: str
+    role: str
+    name: str
+    call_id: str
+    payload_json: str
+    create_time: _timestamp_pb2.Timestamp
+    item_id: str
+    def __init__(self, sequence: _Optional[int] = ..., turn_index: _Optional[int] = ..., type: _Optional[_Union[ItemType, str]] = ..., type_name: _Optional[str] = ..., role: _Optional[str] = ..., name: _Optional[str] = ..., call_id: _Optional[str] = ..., payload_json: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., item_id: _Optional[str] = ...) -> None: ...
+
+class AppendItemsRequest(_message.Message):
+    __slots__ = ("session_id", "user_id", "items", "state_delta_json", "state_removals", "expected_last_sequence", "etag", "request_id")
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    STATE_DELTA_JSON_FIELD_NUMBER: _ClassVar[int]
+    STATE_REMOVALS_FIELD_NUMBER: _ClassVar[int]
+    EXPECTED_LAST_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    ETAG_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    session_id: str
+    user_id: str
+    items: _containers.RepeatedCompositeFieldContainer[Item]
+    state_delta_json: str
+    state_removals: _containers.RepeatedScalarFieldContainer[str]
+    expected_last_sequence: int
+    etag: str
+    request_id: str
+    def __init__(self, session_id: _Optional[str] = ..., user_id: _Optional[str] = ..., items: _Optional[_Iterable[_Union[Item, _Mapping]]] = ..., state_delta_json: _Optional[str] = ..., state_removals: _Optional[_Iterable[str]] = ..., expected_last_sequence: _Optional[int] = ..., etag: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
+
+class AppendItemsResponse(_message.Message):
+    __slots__ = ("items", "session")
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    SESSION_FIELD_NUMBER: _ClassVar[int]
+    items: _containers.RepeatedCompositeFieldContainer[Item]
+    session: Session
+    def __init__(self, items: _Optional[_Iterable[_Union[Item, _Mapping]]] = ..., session: _Optional[_Union[Session, _Mapping]] = ...) -> None: ...
+
+class ListItemsRequest(_message.Message):
+    __slots__ = ("session_id", "user_id", "page_size", "page_token", "order_by", "after_sequence")
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    ORDER_BY_FIELD_NUMBER: _ClassVar[int]
+    AFTER_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    session_id: str
+    user_id: str
+    page_size: int
+    page_token: str
+    order_by: str
+    after_sequence: int
+    def __init__(self, session_id: _Optional[str] = ..., user_id: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., order_by: _Optional[str] = ..., after_sequence: _Optional[int] = ...) -> None: ...
+
+class ListItemsResponse(_message.Message):
+    __slots__ = ("items", "next_page_token")
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    items: _containers.RepeatedCompositeFieldContainer[Item]
+    next_page_token: str
+    def __init__(self, items: _Optional[_Iterable[_Union[Item, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class PopItemRequest(_message.Message):
+    __slots__ = ("session_id", "user_id")
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    session_id: str
+    user_id: str
+    def __init__(self, session_id: _Optional[str] = ..., user_id: _Optional[str] = ...) -> None: ...
+
+class PopItemResponse(_message.Message):
+    __slots__ = ("item", "session")
+    ITEM_FIELD_NUMBER: _ClassVar[int]
+    SESSION_FIELD_NUMBER: _ClassVar[int]
+    item: Item
+    session: Session
+    def __init__(self, item: _Optional[_Union[Item, _Mapping]] = ..., session: _Optional[_Union[Session, _Mapping]] = ...) -> None: ...
+
+class ClearItemsRequest(_message.Message):
+    __slots__ = ("session_id", "user_id")
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    session_id: str
+    user_id: str
+    def __init__(self, session_id: _Optional[str] = ..., user_id: _Optional[str] = ...) -> None: ...
+
+class ClearItemsResponse(_message.Message):
+    __slots__ = ("session",)
+    SESSION_FIELD_NUMBER: _ClassVar[int]
+    session: Session
+    def __init__(self, session: _Optional[_Union[Session, _Mapping]] = ...) -> None: ...
+
+class ReplaceItemsRequest(_message.Message):
+    __slots__ = ("session_id", "user_id", "after_sequence", "items", "expected_last_sequence", "request_id")
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    AFTER_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    EXPECTED_LAST_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    session_id: str
+    user_id: str
+    after_sequence: int
+    items: _containers.RepeatedCompositeFieldContainer[Item]
+    expected_last_sequence: int
+    request_id: str
+    def __init__(self, session_id: _Optional[str] = ..., user_id: _Optional[str] = ..., after_sequence: _Optional[int] = ..., items: _Optional[_Iterable[_Union[Item, _Mapping]]] = ..., expected_last_sequence: _Optional[int] = ..., request_id: _Optional[str] = ...) -> None: ...
+
+class ReplaceItemsResponse(_message.Message):
+    __slots__ = ("items", "session")
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    SESSION_FIELD_NUMBER: _ClassVar[int]
+    items: _containers.RepeatedCompositeFieldContainer[Item]
+    session: Session
+    def __init__(self, items: _Optional[_Iterable[_Union[Item, _Mapping]]] = ..., session: _Optional[_Union[Session, _Mapping]] = ...) -> None: ...

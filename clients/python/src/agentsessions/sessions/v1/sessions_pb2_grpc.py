@@ -90,6 +90,31 @@ class SessionServiceStub:
                 request_serializer=agentsessions_dot_sessions_dot_v1_dot_sessions__pb2.CompressSessionRequest.SerializeToString,
                 response_deserializer=agentsessions_dot_sessions_dot_v1_dot_sessions__pb2.CompressSessionResponse.FromString,
                 _registered_method=True)
+        self.AppendItems = channel.unary_unary(
+                '/agentsessions.sessions.v1.SessionService/AppendItems',
+                request_serializer=agentsessions_dot_sessions_dot_v1_dot_sessions__pb2.AppendItemsRequest.SerializeToString,
+                response_deserializer=agentsessions_dot_sessions_dot_v1_dot_sessions__pb2.AppendItemsResponse.FromString,
+                _registered_method=True)
+        self.ListItems = channel.unary_unary(
+                '/agentsessions.sessions.v1.SessionService/ListItems',
+                request_serializer=agentsessions_dot_sessions_dot_v1_dot_sessions__pb2.ListItemsRequest.SerializeToString,
+                response_deserializer=agentsessions_dot_sessions_dot_v1_dot_sessions__pb2.ListItemsResponse.FromString,
+                _registered_method=True)
+        self.PopItem = channel.unary_unary(
+                '/agentsessions.sessions.v1.SessionService/PopItem',
+                request_serializer=agentsessions_dot_sessions_dot_v1_dot_sessions__pb2.PopItemRequest.SerializeToString,
+                response_deserializer=agentsessions_dot_sessions_dot_v1_dot_sessions__pb2.PopItemResponse.FromString,
+                _registered_method=True)
+        self.ClearItems = channel.unary_unary(
+                '/agentsessions.sessions.v1.SessionService/ClearItems',
+                request_serializer=agentsessions_dot_sessions_dot_v1_dot_sessions__pb2.ClearItemsRequest.SerializeToString,
+                response_deserializer=agentsessions_dot_sessions_dot_v1_dot_sessions__pb2.ClearItemsResponse.FromString,
+                _registered_method=True)
+        self.ReplaceItems = channel.unary_unary(
+                '/agentsessions.sessions.v1.SessionService/ReplaceItems',
+                request_serializer=agentsessions_dot_sessions_dot_v1_dot_sessions__pb2.ReplaceItemsRequest.SerializeToString,
+                response_deserializer=agentsessions_dot_sessions_dot_v1_dot_sessions__pb2.ReplaceItemsResponse.FromString,
+                _registered_method=True)
 
 
 class SessionServiceServicer:
@@ -185,6 +210,50 @@ class SessionServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AppendItems(self, request, context):
+        """Appends items to a session's history in one atomic write, as one new turn: the
+        way an agent that runs outside the service (CreateSessionRequest.external_agent)
+        records what it said and did. An expected last sequence number or an etag makes
+        the write conditional (ABORTED, nothing written, when stale); a retry with the
+        same request_id writes nothing and returns the first answer. On a session whose
+        agent the service runs, an append is refused while a turn runs.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListItems(self, request, context):
+        """Lists the items of a session's history, oldest first unless asked otherwise.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PopItem(self, request, context):
+        """Removes the newest item of a session's history and returns it, atomically: two
+        concurrent pops never return the same item.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ClearItems(self, request, context):
+        """Removes every item and turn from a session's history. Sequence numbers and turn
+        indexes go on from where they were: none is ever reused.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReplaceItems(self, request, context):
+        """Replaces the items after a given sequence number with new ones, atomically (for
+        clients that compact their own history): the items after it are removed and the
+        new ones appended as one new turn, with new sequence numbers.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SessionServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -237,6 +306,31 @@ def add_SessionServiceServicer_to_server(servicer, server):
                     servicer.CompressSession,
                     request_deserializer=agentsessions_dot_sessions_dot_v1_dot_sessions__pb2.CompressSessionRequest.FromString,
                     response_serializer=agentsessions_dot_sessions_dot_v1_dot_sessions__pb2.CompressSessionResponse.SerializeToString,
+            ),
+            'AppendItems': grpc.unary_unary_rpc_method_handler(
+                    servicer.AppendItems,
+                    request_deserializer=agentsessions_dot_sessions_dot_v1_dot_sessions__pb2.AppendItemsRequest.FromString,
+                    response_serializer=agentsessions_dot_sessions_dot_v1_dot_sessions__pb2.AppendItemsResponse.SerializeToString,
+            ),
+            'ListItems': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListItems,
+                    request_deserializer=agentsessions_dot_sessions_dot_v1_dot_sessions__pb2.ListItemsRequest.FromString,
+                    response_serializer=agentsessions_dot_sessions_dot_v1_dot_sessions__pb2.ListItemsResponse.SerializeToString,
+            ),
+            'PopItem': grpc.unary_unary_rpc_method_handler(
+                    servicer.PopItem,
+                    request_deserializer=agentsessions_dot_sessions_dot_v1_dot_sessions__pb2.PopItemRequest.FromString,
+                    response_serializer=agentsessions_dot_sessions_dot_v1_dot_sessions__pb2.PopItemResponse.SerializeToString,
+            ),
+            'ClearItems': grpc.unary_unary_rpc_method_handler(
+                    servicer.ClearItems,
+                    request_deserializer=agentsessions_dot_sessions_dot_v1_dot_sessions__pb2.ClearItemsRequest.FromString,
+                    response_serializer=agentsessions_dot_sessions_dot_v1_dot_sessions__pb2.ClearItemsResponse.SerializeToString,
+            ),
+            'ReplaceItems': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReplaceItems,
+                    request_deserializer=agentsessions_dot_sessions_dot_v1_dot_sessions__pb2.ReplaceItemsRequest.FromString,
+                    response_serializer=agentsessions_dot_sessions_dot_v1_dot_sessions__pb2.ReplaceItemsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -515,6 +609,141 @@ class SessionService:
             '/agentsessions.sessions.v1.SessionService/CompressSession',
             agentsessions_dot_sessions_dot_v1_dot_sessions__pb2.CompressSessionRequest.SerializeToString,
             agentsessions_dot_sessions_dot_v1_dot_sessions__pb2.CompressSessionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AppendItems(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agentsessions.sessions.v1.SessionService/AppendItems',
+            agentsessions_dot_sessions_dot_v1_dot_sessions__pb2.AppendItemsRequest.SerializeToString,
+            agentsessions_dot_sessions_dot_v1_dot_sessions__pb2.AppendItemsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListItems(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agentsessions.sessions.v1.SessionService/ListItems',
+            agentsessions_dot_sessions_dot_v1_dot_sessions__pb2.ListItemsRequest.SerializeToString,
+            agentsessions_dot_sessions_dot_v1_dot_sessions__pb2.ListItemsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PopItem(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agentsessions.sessions.v1.SessionService/PopItem',
+            agentsessions_dot_sessions_dot_v1_dot_sessions__pb2.PopItemRequest.SerializeToString,
+            agentsessions_dot_sessions_dot_v1_dot_sessions__pb2.PopItemResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ClearItems(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agentsessions.sessions.v1.SessionService/ClearItems',
+            agentsessions_dot_sessions_dot_v1_dot_sessions__pb2.ClearItemsRequest.SerializeToString,
+            agentsessions_dot_sessions_dot_v1_dot_sessions__pb2.ClearItemsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReplaceItems(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agentsessions.sessions.v1.SessionService/ReplaceItems',
+            agentsessions_dot_sessions_dot_v1_dot_sessions__pb2.ReplaceItemsRequest.SerializeToString,
+            agentsessions_dot_sessions_dot_v1_dot_sessions__pb2.ReplaceItemsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -77,6 +77,29 @@ class SessionServiceStub:
     by the built-in extractive summarizer. A turn running meanwhile is not folded and
     is not disturbed. Servers also compress long histories on their own after a turn.
     """
+    AppendItems: _grpc.UnaryUnaryMultiCallable[_sessions_pb2.AppendItemsRequest, _sessions_pb2.AppendItemsResponse]
+    """Appends items to a session's history in one atomic write, as one new turn: the
+    way an agent that runs outside the service (CreateSessionRequest.external_agent)
+    records what it said and did. An expected last sequence number or an etag makes
+    the write conditional (ABORTED, nothing written, when stale); a retry with the
+    same request_id writes nothing and returns the first answer. On a session whose
+    agent the service runs, an append is refused while a turn runs.
+    """
+    ListItems: _grpc.UnaryUnaryMultiCallable[_sessions_pb2.ListItemsRequest, _sessions_pb2.ListItemsResponse]
+    """Lists the items of a session's history, oldest first unless asked otherwise."""
+    PopItem: _grpc.UnaryUnaryMultiCallable[_sessions_pb2.PopItemRequest, _sessions_pb2.PopItemResponse]
+    """Removes the newest item of a session's history and returns it, atomically: two
+    concurrent pops never return the same item.
+    """
+    ClearItems: _grpc.UnaryUnaryMultiCallable[_sessions_pb2.ClearItemsRequest, _sessions_pb2.ClearItemsResponse]
+    """Removes every item and turn from a session's history. Sequence numbers and turn
+    indexes go on from where they were: none is ever reused.
+    """
+    ReplaceItems: _grpc.UnaryUnaryMultiCallable[_sessions_pb2.ReplaceItemsRequest, _sessions_pb2.ReplaceItemsResponse]
+    """Replaces the items after a given sequence number with new ones, atomically (for
+    clients that compact their own history): the items after it are removed and the
+    new ones appended as one new turn, with new sequence numbers.
+    """
 
 @_typing.type_check_only
 class SessionServiceAsyncStub(SessionServiceStub):
@@ -126,6 +149,29 @@ class SessionServiceAsyncStub(SessionServiceStub):
     them. The summary is written by the session's agent when it can summarize, else
     by the built-in extractive summarizer. A turn running meanwhile is not folded and
     is not disturbed. Servers also compress long histories on their own after a turn.
+    """
+    AppendItems: _aio.UnaryUnaryMultiCallable[_sessions_pb2.AppendItemsRequest, _sessions_pb2.AppendItemsResponse]  # type: ignore[assignment]
+    """Appends items to a session's history in one atomic write, as one new turn: the
+    way an agent that runs outside the service (CreateSessionRequest.external_agent)
+    records what it said and did. An expected last sequence number or an etag makes
+    the write conditional (ABORTED, nothing written, when stale); a retry with the
+    same request_id writes nothing and returns the first answer. On a session whose
+    agent the service runs, an append is refused while a turn runs.
+    """
+    ListItems: _aio.UnaryUnaryMultiCallable[_sessions_pb2.ListItemsRequest, _sessions_pb2.ListItemsResponse]  # type: ignore[assignment]
+    """Lists the items of a session's history, oldest first unless asked otherwise."""
+    PopItem: _aio.UnaryUnaryMultiCallable[_sessions_pb2.PopItemRequest, _sessions_pb2.PopItemResponse]  # type: ignore[assignment]
+    """Removes the newest item of a session's history and returns it, atomically: two
+    concurrent pops never return the same item.
+    """
+    ClearItems: _aio.UnaryUnaryMultiCallable[_sessions_pb2.ClearItemsRequest, _sessions_pb2.ClearItemsResponse]  # type: ignore[assignment]
+    """Removes every item and turn from a session's history. Sequence numbers and turn
+    indexes go on from where they were: none is ever reused.
+    """
+    ReplaceItems: _aio.UnaryUnaryMultiCallable[_sessions_pb2.ReplaceItemsRequest, _sessions_pb2.ReplaceItemsResponse]  # type: ignore[assignment]
+    """Replaces the items after a given sequence number with new ones, atomically (for
+    clients that compact their own history): the items after it are removed and the
+    new ones appended as one new turn, with new sequence numbers.
     """
 
 class SessionServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -233,6 +279,59 @@ class SessionServiceServicer(metaclass=_abc_1.ABCMeta):
         them. The summary is written by the session's agent when it can summarize, else
         by the built-in extractive summarizer. A turn running meanwhile is not folded and
         is not disturbed. Servers also compress long histories on their own after a turn.
+        """
+
+    @_abc_1.abstractmethod
+    def AppendItems(
+        self,
+        request: _sessions_pb2.AppendItemsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_sessions_pb2.AppendItemsResponse, _abc.Awaitable[_sessions_pb2.AppendItemsResponse]]:
+        """Appends items to a session's history in one atomic write, as one new turn: the
+        way an agent that runs outside the service (CreateSessionRequest.external_agent)
+        records what it said and did. An expected last sequence number or an etag makes
+        the write conditional (ABORTED, nothing written, when stale); a retry with the
+        same request_id writes nothing and returns the first answer. On a session whose
+        agent the service runs, an append is refused while a turn runs.
+        """
+
+    @_abc_1.abstractmethod
+    def ListItems(
+        self,
+        request: _sessions_pb2.ListItemsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_sessions_pb2.ListItemsResponse, _abc.Awaitable[_sessions_pb2.ListItemsResponse]]:
+        """Lists the items of a session's history, oldest first unless asked otherwise."""
+
+    @_abc_1.abstractmethod
+    def PopItem(
+        self,
+        request: _sessions_pb2.PopItemRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_sessions_pb2.PopItemResponse, _abc.Awaitable[_sessions_pb2.PopItemResponse]]:
+        """Removes the newest item of a session's history and returns it, atomically: two
+        concurrent pops never return the same item.
+        """
+
+    @_abc_1.abstractmethod
+    def ClearItems(
+        self,
+        request: _sessions_pb2.ClearItemsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_sessions_pb2.ClearItemsResponse, _abc.Awaitable[_sessions_pb2.ClearItemsResponse]]:
+        """Removes every item and turn from a session's history. Sequence numbers and turn
+        indexes go on from where they were: none is ever reused.
+        """
+
+    @_abc_1.abstractmethod
+    def ReplaceItems(
+        self,
+        request: _sessions_pb2.ReplaceItemsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_sessions_pb2.ReplaceItemsResponse, _abc.Awaitable[_sessions_pb2.ReplaceItemsResponse]]:
+        """Replaces the items after a given sequence number with new ones, atomically (for
+        clients that compact their own history): the items after it are removed and the
+        new ones appended as one new turn, with new sequence numbers.
         """
 
 def add_SessionServiceServicer_to_server(servicer: SessionServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
