@@ -147,9 +147,9 @@ async def test_users_spread_over_every_master_and_each_session_stays_on_one(
             holders[key[key.index("{") + 1 : key.index("}")]].add(port)
 
     assert all(count > 0 for count in per_master.values()), per_master
-    # Each user's keys (index, meta, state, turns, requests) live on one master.
+    # Each user's keys (index, meta, state, turns, requests, items) live on one master.
     assert all(len(ports) == 1 for ports in holders.values()), holders
-    assert sum(per_master.values()) == 3 * len(users)  # the index, meta and turns
+    assert sum(per_master.values()) == 4 * len(users)  # the index, meta, turns and items
 
 
 async def test_a_whole_session_lifecycle_over_grpc(cluster_stub: Stub) -> None:

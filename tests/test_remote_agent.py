@@ -337,3 +337,25 @@ async def test_an_agent_service_without_summarize_gets_the_extractive_summary(
 
     assert response.summarizer == "extractive"
     assert response.session.summary == "Turn 1: user: Hello there. | agent: ok"
+
+
+async def test_a_remote_agents_tool_call_is_stored_and_sent_back_in_its_context(
+    sessions: Stub, agent_service: AgentService
+) -> None:
+    session = await create(sessions, agent_id=AGENT)
+    await run(sessions, session, "How's the weather in Tokyo?")
+
+    await run(sessions, session, "And in Beijing?")
+    listed = await sessions.ListItems(
+        pb.ListItemsRequest(session_id=session.session_id, user_id=session.user_id)
+    )
+
+    first_turn = [i for i in listed.items if i.turn_index == 1]
+    assert [(i.type, i.name) for i in first_turn] == [
+        (pb.ITEM_TYPE_MESSAGE, ""),
+        (pb.ITEM_TYPE_TOOL_CALL, "get_weather"),
+        (pb.ITEM_TYPE_TOOL_RESULT, "get_weather"),
+        (pb.ITEM_TYPE_MESSAGE, ""),
+    ]
+    [earlier] = agent_service.service.received[-1].history
+    assert list(earlier.items) == first_turn

@@ -121,6 +121,9 @@ class Turn:
     first_item_sequence: int = 0
     """The sequence numbers of the turn's items, when it has any (0 when none)."""
     last_item_sequence: int = 0
+    items: tuple[Item, ...] = ()
+    """The turn's items, where the reader asked for them (a Run's result, an agent's
+    context); empty elsewhere."""
 
 
 class ItemType(enum.IntEnum):
@@ -226,6 +229,8 @@ class TurnStart:
     turn: Turn
     history: list[Turn]
     replayed: bool = False
+    history_items: list[Item] = field(default_factory=list)
+    """The newest items of the history (at most what begin_turn asked for), oldest first."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,6 +242,9 @@ class TurnOutcome:
     error: str = ""
     state_delta: StateDelta = field(default_factory=StateDelta)
     usage: TokenUsage = TokenUsage()
+    items: tuple[Item, ...] = ()
+    """A completed turn's items, numbered and dated: the user's message, what the agent
+    did (tool calls and results, messages), its reply."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,6 +32,7 @@ from typing import Any
 import grpc
 from agentsessions.agents.v1 import agents_pb2 as pb
 from agentsessions.agents.v1 import agents_pb2_grpc
+from agentsessions.sessions.v1 import sessions_pb2
 
 log = logging.getLogger("agent_server")
 
@@ -76,6 +77,10 @@ class WeatherAgentService(agents_pb2_grpc.AgentServiceServicer):
                     await asyncio.sleep(SLOW_PAUSE_S)
                 return
             reply, city = answer(request)
+            if city:
+                # As a model would: call the weather tool, then answer from its result.
+                for item in weather_tool_call(city, request.turn_index):
+                    yield pb.GenerateResponse(item=item)
             for word in _WORD.findall(reply):  # word by word, as a model would stream it
                 yield text(word)
             if city:
@@ -103,6 +108,26 @@ class WeatherAgentService(agents_pb2_grpc.AgentServiceServicer):
         topic = f"the weather in {', '.join(cities)}" if cities else "other things"
         line = f"Turns {first}-{last}: the user asked about {topic}."
         return pb.SummarizeResponse(summary="\n".join(filter(None, [request.summary, line])))
+
+
+def weather_tool_call(city: str, turn_index: int) -> tuple[sessions_pb2.Item, sessions_pb2.Item]:
+    """The get_weather call for a city and its result, as items stored with the turn."""
+    call_id = f"call-{turn_index}"
+    call = sessions_pb2.Item(
+        type=sessions_pb2.ITEM_TYPE_TOOL_CALL,
+        role="assistant",
+        name="get_weather",
+        call_id=call_id,
+        payload_json=json.dumps({"name": "get_weather", "arguments": json.dumps({"city": city})}),
+    )
+    result = sessions_pb2.Item(
+        type=sessions_pb2.ITEM_TYPE_TOOL_RESULT,
+        role="tool",
+        name="get_weather",
+        call_id=call_id,
+        payload_json=json.dumps({"call_id": call_id, "output": FORECASTS[city.lower()]}),
+    )
+    return call, result
 
 
 def text(chunk: str) -> pb.GenerateResponse:

@@ -6,10 +6,11 @@ from collections.abc import AsyncGenerator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-from agent_sessions.model import JsonValue, StateDelta, TokenUsage, Turn
+from agent_sessions.model import Item, JsonValue, StateDelta, TokenUsage, Turn
 
-AgentEvent = str | StateDelta | TokenUsage
-"""What an agent yields: reply text, a state change, or the tokens it spent."""
+AgentEvent = str | StateDelta | TokenUsage | Item
+"""What an agent yields: reply text, a state change, the tokens it spent, or an item of
+what it did (a tool call, its result, a message): stored with the turn, in order."""
 
 
 @dataclass(frozen=True, slots=True)

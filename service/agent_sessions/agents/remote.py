@@ -26,6 +26,7 @@ from agent_sessions.agents.specs import GrpcSpec
 from agent_sessions.agents.summarizer import SummaryRequest
 from agent_sessions.errors import AgentError, AgentTimeout, AgentUnavailable
 from agent_sessions.model import StateDelta, TokenUsage, TurnStatus
+from agent_sessions.wire import item_message, item_of
 
 log = logging.getLogger(__name__)
 
@@ -159,7 +160,12 @@ def _request(context: AgentContext, text: str) -> pb.GenerateRequest:
         state_json=state_json.dump(dict(context.state)),
         summary=context.summary,
         history=[
-            pb.Exchange(index=turn.index, input=turn.input, output=turn.output)
+            pb.Exchange(
+                index=turn.index,
+                input=turn.input,
+                output=turn.output,
+                items=[item_message(item) for item in turn.items],
+            )
             for turn in context.history
         ],
         input=text,
@@ -177,6 +183,8 @@ def _event(response: pb.GenerateResponse) -> AgentEvent | None:
         except state_json.StateJsonError as error:
             raise AgentError(f"the agent service sent a bad state update: {error}") from None
         return StateDelta(set=values, delete=frozenset(update.delete))
+    if kind == "item":
+        return item_of(response.item)
     if kind == "usage":
         usage = response.usage
         if usage.input_tokens < 0 or usage.output_tokens < 0:

@@ -7,11 +7,12 @@ or the earlier turns), and without that context it cannot tell what is asked.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import AsyncGenerator
 
 from agent_sessions.agents.protocol import AgentContext, AgentEvent
-from agent_sessions.model import StateDelta
+from agent_sessions.model import Item, ItemType, StateDelta
 
 FORECASTS = {
     "shanghai": ("Shanghai", "sunny", 22),
@@ -28,11 +29,38 @@ _GREETING = re.compile(r"^\s*(hello|hi|hey)\b", re.IGNORECASE)
 _WORD = re.compile(r"\S+\s*")
 
 
+def get_weather_call(city_key: str, turn_index: int) -> tuple[Item, Item]:
+    """The ``get_weather`` tool call for a city and its result, as a model's items."""
+    name, sky, celsius = FORECASTS[city_key]
+    call_id = f"call-{turn_index}-{city_key.replace(' ', '-')}"
+    arguments = json.dumps({"city": name})
+    call = Item(
+        ItemType.TOOL_CALL,
+        json.dumps({"name": "get_weather", "arguments": arguments, "call_id": call_id}),
+        role="assistant",
+        name="get_weather",
+        call_id=call_id,
+    )
+    result = Item(
+        ItemType.TOOL_RESULT,
+        json.dumps({"call_id": call_id, "output": {"city": name, "sky": sky, "celsius": celsius}}),
+        role="tool",
+        name="get_weather",
+        call_id=call_id,
+    )
+    return call, result
+
+
 class WeatherAgent:
     """Answers weather questions about a few cities, following the conversation."""
 
     async def stream(self, context: AgentContext, text: str) -> AsyncGenerator[AgentEvent, None]:
         reply, delta = self._answer(context, text)
+        city = delta.set.get("city_key") if "city" in delta.set else None
+        if city is not None:
+            # As a model would: call the weather tool, then answer from its result.
+            for item in get_weather_call(str(city), context.turn_index):
+                yield item
         for chunk in _WORD.findall(reply):
             yield chunk
         if delta:

@@ -10,8 +10,6 @@ from google.protobuf import duration_pb2, timestamp_pb2
 from agent_sessions import sessions, state_json, validation
 from agent_sessions.errors import InvalidArgument, quote
 from agent_sessions.model import (
-    Item,
-    ItemType,
     JsonValue,
     Session,
     SessionPatch,
@@ -20,6 +18,7 @@ from agent_sessions.model import (
     TokenUsage,
     Turn,
 )
+from agent_sessions.wire import item_message
 
 _DURATION_FIELDS = {"ttl": "ttl_ms", "idle_timeout": "idle_timeout_ms"}
 UPDATABLE_FIELDS = ("state_json", "labels", "ttl", "idle_timeout", "max_turns")
@@ -128,6 +127,8 @@ def turn_message(turn: Turn) -> pb.Turn:
         message.usage.output_tokens = turn.usage.output_tokens
     if turn.complete_time_ms:
         message.complete_time.CopyFrom(timestamp(turn.complete_time_ms))
+    if turn.items:
+        message.items.extend(item_message(item) for item in turn.items)
     return message
 
 
@@ -237,6 +238,8 @@ def run_event(event: sessions.RunEvent) -> pb.RunEvent:
         return pb.RunEvent(
             started=pb.RunStarted(turn_index=event.turn_index, replayed=event.replayed)
         )
+    if isinstance(event, sessions.RunItem):
+        return pb.RunEvent(item=item_message(event.item))
     return pb.RunEvent(
         completed=pb.RunCompleted(
             turn=turn_message(event.turn), session=session_message(event.session)
@@ -252,42 +255,6 @@ def newest_first(order_by: str, *, key: str = "index") -> bool:
         return True
     raise InvalidArgument(
         "order_by", f"{quote(order_by)} is not supported: use '{key}' or '{key} desc'"
-    )
-
-
-# An unknown type number (from a newer contract) is kept as OTHER; 0 is refused.
-_ITEM_TYPES = {int(t): t for t in ItemType}
-
-
-def item_of(message: pb.Item) -> Item:
-    """A written item; its output-only fields are the store's to set."""
-    if message.type == pb.ITEM_TYPE_UNSPECIFIED:
-        item_type = None
-    else:
-        item_type = _ITEM_TYPES.get(message.type, ItemType.OTHER)
-    return Item(
-        type=item_type,  # type: ignore[arg-type]  # refused by validation.items, named
-        payload_json=message.payload_json,
-        type_name=message.type_name,
-        role=message.role,
-        name=message.name,
-        call_id=message.call_id,
-        item_id=message.item_id,
-    )
-
-
-def item_message(item: Item) -> pb.Item:
-    return pb.Item(
-        sequence=item.sequence,
-        turn_index=item.turn_index,
-        type=cast(pb.ItemType, item.type.value),
-        type_name=item.type_name,
-        role=item.role,
-        name=item.name,
-        call_id=item.call_id,
-        payload_json=item.payload_json,
-        create_time=timestamp(item.create_time_ms),
-        item_id=item.item_id,
     )
 
 

@@ -19,6 +19,7 @@ from agent_sessions.api.security import current_tenant
 from agent_sessions.api.status import to_status
 from agent_sessions.errors import InvalidArgument, SessionError
 from agent_sessions.sessions import SessionManager
+from agent_sessions.wire import item_message, item_of
 
 log = logging.getLogger(__name__)
 
@@ -166,7 +167,7 @@ class SessionServicer(sessions_pb2_grpc.SessionServiceServicer):
         written = await self._manager.append_items(
             user_id=request.user_id,
             session_id=request.session_id,
-            items=[convert.item_of(item) for item in request.items],
+            items=[item_of(item) for item in request.items],
             state_delta=convert.state_delta(request),
             expected_last_sequence=(
                 request.expected_last_sequence
@@ -177,7 +178,7 @@ class SessionServicer(sessions_pb2_grpc.SessionServiceServicer):
             request_id=request.request_id,
         )
         return pb.AppendItemsResponse(
-            items=[convert.item_message(item) for item in written.items],
+            items=[item_message(item) for item in written.items],
             session=convert.session_message(written.session),
         )
 
@@ -191,7 +192,7 @@ class SessionServicer(sessions_pb2_grpc.SessionServiceServicer):
             user_id=request.user_id,
             session_id=request.session_id,
             after_sequence=request.after_sequence,
-            items=[convert.item_of(item) for item in request.items],
+            items=[item_of(item) for item in request.items],
             expected_last_sequence=(
                 request.expected_last_sequence
                 if request.HasField("expected_last_sequence")
@@ -200,7 +201,7 @@ class SessionServicer(sessions_pb2_grpc.SessionServiceServicer):
             request_id=request.request_id,
         )
         return pb.ReplaceItemsResponse(
-            items=[convert.item_message(item) for item in written.items],
+            items=[item_message(item) for item in written.items],
             session=convert.session_message(written.session),
         )
 
@@ -219,7 +220,7 @@ class SessionServicer(sessions_pb2_grpc.SessionServiceServicer):
             after_sequence=request.after_sequence,
         )
         return pb.ListItemsResponse(
-            items=[convert.item_message(item) for item in page.items],
+            items=[item_message(item) for item in page.items],
             next_page_token=page.next_page_token,
         )
 
@@ -234,7 +235,7 @@ class SessionServicer(sessions_pb2_grpc.SessionServiceServicer):
         )
         response = pb.PopItemResponse(session=convert.session_message(session))
         if item is not None:
-            response.item.CopyFrom(convert.item_message(item))
+            response.item.CopyFrom(item_message(item))
         return response
 
     @_unary

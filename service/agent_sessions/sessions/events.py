@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from agent_sessions.model import Session, Turn
+from agent_sessions.model import Item, Session, Turn
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,7 +24,14 @@ class RunCompleted:
     session: Session
 
 
-RunEvent = RunStarted | RunDelta | RunCompleted
+@dataclass(frozen=True, slots=True)
+class RunItem:
+    """An item the agent produced, before the turn that numbers it is stored."""
+
+    item: Item
+
+
+RunEvent = RunStarted | RunDelta | RunItem | RunCompleted
 
 
 @dataclass(frozen=True, slots=True)

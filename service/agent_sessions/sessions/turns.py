@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import json
 import logging
 import secrets
 import time
@@ -28,6 +30,8 @@ from agent_sessions.errors import (
     quote,
 )
 from agent_sessions.model import (
+    Item,
+    ItemType,
     Session,
     StateDelta,
     TokenUsage,
@@ -36,7 +40,7 @@ from agent_sessions.model import (
     TurnStatus,
 )
 from agent_sessions.sessions.compaction import Compactor
-from agent_sessions.sessions.events import RunCompleted, RunDelta, RunEvent, RunStarted
+from agent_sessions.sessions.events import RunCompleted, RunDelta, RunEvent, RunItem, RunStarted
 from agent_sessions.sessions.lease import Heartbeat
 from agent_sessions.sessions.observers import AgentOutcome, SessionObserver
 from agent_sessions.sessions.policy import SessionPolicy
@@ -47,6 +51,8 @@ log = logging.getLogger(__name__)
 
 CANCELLED_ERROR = "cancelled: the caller went away before the reply was complete"
 INTERNAL_ERROR = "internal error: the service failed while running the turn (see its log)"
+CONTEXT_ITEMS_PER_TURN = 16
+"""The agent's context holds the items of its history turns, up to this many a turn."""
 
 
 class TurnRunner:
@@ -100,6 +106,7 @@ class TurnRunner:
             lease_ms=policy.turn_lease_ms,
             history_turns=policy.context_turns,
             now_ms=self._clock(),
+            history_items=policy.context_turns * CONTEXT_ITEMS_PER_TURN,
         )
         if start.replayed:
             yield RunStarted(start.turn.index, replayed=True)
@@ -117,6 +124,7 @@ class TurnRunner:
         observer = self._observer
         with self._in_flight.track():
             reply: list[str] = []
+            done: list[Item] = []
             reply_bytes = 0
             state_delta = StateDelta()
             usage = TokenUsage()
@@ -147,6 +155,9 @@ class TurnRunner:
                                     state_delta = state_delta.merged(item)
                                 elif isinstance(item, TokenUsage):
                                     usage = usage + item
+                                elif isinstance(item, Item):
+                                    done.append(self._agent_item(item, len(done)))
+                                    yield RunItem(item)
                                 else:
                                     raise AgentError(
                                         f"it sent a {type(item).__name__}, not text, a "
@@ -192,6 +203,7 @@ class TurnRunner:
                     output="".join(reply),
                     state_delta=state_delta,
                     usage=usage,
+                    items=_numbered(start, text, done, "".join(reply), self._clock()),
                 ),
                 now_ms=self._clock(),
             )
@@ -204,6 +216,19 @@ class TurnRunner:
         self._observer.agent_finished(
             agent=agent, outcome=outcome, seconds=time.perf_counter() - called
         )
+
+    def _agent_item(self, item: Item, position: int) -> Item:
+        # An agent's item must be one a caller could have appended.
+        try:
+            validation.items(
+                [item],
+                max_items=1,
+                max_payload_bytes=self._policy.max_item_bytes,
+                field=f"item {position}",
+            )
+        except InvalidArgument as error:
+            raise AgentError(f"its {error.message}") from None
+        return item
 
     def _check_agent_state(self, session: Session, delta: StateDelta) -> None:
         # The agent's change must leave a state the session could have been given.
@@ -254,8 +279,41 @@ class TurnRunner:
             )
 
 
+def _numbered(
+    start: TurnStart, text: str, done: list[Item], reply: str, now_ms: int
+) -> tuple[Item, ...]:
+    """A completed turn's items as stored: the user's message, the agent's items, its
+    reply; numbered on from the session's last item (none is written while a turn runs)."""
+    said = [_message("user", text), *done]
+    if reply:
+        said.append(_message("assistant", reply))
+    first = start.session.last_item_sequence + 1
+    return tuple(
+        dataclasses.replace(
+            item,
+            sequence=first + offset,
+            turn_index=start.turn.index,
+            create_time_ms=now_ms,
+            item_id="",  # an agent's ids are not the session's: they are never deduplicated
+        )
+        for offset, item in enumerate(said)
+    )
+
+
+def _message(role: str, text: str) -> Item:
+    payload = json.dumps({"role": role, "content": text}, ensure_ascii=False)
+    return Item(ItemType.MESSAGE, payload, role=role)
+
+
 def _agent_context(start: TurnStart) -> AgentContext:
     session = start.session
+    by_turn: dict[int, list[Item]] = {}
+    for item in start.history_items:
+        by_turn.setdefault(item.turn_index, []).append(item)
+    history = [
+        dataclasses.replace(turn, items=tuple(by_turn.get(turn.index, ())))
+        for turn in start.history
+    ]
     return AgentContext(
         session_id=session.session_id,
         user_id=session.user_id,
@@ -263,7 +321,7 @@ def _agent_context(start: TurnStart) -> AgentContext:
         turn_index=start.turn.index,
         state=session.state,
         summary=session.summary,
-        history=start.history,
+        history=history,
     )
 
 

@@ -199,6 +199,7 @@ class MemorySessionStore:
         lease_ms: int,
         history_turns: int,
         now_ms: int,
+        history_items: int = 0,
     ) -> TurnStart:
         self._sweep(now_ms)
         record = self._live(user_id, session_id, now_ms)
@@ -235,7 +236,8 @@ class MemorySessionStore:
             ),
             now_ms,
         )
-        return TurnStart(self._view(record), turn, history)
+        items = list(record.items.values())[-history_items:] if history_items > 0 else []
+        return TurnStart(self._view(record), turn, history, history_items=items)
 
     async def renew_lease(
         self, *, user_id: str, session_id: str, index: int, run_id: str, lease_ms: int, now_ms: int
@@ -272,13 +274,26 @@ class MemorySessionStore:
             complete_time_ms=now_ms,
             usage=outcome.usage,
         )
-        record.replace(finished)
+        last_item = record.session.last_item_sequence
+        if completed and outcome.items:
+            if outcome.items[0].sequence != last_item + 1:
+                raise RunSuperseded(session_id, index)  # items written meanwhile: not ours
+            record.items.update((item.sequence, item) for item in outcome.items)
+            last_item = outcome.items[-1].sequence
+            finished = dataclasses.replace(
+                finished,
+                first_item_sequence=outcome.items[0].sequence,
+                last_item_sequence=last_item,
+                items=outcome.items,
+            )
+        record.replace(dataclasses.replace(finished, items=()))
         if completed:
             self._apply(record, outcome.state_delta)
         record.session = self._touched(
             dataclasses.replace(
                 record.session,
                 running=None,
+                last_item_sequence=last_item,
                 turn_count=record.session.turn_count + (1 if completed else 0),
                 history_bytes=record.session.history_bytes + len(finished.output.encode()),
             ),

@@ -197,6 +197,7 @@ class MeteredSessionStore:
         lease_ms: int,
         history_turns: int,
         now_ms: int,
+        history_items: int = 0,
     ) -> TurnStart:
         return await _timed(
             self._ops.begin_turn,
@@ -209,6 +210,7 @@ class MeteredSessionStore:
                 lease_ms=lease_ms,
                 history_turns=history_turns,
                 now_ms=now_ms,
+                history_items=history_items,
             ),
         )
 

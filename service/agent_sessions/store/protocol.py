@@ -106,6 +106,7 @@ class SessionStore(Protocol):
         lease_ms: int,
         history_turns: int,
         now_ms: int,
+        history_items: int = 0,
     ) -> TurnStart:
         """Records a new IN_PROGRESS turn with the user's input and returns the context.
 
@@ -114,7 +115,8 @@ class SessionStore(Protocol):
         is ACTIVE (``SessionEnded``); fewer than ``max_turns`` turns completed
         (``MaxTurnsReached``); no other turn is running (``TurnInProgress``), where
         a running turn whose lease ran out is marked FAILED and no longer counts.
-        ``history`` holds the completed turns among the last ``history_turns``.
+        ``history`` holds the completed turns among the last ``history_turns``, and
+        ``history_items`` the newest ``history_items`` items of the history.
         """
         ...
 
@@ -141,7 +143,9 @@ class SessionStore(Protocol):
         now_ms: int,
     ) -> tuple[Turn, Session]:
         """Stores the outcome of ``turn`` (as :meth:`begin_turn` returned it), its state
-        delta and counters in one atomic step.
+        delta, its items (numbered on from the session's ``last_item_sequence`` as
+        begin_turn saw it: no item is written while a turn runs) and counters in one
+        atomic step.
 
         Raises ``RunSuperseded`` when ``run_id`` no longer owns the turn.
         """

@@ -255,10 +255,15 @@ def _turn_head(create_ms: int, request_id: str, text: str) -> str:
 def _turn_tail(turn: Turn) -> str:
     """The end of a finished turn's JSON, which replaces ``OPEN_TURN_TAIL``."""
     usage = turn.usage
+    items = (
+        f',"is":{turn.first_item_sequence},"ie":{turn.last_item_sequence}'
+        if turn.first_item_sequence
+        else ""
+    )
     return (
         f',"s":{int(turn.status)},"dt":{turn.complete_time_ms},'
         f'"out":{_json_encode(turn.output)},"err":{_json_encode(turn.error)},'
-        f'"ti":{usage.input_tokens},"to":{usage.output_tokens}}}'
+        f'"ti":{usage.input_tokens},"to":{usage.output_tokens}{items}}}'
     )
 
 
@@ -316,6 +321,13 @@ def item_body(item: Item) -> str:
         f'"r":{_json_encode(item.role)},"n":{_json_encode(item.name)},'
         f'"c":{_json_encode(item.call_id)},"i":{_json_encode(item.item_id)},'
         f'"p":{_json_encode(item.payload_json)}}}'
+    )
+
+
+def item_record(item: Item) -> str:
+    """A numbered item's whole record, as a turn's commit stores it."""
+    return f'{{"q":{item.sequence},"t":{item.turn_index},"ct":{item.create_time_ms},' + item_body(
+        item
     )
 
 

@@ -327,6 +327,7 @@ class RedisSessionStore:
         lease_ms: int,
         history_turns: int,
         now_ms: int,
+        history_items: int = 0,
     ) -> TurnStart:
         """Records a new IN_PROGRESS turn with the user's input and returns the context.
 
@@ -342,6 +343,7 @@ class RedisSessionStore:
             history_turns,
             codec.open_turn(now_ms, request_id, text),
             len(text.encode()),
+            history_items,
         )
         keys = self._keys.session(user_id, session_id)
         reply = await self._run(self._begin_turn, keys.all, args)
@@ -349,6 +351,7 @@ class RedisSessionStore:
         if tag == "OK":
             session = codec.decode_session(session_id, reply[1], reply[2])
             history = codec.decode_completed(reply[3] + 1, reply[4])
+            items = codec.decode_items(reply[5])
             turn = Turn(
                 index=session.total_turns,
                 status=TurnStatus.IN_PROGRESS,
@@ -356,7 +359,7 @@ class RedisSessionStore:
                 create_time_ms=now_ms,
                 request_id=request_id,
             )
-            return TurnStart(session, turn, history)
+            return TurnStart(session, turn, history, history_items=items)
         if tag == "REPLAY":
             session = codec.decode_session(session_id, reply[1], reply[2])
             return TurnStart(session, codec.decode_turn(reply[4], reply[3]), [], replayed=True)
@@ -398,6 +401,7 @@ class RedisSessionStore:
         Raises ``RunSuperseded`` when ``run_id`` no longer owns the turn.
         """
         completed = outcome.status is TurnStatus.COMPLETED
+        items = outcome.items if completed else ()
         finished = dataclasses.replace(
             turn,
             status=outcome.status,
@@ -405,6 +409,8 @@ class RedisSessionStore:
             error=outcome.error,
             complete_time_ms=now_ms,
             usage=outcome.usage,
+            first_item_sequence=items[0].sequence if items else 0,
+            last_item_sequence=items[-1].sequence if items else 0,
         )
         args: list[Arg] = [
             now_ms,
@@ -414,6 +420,9 @@ class RedisSessionStore:
             "1" if completed else "",
             codec.encode_turn(finished, compress_over_bytes=self._compress_over),
             len(finished.output.encode()),
+            items[0].sequence - 1 if items else "",
+            len(items),
+            *(codec.item_record(item) for item in items),
         ]
         delta = outcome.state_delta
         if completed and delta:
@@ -426,7 +435,10 @@ class RedisSessionStore:
         reply = await self._run(self._finish_turn, keys.all, args)
         if reply[0] != "OK":
             raise RunSuperseded(session_id, turn.index)
-        return finished, codec.decode_session(session_id, reply[1], reply[2])
+        return (
+            dataclasses.replace(finished, items=items),
+            codec.decode_session(session_id, reply[1], reply[2]),
+        )
 
     async def list_turns(
         self,

@@ -5,8 +5,9 @@
 -- KEYS[6] archive, KEYS[7] items, KEYS[8] item_ids
 -- ARGV[1] now_ms, ARGV[2] session_id, ARGV[3] request_id or "", ARGV[4] run_id,
 -- ARGV[5] lease end ms, ARGV[6] history_turns, ARGV[7] the new turn's JSON (open tail),
--- ARGV[8] the UTF-8 bytes of its input
--- -> {"OK", meta, state, turns before the window, {window turn JSON, ...}}
+-- ARGV[8] the UTF-8 bytes of its input, ARGV[9] how many of the newest items to return
+-- -> {"OK", meta, state, turns before the window, {window turn JSON, ...},
+--     {item record, ...}}
 --  | {"REPLAY", meta, state, index, turn JSON}
 --  | {"NOT_FOUND"} | {"EXTERNAL"} | {"ENDED"} | {"MAX_TURNS", max_turns}
 --  | {"BUSY", running index}
@@ -64,7 +65,13 @@ end
 redis.call('HSET', KEYS[1], 'total_turns', index, 'run_index', index, 'run_id', ARGV[4],
   'lease_ms', ARGV[5], 'update_ms', ARGV[1], 'activity_ms', ARGV[1], 'version', m.version + 1,
   'history_bytes', number(m.history_bytes) + ARGV[8])
+local items = {}
+local wanted = tonumber(ARGV[9])
+if wanted > 0 then
+  items = redis.call('ZRANGE', KEYS[7], -wanted, -1)
+end
 local reply = commit(KEYS, ARGV[2])
 reply[4] = total - #window
 reply[5] = window
+reply[6] = items
 return reply

@@ -22,10 +22,11 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from agentsessions.sessions.v1 import sessions_pb2 as agentsessions_dot_sessions_dot_v1_dot_sessions__pb2
 from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$agentsessions/agents/v1/agents.proto\x12\x17\x61gentsessions.agents.v1\x1a\x1fgoogle/api/field_behavior.proto\"\xf4\x01\n\x0fGenerateRequest\x12\x18\n\nsession_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x15\n\x07user_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x16\n\x08\x61gent_id\x18\x03 \x01(\tB\x04\xe2\x41\x01\x02\x12\x18\n\nturn_index\x18\x04 \x01(\x05\x42\x04\xe2\x41\x01\x02\x12\x18\n\nstate_json\x18\x05 \x01(\tB\x04\xe2\x41\x01\x01\x12\x15\n\x07summary\x18\x06 \x01(\tB\x04\xe2\x41\x01\x01\x12\x38\n\x07history\x18\x07 \x03(\x0b\x32!.agentsessions.agents.v1.ExchangeB\x04\xe2\x41\x01\x01\x12\x13\n\x05input\x18\x08 \x01(\tB\x04\xe2\x41\x01\x02\"8\n\x08\x45xchange\x12\r\n\x05index\x18\x01 \x01(\x05\x12\r\n\x05input\x18\x02 \x01(\t\x12\x0e\n\x06output\x18\x03 \x01(\t\"\xbe\x01\n\x10GenerateResponse\x12\x32\n\x04text\x18\x01 \x01(\x0b\x32\".agentsessions.agents.v1.TextDeltaH\x00\x12<\n\x0cstate_update\x18\x02 \x01(\x0b\x32$.agentsessions.agents.v1.StateUpdateH\x00\x12/\n\x05usage\x18\x03 \x01(\x0b\x32\x1e.agentsessions.agents.v1.UsageH\x00\x42\x07\n\x05\x65vent\"\x19\n\tTextDelta\x12\x0c\n\x04text\x18\x01 \x01(\t\";\n\x0bStateUpdate\x12\x16\n\x08set_json\x18\x01 \x01(\tB\x04\xe2\x41\x01\x01\x12\x14\n\x06\x64\x65lete\x18\x02 \x03(\tB\x04\xe2\x41\x01\x01\"4\n\x05Usage\x12\x14\n\x0cinput_tokens\x18\x01 \x01(\x05\x12\x15\n\routput_tokens\x18\x02 \x01(\x05\"\xc3\x01\n\x10SummarizeRequest\x12\x18\n\nsession_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x15\n\x07user_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x16\n\x08\x61gent_id\x18\x03 \x01(\tB\x04\xe2\x41\x01\x02\x12\x15\n\x07summary\x18\x04 \x01(\tB\x04\xe2\x41\x01\x01\x12\x36\n\x05turns\x18\x05 \x03(\x0b\x32!.agentsessions.agents.v1.ExchangeB\x04\xe2\x41\x01\x02\x12\x17\n\tmax_bytes\x18\x06 \x01(\x05\x42\x04\xe2\x41\x01\x02\"$\n\x11SummarizeResponse\x12\x0f\n\x07summary\x18\x01 \x01(\t2\xd5\x01\n\x0c\x41gentService\x12\x61\n\x08Generate\x12(.agentsessions.agents.v1.GenerateRequest\x1a).agentsessions.agents.v1.GenerateResponse0\x01\x12\x62\n\tSummarize\x12).agentsessions.agents.v1.SummarizeRequest\x1a*.agentsessions.agents.v1.SummarizeResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$agentsessions/agents/v1/agents.proto\x12\x17\x61gentsessions.agents.v1\x1a(agentsessions/sessions/v1/sessions.proto\x1a\x1fgoogle/api/field_behavior.proto\"\xf4\x01\n\x0fGenerateRequest\x12\x18\n\nsession_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x15\n\x07user_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x16\n\x08\x61gent_id\x18\x03 \x01(\tB\x04\xe2\x41\x01\x02\x12\x18\n\nturn_index\x18\x04 \x01(\x05\x42\x04\xe2\x41\x01\x02\x12\x18\n\nstate_json\x18\x05 \x01(\tB\x04\xe2\x41\x01\x01\x12\x15\n\x07summary\x18\x06 \x01(\tB\x04\xe2\x41\x01\x01\x12\x38\n\x07history\x18\x07 \x03(\x0b\x32!.agentsessions.agents.v1.ExchangeB\x04\xe2\x41\x01\x01\x12\x13\n\x05input\x18\x08 \x01(\tB\x04\xe2\x41\x01\x02\"h\n\x08\x45xchange\x12\r\n\x05index\x18\x01 \x01(\x05\x12\r\n\x05input\x18\x02 \x01(\t\x12\x0e\n\x06output\x18\x03 \x01(\t\x12.\n\x05items\x18\x04 \x03(\x0b\x32\x1f.agentsessions.sessions.v1.Item\"\xef\x01\n\x10GenerateResponse\x12\x32\n\x04text\x18\x01 \x01(\x0b\x32\".agentsessions.agents.v1.TextDeltaH\x00\x12<\n\x0cstate_update\x18\x02 \x01(\x0b\x32$.agentsessions.agents.v1.StateUpdateH\x00\x12/\n\x05usage\x18\x03 \x01(\x0b\x32\x1e.agentsessions.agents.v1.UsageH\x00\x12/\n\x04item\x18\x04 \x01(\x0b\x32\x1f.agentsessions.sessions.v1.ItemH\x00\x42\x07\n\x05\x65vent\"\x19\n\tTextDelta\x12\x0c\n\x04text\x18\x01 \x01(\t\";\n\x0bStateUpdate\x12\x16\n\x08set_json\x18\x01 \x01(\tB\x04\xe2\x41\x01\x01\x12\x14\n\x06\x64\x65lete\x18\x02 \x03(\tB\x04\xe2\x41\x01\x01\"4\n\x05Usage\x12\x14\n\x0cinput_tokens\x18\x01 \x01(\x05\x12\x15\n\routput_tokens\x18\x02 \x01(\x05\"\xc3\x01\n\x10SummarizeRequest\x12\x18\n\nsession_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x15\n\x07user_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x16\n\x08\x61gent_id\x18\x03 \x01(\tB\x04\xe2\x41\x01\x02\x12\x15\n\x07summary\x18\x04 \x01(\tB\x04\xe2\x41\x01\x01\x12\x36\n\x05turns\x18\x05 \x03(\x0b\x32!.agentsessions.agents.v1.ExchangeB\x04\xe2\x41\x01\x02\x12\x17\n\tmax_bytes\x18\x06 \x01(\x05\x42\x04\xe2\x41\x01\x02\"$\n\x11SummarizeResponse\x12\x0f\n\x07summary\x18\x01 \x01(\t2\xd5\x01\n\x0c\x41gentService\x12\x61\n\x08Generate\x12(.agentsessions.agents.v1.GenerateRequest\x1a).agentsessions.agents.v1.GenerateResponse0\x01\x12\x62\n\tSummarize\x12).agentsessions.agents.v1.SummarizeRequest\x1a*.agentsessions.agents.v1.SummarizeResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -64,22 +65,22 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SUMMARIZEREQUEST'].fields_by_name['turns']._serialized_options = b'\342A\001\002'
   _globals['_SUMMARIZEREQUEST'].fields_by_name['max_bytes']._loaded_options = None
   _globals['_SUMMARIZEREQUEST'].fields_by_name['max_bytes']._serialized_options = b'\342A\001\002'
-  _globals['_GENERATEREQUEST']._serialized_start=99
-  _globals['_GENERATEREQUEST']._serialized_end=343
-  _globals['_EXCHANGE']._serialized_start=345
-  _globals['_EXCHANGE']._serialized_end=401
-  _globals['_GENERATERESPONSE']._serialized_start=404
-  _globals['_GENERATERESPONSE']._serialized_end=594
-  _globals['_TEXTDELTA']._serialized_start=596
-  _globals['_TEXTDELTA']._serialized_end=621
-  _globals['_STATEUPDATE']._serialized_start=623
-  _globals['_STATEUPDATE']._serialized_end=682
-  _globals['_USAGE']._serialized_start=684
-  _globals['_USAGE']._serialized_end=736
-  _globals['_SUMMARIZEREQUEST']._serialized_start=739
-  _globals['_SUMMARIZEREQUEST']._serialized_end=934
-  _globals['_SUMMARIZERESPONSE']._serialized_start=936
-  _globals['_SUMMARIZERESPONSE']._serialized_end=972
-  _globals['_AGENTSERVICE']._serialized_start=975
-  _globals['_AGENTSERVICE']._serialized_end=1188
+  _globals['_GENERATEREQUEST']._serialized_start=141
+  _globals['_GENERATEREQUEST']._serialized_end=385
+  _globals['_EXCHANGE']._serialized_start=387
+  _globals['_EXCHANGE']._serialized_end=491
+  _globals['_GENERATERESPONSE']._serialized_start=494
+  _globals['_GENERATERESPONSE']._serialized_end=733
+  _globals['_TEXTDELTA']._serialized_start=735
+  _globals['_TEXTDELTA']._serialized_end=760
+  _globals['_STATEUPDATE']._serialized_start=762
+  _globals['_STATEUPDATE']._serialized_end=821
+  _globals['_USAGE']._serialized_start=823
+  _globals['_USAGE']._serialized_end=875
+  _globals['_SUMMARIZEREQUEST']._serialized_start=878
+  _globals['_SUMMARIZEREQUEST']._serialized_end=1073
+  _globals['_SUMMARIZERESPONSE']._serialized_start=1075
+  _globals['_SUMMARIZERESPONSE']._serialized_end=1111
+  _globals['_AGENTSERVICE']._serialized_start=1114
+  _globals['_AGENTSERVICE']._serialized_end=1327
 # @@protoc_insertion_point(module_scope)

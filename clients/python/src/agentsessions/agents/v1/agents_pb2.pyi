@@ -1,3 +1,4 @@
+from agentsessions.sessions.v1 import sessions_pb2 as _sessions_pb2
 from google.api import field_behavior_pb2 as _field_behavior_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
@@ -28,24 +29,28 @@ class GenerateRequest(_message.Message):
     def __init__(self, session_id: _Optional[str] = ..., user_id: _Optional[str] = ..., agent_id: _Optional[str] = ..., turn_index: _Optional[int] = ..., state_json: _Optional[str] = ..., summary: _Optional[str] = ..., history: _Optional[_Iterable[_Union[Exchange, _Mapping]]] = ..., input: _Optional[str] = ...) -> None: ...
 
 class Exchange(_message.Message):
-    __slots__ = ("index", "input", "output")
+    __slots__ = ("index", "input", "output", "items")
     INDEX_FIELD_NUMBER: _ClassVar[int]
     INPUT_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_FIELD_NUMBER: _ClassVar[int]
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
     index: int
     input: str
     output: str
-    def __init__(self, index: _Optional[int] = ..., input: _Optional[str] = ..., output: _Optional[str] = ...) -> None: ...
+    items: _containers.RepeatedCompositeFieldContainer[_sessions_pb2.Item]
+    def __init__(self, index: _Optional[int] = ..., input: _Optional[str] = ..., output: _Optional[str] = ..., items: _Optional[_Iterable[_Union[_sessions_pb2.Item, _Mapping]]] = ...) -> None: ...
 
 class GenerateResponse(_message.Message):
-    __slots__ = ("text", "state_update", "usage")
+    __slots__ = ("text", "state_update", "usage", "item")
     TEXT_FIELD_NUMBER: _ClassVar[int]
     STATE_UPDATE_FIELD_NUMBER: _ClassVar[int]
     USAGE_FIELD_NUMBER: _ClassVar[int]
+    ITEM_FIELD_NUMBER: _ClassVar[int]
     text: TextDelta
     state_update: StateUpdate
     usage: Usage
-    def __init__(self, text: _Optional[_Union[TextDelta, _Mapping]] = ..., state_update: _Optional[_Union[StateUpdate, _Mapping]] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ...) -> None: ...
+    item: _sessions_pb2.Item
+    def __init__(self, text: _Optional[_Union[TextDelta, _Mapping]] = ..., state_update: _Optional[_Union[StateUpdate, _Mapping]] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., item: _Optional[_Union[_sessions_pb2.Item, _Mapping]] = ...) -> None: ...
 
 class TextDelta(_message.Message):
     __slots__ = ("text",)

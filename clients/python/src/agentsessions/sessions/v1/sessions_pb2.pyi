@@ -104,7 +104,7 @@ class Session(_message.Message):
     def __init__(self, session_id: _Optional[str] = ..., user_id: _Optional[str] = ..., agent_id: _Optional[str] = ..., status: _Optional[_Union[SessionStatus, str]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., ttl: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., idle_timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., max_turns: _Optional[int] = ..., turn_count: _Optional[int] = ..., state_json: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., summary: _Optional[str] = ..., etag: _Optional[str] = ..., last_activity_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., total_turns: _Optional[int] = ..., folded_turns: _Optional[int] = ..., history_bytes: _Optional[int] = ..., external_agent: _Optional[bool] = ..., last_item_sequence: _Optional[int] = ...) -> None: ...
 
 class Turn(_message.Message):
-    __slots__ = ("index", "status", "input", "output", "create_time", "complete_time", "request_id", "error", "usage")
+    __slots__ = ("index", "status", "input", "output", "create_time", "complete_time", "request_id", "error", "usage", "items")
     INDEX_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     INPUT_FIELD_NUMBER: _ClassVar[int]
@@ -114,6 +114,7 @@ class Turn(_message.Message):
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     USAGE_FIELD_NUMBER: _ClassVar[int]
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
     index: int
     status: TurnStatus
     input: str
@@ -123,7 +124,8 @@ class Turn(_message.Message):
     request_id: str
     error: str
     usage: TokenUsage
-    def __init__(self, index: _Optional[int] = ..., status: _Optional[_Union[TurnStatus, str]] = ..., input: _Optional[str] = ..., output: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., complete_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., request_id: _Optional[str] = ..., error: _Optional[str] = ..., usage: _Optional[_Union[TokenUsage, _Mapping]] = ...) -> None: ...
+    items: _containers.RepeatedCompositeFieldContainer[Item]
+    def __init__(self, index: _Optional[int] = ..., status: _Optional[_Union[TurnStatus, str]] = ..., input: _Optional[str] = ..., output: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., complete_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., request_id: _Optional[str] = ..., error: _Optional[str] = ..., usage: _Optional[_Union[TokenUsage, _Mapping]] = ..., items: _Optional[_Iterable[_Union[Item, _Mapping]]] = ...) -> None: ...
 
 class TokenUsage(_message.Message):
     __slots__ = ("input_tokens", "output_tokens")
@@ -276,14 +278,16 @@ class RunRequest(_message.Message):
     def __init__(self, session_id: _Optional[str] = ..., user_id: _Optional[str] = ..., input: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class RunEvent(_message.Message):
-    __slots__ = ("started", "delta", "completed")
+    __slots__ = ("started", "delta", "completed", "item")
     STARTED_FIELD_NUMBER: _ClassVar[int]
     DELTA_FIELD_NUMBER: _ClassVar[int]
     COMPLETED_FIELD_NUMBER: _ClassVar[int]
+    ITEM_FIELD_NUMBER: _ClassVar[int]
     started: RunStarted
     delta: RunDelta
     completed: RunCompleted
-    def __init__(self, started: _Optional[_Union[RunStarted, _Mapping]] = ..., delta: _Optional[_Union[RunDelta, _Mapping]] = ..., completed: _Optional[_Union[RunCompleted, _Mapping]] = ...) -> None: ...
+    item: Item
+    def __init__(self, started: _Optional[_Union[RunStarted, _Mapping]] = ..., delta: _Optional[_Union[RunDelta, _Mapping]] = ..., completed: _Optional[_Union[RunCompleted, _Mapping]] = ..., item: _Optional[_Union[Item, _Mapping]] = ...) -> None: ...
 
 class RunStarted(_message.Message):
     __slots__ = ("turn_index", "replayed")
