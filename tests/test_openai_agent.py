@@ -8,6 +8,7 @@ session can fail and then run again.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -434,3 +435,66 @@ async def test_the_model_writes_the_summary_when_a_session_is_compressed(
     # The stand-in answers with what it received, so its answer is the new summary.
     assert response.session.summary.startswith("messages=2 ")
     assert (response.session.folded_turns, session.total_turns) == (2, 3)
+
+
+async def test_stored_tool_calls_and_results_go_back_to_the_model_paired(
+    grpc_stub: Stub, openai_stub: OpenAIStub
+) -> None:
+    session = await create(grpc_stub, agent_id="gpt")
+    arguments = '{"city": "Shanghai"}'
+    await grpc_stub.AppendItems(
+        pb.AppendItemsRequest(
+            session_id=session.session_id,
+            user_id=session.user_id,
+            items=[
+                pb.Item(
+                    type=pb.ITEM_TYPE_MESSAGE,
+                    role="user",
+                    payload_json='{"role": "user", "content": "Weather in Shanghai?"}',
+                ),
+                pb.Item(
+                    type=pb.ITEM_TYPE_TOOL_CALL,
+                    name="get_weather",
+                    call_id="call-1",
+                    payload_json=json.dumps({"name": "get_weather", "arguments": arguments}),
+                ),
+                pb.Item(
+                    type=pb.ITEM_TYPE_TOOL_CALL,
+                    name="get_time",
+                    call_id="call-orphan",  # no result: the API refuses a call alone
+                    payload_json='{"arguments": {}}',
+                ),
+                pb.Item(
+                    type=pb.ITEM_TYPE_TOOL_RESULT,
+                    call_id="call-1",
+                    payload_json='{"call_id": "call-1", "output": {"sky": "sunny"}}',
+                ),
+                pb.Item(
+                    type=pb.ITEM_TYPE_MESSAGE,
+                    role="assistant",
+                    payload_json='{"role": "assistant", "content": "Sunny."}',
+                ),
+            ],
+        )
+    )
+
+    await run(grpc_stub, session, "And tomorrow?")
+
+    assert openai_stub.requests[-1].messages == [
+        {"role": "system", "content": SYSTEM_PROMPT},
+        {"role": "user", "content": "Weather in Shanghai?"},
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "id": "call-1",
+                    "type": "function",
+                    "function": {"name": "get_weather", "arguments": arguments},
+                }
+            ],
+        },
+        {"role": "tool", "tool_call_id": "call-1", "content": '{"sky": "sunny"}'},
+        {"role": "assistant", "content": "Sunny."},
+        {"role": "user", "content": "And tomorrow?"},
+    ]

@@ -8,6 +8,7 @@ do the same arithmetic.
 from __future__ import annotations
 
 import enum
+import json
 from dataclasses import dataclass, field
 from typing import Any, TypeAlias
 
@@ -292,3 +293,27 @@ class Fold:
 def text_bytes(turn: Turn) -> int:
     """What a turn adds to ``Session.history_bytes``."""
     return len(turn.input.encode()) + len(turn.output.encode())
+
+
+def text_of(payload_json: str) -> str:
+    """The text an item's payload carries, in the shapes agent frameworks write: a
+    ``content`` string or list of parts with ``text``, a ``text``, or ``parts``."""
+    try:
+        payload = json.loads(payload_json)
+    except ValueError:
+        return ""
+    if not isinstance(payload, dict):
+        return payload if isinstance(payload, str) else ""
+    for key in ("content", "text", "parts"):
+        value = payload.get(key)
+        if isinstance(value, str):
+            return value
+        if isinstance(value, list):
+            return "".join(
+                part["text"]
+                for part in value
+                if isinstance(part, dict) and isinstance(part.get("text"), str)
+            )
+        if isinstance(value, dict):  # ADK's content: {"role": ..., "parts": [...]}
+            return text_of(json.dumps(value))
+    return ""

@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Sequence
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import openai
 from openai import AsyncOpenAI, omit
-from openai.types.chat import ChatCompletionChunk, ChatCompletionMessageParam
+from openai.types.chat import (
+    ChatCompletionChunk,
+    ChatCompletionMessageParam,
+    ChatCompletionMessageToolCallParam,
+)
 
 from agent_sessions.agents.protocol import AgentContext, AgentEvent
 from agent_sessions.agents.specs import OpenAISpec
 from agent_sessions.agents.summarizer import SummaryRequest
 from agent_sessions.errors import AgentError, AgentTimeout, AgentUnavailable
-from agent_sessions.model import TokenUsage, TurnStatus
+from agent_sessions.model import Item, ItemType, TokenUsage, TurnStatus, text_of
 
 log = logging.getLogger(__name__)
 
@@ -148,8 +154,11 @@ class OpenAIChatAgent:
                 }
             )
         for turn in context.history:
-            messages.append({"role": "user", "content": turn.input})
-            messages.append({"role": "assistant", "content": turn.output})
+            if turn.items:
+                messages += _item_messages(turn.items)
+            else:
+                messages.append({"role": "user", "content": turn.input})
+                messages.append({"role": "assistant", "content": turn.output})
         messages.append({"role": "user", "content": text})
         return messages
 
@@ -271,3 +280,58 @@ def _without_userinfo(url: str) -> str:
     if "@" not in parts.netloc:
         return url
     return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+
+
+def _item_messages(items: Sequence[Item]) -> list[ChatCompletionMessageParam]:
+    """A turn's items in the shape chat completions take: messages as messages, tool
+    calls as an assistant message's ``tool_calls``, each result as a ``tool`` message
+    after them. A call without its result, or a result without its call, is left out:
+    the API refuses either alone."""
+    results = {i.call_id for i in items if i.type is ItemType.TOOL_RESULT and i.call_id}
+    calls = {i.call_id for i in items if i.type is ItemType.TOOL_CALL and i.call_id}
+    paired = results & calls
+    messages: list[ChatCompletionMessageParam] = []
+    pending: list[ChatCompletionMessageToolCallParam] = []
+    for item in items:
+        if item.type is ItemType.TOOL_CALL and item.call_id in paired:
+            pending.append(_tool_call(item))
+            continue
+        if pending:
+            messages.append({"role": "assistant", "content": None, "tool_calls": pending})
+            pending = []
+        if item.type is ItemType.TOOL_RESULT and item.call_id in paired:
+            messages.append(
+                {"role": "tool", "tool_call_id": item.call_id, "content": _tool_output(item)}
+            )
+        elif item.type is ItemType.MESSAGE and item.role == "user":
+            messages.append({"role": "user", "content": text_of(item.payload_json)})
+        elif item.type is ItemType.MESSAGE and item.role == "system":
+            messages.append({"role": "system", "content": text_of(item.payload_json)})
+        elif item.type is ItemType.MESSAGE:
+            messages.append({"role": "assistant", "content": text_of(item.payload_json)})
+    if pending:
+        messages.append({"role": "assistant", "content": None, "tool_calls": pending})
+    return messages
+
+
+def _payload(item: Item) -> dict[str, Any]:
+    value = json.loads(item.payload_json)
+    return value if isinstance(value, dict) else {}
+
+
+def _tool_call(item: Item) -> ChatCompletionMessageToolCallParam:
+    payload = _payload(item)
+    arguments = payload.get("arguments", {})
+    return {
+        "id": item.call_id,
+        "type": "function",
+        "function": {
+            "name": item.name or str(payload.get("name", "")),
+            "arguments": arguments if isinstance(arguments, str) else json.dumps(arguments),
+        },
+    }
+
+
+def _tool_output(item: Item) -> str:
+    output = _payload(item).get("output", item.payload_json)
+    return output if isinstance(output, str) else json.dumps(output, ensure_ascii=False)

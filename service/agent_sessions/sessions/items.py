@@ -3,13 +3,20 @@ outside the service (append, list, pop, clear, replace)."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from agent_sessions import paging, validation
 from agent_sessions.errors import InvalidArgument
-from agent_sessions.model import Item, ItemsWrite, ItemsWritten, ItemType, Session, StateDelta
+from agent_sessions.model import (
+    Item,
+    ItemsWrite,
+    ItemsWritten,
+    ItemType,
+    Session,
+    StateDelta,
+    text_of,
+)
 from agent_sessions.sessions.policy import MAX_PAGE_SIZE, SessionPolicy
 from agent_sessions.store import SessionStore
 
@@ -171,30 +178,6 @@ class ItemLog:
         return await self.store.clear_items(
             user_id=user_id, session_id=session_id, now_ms=self._clock()
         )
-
-
-def text_of(payload_json: str) -> str:
-    """The text an item's payload carries, in the shapes agent frameworks write: a
-    ``content`` string or list of parts with ``text``, a ``text``, or ``parts``."""
-    try:
-        payload = json.loads(payload_json)
-    except ValueError:
-        return ""
-    if not isinstance(payload, dict):
-        return payload if isinstance(payload, str) else ""
-    for key in ("content", "text", "parts"):
-        value = payload.get(key)
-        if isinstance(value, str):
-            return value
-        if isinstance(value, list):
-            return "".join(
-                part["text"]
-                for part in value
-                if isinstance(part, dict) and isinstance(part.get("text"), str)
-            )
-        if isinstance(value, dict):  # ADK's content: {"role": ..., "parts": [...]}
-            return text_of(json.dumps(value))
-    return ""
 
 
 def _user_text(items: Sequence[Item]) -> str:
