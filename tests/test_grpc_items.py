@@ -332,3 +332,27 @@ async def test_the_expected_sequence_is_the_newest_items_so_a_pop_meanwhile_is_s
 
     assert refusal(stale)[:2] == (StatusCode.ABORTED, "SEQUENCE_MISMATCH")
     assert sequences(list(fresh.items)) == [3]
+
+
+def tool_result(call_id: str) -> pb.Item:
+    payload = json.dumps({"call_id": call_id, "output": "sunny"})
+    return pb.Item(type=pb.ITEM_TYPE_TOOL_RESULT, call_id=call_id, payload_json=payload)
+
+
+async def test_compression_never_folds_a_tool_call_whose_result_stays(stub: Stub) -> None:
+    session = await external(stub)
+    await append(stub, session, message("user", "hi"), message("assistant", "hello"))
+    await append(stub, session, message("user", "weather?"), tool_call("c-1", "{}"))
+    await append(stub, session, tool_result("c-1"), message("assistant", "sunny"))
+    await append(stub, session, message("user", "thanks"), message("assistant", "bye"))
+
+    compressed = await stub.CompressSession(
+        pb.CompressSessionRequest(session_id=session.session_id, user_id=USER, keep_last=2)
+    )
+    kept = await listed(stub, session)
+
+    assert compressed.folded_turns == 1  # turn 2 stays: its call's result is in turn 3
+    assert [(i.type, i.call_id) for i in kept if i.call_id] == [
+        (pb.ITEM_TYPE_TOOL_CALL, "c-1"),
+        (pb.ITEM_TYPE_TOOL_RESULT, "c-1"),
+    ]

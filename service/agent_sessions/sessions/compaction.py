@@ -14,7 +14,7 @@ from agent_sessions.agents.summarizer import (
     cut,
 )
 from agent_sessions.errors import FoldConflict, SessionError
-from agent_sessions.model import Fold, Session, Turn, text_bytes
+from agent_sessions.model import Fold, ItemType, Session, Turn, text_bytes
 from agent_sessions.sessions.events import Compressed
 from agent_sessions.sessions.observers import SessionObserver
 from agent_sessions.sessions.policy import SessionPolicy
@@ -22,6 +22,9 @@ from agent_sessions.sessions.tracking import InFlight
 from agent_sessions.store import SessionStore
 
 log = logging.getLogger(__name__)
+
+_RESULT_LOOKAHEAD_ITEMS = 1000
+"""How far past the folded turns a compression looks for the results of their calls."""
 
 
 class Compactor:
@@ -70,6 +73,10 @@ class Compactor:
         turns = page.turns
         if len(turns) != last - first + 1 or turns[0].index != first:
             raise FoldConflict(session_id)
+        turns = await self._keeping_tool_pairs(user_id, session_id, turns)
+        if not turns:
+            return Compressed(session, 0, "")
+        last = turns[-1].index
         summary, summarizer = await self._summarize(session, turns)
         fold = Fold(
             first_index=first,
@@ -86,6 +93,52 @@ class Compactor:
         )
         self._observer.compacted(session=session, folded_turns=len(turns), summarizer=summarizer)
         return Compressed(session, len(turns), summarizer)
+
+    async def _keeping_tool_pairs(
+        self, user_id: str, session_id: str, turns: list[Turn]
+    ) -> list[Turn]:
+        """The turns to fold, less those from the first whose tool call has its result in
+        a turn that stays: a result must never outlive its call, nor a call its result.
+        (A Run's calls and results share a turn; appends may split them.)"""
+        with_items = [t for t in turns if t.first_item_sequence]
+        if not with_items:
+            return turns
+        low = with_items[0].first_item_sequence - 1
+        high = max(t.last_item_sequence for t in with_items)
+        folded = await self.store.list_items(
+            user_id=user_id,
+            session_id=session_id,
+            after=low,
+            before=high + 1,
+            limit=high - low,
+            newest_first=False,
+            now_ms=self._clock(),
+        )
+        answered = {i.call_id for i in folded.items if i.type is ItemType.TOOL_RESULT}
+        open_calls = {
+            i.call_id: i.turn_index
+            for i in folded.items
+            if i.type is ItemType.TOOL_CALL and i.call_id and i.call_id not in answered
+        }
+        if not open_calls:
+            return turns
+        kept = await self.store.list_items(
+            user_id=user_id,
+            session_id=session_id,
+            after=high,
+            before=None,
+            limit=_RESULT_LOOKAHEAD_ITEMS,
+            newest_first=False,
+            now_ms=self._clock(),
+        )
+        split = [
+            open_calls[i.call_id]
+            for i in kept.items
+            if i.type is ItemType.TOOL_RESULT and i.call_id in open_calls
+        ]
+        if not split:
+            return turns
+        return [t for t in turns if t.index < min(split)]
 
     async def _summarize(self, session: Session, turns: Sequence[Turn]) -> tuple[str, str]:
         """The new summary, and which summarizer wrote it."""
