@@ -356,3 +356,32 @@ async def test_compression_never_folds_a_tool_call_whose_result_stays(stub: Stub
         (pb.ITEM_TYPE_TOOL_CALL, "c-1"),
         (pb.ITEM_TYPE_TOOL_RESULT, "c-1"),
     ]
+
+
+async def test_an_external_session_exported_and_imported_keeps_its_items(stub: Stub) -> None:
+    session = await external(stub)
+    await append(stub, session, message("user", "hi", item_id="m-1"), message("assistant", "yo"))
+    await append(stub, session, tool_call("c-1", "{}"), request_id="r-2")
+    await stub.PopItem(pb.PopItemRequest(session_id=session.session_id, user_id=USER))
+    got = await stub.GetSession(pb.GetSessionRequest(session_id=session.session_id, user_id=USER))
+    snapshot = pb.SessionSnapshot(
+        session_id="restored",
+        user_id="user-2",
+        agent_id=got.agent_id,
+        external_agent=True,
+        turns=await turns(stub, session),
+        items=await listed(stub, session),
+        last_item_sequence=got.last_item_sequence,
+    )
+
+    restored = await stub.ImportSession(pb.ImportSessionRequest(snapshot=snapshot))
+    copy = pb.Session(session_id="restored", user_id="user-2")
+    items = await listed(stub, copy)
+    retried = await append(stub, copy, message("user", "hi", item_id="m-1"))
+    later = await append(stub, copy, message("user", "next"))
+
+    assert restored.external_agent
+    assert [(i.sequence, i.item_id) for i in items] == [(1, "m-1"), (2, "")]
+    assert items == list(snapshot.items)
+    assert sequences(list(retried.items)) == [1]  # the id it holds is not stored again
+    assert sequences(list(later.items)) == [4]  # 3 was used, then popped: never again

@@ -191,7 +191,13 @@ def page_size(value: int, *, default: int, maximum: int) -> int:
 _ITEM_TEXT_FIELDS = ("type_name", "role", "name", "call_id", "item_id")
 
 
-def items(values: Sequence[Item], *, max_items: int, max_payload_bytes: int, field: str) -> None:
+def items(
+    values: Sequence[Item],
+    *,
+    max_items: int,
+    max_payload_bytes: int,
+    field: str,
+) -> None:
     """Items as a write takes them: known types, valid JSON payloads, short labels, ids
     unique within the write."""
     if len(values) > max_items:

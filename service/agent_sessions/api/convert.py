@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, cast
 
 from agentsessions.sessions.v1 import sessions_pb2 as pb
@@ -10,6 +11,7 @@ from google.protobuf import duration_pb2, timestamp_pb2
 from agent_sessions import sessions, state_json, validation
 from agent_sessions.errors import InvalidArgument, quote
 from agent_sessions.model import (
+    Item,
     JsonValue,
     Session,
     SessionPatch,
@@ -18,7 +20,7 @@ from agent_sessions.model import (
     TokenUsage,
     Turn,
 )
-from agent_sessions.wire import item_message
+from agent_sessions.wire import item_message, item_of
 
 _DURATION_FIELDS = {"ttl": "ttl_ms", "idle_timeout": "idle_timeout_ms"}
 UPDATABLE_FIELDS = ("state_json", "labels", "ttl", "idle_timeout", "max_turns")
@@ -173,7 +175,25 @@ def import_arguments(request: pb.ImportSessionRequest) -> dict[str, Any]:
         "folded_turns": source.folded_turns,
         "turn_count": source.turn_count,
         "turns": [_imported_turn(i, turn) for i, turn in enumerate(source.turns)],
+        "external_agent": source.external_agent,
+        "items": [_imported_item(i, item) for i, item in enumerate(source.items)],
+        "last_item_sequence": source.last_item_sequence,
     }
+
+
+def _imported_item(position: int, message: pb.Item) -> Item:
+    """An item of a snapshot: its numbering and time are kept, not the store's to set."""
+    field = f"snapshot.items[{position}]"
+    return dataclasses.replace(
+        item_of(message),
+        sequence=message.sequence,
+        turn_index=message.turn_index,
+        create_time_ms=(
+            _timestamp_ms(f"{field}.create_time", message.create_time)
+            if message.HasField("create_time")
+            else 0
+        ),
+    )
 
 
 def _imported_status(status: int) -> SessionStatus:

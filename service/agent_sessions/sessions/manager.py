@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
 from collections.abc import AsyncGenerator, Callable, Sequence
 from contextlib import aclosing
@@ -28,6 +29,7 @@ from agent_sessions.sessions.items import ItemLog, ItemsPage
 from agent_sessions.sessions.observers import Observers, SessionObserver
 from agent_sessions.sessions.policy import (
     MAX_FOLDED_TURNS,
+    MAX_IMPORT_ITEMS,
     MAX_IMPORT_TURNS,
     MAX_PAGE_SIZE,
     SESSIONS_PAGE_SIZE,
@@ -144,6 +146,9 @@ class SessionManager:
         status: SessionStatus = SessionStatus.ACTIVE,
         folded_turns: int = 0,
         turn_count: int = 0,
+        external_agent: bool = False,
+        items: Sequence[Item] = (),
+        last_item_sequence: int = 0,
     ) -> Session:
         """Creates a session with a finished history; see ``SessionService.ImportSession``.
 
@@ -156,7 +161,11 @@ class SessionManager:
         policy = self._policy
         session_id = validation.session_id(session_id, field="snapshot.session_id")
         user_id = validation.user_id(user_id, field="snapshot.user_id")
-        agent_id = self._known_agent(agent_id, field="snapshot.agent_id")
+        agent_id = (
+            validation.agent_id(agent_id, field="snapshot.agent_id")
+            if external_agent
+            else self._known_agent(agent_id, field="snapshot.agent_id")
+        )
         ttl_ms = self._duration("snapshot.ttl", ttl_ms, policy.default_ttl_ms)
         idle_timeout_ms = self._duration(
             "snapshot.idle_timeout", idle_timeout_ms, policy.default_idle_timeout_ms
@@ -174,7 +183,15 @@ class SessionManager:
                 f"is {folded_turns}; it must be between 0 and {MAX_FOLDED_TURNS}",
             )
         summary = validation.summary(summary, max_bytes=policy.max_summary_bytes)
-        history = self._importable(turns, first_index=folded_turns + 1)
+        # A turn of appended items has the text its items gave it, maybe none.
+        history = self._importable(
+            turns,
+            first_index=folded_turns + 1,
+            may_be_silent=(
+                {t.index for t in turns} if external_agent else {i.turn_index for i in items}
+            ),
+        )
+        history = self._with_items(history, items)
         completed = sum(t.status is TurnStatus.COMPLETED for t in history)
         now = self._clock()
         session = Session(
@@ -195,14 +212,60 @@ class SessionManager:
             summary=summary,
             folded_turns=folded_turns,
             history_bytes=sum(text_bytes(t) for t in history),
+            external_agent=external_agent,
+            last_item_sequence=max(last_item_sequence, items[-1].sequence if items else 0),
         )
         return await self.store.import_session(
             session, history, max_sessions_per_user=policy.max_sessions_per_user
         )
 
-    def _importable(self, turns: Sequence[Turn], first_index: int) -> list[Turn]:
+    def _with_items(self, history: list[Turn], items: Sequence[Item]) -> list[Turn]:
+        """The turns with their items, checked: numbered in order, each of a turn given."""
+        if len(items) > MAX_IMPORT_ITEMS:
+            raise InvalidArgument(
+                "snapshot.items",
+                f"has {len(items)} items; the limit is {MAX_IMPORT_ITEMS} items per import",
+            )
+        validation.items(
+            items,
+            max_items=MAX_IMPORT_ITEMS,
+            max_payload_bytes=self._policy.max_item_bytes,
+            field="snapshot.items",
+        )
+        by_index = {turn.index: turn for turn in history}
+        by_turn: dict[int, list[Item]] = {}
+        previous = 0
+        for position, item in enumerate(items):
+            field = f"snapshot.items[{position}]"
+            if item.sequence <= previous:
+                raise InvalidArgument(
+                    f"{field}.sequence",
+                    f"is {item.sequence} after {previous}: sequence numbers are positive "
+                    "and strictly increasing",
+                )
+            previous = item.sequence
+            if item.turn_index not in by_index:
+                raise InvalidArgument(
+                    f"{field}.turn_index", f"is {item.turn_index}, not a turn of the history"
+                )
+            by_turn.setdefault(item.turn_index, []).append(item)
+        return [
+            dataclasses.replace(
+                turn,
+                first_item_sequence=by_turn[turn.index][0].sequence,
+                last_item_sequence=by_turn[turn.index][-1].sequence,
+                items=tuple(by_turn[turn.index]),
+            )
+            if turn.index in by_turn
+            else turn
+            for turn in history
+        ]
+
+    def _importable(
+        self, turns: Sequence[Turn], first_index: int, may_be_silent: set[int]
+    ) -> list[Turn]:
         """The turns of an import, checked: a finished history from ``first_index`` on,
-        without gaps, inputs as Run takes them."""
+        without gaps, inputs as Run takes them (a turn of items may have none)."""
         if len(turns) > MAX_IMPORT_TURNS:
             raise InvalidArgument(
                 "snapshot.turns",
@@ -219,9 +282,10 @@ class SessionManager:
                     "order, without gaps",
                 )
             validation.finished_turn_status(f"{field}.status", turn.status)
-            validation.run_input(
-                turn.input, max_bytes=self._policy.max_input_bytes, field=f"{field}.input"
-            )
+            if turn.input or turn.index not in may_be_silent:
+                validation.run_input(
+                    turn.input, max_bytes=self._policy.max_input_bytes, field=f"{field}.input"
+                )
             if turn.output and turn.status is not TurnStatus.COMPLETED:
                 raise InvalidArgument(
                     f"{field}.output",

@@ -6,6 +6,7 @@ import time
 from dataclasses import dataclass
 
 MAX_IMPORT_TURNS = 10_000
+MAX_IMPORT_ITEMS = 100_000
 MAX_TURN_INDEX = 2**31 - 1
 """Turn indexes are int32 on the wire."""
 MAX_FOLDED_TURNS = 1_000_000_000

@@ -104,12 +104,15 @@ class MemorySessionStore:
             )
             if live >= max_sessions:
                 raise TooManySessions(session.user_id, max_sessions)
+        items = [item for turn in turns for item in turn.items]
         record = _Record(
             # Copies: the caller keeps its dicts, and what is stored changes only here.
             session=dataclasses.replace(session, state={}, labels=dict(session.labels)),
             state_json={k: json.dumps(v) for k, v in session.state.items()},
-            turns=list(turns),
+            turns=[dataclasses.replace(t, items=()) for t in turns],
             turn_by_request={t.request_id: t.index for t in turns if t.request_id},
+            items={item.sequence: item for item in items},
+            item_by_id={item.item_id: item.sequence for item in items if item.item_id},
         )
         self._records[key] = record
         self._by_user.setdefault(session.user_id, set()).add(session.session_id)

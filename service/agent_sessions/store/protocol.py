@@ -55,7 +55,8 @@ class SessionStore(Protocol):
         its id is taken, ``TooManySessions`` as :meth:`create` does.
 
         ``turns`` are the whole history after the session's ``folded_turns``, indexes
-        folded_turns+1..n in order, none in progress; the session's counts already
+        folded_turns+1..n in order, none in progress, each with its ``items`` (numbered,
+        within the session's ``last_item_sequence``); the session's counts already
         agree with them. The session and all its turns are
         written in one atomic step, and each turn's request id is registered as
         :meth:`begin_turn` registers it (of turns sharing one, the last wins), so that

@@ -221,10 +221,17 @@ class RedisSessionStore:
         ]
         # A later turn with the same request id wins, as in begin_turn.
         requests = {t.request_id: t.index for t in turns if t.request_id}
-        args += (len(turns), len(requests))
-        args += (codec.encode_turn(t, compress_over_bytes=self._compress_over) for t in turns)
+        items = [item for turn in turns for item in turn.items]
+        args += (len(turns), len(requests), len(items))
+        # A turn of items stays JSON: a retried append reads its item range in Lua.
+        args += (
+            codec.encode_turn(t, compress_over_bytes=0 if t.items else self._compress_over)
+            for t in turns
+        )
         for request_id, index in requests.items():
             args += (request_id, index)
+        for item in items:
+            args += (item.sequence, codec.item_record(item), item.item_id)
         args += codec.state_pairs(session.state)
         reply = await self._run(self._create, user.session(session.session_id).all, args)
         if reply[0] == "LIMIT":

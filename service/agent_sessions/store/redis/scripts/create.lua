@@ -6,11 +6,12 @@
 -- ARGV[3] the most live sessions the user may have (0: no limit),
 -- ARGV[4] the meta key of the user's sessions less their id (keys.UserKeys.session_prefix),
 -- ARGV[5 .. 4 + M] the values of META_FIELDS in order (M = #META_FIELDS),
--- ARGV[5 + M] n: count of turns, ARGV[6 + M] r: count of request ids (both 0 for a new
--- session; an imported one brings its finished history),
--- ARGV[7 + M .. 6 + M + n] each turn's final JSON, oldest first,
--- ARGV[7 + M + n .. 6 + M + n + 2r] request id, turn index pairs,
--- ARGV[7 + M + n + 2r ..] state key, JSON value pairs
+-- ARGV[5 + M] n: count of turns, ARGV[6 + M] r: count of request ids, ARGV[7 + M] i:
+-- count of items (all 0 for a new session; an imported one brings its finished history),
+-- ARGV[8 + M .. 7 + M + n] each turn's final JSON, oldest first,
+-- ARGV[8 + M + n .. 7 + M + n + 2r] request id, turn index pairs,
+-- ARGV[8 + M + n + 2r .. 7 + M + n + 2r + 3i] each item's sequence, record, client id,
+-- ARGV[8 + M + n + 2r + 3i ..] state key, JSON value pairs
 -- -> {"OK", meta, state} (also for a retry: the session exists, made with the same
 --    non-empty create_request_id) | {"EXISTS"} | {"LIMIT", live sessions}
 --
@@ -48,7 +49,7 @@ if limit > 0 and redis.call('ZCARD', KEYS[5]) >= limit then
   end
 end
 -- Whatever is left of an expired session of the same id goes first.
-redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[6])
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[6], KEYS[7], KEYS[8])
 local fields = {}
 for i, field in ipairs(META) do
   fields[#fields + 1] = field
@@ -56,10 +57,18 @@ for i, field in ipairs(META) do
 end
 redis.call('HSET', KEYS[1], unpack(fields))
 local n, r = tonumber(ARGV[5 + #META]), tonumber(ARGV[6 + #META])
-local first_turn = 7 + #META
+local i = tonumber(ARGV[7 + #META])
+local first_turn = 8 + #META
 local first_request = first_turn + n
-local first_state = first_request + 2 * r
+local first_item = first_request + 2 * r
+local first_state = first_item + 3 * i
 call_with_argv('RPUSH', KEYS[3], first_turn, first_request - 1)
-call_with_argv('HSET', KEYS[4], first_request, first_state - 1)
+call_with_argv('HSET', KEYS[4], first_request, first_item - 1)
+for k = first_item, first_state - 1, 3 do
+  redis.call('ZADD', KEYS[7], ARGV[k], ARGV[k + 1])
+  if ARGV[k + 2] ~= '' then
+    redis.call('HSET', KEYS[8], ARGV[k + 2], ARGV[k])
+  end
+end
 call_with_argv('HSET', KEYS[2], first_state, #ARGV)
 return commit(KEYS, ARGV[2])

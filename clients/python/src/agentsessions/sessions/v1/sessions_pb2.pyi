@@ -136,7 +136,7 @@ class TokenUsage(_message.Message):
     def __init__(self, input_tokens: _Optional[int] = ..., output_tokens: _Optional[int] = ...) -> None: ...
 
 class SessionSnapshot(_message.Message):
-    __slots__ = ("session_id", "user_id", "agent_id", "status", "ttl", "idle_timeout", "max_turns", "state_json", "labels", "summary", "folded_turns", "turn_count", "turns")
+    __slots__ = ("session_id", "user_id", "agent_id", "status", "ttl", "idle_timeout", "max_turns", "state_json", "labels", "summary", "folded_turns", "turn_count", "turns", "external_agent", "items", "last_item_sequence")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -157,6 +157,9 @@ class SessionSnapshot(_message.Message):
     FOLDED_TURNS_FIELD_NUMBER: _ClassVar[int]
     TURN_COUNT_FIELD_NUMBER: _ClassVar[int]
     TURNS_FIELD_NUMBER: _ClassVar[int]
+    EXTERNAL_AGENT_FIELD_NUMBER: _ClassVar[int]
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    LAST_ITEM_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     session_id: str
     user_id: str
     agent_id: str
@@ -170,7 +173,10 @@ class SessionSnapshot(_message.Message):
     folded_turns: int
     turn_count: int
     turns: _containers.RepeatedCompositeFieldContainer[Turn]
-    def __init__(self, session_id: _Optional[str] = ..., user_id: _Optional[str] = ..., agent_id: _Optional[str] = ..., status: _Optional[_Union[SessionStatus, str]] = ..., ttl: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., idle_timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., max_turns: _Optional[int] = ..., state_json: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., summary: _Optional[str] = ..., folded_turns: _Optional[int] = ..., turn_count: _Optional[int] = ..., turns: _Optional[_Iterable[_Union[Turn, _Mapping]]] = ...) -> None: ...
+    external_agent: bool
+    items: _containers.RepeatedCompositeFieldContainer[Item]
+    last_item_sequence: int
+    def __init__(self, session_id: _Optional[str] = ..., user_id: _Optional[str] = ..., agent_id: _Optional[str] = ..., status: _Optional[_Union[SessionStatus, str]] = ..., ttl: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., idle_timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., max_turns: _Optional[int] = ..., state_json: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., summary: _Optional[str] = ..., folded_turns: _Optional[int] = ..., turn_count: _Optional[int] = ..., turns: _Optional[_Iterable[_Union[Turn, _Mapping]]] = ..., external_agent: _Optional[bool] = ..., items: _Optional[_Iterable[_Union[Item, _Mapping]]] = ..., last_item_sequence: _Optional[int] = ...) -> None: ...
 
 class CreateSessionRequest(_message.Message):
     __slots__ = ("user_id", "agent_id", "session_id", "ttl", "idle_timeout", "max_turns", "state_json", "labels", "request_id", "external_agent")
