@@ -7,7 +7,8 @@ message and, from the service, a ``google.rpc.ErrorInfo``; never INTERNAL, UNKNO
 UNAVAILABLE (the store is up) or DEADLINE_EXCEEDED (a hang: every call has a deadline).
 A refused write stores nothing: a refused create or import leaves its id unknown (or the
 session that already had it unchanged) and the user's listing as it was, and a refused
-update, end, delete, run or read leaves the session it named exactly as it was.
+update, end, delete, run or read leaves the session it named exactly as it was, and a
+refused append, replace, pop or clear of items leaves its items as they were too.
 
 Reaching deep: a request with many arbitrary fields is refused at its first check and
 never tests the others, so each example makes at most two fields hostile (any value at
@@ -28,7 +29,7 @@ Budget: every RPC gets ``SWEEP`` (120 examples) on the memory store, and ``SMALL
 (40, the same strategies) on Redis, where the same values also go through the Lua
 scripts; ``derandomize=True`` draws the same examples on every run, and ``database=None``
 keeps no example database (the ``.hypothesis`` cache that remains ignores itself in
-git). The file takes 15-20 s.
+git). The file takes 25-30 s.
 
 After the sweeps: regression tests for what they found (fixed in validation.py,
 api/convert.py and state_json.py), paging (forged page tokens) and the registration of the servicer
@@ -1120,6 +1121,634 @@ async def check_list_sessions(stub: Stub, case: ListSessionsCase) -> None:
 
 
 test_list_sessions, test_list_sessions_on_redis = sweeps(check_list_sessions, list_sessions_cases)
+
+
+# --- items: the history an agent running elsewhere writes -------------------------------
+# Each example makes its own session for a valid user (its agent external or served,
+# maybe ended or at its max_turns) with a state and 0-3 appends of two items each: the
+# first append under request id "rq-seen", the first item of append n with item_id
+# "seen-n". Requests name it, another user's view of it, or arbitrary ids.
+
+MAX_ITEM_BYTES = 256 * 1024  # the server's default --max-item-bytes
+MAX_ITEMS = 100  # and --max-items-per-append
+KNOWN_ITEM_TYPES = frozenset(range(1, 6))
+int64s = st.one_of(
+    st.sampled_from([0, 1, -1, 2, 3, 6, 2**53, 2**63 - 1, -(2**63)]),
+    st.integers(-(2**63), 2**63 - 1),
+)
+# Valid JSON, written oddly: a reader must get these bytes back.
+# fmt: off
+ODD_PAYLOADS = [
+    '{"z": 1,   "a": [ 3 ,2,1 ],\n\t"m" :{}}', '{"city": "上海 ☀", "ls": "\u2028"}',
+    '{"e": "\\u00e9\\n\\"\\\\\\/", "nul": "\\u0000"}', '{"big": 123456789012345678901234567890}',
+    '{"f": 1.50, "e": 1E+2, "neg": -0.0, "huge": 1e400}', '{"a": 1, "a": 2}', "null", "-0",
+    '"text"', "[]", '  {"pad": true}  \n', '{"q":9,"t":9,"ct":0,"p":"}"}',
+]
+# Not JSON (most), or JSON at an edge; test_a_message_whose_text_is_a_lone_surrogate_is_
+# answered_properly has the lone surrogate escapes ("\ud800").
+EDGE_PAYLOADS = [
+    "", " ", "\t\r\n", "{", "}", "[1,]", "{'a': 1}", '{"a": 1,}', '{"a": 1}{"b": 2}',
+    '{"a": 1} x', "NaN", "nan", "Infinity", "-Infinity", '{"a": NaN}', "[Infinity]", "1e999",
+    '{"a": "\\x"}', '{"a": "\x00"}', "\ufeff{}", "01", ".5", "True", "None", "undefined",
+    '{"n": ' + "9" * 5_000 + "}", "[" * 100_000 + "]" * 100_000,
+]
+# fmt: on
+valid_payloads = st.one_of(
+    finite_json.map(lambda value: json.dumps(value, ensure_ascii=False)),
+    st.sampled_from(ODD_PAYLOADS),
+)
+payloads = st.one_of(
+    st.sampled_from(EDGE_PAYLOADS),
+    texts(),
+    any_json.map(state_text),  # NaN and infinities among the values
+    # Around --max-item-bytes, in one- and two-byte characters.
+    st.integers(MAX_ITEM_BYTES - 4, MAX_ITEM_BYTES + 4).map(lambda n: '"' + "x" * (n - 2) + '"'),
+    st.integers(MAX_ITEM_BYTES // 2 - 3, MAX_ITEM_BYTES // 2 + 1).map(
+        lambda n: '"' + "é" * n + '"'
+    ),
+    # Deep: what a recursive parser follows, and past it.
+    st.integers(1, 3_000).map(lambda depth: "[" * depth + "]" * depth),
+)
+valid_item_texts = st.one_of(st.just(""), st.text(CHARACTERS, max_size=20))
+
+
+def item_of(**fields: Any) -> pb.Item:
+    created = fields.pop("create_time")
+    item = pb.Item(**fields)
+    set_optional(item, "create_time", created)
+    return item
+
+
+def an_item(position: int, hostile: bool) -> st.SearchStrategy[pb.Item]:
+    return mixed(
+        item_of,
+        max_hostile=1 if hostile else 0,
+        min_hostile=1 if hostile else 0,
+        weights={"payload_json": 4, "type": 2, "item_id": 2},
+        type=(st.one_of(st.just(1), st.integers(1, 5)).map(enum), int32s.map(enum)),
+        # Never empty when valid: ITEM_TYPE_OTHER needs one.
+        type_name=(st.text(CHARACTERS, min_size=1, max_size=20), texts()),
+        role=(
+            st.one_of(either("user", "assistant", "system", "tool", ""), valid_item_texts),
+            texts(),
+        ),
+        name=(valid_item_texts, texts()),
+        call_id=(valid_item_texts, texts()),
+        # Unique within a write when valid; seen-n is held when the session has append n.
+        item_id=(
+            either("", f"new-{position}", f"seen-{position}"),
+            st.one_of(texts(), either("seen-0", "new-0")),
+        ),
+        payload_json=(valid_payloads, payloads),
+        # Output-only: whatever is sent there is ignored.
+        sequence=(st.just(0), int64s),
+        turn_index=(st.just(0), int32s),
+        create_time=(st.none(), timestamps),
+    )
+
+
+def plain_item(text: str, **fields: Any) -> pb.Item:
+    return pb.Item(
+        type=pb.ITEM_TYPE_MESSAGE, role="user", payload_json=json.dumps({"content": text}), **fields
+    )
+
+
+@st.composite
+def item_lists(draw: st.DrawFn, hostile: bool, min_size: int = 1) -> list[pb.Item]:
+    """1-4 items (0-3 with ``min_size`` 0), one of them hostile; or, hostile, none at all,
+    more than the limit per write, or two with one id."""
+    if hostile:
+        shape = draw(st.integers(0, 6))
+        if shape == 0:
+            count = draw(either(0, MAX_ITEMS, MAX_ITEMS + 1))
+            return [plain_item(f"m{n}") for n in range(count)]
+        if shape == 1:
+            twice = draw(either("dup", "seen-0", " ", "\x00"))
+            return [plain_item("one", item_id=twice), plain_item("two", item_id=twice)]
+    count = draw(st.integers(1, 4) if hostile else st.integers(min_size, 3 + min_size))
+    bad = draw(st.integers(0, count - 1)) if hostile else -1
+    return [draw(an_item(position, position == bad)) for position in range(count)]
+
+
+@dataclass(frozen=True)
+class ItemsSetup:
+    user_id: str
+    appends: int
+    ended: bool
+    max_turns: int
+    external: bool
+
+
+items_setups = st.builds(
+    ItemsSetup,
+    user_id=user_ids,
+    appends=st.integers(0, 3),
+    ended=either(False, False, True),
+    max_turns=either(0, 0, 1, 2),
+    external=st.booleans(),
+)
+OWN_STATE = '{"keep": 1, "drop": [2]}'
+
+
+@dataclass(frozen=True)
+class ItemsSession:
+    """The example's session, its items, and those of its append under "rq-seen"."""
+
+    session: pb.Session
+    items: list[pb.Item]
+    first_append: list[pb.Item]
+
+    def replays(self, request_id: str) -> bool:
+        return request_id == "rq-seen" and bool(self.first_append)
+
+    @property
+    def newest(self) -> int:
+        return self.items[-1].sequence if self.items else 0
+
+
+async def all_items(stub: Stub, session: pb.Session) -> list[pb.Item]:
+    request = pb.ListItemsRequest(
+        user_id=session.user_id, session_id=session.session_id, page_size=1000
+    )
+    listed = await answer(stub.ListItems(request, timeout=CALL_TIMEOUT))
+    assert isinstance(listed, pb.ListItemsResponse)
+    return list(listed.items)
+
+
+async def items_session(sessions: Sessions, setup: ItemsSetup) -> ItemsSession:
+    session = await sessions.create(
+        setup.user_id,
+        max_turns=setup.max_turns,
+        external_agent=setup.external,
+        state_json=OWN_STATE,
+    )
+    appends = min(setup.appends, setup.max_turns) if setup.max_turns else setup.appends
+    first: list[pb.Item] = []
+    for n in range(appends):
+        request = pb.AppendItemsRequest(
+            user_id=session.user_id,
+            session_id=session.session_id,
+            items=[plain_item(f"q{n}", item_id=f"seen-{n}"), plain_item(f"a{n}")],
+            request_id="" if n else "rq-seen",
+        )
+        appended = await sessions.stub.AppendItems(request, timeout=CALL_TIMEOUT)
+        first = first or list(appended.items)
+    if setup.ended:
+        request_end = pb.EndSessionRequest(user_id=session.user_id, session_id=session.session_id)
+        await sessions.stub.EndSession(request_end, timeout=CALL_TIMEOUT)
+    return ItemsSession(
+        await sessions.read(session), await all_items(sessions.stub, session), first
+    )
+
+
+async def assert_items_unchanged(stub: Stub, own: ItemsSession) -> None:
+    """A refused (or read-only) call left the session and its items exactly as they were."""
+    await assert_unchanged(stub, own.session)
+    assert await all_items(stub, own.session) == own.items
+
+
+def assert_written(
+    sent: list[pb.Item], stored: list[pb.Item], own: ItemsSession, held: list[pb.Item]
+) -> list[pb.Item]:
+    """Checks the answer of a write of ``sent`` as one new turn after ``own``, where the
+    items ``held`` stay: an item whose id one of them has is answered with it, the others
+    are numbered on. Returns the items the write added."""
+    by_id = {item.item_id: item for item in held if item.item_id}
+    added = []
+    sequence = own.session.last_item_sequence
+    assert len(stored) == len(sent)
+    for request_item, item in zip(sent, stored, strict=True):
+        if request_item.item_id in by_id:
+            assert item == by_id[request_item.item_id]
+            continue
+        sequence += 1
+        kind = request_item.type if request_item.type in KNOWN_ITEM_TYPES else pb.ITEM_TYPE_OTHER
+        assert (item.sequence, item.turn_index, item.type) == (
+            sequence,
+            own.session.total_turns + 1,
+            kind,
+        )
+        fields = ("payload_json", "type_name", "role", "name", "call_id", "item_id")
+        assert [getattr(item, f) for f in fields] == [getattr(request_item, f) for f in fields]
+        added.append(item)
+    return added
+
+
+@dataclass(frozen=True)
+class Expected:
+    """An expected_last_sequence: unset, the newest item's (``newest``), or ``value``."""
+
+    value: int | None = None
+    newest: bool = False
+
+    def number(self, own: ItemsSession) -> int | None:
+        return own.newest if self.newest else self.value
+
+
+valid_expected = either(Expected(), Expected(newest=True))
+expected_sequences = st.builds(Expected, value=int64s)
+
+
+@dataclass(frozen=True)
+class AppendCase:
+    setup: ItemsSetup
+    target: Target
+    items: list[pb.Item]
+    state_delta_json: str
+    state_removals: list[str]
+    expected: Expected
+    etag: str | None  # None: the session's current etag
+    request_id: str
+
+
+append_cases = mixed(
+    AppendCase,
+    weights={"items": 4},  # items have many fields of their own
+    setup=items_setups,
+    target=(st.just(OWN), targets),
+    items=(item_lists(hostile=False), item_lists(hostile=True)),
+    state_delta_json=(valid_states, states),
+    state_removals=(
+        st.lists(either("drop", "keep", "absent"), max_size=3),
+        st.lists(st.one_of(texts(), st.just("drop")), max_size=6),
+    ),
+    expected=(valid_expected, expected_sequences),
+    etag=(either("", None), st.one_of(st.just('W/"1"'), texts())),
+    request_id=(st.one_of(either("", "rq-seen"), session_ids), texts()),
+)
+
+
+async def check_append(stub: Stub, case: AppendCase) -> None:
+    async def body(sessions: Sessions) -> None:
+        own = await items_session(sessions, case.setup)
+        user_id, session_id = case.target.ids(own.session)
+        request = pb.AppendItemsRequest(
+            user_id=user_id,
+            session_id=session_id,
+            items=case.items,
+            state_delta_json=case.state_delta_json,
+            state_removals=case.state_removals,
+            etag=own.session.etag if case.etag is None else case.etag,
+            request_id=case.request_id,
+        )
+        expected = case.expected.number(own)
+        if expected is not None:
+            request.expected_last_sequence = expected
+
+        appended = await answer(stub.AppendItems(request, timeout=CALL_TIMEOUT))
+        note(appended)
+
+        if isinstance(appended, grpc.aio.AioRpcError):
+            await assert_items_unchanged(stub, own)
+            return
+        assert (user_id, session_id) == (own.session.user_id, own.session.session_id)
+        if own.replays(case.request_id):
+            assert list(appended.items) == own.first_append
+            assert appended.session == own.session
+            await assert_items_unchanged(stub, own)
+            return
+        added = assert_written(case.items, list(appended.items), own, own.items)
+        after = appended.session
+        assert (after.total_turns, after.last_item_sequence) == (
+            own.session.total_turns + 1,
+            own.session.last_item_sequence + len(added),
+        )
+        state = state_of(own.session)
+        for key in case.state_removals:
+            state.pop(key, None)
+        state.update(sent_state(case.state_delta_json))
+        assert state_of(after) == state
+        assert await sessions.read(own.session) == after
+        assert await all_items(stub, own.session) == own.items + added
+
+    await with_sessions(stub, body)
+
+
+test_append_items, test_append_items_on_redis = sweeps(check_append, append_cases)
+
+
+@dataclass(frozen=True)
+class ReplaceCase:
+    setup: ItemsSetup
+    target: Target
+    after_sequence: int
+    items: list[pb.Item]
+    expected: Expected
+    request_id: str
+
+
+replace_cases = mixed(
+    ReplaceCase,
+    weights={"items": 3},
+    setup=items_setups,
+    target=(st.just(OWN), targets),
+    after_sequence=(st.integers(0, 7), int64s),
+    items=(item_lists(hostile=False, min_size=0), item_lists(hostile=True)),
+    expected=(valid_expected, expected_sequences),
+    request_id=(st.one_of(either("", "rq-seen"), session_ids), texts()),
+)
+
+
+async def check_replace(stub: Stub, case: ReplaceCase) -> None:
+    async def body(sessions: Sessions) -> None:
+        own = await items_session(sessions, case.setup)
+        user_id, session_id = case.target.ids(own.session)
+        request = pb.ReplaceItemsRequest(
+            user_id=user_id,
+            session_id=session_id,
+            after_sequence=case.after_sequence,
+            items=case.items,
+            request_id=case.request_id,
+        )
+        expected = case.expected.number(own)
+        if expected is not None:
+            request.expected_last_sequence = expected
+
+        replaced = await answer(stub.ReplaceItems(request, timeout=CALL_TIMEOUT))
+        note(replaced)
+
+        if isinstance(replaced, grpc.aio.AioRpcError):
+            await assert_items_unchanged(stub, own)
+            return
+        assert (user_id, session_id) == (own.session.user_id, own.session.session_id)
+        if own.replays(case.request_id):
+            assert list(replaced.items) == own.first_append
+            assert replaced.session == own.session
+            await assert_items_unchanged(stub, own)
+            return
+        kept = [item for item in own.items if item.sequence <= case.after_sequence]
+        added = assert_written(case.items, list(replaced.items), own, kept)
+        after = replaced.session
+        assert (after.total_turns, after.last_item_sequence) == (
+            own.session.total_turns + 1,
+            own.session.last_item_sequence + len(added),
+        )
+        assert state_of(after) == state_of(own.session)
+        assert await sessions.read(own.session) == after
+        assert await all_items(stub, own.session) == kept + added
+
+    await with_sessions(stub, body)
+
+
+test_replace_items, test_replace_items_on_redis = sweeps(check_replace, replace_cases)
+
+
+@dataclass(frozen=True)
+class ListItemsCase:
+    setup: ItemsSetup
+    target: Target
+    page_size: int
+    token: Token
+    order_by: str
+    after_sequence: int
+
+
+list_items_cases = mixed(
+    ListItemsCase,
+    setup=items_setups,
+    target=(st.just(OWN), targets),
+    page_size=(valid_page_sizes, int32s),
+    token=(valid_tokens, tokens),
+    order_by=(
+        either("", "sequence", "sequence desc", "SEQUENCE  Desc", "sequence asc"),
+        st.one_of(either("index", "index desc", "-sequence", "sequence,", "create_time"), texts()),
+    ),
+    after_sequence=(st.integers(0, 7), int64s),
+)
+
+
+def newest_first(order_by: str) -> bool:
+    return " ".join(order_by.lower().split()) == "sequence desc"
+
+
+async def check_list_items(stub: Stub, case: ListItemsCase) -> None:
+    async def body(sessions: Sessions) -> None:
+        own = await items_session(sessions, case.setup)
+        user_id, session_id = case.target.ids(own.session)
+        # A real token: the one after a first page of one item, for the same query
+        # (when it is valid; otherwise the token stays empty).
+        first_page = pb.ListItemsRequest(
+            user_id=own.session.user_id,
+            session_id=own.session.session_id,
+            page_size=1,
+            order_by=case.order_by,
+            after_sequence=case.after_sequence,
+        )
+        first = await answer(stub.ListItems(first_page, timeout=CALL_TIMEOUT))
+        real = first.next_page_token if isinstance(first, pb.ListItemsResponse) else ""
+        request = pb.ListItemsRequest(
+            user_id=user_id,
+            session_id=session_id,
+            page_size=case.page_size,
+            page_token=case.token.resolve(real),
+            order_by=case.order_by,
+            after_sequence=case.after_sequence,
+        )
+
+        listed = await answer(stub.ListItems(request, timeout=CALL_TIMEOUT))
+        note(listed)
+
+        if isinstance(listed, pb.ListItemsResponse):
+            assert (user_id, session_id) == (own.session.user_id, own.session.session_id)
+            got = list(listed.items)
+            assert len(got) <= min(case.page_size or 100, 1000)
+            matching = [item for item in own.items if item.sequence > case.after_sequence]
+            if newest_first(case.order_by):
+                matching.reverse()
+            if request.page_token and request.page_token == real:
+                assert isinstance(first, pb.ListItemsResponse)
+                matching = matching[1:]
+            assert got == matching[: len(got)]
+            assert bool(listed.next_page_token) == (len(got) < len(matching))
+        await assert_items_unchanged(stub, own)
+
+    await with_sessions(stub, body)
+
+
+test_list_items, test_list_items_on_redis = sweeps(check_list_items, list_items_cases)
+
+
+@dataclass(frozen=True)
+class ItemsSessionCase:
+    setup: ItemsSetup
+    target: Target
+
+
+items_session_cases = mixed(ItemsSessionCase, setup=items_setups, target=(st.just(OWN), targets))
+
+
+async def check_pop(stub: Stub, case: ItemsSessionCase) -> None:
+    async def body(sessions: Sessions) -> None:
+        own = await items_session(sessions, case.setup)
+        user_id, session_id = case.target.ids(own.session)
+        request = pb.PopItemRequest(user_id=user_id, session_id=session_id)
+
+        popped = await answer(stub.PopItem(request, timeout=CALL_TIMEOUT))
+        note(popped)
+
+        if isinstance(popped, grpc.aio.AioRpcError):
+            await assert_items_unchanged(stub, own)
+            return
+        assert (user_id, session_id) == (own.session.user_id, own.session.session_id)
+        if own.items:
+            assert popped.item == own.items[-1]
+        else:
+            assert not popped.HasField("item")
+        after = popped.session
+        assert (after.total_turns, after.last_item_sequence) == (
+            own.session.total_turns,
+            own.session.last_item_sequence,
+        )
+        assert state_of(after) == state_of(own.session)
+        assert await sessions.read(own.session) == after
+        assert await all_items(stub, own.session) == own.items[:-1]
+
+    await with_sessions(stub, body)
+
+
+test_pop_item, test_pop_item_on_redis = sweeps(check_pop, items_session_cases)
+
+
+async def check_clear(stub: Stub, case: ItemsSessionCase) -> None:
+    async def body(sessions: Sessions) -> None:
+        own = await items_session(sessions, case.setup)
+        user_id, session_id = case.target.ids(own.session)
+        request = pb.ClearItemsRequest(user_id=user_id, session_id=session_id)
+
+        cleared = await answer(stub.ClearItems(request, timeout=CALL_TIMEOUT))
+        note(cleared)
+
+        if isinstance(cleared, grpc.aio.AioRpcError):
+            await assert_items_unchanged(stub, own)
+            return
+        assert (user_id, session_id) == (own.session.user_id, own.session.session_id)
+        after = cleared.session
+        total = own.session.total_turns
+        assert (after.total_turns, after.folded_turns, after.turn_count) == (
+            total,
+            total,
+            own.session.turn_count,
+        )
+        assert (after.summary, after.last_item_sequence) == ("", own.session.last_item_sequence)
+        assert state_of(after) == state_of(own.session)
+        assert await sessions.read(own.session) == after
+        assert await all_items(stub, own.session) == []
+        history = pb.ListTurnsRequest(user_id=user_id, session_id=session_id)
+        listed = await answer(stub.ListTurns(history, timeout=CALL_TIMEOUT))
+        assert isinstance(listed, pb.ListTurnsResponse)
+        assert list(listed.turns) == []
+
+    await with_sessions(stub, body)
+
+
+test_clear_items, test_clear_items_on_redis = sweeps(check_clear, items_session_cases)
+
+
+# --- items: edges the sweeps reach rarely, and what they found -----------------------
+
+
+async def an_external_session(stub: Stub) -> pb.Session:
+    return await create(stub, user_id="u", external_agent=True)
+
+
+async def append_one(stub: Stub, session: pb.Session, item: pb.Item) -> pb.AppendItemsResponse:
+    request = pb.AppendItemsRequest(
+        user_id=session.user_id, session_id=session.session_id, items=[item]
+    )
+    response: pb.AppendItemsResponse = await stub.AppendItems(request, timeout=CALL_TIMEOUT)
+    return response
+
+
+@pytest.mark.parametrize("store_kind", ["memory"])
+@pytest.mark.parametrize(
+    "payload", ["NaN", "-Infinity", '{"a": [1, {"b": NaN}]}', '{"a": Infinity}', "{nope", " "]
+)
+async def test_an_item_payload_must_be_json(stub: Stub, payload: str) -> None:
+    session = await an_external_session(stub)
+
+    error = await rpc_error(
+        append_one(stub, session, pb.Item(type=pb.ITEM_TYPE_MESSAGE, payload_json=payload))
+    )
+
+    assert error.code() == StatusCode.INVALID_ARGUMENT
+    assert error_info(error).metadata["field"] == "items[0].payload_json"
+    await assert_unchanged(stub, session)
+
+
+@pytest.mark.parametrize("store_kind", ["memory"])
+@pytest.mark.parametrize(("unit", "bytes_each"), [("x", 1), ("é", 2), ("🙂", 4)])
+async def test_an_item_payload_may_be_as_long_as_the_limit_and_no_longer(
+    stub: Stub, unit: str, bytes_each: int
+) -> None:
+    session = await an_external_session(stub)
+    # A JSON string: two quotes around the characters.
+    longest = '"' + unit * ((MAX_ITEM_BYTES - 2) // bytes_each) + '"'
+    too_long = '"' + unit * ((MAX_ITEM_BYTES - 2) // bytes_each + 1) + '"'
+
+    kept = await append_one(
+        stub, session, pb.Item(type=pb.ITEM_TYPE_OTHER, type_name="blob", payload_json=longest)
+    )
+    error = await rpc_error(
+        append_one(
+            stub, session, pb.Item(type=pb.ITEM_TYPE_OTHER, type_name="blob", payload_json=too_long)
+        )
+    )
+
+    assert kept.items[0].payload_json == longest
+    assert error.code() == StatusCode.INVALID_ARGUMENT
+    assert error_info(error).metadata["field"] == "items[0].payload_json"
+    assert await all_items(stub, session) == list(kept.items)
+
+
+@pytest.mark.parametrize("store_kind", ["memory"])
+@pytest.mark.parametrize("number", [6, 99, 2**31 - 1, -1, -(2**31)])
+async def test_an_unknown_item_type_is_kept_as_other_and_needs_a_type_name(
+    stub: Stub, number: int
+) -> None:
+    """An item type from a newer contract is kept as ITEM_TYPE_OTHER (api/convert.py)."""
+    session = await an_external_session(stub)
+
+    unnamed = await rpc_error(
+        append_one(stub, session, pb.Item(type=enum(number), payload_json="{}"))
+    )
+    named = await append_one(
+        stub, session, pb.Item(type=enum(number), type_name="newer", payload_json="{}")
+    )
+
+    assert error_info(unnamed).metadata["field"] == "items[0].type_name"
+    assert (named.items[0].type, named.items[0].type_name) == (pb.ITEM_TYPE_OTHER, "newer")
+
+
+@pytest.mark.parametrize("store_kind", ["memory", "redis"])
+@pytest.mark.parametrize(
+    ("role", "payload"),
+    [
+        ("user", '{"role": "user", "content": "\\ud800"}'),
+        ("assistant", '"\\udfff and more"'),
+        ("tool", '{"text": "half an emoji: \\ud83d"}'),
+    ],
+)
+async def test_a_message_whose_text_is_a_lone_surrogate_is_answered_properly(
+    stub: Stub, role: str, payload: str
+) -> None:
+    """Valid JSON whose string escapes a lone surrogate: stored byte for byte (its text
+    view made valid) or refused naming the item, never INTERNAL, never half-written."""
+    session = await an_external_session(stub)
+    item = pb.Item(type=pb.ITEM_TYPE_MESSAGE, role=role, payload_json=payload)
+
+    written = await answer(append_one(stub, session, item))
+
+    if isinstance(written, grpc.aio.AioRpcError):
+        assert error_info(written).metadata["field"] == "items[0].payload_json"
+        await assert_unchanged(stub, session)
+        assert await all_items(stub, session) == []
+        return
+    assert written.items[0].payload_json == payload
+    assert await all_items(stub, session) == list(written.items)
+    listed = await stub.ListTurns(
+        pb.ListTurnsRequest(user_id="u", session_id=session.session_id), timeout=CALL_TIMEOUT
+    )
+    assert [turn.index for turn in listed.turns] == [1]
 
 
 # --- regressions: what the sweeps found, fixed in validation.py and api/convert.py -----

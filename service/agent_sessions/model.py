@@ -120,7 +120,9 @@ class Turn:
     error: str = ""
     usage: TokenUsage = TokenUsage()
     first_item_sequence: int = 0
-    """The sequence numbers of the turn's items, when it has any (0 when none)."""
+    """The sequence numbers of the turn's items: 0, 0 for a turn without items; a turn of
+    written items keeps its range even when it stored none (then last < first), so that
+    a retry of it is recognised."""
     last_item_sequence: int = 0
     items: tuple[Item, ...] = ()
     """The turn's items, where the reader asked for them (a Run's result, an agent's
@@ -297,7 +299,13 @@ def text_bytes(turn: Turn) -> int:
 
 def text_of(payload_json: str) -> str:
     """The text an item's payload carries, in the shapes agent frameworks write: a
-    ``content`` string or list of parts with ``text``, a ``text``, or ``parts``."""
+    ``content`` string or list of parts with ``text``, a ``text``, or ``parts``. A lone
+    surrogate (a ``\\ud800`` escape, valid JSON but not text) reads as ``?``."""
+    text = _text_in(payload_json)
+    return text.encode("utf-8", "replace").decode("utf-8")
+
+
+def _text_in(payload_json: str) -> str:
     try:
         payload = json.loads(payload_json)
     except ValueError:
@@ -315,5 +323,5 @@ def text_of(payload_json: str) -> str:
                 if isinstance(part, dict) and isinstance(part.get("text"), str)
             )
         if isinstance(value, dict):  # ADK's content: {"role": ..., "parts": [...]}
-            return text_of(json.dumps(value))
+            return _text_in(json.dumps(value))
     return ""

@@ -244,4 +244,8 @@ def _json_text(text: str, *, field: str) -> None:
     except RecursionError:
         raise InvalidArgument(field, "nests too deep to read") from None
     except ValueError as error:
+        if "integer string conversion" in str(error):  # Python's 4,300-digit limit
+            raise InvalidArgument(
+                field, "holds an integer of more than 4300 digits; send it as a string"
+            ) from None
         raise InvalidArgument(field, f"is not valid JSON ({str(error)[:80]})") from None

@@ -59,6 +59,8 @@ class _Record:
     archive: dict[int, Turn] = field(default_factory=dict)
     items: dict[int, Item] = field(default_factory=dict)  # by sequence, oldest first
     item_by_id: dict[str, int] = field(default_factory=dict)
+    # turn index -> the sequences a write answered with, when some were held already
+    answers: dict[int, tuple[int, ...]] = field(default_factory=dict)
 
     def turn(self, index: int) -> Turn | None:
         folded = self.session.folded_turns
@@ -211,10 +213,10 @@ class MemorySessionStore:
             turn = record.turn(earlier)
             if turn is not None and turn.status is TurnStatus.COMPLETED:
                 return TurnStart(self._view(record), turn, [], replayed=True)
-        if session.status is SessionStatus.ENDED:
-            raise SessionEnded(session_id)
         if session.external_agent:
             raise ExternalAgentSession(session_id)
+        if session.status is SessionStatus.ENDED:
+            raise SessionEnded(session_id)
         if session.max_turns and session.turn_count >= session.max_turns:
             raise MaxTurnsReached(session_id, session.max_turns)
         self._free_abandoned(record, now_ms)
@@ -336,13 +338,13 @@ class MemorySessionStore:
         if write.request_id and (earlier := record.turn_by_request.get(write.request_id)):
             turn = record.turn(earlier)
             if turn is not None and turn.first_item_sequence:
-                replayed = [
-                    item
-                    for sequence, item in record.items.items()
-                    if turn.first_item_sequence <= sequence <= turn.last_item_sequence
-                ]
+                answered = record.answers.get(earlier) or range(
+                    turn.first_item_sequence, turn.last_item_sequence + 1
+                )
+                replayed = [record.items[s] for s in answered if s in record.items]
                 return ItemsWritten(replayed, self._view(record), replayed=True)
-        session = self._writable(record, now_ms)
+        # Every check before the first change: a refused write leaves nothing behind.
+        session = self._check_writable(record, now_ms)
         if session.max_turns and session.turn_count >= session.max_turns:
             raise MaxTurnsReached(session_id, session.max_turns)
         newest = next(reversed(record.items), 0)
@@ -350,16 +352,21 @@ class MemorySessionStore:
             raise SequenceMismatch(session_id, write.expected_last_sequence, newest)
         if write.expected_etag is not None and write.expected_etag != session.etag:
             raise EtagMismatch(session_id, write.expected_etag, session.etag)
+        self._free_abandoned(record, now_ms)
+        session = record.session
         if write.replace_after is not None:
             for sequence in [s for s in record.items if s > write.replace_after]:
                 self._drop_item(record, sequence)
-        last = session.last_item_sequence
+        first = last = session.last_item_sequence
+        first += 1
         index = session.total_turns + 1
         stored: list[Item] = []
+        held = False
         for item in write.items:
             existing = record.item_by_id.get(item.item_id) if item.item_id else None
             if existing is not None:
                 stored.append(record.items[existing])
+                held = True
                 continue
             last += 1
             new = dataclasses.replace(item, sequence=last, turn_index=index, create_time_ms=now_ms)
@@ -367,7 +374,10 @@ class MemorySessionStore:
             if new.item_id:
                 record.item_by_id[new.item_id] = last
             stored.append(new)
-        first = session.last_item_sequence + 1
+        if held:  # a replay answers with the held items too, in their places
+            record.answers[index] = tuple(item.sequence for item in stored)
+        # A turn of written items keeps its range even when it stored none (last < first),
+        # so that a retry of it is recognised.
         turn = Turn(
             index=index,
             status=TurnStatus.COMPLETED,
@@ -376,8 +386,8 @@ class MemorySessionStore:
             create_time_ms=now_ms,
             complete_time_ms=now_ms,
             request_id=write.request_id,
-            first_item_sequence=first if last >= first else 0,
-            last_item_sequence=last if last >= first else 0,
+            first_item_sequence=first,
+            last_item_sequence=last,
         )
         record.turns.append(turn)
         if write.request_id:
@@ -420,7 +430,9 @@ class MemorySessionStore:
         self, *, user_id: str, session_id: str, now_ms: int
     ) -> tuple[Item | None, Session]:
         record = self._live(user_id, session_id, now_ms)
-        session = self._writable(record, now_ms)
+        self._check_writable(record, now_ms)
+        self._free_abandoned(record, now_ms)
+        session = record.session
         if not record.items:
             return None, self._view(record)
         newest = self._drop_item(record, next(reversed(record.items)))
@@ -429,8 +441,11 @@ class MemorySessionStore:
 
     async def clear_items(self, *, user_id: str, session_id: str, now_ms: int) -> Session:
         record = self._live(user_id, session_id, now_ms)
-        session = self._writable(record, now_ms)
+        self._check_writable(record, now_ms)
+        self._free_abandoned(record, now_ms)
+        session = record.session
         record.items.clear()
+        record.answers.clear()
         record.item_by_id.clear()
         record.turns.clear()
         record.turn_by_request = {
@@ -446,13 +461,16 @@ class MemorySessionStore:
         )
         return self._view(record)
 
-    def _writable(self, record: _Record, now_ms: int) -> Session:
-        """The session, if items may be written to it now."""
+    @staticmethod
+    def _check_writable(record: _Record, now_ms: int) -> Session:
+        """The session, if items may be written to it now (changing nothing)."""
         session = record.session
         if session.status is SessionStatus.ENDED:
             raise SessionEnded(session.session_id)
-        self._free_abandoned(record, now_ms)
-        return record.session
+        running = session.running
+        if running is not None and running.lease_until_ms > now_ms:
+            raise TurnInProgress(session.session_id, running.index)
+        return session
 
     @staticmethod
     def _free_abandoned(record: _Record, now_ms: int) -> None:

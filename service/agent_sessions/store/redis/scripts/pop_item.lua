@@ -6,7 +6,7 @@
 -- -> {"OK", meta, state, item record or false} | {"NOT_FOUND"} | {"ENDED"}
 --  | {"BUSY", running index}
 
-local m = load_meta(KEYS[1], tonumber(ARGV[1]))
+local m, raw = load_meta(KEYS[1], tonumber(ARGV[1]))
 if not m then
   return {'NOT_FOUND'}
 end
@@ -18,6 +18,9 @@ if abandoned == false then
   return {'BUSY', tonumber(m.run_index)}
 end
 
+if not abandoned and redis.call('ZCARD', KEYS[7]) == 0 then
+  return {'OK', raw, redis.call('HGETALL', KEYS[2]), false}  -- nothing to pop or to change
+end
 if abandoned then
   redis.call('LSET', KEYS[3], -1, abandoned)
 end

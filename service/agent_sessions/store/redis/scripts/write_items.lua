@@ -17,7 +17,9 @@
 --
 -- An item record is {"q":sequence,"t":turn,"ct":time,...}: the script puts the first
 -- three, which only it knows, before what the store wrote. A turn written here keeps its
--- item range ("is", "ie") and is never compressed, so a replay reads it.
+-- item range ("is", "ie"; ie < is when it stored none) and, when it answered with items
+-- held already, every sequence it answered with ("aq"); it is never compressed, so a
+-- replay reads it.
 
 local now = tonumber(ARGV[1])
 local m, raw = load_meta(KEYS[1], now)
@@ -31,13 +33,29 @@ if request_id ~= '' then
   if turn and string.sub(turn, 1, 1) ~= 'Z' then
     local fields = cjson.decode(turn)
     if fields['is'] then
-      local records = redis.call('ZRANGE', KEYS[7], fields['is'], fields['ie'], 'BYSCORE')
+      local records
+      if fields['aq'] then
+        -- It answered with items held already too: those, in their places.
+        records = {}
+        for _, sequence in ipairs(fields['aq']) do
+          local record = redis.call('ZRANGE', KEYS[7], sequence, sequence, 'BYSCORE')[1]
+          if record then
+            records[#records + 1] = record
+          end
+        end
+      else
+        records = redis.call('ZRANGE', KEYS[7], fields['is'], fields['ie'], 'BYSCORE')
+      end
       return {'REPLAY', raw, redis.call('HGETALL', KEYS[2]), records}
     end
   end
 end
 if tonumber(m.status) == ENDED then
   return {'ENDED'}
+end
+local abandoned = abandoned_turn(KEYS, m, ARGV[1])
+if abandoned == false then
+  return {'BUSY', tonumber(m.run_index)}
 end
 local max_turns = tonumber(m.max_turns)
 if max_turns > 0 and tonumber(m.turn_count) >= max_turns then
@@ -51,10 +69,6 @@ if ARGV[4] ~= '' then
 end
 if ARGV[5] ~= '' and ARGV[5] ~= 'W/"' .. m.version .. '"' then
   return {'ETAG', m.version}
-end
-local abandoned = abandoned_turn(KEYS, m, ARGV[1])
-if abandoned == false then
-  return {'BUSY', tonumber(m.run_index)}
 end
 
 if abandoned then
@@ -70,6 +84,8 @@ local index = tonumber(m.total_turns) + 1
 local first = last + 1
 local n = tonumber(ARGV[9])
 local stored = {}
+local answered = {}
+local any_held = false
 for k = 11, 10 + 2 * n, 2 do
   local id = ARGV[k]
   local record
@@ -77,6 +93,10 @@ for k = 11, 10 + 2 * n, 2 do
     local held = redis.call('HGET', KEYS[8], id)
     if held then
       record = redis.call('ZRANGE', KEYS[7], held, held, 'BYSCORE')[1]
+      if record then
+        any_held = true
+        answered[#answered + 1] = held
+      end
     end
   end
   if not record then
@@ -86,10 +106,15 @@ for k = 11, 10 + 2 * n, 2 do
     if id ~= '' then
       redis.call('HSET', KEYS[8], id, last)
     end
+    answered[#answered + 1] = last
   end
   stored[#stored + 1] = record
 end
-redis.call('RPUSH', KEYS[3], ARGV[7] .. ',"is":' .. first .. ',"ie":' .. last .. '}')
+local range = ',"is":' .. first .. ',"ie":' .. last
+if any_held then
+  range = range .. ',"aq":[' .. table.concat(answered, ',') .. ']'
+end
+redis.call('RPUSH', KEYS[3], ARGV[7] .. range .. '}')
 if request_id ~= '' then
   redis.call('HSET', KEYS[4], request_id, index)
 end
