@@ -14,6 +14,8 @@ from agent_sessions_client import (
     AsyncSessionClient,
     FailedPreconditionError,
     InvalidArgumentError,
+    Item,
+    ItemType,
     NotFoundError,
     SessionStatus,
     UnavailableError,
@@ -150,3 +152,79 @@ async def test_turns_include_archived_returns_the_folded_turns_too(
         everything = [t.input async for t in session.turns(include_archived=True)]
 
     assert (history, everything) == ([], ["q0", "q1", "q2"])
+
+
+async def test_items_append_list_pop_replace_and_clear(
+    client: AsyncSessionClient, user_id: str
+) -> None:
+    session = await client.create_session(user_id=user_id, agent_id="sdk", external_agent=True)
+    payload = '{"b": 2,  "a": "\\u00e9 晴" }'  # key order, spacing, escapes kept
+
+    written = await session.append_items(
+        [
+            Item.message("user", "How's the weather in Shanghai?"),
+            Item.tool_call("get_weather", {"city": "Shanghai"}, call_id="call-1"),
+            Item(ItemType.TOOL_RESULT, payload, call_id="call-1", role="tool"),
+            Item.message("assistant", "Sunny, 22°C"),
+        ],
+        state={"city": "Shanghai"},
+    )
+    listed = [i async for i in session.items(page_size=3)]
+    last_two = await session.last_items(2)
+    popped = await session.pop_item()
+    (summary,) = await session.replace_items(
+        1, [Item.message("assistant", "(summary)")], expected_last_sequence=3
+    )
+    after_replace = [i.sequence async for i in session.items(newest_first=True)]
+    info = await session.clear_items()
+    emptied = [i async for i in session.items()]
+
+    assert [i.sequence for i in written] == [1, 2, 3, 4]
+    assert listed == written
+    assert listed[2].payload_json == payload
+    assert last_two == written[2:]
+    assert popped == written[3]
+    assert summary.sequence == 5
+    assert after_replace == [5, 1]
+    assert (info.external_agent, info.last_item_sequence, info.state) == (
+        True,
+        5,
+        {"city": "Shanghai"},
+    )
+    assert emptied == []
+    assert await session.pop_item() is None
+
+
+async def test_an_append_retried_with_its_request_id_returns_the_first_items(
+    client: AsyncSessionClient, user_id: str
+) -> None:
+    session = await client.create_session(user_id=user_id, agent_id="sdk", external_agent=True)
+    items = [Item.message("user", "hi"), Item.message("assistant", "hello")]
+
+    first = await session.append_items(items, request_id="turn-1")
+    again = await session.append_items(items, request_id="turn-1")
+
+    assert again == first
+    assert [i.sequence async for i in session.items()] == [1, 2]
+
+
+async def test_a_stale_expected_last_sequence_is_aborted(
+    client: AsyncSessionClient, user_id: str
+) -> None:
+    session = await client.create_session(user_id=user_id, agent_id="sdk", external_agent=True)
+    await session.append_items([Item.message("user", "one")], expected_last_sequence=0)
+
+    with pytest.raises(AbortedError) as raised:
+        await session.append_items([Item.message("user", "two")], expected_last_sequence=0)
+
+    assert raised.value.reason == "SEQUENCE_MISMATCH"
+    assert [i.sequence for i in await session.last_items(10)] == [1]
+
+
+async def test_an_external_session_refuses_runs(client: AsyncSessionClient, user_id: str) -> None:
+    session = await client.create_session(user_id=user_id, agent_id="sdk", external_agent=True)
+
+    with pytest.raises(FailedPreconditionError) as raised:
+        await session.run("hi")
+
+    assert raised.value.reason == "EXTERNAL_AGENT"

@@ -14,6 +14,8 @@ from agent_sessions_client import (
     AlreadyExistsError,
     FailedPreconditionError,
     InvalidArgumentError,
+    Item,
+    ItemType,
     NotFoundError,
     Session,
     SessionClient,
@@ -479,3 +481,236 @@ def test_an_export_of_a_session_that_keeps_changing_is_aborted(
 
     assert reads == [0, 1, 2]
     assert raised.value.reason == "EXPORT_INCONSISTENT"
+
+
+# Items: the history of an agent that runs elsewhere (docs/items.md).
+
+# A payload as a framework may write it: its key order, spacing, escapes and non-ASCII
+# text must come back byte for byte.
+ODD_PAYLOAD = '{"z": 1,   "a": [ 1.50, "\\u00e9", "晴"],"role":"user" }'
+
+
+def a_turn(city: str = "Shanghai") -> list[Item]:
+    return [
+        Item.message("user", f"How's the weather in {city}?", item_id=f"msg-{city}"),
+        Item.tool_call("get_weather", {"city": city}, call_id=f"call-{city}"),
+        Item.tool_result(f"call-{city}", "sunny, 22°C", name="get_weather"),
+        Item.message("assistant", f"{city} is sunny today, 22°C"),
+    ]
+
+
+@pytest.fixture
+def external(client: SessionClient, user_id: str) -> Session:
+    return client.create_session(user_id=user_id, agent_id="my-sdk-agent", external_agent=True)
+
+
+def test_the_item_helpers_write_the_payloads_the_server_reads() -> None:
+    message, call, result, _ = a_turn()
+
+    assert (message.type, message.role, message.item_id) == (
+        ItemType.MESSAGE,
+        "user",
+        "msg-Shanghai",
+    )
+    assert message.payload == {"role": "user", "content": "How's the weather in Shanghai?"}
+    assert (call.type, call.name, call.call_id, call.role) == (
+        ItemType.TOOL_CALL,
+        "get_weather",
+        "call-Shanghai",
+        "assistant",
+    )
+    assert json.loads(call.payload["arguments"]) == {"city": "Shanghai"}
+    assert result.payload == {"call_id": "call-Shanghai", "output": "sunny, 22°C"}
+    assert "°C" in result.payload_json  # non-ASCII kept as is
+    assert (message.sequence, message.create_time) == (0, None)
+
+
+def test_an_external_session_refuses_runs(external: Session) -> None:
+    assert (external.info.external_agent, external.info.last_item_sequence) == (True, 0)
+    with pytest.raises(FailedPreconditionError) as raised:
+        external.run("hi")
+
+    assert raised.value.reason == "EXTERNAL_AGENT"
+
+
+def test_append_items_writes_one_turn_and_lists_back_the_same_items(
+    external: Session,
+) -> None:
+    written = external.append_items(a_turn(), state={"city": "Shanghai"})
+    listed = list(external.items())
+
+    assert [i.sequence for i in written] == [1, 2, 3, 4]
+    assert {i.turn_index for i in written} == {1}
+    assert all(i.create_time is not None for i in written)
+    assert listed == written
+    assert [(i.type, i.role, i.name, i.call_id) for i in listed] == [
+        (ItemType.MESSAGE, "user", "", ""),
+        (ItemType.TOOL_CALL, "assistant", "get_weather", "call-Shanghai"),
+        (ItemType.TOOL_RESULT, "tool", "get_weather", "call-Shanghai"),
+        (ItemType.MESSAGE, "assistant", "", ""),
+    ]
+    info = external.info
+    assert (info.last_item_sequence, info.turn_count, info.state) == (4, 1, {"city": "Shanghai"})
+    turn = next(external.turns())
+    assert (turn.input, turn.output) == (
+        "How's the weather in Shanghai?",
+        "Shanghai is sunny today, 22°C",
+    )
+
+
+def test_a_payload_comes_back_byte_for_byte(external: Session) -> None:
+    odd = Item(ItemType.OTHER, ODD_PAYLOAD, type_name="my_framework_event", role="user")
+
+    (written,) = external.append_items([odd])
+    (listed,) = external.last_items(1)
+
+    assert written.payload_json == listed.payload_json == ODD_PAYLOAD
+    assert (listed.type, listed.type_name) == (ItemType.OTHER, "my_framework_event")
+
+
+def test_items_pages_either_way_and_after_a_sequence(external: Session) -> None:
+    external.append_items(a_turn("Shanghai"))
+    external.append_items(a_turn("Beijing"))
+
+    oldest_first = [i.sequence for i in external.items(page_size=3)]
+    newest_first = [i.sequence for i in external.items(page_size=3, newest_first=True)]
+    after = [i.sequence for i in external.items(after_sequence=5, page_size=2)]
+
+    assert oldest_first == list(range(1, 9))
+    assert newest_first == list(range(8, 0, -1))
+    assert after == [6, 7, 8]
+    assert [i.turn_index for i in external.items()] == [1] * 4 + [2] * 4
+
+
+def test_last_items_are_the_newest_oldest_first(external: Session) -> None:
+    external.append_items(a_turn("Shanghai"))
+    external.append_items(a_turn("Beijing"))
+
+    assert [i.sequence for i in external.last_items(3)] == [6, 7, 8]
+    assert [i.sequence for i in external.last_items(100)] == list(range(1, 9))
+    assert external.last_items(0) == []
+
+
+def test_pop_item_removes_the_newest_and_none_when_empty(external: Session) -> None:
+    external.append_items(a_turn()[:2])
+
+    popped = external.pop_item()
+    second = external.pop_item()
+    nothing = external.pop_item()
+
+    assert popped is not None and second is not None
+    assert (popped.sequence, popped.type, second.sequence) == (2, ItemType.TOOL_CALL, 1)
+    assert nothing is None
+    assert list(external.items()) == []
+    assert external.info.last_item_sequence == 2  # numbers are never reused
+    assert [i.sequence for i in external.append_items(a_turn()[:1])] == [3]
+
+
+def test_clear_items_empties_the_history_and_numbering_goes_on(external: Session) -> None:
+    external.append_items(a_turn())
+
+    info = external.clear_items()
+    kept = external.info
+    cleared = (list(external.items()), list(external.turns()))
+    (next_item,) = external.append_items([Item.message("user", "again")])
+
+    assert cleared == ([], [])
+    assert (info, info.last_item_sequence) == (kept, 4)
+    assert (next_item.sequence, next_item.turn_index) == (5, 2)
+    assert [i.sequence for i in external.items()] == [5]
+
+
+def test_replace_items_swaps_the_tail_for_a_summary(external: Session) -> None:
+    external.append_items(a_turn())
+    summary = Item.message("assistant", "(summary) Shanghai: sunny")
+
+    (new,) = external.replace_items(1, [summary], expected_last_sequence=4)
+    history = list(external.items())
+
+    assert (new.sequence, new.payload_json) == (5, summary.payload_json)
+    assert [i.sequence for i in history] == [1, 5]
+    assert external.info.last_item_sequence == 5
+
+
+def test_an_append_retried_with_its_request_id_returns_the_first_items(
+    external: Session,
+) -> None:
+    first = external.append_items(a_turn(), request_id="turn-1")
+    again = external.append_items(a_turn(), request_id="turn-1")
+
+    assert again == first
+    assert [i.sequence for i in external.items()] == [1, 2, 3, 4]
+    assert external.info.turn_count == 1
+
+
+def test_a_stale_expected_last_sequence_is_aborted_and_writes_nothing(
+    external: Session,
+) -> None:
+    external.append_items([Item.message("user", "one")], expected_last_sequence=0)
+
+    with pytest.raises(AbortedError) as raised:
+        external.append_items([Item.message("user", "two")], expected_last_sequence=0)
+    with pytest.raises(AbortedError) as replaced:
+        external.replace_items(0, [], expected_last_sequence=7)
+
+    assert raised.value.reason == replaced.value.reason == "SEQUENCE_MISMATCH"
+    assert [i.payload["content"] for i in external.items()] == ["one"]
+    assert external.append_items([Item.message("user", "two")], expected_last_sequence=1)
+
+
+def test_if_unchanged_appends_only_to_the_session_as_last_seen(
+    client: SessionClient, external: Session
+) -> None:
+    stale = client.load_session(external.session_id, user_id=external.user_id)
+    external.append_items([Item.message("user", "one")], if_unchanged=True)
+
+    with pytest.raises(AbortedError) as raised:
+        stale.append_items([Item.message("user", "two")], if_unchanged=True)
+
+    assert raised.value.reason == "ETAG_MISMATCH"
+    assert external.append_items([Item.message("user", "two")], if_unchanged=True)
+
+
+def test_append_items_sets_and_removes_state_keys(client: SessionClient, user_id: str) -> None:
+    session = client.create_session(
+        user_id=user_id, agent_id="a", external_agent=True, state={"a": 1, "b": 2}
+    )
+
+    session.append_items([Item.message("user", "hi")], state={"c": 3}, remove=["a"])
+
+    assert session.state == {"b": 2, "c": 3}
+
+
+def test_an_item_id_the_session_holds_is_not_stored_again(external: Session) -> None:
+    (first,) = external.append_items([Item.message("user", "hi", item_id="msg-1")])
+    again, new = external.append_items(
+        [Item.message("user", "hi", item_id="msg-1"), Item.message("assistant", "hello")]
+    )
+
+    assert again == first
+    assert new.sequence == 2
+
+
+def test_an_invalid_item_names_its_field(external: Session) -> None:
+    with pytest.raises(InvalidArgumentError) as raised:
+        external.append_items([Item.message("user", "ok"), Item(ItemType.MESSAGE, "{not json")])
+
+    assert raised.value.field == "items[1].payload_json"
+
+
+def test_pop_and_clear_are_not_retried_by_the_channel() -> None:
+    assert {"PopItem", "ClearItems"}.isdisjoint(RETRIED_METHODS)
+    assert {"ListItems", "AppendItems", "ReplaceItems"} <= set(RETRIED_METHODS)
+
+
+def test_a_run_records_its_turn_as_items(client: SessionClient, user_id: str) -> None:
+    session = client.create_session(user_id=user_id, agent_id="my-agent")
+
+    reply = session.run("Hello")
+    items = session.last_items(10)
+
+    assert [(i.type, i.role, i.payload["content"]) for i in items] == [
+        (ItemType.MESSAGE, "user", "Hello"),
+        (ItemType.MESSAGE, "assistant", reply),
+    ]
+    assert session.info.last_item_sequence == 2

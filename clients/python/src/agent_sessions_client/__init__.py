@@ -30,6 +30,8 @@ from agent_sessions_client._errors import (
 from agent_sessions_client._sync import Session, SessionClient
 from agent_sessions_client._types import (
     Compressed,
+    Item,
+    ItemType,
     SessionInfo,
     SessionStatus,
     TokenUsage,
@@ -46,6 +48,8 @@ __all__ = [
     "DeadlineExceededError",
     "FailedPreconditionError",
     "InvalidArgumentError",
+    "Item",
+    "ItemType",
     "NotFoundError",
     "Session",
     "SessionClient",

@@ -10,12 +10,23 @@ import grpc
 DEFAULT_ADDRESS = "127.0.0.1:50051"
 SERVICE = "agentsessions.sessions.v1.SessionService"
 
-# Calls that may be sent twice without harm. Run is among them because the client
-# gives every run a request id (a repeat replays the turn); Create, Update and
-# Delete are not, since a repeat of one that went through reports a conflict.
-# CompressSession is not either: it may call a model to summarize, and a repeat
-# of one that went through folds more turns; the caller decides whether to try again.
-RETRIED_METHODS = ("GetSession", "ListSessions", "ListTurns", "EndSession", "Run")
+# Calls that may be sent twice without harm. Run, AppendItems and ReplaceItems are
+# among them because the client gives every one a request id (a repeat replays the
+# turn, or returns the items written); Create, Update and Delete are not, since a
+# repeat of one that went through reports a conflict. CompressSession is not either:
+# it may call a model to summarize, and a repeat of one that went through folds more
+# turns; the caller decides whether to try again. Nor are PopItem and ClearItems: a
+# repeat would remove what was written since, or pop a second item.
+RETRIED_METHODS = (
+    "GetSession",
+    "ListSessions",
+    "ListTurns",
+    "ListItems",
+    "EndSession",
+    "Run",
+    "AppendItems",
+    "ReplaceItems",
+)
 
 SERVICE_CONFIG = json.dumps(
     {

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import timedelta
 from typing import Any
 
 from agentsessions.sessions.v1 import sessions_pb2 as pb
 from google.protobuf import field_mask_pb2
 
-from agent_sessions_client._types import duration, state_json
+from agent_sessions_client._types import Item, duration, item_message, state_json
 
 
 def create(
@@ -24,6 +24,7 @@ def create(
     state: Mapping[str, Any] | None,
     labels: Mapping[str, str] | None,
     request_id: str | None = None,
+    external_agent: bool = False,
 ) -> pb.CreateSessionRequest:
     request = pb.CreateSessionRequest(
         user_id=user_id,
@@ -31,6 +32,7 @@ def create(
         session_id=session_id,
         labels=labels or {},
         request_id=request_id or "",
+        external_agent=external_agent,
     )
     if ttl is not None:
         request.ttl.CopyFrom(duration(ttl))
@@ -115,3 +117,79 @@ def compress(session_id: str, user_id: str, keep_last: int | None) -> pb.Compres
     if keep_last is not None:
         request.keep_last = keep_last
     return request
+
+
+def _item_messages(items: Iterable[Item]) -> list[pb.Item]:
+    if isinstance(items, Item):
+        raise TypeError("items takes a list of Item, not one Item")
+    return [item_message(item) for item in items]
+
+
+def append_items(
+    session_id: str,
+    user_id: str,
+    items: Iterable[Item],
+    *,
+    state: Mapping[str, Any] | None,
+    remove: Iterable[str],
+    expected_last_sequence: int | None,
+    etag: str,
+    request_id: str | None,
+) -> pb.AppendItemsRequest:
+    # Like a run, every append carries a request id, so that the channel may retry it
+    # safely: a retry of an append that went through returns its items again.
+    if isinstance(remove, str):
+        raise TypeError("remove takes a list of state keys, not one string")
+    request = pb.AppendItemsRequest(
+        session_id=session_id,
+        user_id=user_id,
+        items=_item_messages(items),
+        state_removals=list(remove),
+        etag=etag,
+        request_id=request_id or uuid.uuid4().hex,
+    )
+    if state:
+        request.state_delta_json = state_json(state)
+    if expected_last_sequence is not None:  # 0 is a condition too: no item yet
+        request.expected_last_sequence = expected_last_sequence
+    return request
+
+
+def replace_items(
+    session_id: str,
+    user_id: str,
+    after_sequence: int,
+    items: Iterable[Item],
+    *,
+    expected_last_sequence: int | None,
+    request_id: str | None,
+) -> pb.ReplaceItemsRequest:
+    request = pb.ReplaceItemsRequest(
+        session_id=session_id,
+        user_id=user_id,
+        after_sequence=after_sequence,
+        items=_item_messages(items),
+        request_id=request_id or uuid.uuid4().hex,
+    )
+    if expected_last_sequence is not None:
+        request.expected_last_sequence = expected_last_sequence
+    return request
+
+
+def list_items(
+    session_id: str,
+    user_id: str,
+    *,
+    newest_first: bool,
+    after_sequence: int,
+    page_size: int,
+    page_token: str,
+) -> pb.ListItemsRequest:
+    return pb.ListItemsRequest(
+        session_id=session_id,
+        user_id=user_id,
+        page_size=page_size,
+        page_token=page_token,
+        order_by="sequence desc" if newest_first else "sequence",
+        after_sequence=after_sequence,
+    )

@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -22,9 +22,11 @@ from agent_sessions_client._errors import (
 )
 from agent_sessions_client._types import (
     Compressed,
+    Item,
     SessionInfo,
     Turn,
     compressed,
+    item,
     session_info,
     turn,
 )
@@ -38,8 +40,9 @@ class SessionClient:
 
     ``address`` defaults to ``SESSIONS_ADDRESS``, else ``127.0.0.1:50051``. Every call
     takes a ``timeout`` in seconds (``default_timeout`` when omitted; ``run_timeout``
-    for runs). Reads, ends and runs are retried on UNAVAILABLE with backoff by the
-    channel's service config; creates, updates, deletes and compressions are not. Pass
+    for runs). Reads, ends, runs and item appends and replaces are retried on
+    UNAVAILABLE with backoff by the channel's service config; creates, updates,
+    deletes, compressions, pops and clears are not. Pass
     ``tls=True`` (and certificates if needed) and a bearer ``token`` when the server
     asks for them. Use it as a context manager (``with``), or call :meth:`close`.
     """
@@ -96,12 +99,17 @@ class SessionClient:
         state: Mapping[str, Any] | None = None,
         labels: Mapping[str, str] | None = None,
         request_id: str | None = None,
+        external_agent: bool = False,
         timeout: float | None = None,
     ) -> Session:
         """Creates a session; the server's defaults apply to what is left out.
 
         With a ``session_id``, a ``request_id`` makes the create safe to retry: a retry
-        returns the session it made instead of raising ``AlreadyExistsError``.
+        returns the session it made instead of raising ``AlreadyExistsError``. With
+        ``external_agent``, the session's agent runs elsewhere (an agent framework, the
+        caller's own loop): the caller writes its history with
+        :meth:`Session.append_items`, ``agent_id`` is only a label, and
+        :meth:`Session.run` raises ``FailedPreconditionError`` (``EXTERNAL_AGENT``).
         """
         request = _requests.create(
             user_id=user_id,
@@ -113,6 +121,7 @@ class SessionClient:
             state=state,
             labels=labels,
             request_id=request_id,
+            external_agent=external_agent,
         )
         return Session(self, self._call(self._stub.CreateSession, request, timeout))
 
@@ -273,6 +282,167 @@ class Session:
             token = page.next_page_token
             if not token:
                 return
+
+    def append_items(
+        self,
+        items: Iterable[Item],
+        *,
+        state: Mapping[str, Any] | None = None,
+        remove: Iterable[str] = (),
+        expected_last_sequence: int | None = None,
+        if_unchanged: bool = False,
+        request_id: str | None = None,
+        timeout: float | None = None,
+    ) -> list[Item]:
+        """Appends items to the history as one completed turn, in one atomic write, and
+        returns them as stored (numbered; an item whose ``item_id`` the session already
+        holds comes back as stored the first time).
+
+        ``state`` sets top-level state keys and ``remove`` removes some, in the same
+        write. The write is conditional when asked: ``expected_last_sequence`` is the
+        sequence number of the newest item the caller read (0: no item), and
+        ``if_unchanged`` requires the session unchanged since last seen (its etag); when
+        stale, nothing is written and ``AbortedError`` (``SEQUENCE_MISMATCH``,
+        ``ETAG_MISMATCH``) is raised. A retry with the same ``request_id`` (generated
+        when omitted) writes nothing and returns the first append's items.
+        """
+        request = _requests.append_items(
+            self.session_id,
+            self.user_id,
+            items,
+            state=state,
+            remove=remove,
+            expected_last_sequence=expected_last_sequence,
+            etag=self.info.etag if if_unchanged else "",
+            request_id=request_id,
+        )
+        response: pb.AppendItemsResponse = self._client._call(
+            self._client._stub.AppendItems, request, timeout
+        )
+        self.info = session_info(response.session)
+        return [item(message) for message in response.items]
+
+    def items(
+        self,
+        *,
+        newest_first: bool = False,
+        after_sequence: int = 0,
+        page_size: int = 0,
+        timeout: float | None = None,
+    ) -> Iterator[Item]:
+        """The history's items, oldest first (or newest first), fetched page by page
+        (``page_size`` 0: the server's default, 100); only those after
+        ``after_sequence`` when given. Items of turns folded by compression are gone."""
+        token = ""
+        while True:
+            page = self._items_page(
+                newest_first=newest_first,
+                after_sequence=after_sequence,
+                page_size=page_size,
+                page_token=token,
+                timeout=timeout,
+            )
+            for message in page.items:
+                yield item(message)
+            token = page.next_page_token
+            if not token:
+                return
+
+    def last_items(self, n: int, *, timeout: float | None = None) -> list[Item]:
+        """The last ``n`` items of the history (fewer if it holds fewer), oldest first:
+        what an agent framework reads back as its context. One call up to 1,000."""
+        if n < 0:
+            raise ValueError(f"n must not be negative, got {n}")
+        newest: list[Item] = []
+        token = ""
+        while len(newest) < n:
+            page = self._items_page(
+                newest_first=True,
+                after_sequence=0,
+                page_size=n - len(newest),
+                page_token=token,
+                timeout=timeout,
+            )
+            newest.extend(item(message) for message in page.items[: n - len(newest)])
+            token = page.next_page_token
+            if not token:
+                break
+        newest.reverse()
+        return newest
+
+    def _items_page(
+        self,
+        *,
+        newest_first: bool,
+        after_sequence: int,
+        page_size: int,
+        page_token: str,
+        timeout: float | None,
+    ) -> pb.ListItemsResponse:
+        request = _requests.list_items(
+            self.session_id,
+            self.user_id,
+            newest_first=newest_first,
+            after_sequence=after_sequence,
+            page_size=page_size,
+            page_token=page_token,
+        )
+        page: pb.ListItemsResponse = self._client._call(
+            self._client._stub.ListItems, request, timeout
+        )
+        return page
+
+    def pop_item(self, *, timeout: float | None = None) -> Item | None:
+        """Removes the newest item and returns it (None when the history has none),
+        atomically: two concurrent pops never get the same item. Not retried
+        automatically (a repeat would pop another item)."""
+        request = pb.PopItemRequest(session_id=self.session_id, user_id=self.user_id)
+        response: pb.PopItemResponse = self._client._call(
+            self._client._stub.PopItem, request, timeout
+        )
+        self.info = session_info(response.session)
+        return item(response.item) if response.HasField("item") else None
+
+    def clear_items(self, *, timeout: float | None = None) -> SessionInfo:
+        """Removes every item and turn of the history (and the summary); sequence
+        numbers and turn indexes go on from where they were."""
+        request = pb.ClearItemsRequest(session_id=self.session_id, user_id=self.user_id)
+        response: pb.ClearItemsResponse = self._client._call(
+            self._client._stub.ClearItems, request, timeout
+        )
+        self.info = session_info(response.session)
+        return self.info
+
+    def replace_items(
+        self,
+        after_sequence: int,
+        items: Iterable[Item],
+        *,
+        expected_last_sequence: int | None = None,
+        request_id: str | None = None,
+        timeout: float | None = None,
+    ) -> list[Item]:
+        """Replaces the items after ``after_sequence`` (0: every item) with ``items``,
+        appended as one new turn with new sequence numbers, atomically: for a client
+        that compacts its own history (say, older items into a summary message).
+
+        Conditional on ``expected_last_sequence`` like :meth:`append_items`; a retry
+        with the same ``request_id`` (generated when omitted) returns the first
+        replace's items. Returns the new items as stored.
+        """
+        request = _requests.replace_items(
+            self.session_id,
+            self.user_id,
+            after_sequence,
+            items,
+            expected_last_sequence=expected_last_sequence,
+            request_id=request_id,
+        )
+        response: pb.ReplaceItemsResponse = self._client._call(
+            self._client._stub.ReplaceItems, request, timeout
+        )
+        self.info = session_info(response.session)
+        return [item(message) for message in response.items]
 
     def export(self, *, timeout: float | None = None) -> dict[str, Any]:
         """The session and its whole history as a JSON-ready record (JSON Lines export).

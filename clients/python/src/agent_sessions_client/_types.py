@@ -1,4 +1,4 @@
-"""Plain Python views of sessions and turns, as the client hands them out."""
+"""Plain Python views of sessions, turns and items, as the client hands them out."""
 
 from __future__ import annotations
 
@@ -32,6 +32,11 @@ class SessionInfo:
     ``total_turns`` counts every turn ever run, ``turn_count`` the completed ones. Turns
     1 to ``folded_turns`` were folded into ``summary`` by compression; the history holds
     the turns after them, ``history_bytes`` UTF-8 bytes of inputs and outputs.
+
+    ``external_agent`` sessions have their history written by the caller (items), and
+    refuse runs. ``last_item_sequence`` is the sequence number of the last item ever
+    written, whether or not it is still in the history (a pop, a clear or a replace
+    does not lower it).
     """
 
     session_id: str
@@ -53,6 +58,8 @@ class SessionInfo:
     etag: str = ""
     folded_turns: int = 0
     history_bytes: int = 0
+    external_agent: bool = False
+    last_item_sequence: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +96,104 @@ class Turn:
     usage: TokenUsage = TokenUsage()
 
 
+class ItemType(enum.Enum):
+    """The kinds of item; ``OTHER`` needs an ``Item.type_name``."""
+
+    MESSAGE = "MESSAGE"
+    TOOL_CALL = "TOOL_CALL"
+    TOOL_RESULT = "TOOL_RESULT"
+    REASONING = "REASONING"
+    OTHER = "OTHER"
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    """One entry of a session's history: a message, a tool call or its result, a
+    reasoning step, or another type the writer names (``type_name``).
+
+    ``payload_json`` is the item itself as JSON text, stored and returned byte for
+    byte; :attr:`payload` parses it. ``item_id`` is an optional id of the writer's,
+    unique in the session (an item whose id the session holds is not stored again).
+    ``sequence``, ``turn_index`` and ``create_time`` are set by the server: they are
+    ignored in a write and filled in the items it returns.
+
+    ::
+
+        Item.message("user", "How's the weather in Shanghai?")
+        Item.tool_call("get_weather", {"city": "Shanghai"}, call_id="call-1")
+        Item.tool_result("call-1", "sunny, 22°C", name="get_weather")
+        Item(ItemType.OTHER, '{"type": "file_search_call"}', type_name="file_search_call")
+    """
+
+    type: ItemType
+    payload_json: str
+    type_name: str = ""
+    role: str = ""
+    name: str = ""
+    call_id: str = ""
+    item_id: str = ""
+    sequence: int = 0
+    turn_index: int = 0
+    create_time: datetime | None = None
+
+    @property
+    def payload(self) -> Any:
+        """The payload, parsed."""
+        return json.loads(self.payload_json)
+
+    @classmethod
+    def message(cls, role: str, content: Any, *, item_id: str = "") -> Item:
+        """A message (``role``: "user", "assistant", "system"...) whose payload is
+        ``{"role": role, "content": content}``; ``content`` is text, or any JSON value
+        such as a list of parts."""
+        return cls(
+            ItemType.MESSAGE,
+            payload_text({"role": role, "content": content}),
+            role=role,
+            item_id=item_id,
+        )
+
+    @classmethod
+    def tool_call(
+        cls, name: str, arguments: Any, *, call_id: str, role: str = "assistant", item_id: str = ""
+    ) -> Item:
+        """A call of the tool ``name``, paired with its result by ``call_id``. The payload
+        is ``{"name", "arguments", "call_id"}``, ``arguments`` as JSON text (a dict is
+        encoded), as chat completions and the Responses API carry them."""
+        if not isinstance(arguments, str):
+            arguments = payload_text(arguments)
+        payload = {"name": name, "arguments": arguments, "call_id": call_id}
+        return cls(
+            ItemType.TOOL_CALL,
+            payload_text(payload),
+            role=role,
+            name=name,
+            call_id=call_id,
+            item_id=item_id,
+        )
+
+    @classmethod
+    def tool_result(
+        cls, call_id: str, output: Any, *, name: str = "", role: str = "tool", item_id: str = ""
+    ) -> Item:
+        """What the call ``call_id`` returned: the payload is ``{"call_id", "output"}``,
+        ``output`` text or any JSON value."""
+        return cls(
+            ItemType.TOOL_RESULT,
+            payload_text({"call_id": call_id, "output": output}),
+            role=role,
+            name=name,
+            call_id=call_id,
+            item_id=item_id,
+        )
+
+
+def payload_text(value: Any) -> str:
+    """A payload as the helpers of :class:`Item` write it: readable JSON, non-ASCII text
+    kept as is."""
+    return json.dumps(value, ensure_ascii=False)
+
+
 def _time(stamp: timestamp_pb2.Timestamp) -> datetime:
     return stamp.ToDatetime(tzinfo=UTC)
 
@@ -114,6 +219,8 @@ def session_info(message: pb.Session) -> SessionInfo:
         etag=message.etag,
         folded_turns=message.folded_turns,
         history_bytes=message.history_bytes,
+        external_agent=message.external_agent,
+        last_item_sequence=message.last_item_sequence,
     )
 
 
@@ -136,6 +243,34 @@ def turn(message: pb.Turn) -> Turn:
         request_id=message.request_id,
         error=message.error,
         usage=TokenUsage(message.usage.input_tokens, message.usage.output_tokens),
+    )
+
+
+def item(message: pb.Item) -> Item:
+    return Item(
+        type=ItemType(pb.ItemType.Name(message.type).removeprefix("ITEM_TYPE_")),
+        payload_json=message.payload_json,
+        type_name=message.type_name,
+        role=message.role,
+        name=message.name,
+        call_id=message.call_id,
+        item_id=message.item_id,
+        sequence=message.sequence,
+        turn_index=message.turn_index,
+        create_time=_time(message.create_time) if message.HasField("create_time") else None,
+    )
+
+
+def item_message(value: Item) -> pb.Item:
+    """The item as a write carries it: the server sets the output-only fields."""
+    return pb.Item(
+        type="ITEM_TYPE_" + value.type.value,
+        payload_json=value.payload_json,
+        type_name=value.type_name,
+        role=value.role,
+        name=value.name,
+        call_id=value.call_id,
+        item_id=value.item_id,
     )
 
 

@@ -57,6 +57,8 @@ def session_json(info: SessionInfo) -> dict[str, Any]:
         "total_turns": info.total_turns,
         "folded_turns": info.folded_turns,
         "history_bytes": info.history_bytes,
+        "external_agent": info.external_agent,
+        "last_item_sequence": info.last_item_sequence,
         "state": info.state,
         "labels": info.labels,
         "summary": info.summary,
