@@ -269,15 +269,17 @@ def test_a_history_larger_than_grpcs_default_4_mb_exports_and_imports(
     # would fold this one long before it reached 4 MB).
     with SessionClient(archiving_server) as client:
         session = client.create_session(user_id=user_id, agent_id="a")
-        for i in range(180):
-            session.run(f"{i} " + "x" * 30_000)  # about 60 KB a turn with its echo
+        # About 60 KB a turn with its echo, and as much again in its items (the user's
+        # message and the reply): 80 turns make a 14 MB import, within the server's 16 MiB.
+        for i in range(80):
+            session.run(f"{i} " + "x" * 30_000)
 
         record = session.export()
         restored = client.import_session(record, user_id=f"{user_id}-restored")
 
-    assert len(json.dumps(record)) > 5 * 1024 * 1024
-    assert (restored.info.total_turns, restored.info.folded_turns) == (180, 0)
-    assert restored.info.history_bytes == session.info.history_bytes > 5 * 1024 * 1024
+    assert len(json.dumps(record)) > 4 * 1024 * 1024
+    assert (restored.info.total_turns, restored.info.folded_turns) == (80, 0)
+    assert restored.info.history_bytes == session.info.history_bytes > 4 * 1024 * 1024
 
 
 def test_a_create_retried_with_its_request_id_returns_the_same_session(
@@ -714,3 +716,27 @@ def test_a_run_records_its_turn_as_items(client: SessionClient, user_id: str) ->
         (ItemType.MESSAGE, "assistant", reply),
     ]
     assert session.info.last_item_sequence == 2
+
+
+def test_an_external_session_exports_and_imports_with_its_items(
+    client: SessionClient, user_id: str
+) -> None:
+    original = client.create_session(user_id=user_id, agent_id="my-sdk", external_agent=True)
+    original.append_items(
+        [
+            Item.message("user", "How's the weather in Shanghai?", item_id="m-1"),
+            Item.tool_call("get_weather", {"city": "Shanghai"}, call_id="call-1"),
+            Item.tool_result("call-1", "sunny", name="get_weather"),
+        ]
+    )
+    original.pop_item()
+
+    record = json.loads(json.dumps(original.export()))
+    restored = client.import_session(record, user_id=f"{user_id}-restored")
+
+    assert restored.info.external_agent
+    assert [(i.sequence, i.payload_json) for i in restored.items()] == [
+        (i.sequence, i.payload_json) for i in original.items()
+    ]
+    later = restored.append_items([Item.message("user", "next")])
+    assert [i.sequence for i in later] == [4]  # 3 was popped: never used again

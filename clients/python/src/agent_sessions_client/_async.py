@@ -463,10 +463,11 @@ class AsyncSession:
         for _ in range(_records.EXPORT_ATTEMPTS):
             # The turns first, then the session: see _records.snapshot_turns.
             turns = [t async for t in self.turns(timeout=timeout)]
+            items = [i async for i in self.items(timeout=timeout)]
             info = await self.refresh(timeout=timeout)
             snapshot = _records.snapshot_turns(info, turns)
             if snapshot is not None:
-                return _records.export_record(info, snapshot)
+                return _records.export_record(info, snapshot, items)
         raise _records.changing_session(info)
 
     async def compress(

@@ -4,9 +4,11 @@ A record is a session with its whole history::
 
     {"session_id", "user_id", "agent_id", "status", "ttl_seconds",
      "idle_timeout_seconds", "max_turns", "state", "labels", "summary",
-     "folded_turns", "turn_count",
+     "folded_turns", "turn_count", "external_agent", "last_item_sequence",
      "turns": [{"index", "status", "input", "output", "create_time",
-                "complete_time", "request_id", "error", "usage"}, ...]}
+                "complete_time", "request_id", "error", "usage"}, ...],
+     "items": [{"sequence", "turn_index", "type", "type_name", "role", "name",
+                "call_id", "item_id", "payload_json", "create_time"}, ...]}
 
 Times are ISO 8601. An imported session starts a fresh life (its expiry counts from
 the import); its turns keep their times.
@@ -15,7 +17,8 @@ A compressed session's turns 1 to ``folded_turns`` live on only in ``summary``: 
 record's turns run from ``folded_turns + 1`` to the last, without gaps, and
 ``turn_count`` (the completed turns, folded ones included) tells the import how many of
 the folded turns had completed. Records written before compression existed lack both
-fields and import as uncompressed (0 folded turns).
+fields and import as uncompressed (0 folded turns); records written before items
+existed lack the item fields and import without items.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from agentsessions.sessions.v1 import sessions_pb2 as pb
 from google.protobuf import timestamp_pb2
 
 from agent_sessions_client._errors import AbortedError
-from agent_sessions_client._types import SessionInfo, Turn, duration, state_json
+from agent_sessions_client._types import Item, SessionInfo, Turn, duration, state_json
 
 # Rounds of (read the turns, read the session) before an export gives up on a session
 # that keeps changing under it.
@@ -62,7 +65,10 @@ def changing_session(info: SessionInfo) -> AbortedError:
     )
 
 
-def export_record(info: SessionInfo, turns: Iterable[Turn]) -> dict[str, Any]:
+def export_record(
+    info: SessionInfo, turns: Sequence[Turn], items: Iterable[Item] = ()
+) -> dict[str, Any]:
+    kept = {t.index for t in turns}
     return {
         "session_id": info.session_id,
         "user_id": info.user_id,
@@ -92,6 +98,25 @@ def export_record(info: SessionInfo, turns: Iterable[Turn]) -> dict[str, Any]:
                 },
             }
             for t in turns
+        ],
+        "external_agent": info.external_agent,
+        "last_item_sequence": info.last_item_sequence,
+        # Items of turns folded meanwhile leave with them, as the summary stands for both.
+        "items": [
+            {
+                "sequence": i.sequence,
+                "turn_index": i.turn_index,
+                "type": i.type.value,
+                "type_name": i.type_name,
+                "role": i.role,
+                "name": i.name,
+                "call_id": i.call_id,
+                "item_id": i.item_id,
+                "payload_json": i.payload_json,
+                "create_time": i.create_time.isoformat() if i.create_time else None,
+            }
+            for i in items
+            if i.turn_index in kept
         ],
     }
 
@@ -139,4 +164,20 @@ def import_request(record: Mapping[str, Any], user_id: str | None) -> pb.ImportS
         message.create_time.CopyFrom(_timestamp(item["create_time"]))
         if item.get("complete_time"):
             message.complete_time.CopyFrom(_timestamp(item["complete_time"]))
+    snapshot.external_agent = bool(record.get("external_agent", False))
+    snapshot.last_item_sequence = int(record.get("last_item_sequence", 0))
+    for entry in record.get("items", []):
+        stored = snapshot.items.add(
+            sequence=int(entry["sequence"]),
+            turn_index=int(entry["turn_index"]),
+            type="ITEM_TYPE_" + entry["type"],
+            type_name=entry.get("type_name", ""),
+            role=entry.get("role", ""),
+            name=entry.get("name", ""),
+            call_id=entry.get("call_id", ""),
+            item_id=entry.get("item_id", ""),
+            payload_json=entry["payload_json"],
+        )
+        if entry.get("create_time"):
+            stored.create_time.CopyFrom(_timestamp(entry["create_time"]))
     return pb.ImportSessionRequest(snapshot=snapshot)

@@ -454,10 +454,11 @@ class Session:
         for _ in range(_records.EXPORT_ATTEMPTS):
             # The turns first, then the session: see _records.snapshot_turns.
             turns = list(self.turns(timeout=timeout))
+            items = list(self.items(timeout=timeout))
             info = self.refresh(timeout=timeout)
             snapshot = _records.snapshot_turns(info, turns)
             if snapshot is not None:
-                return _records.export_record(info, snapshot)
+                return _records.export_record(info, snapshot, items)
         raise _records.changing_session(info)
 
     def compress(self, keep_last: int | None = None, *, timeout: float | None = None) -> Compressed:
