@@ -14,6 +14,12 @@ Then Run at C=64 with `session-server --workers 1` against `--workers 2` (skippe
 note when the server refuses --workers), and the latency of a session's turn 2
 against its turn 1,000, measured alternately so that drift cancels.
 
+Last, the items API (bench/items.py, `--items-only` for that section alone): a turn of an
+external agent's session, one AppendItems of 4 items and one ListItems of the last 40,
+at 10, 1,000 and 10,000 items of history, and the same turn through the OpenAI Agents
+SDK's RedisSession and Google ADK's RedisSessionService on the same Redis (each skipped
+with a note if its import fails).
+
 The results go to stdout and to a markdown file (--output). Figures vary 10-20%
 between identical runs, more when the machine is busy: compare figures of one run only.
 """
@@ -42,7 +48,7 @@ import redis
 from agentsessions.sessions.v1 import sessions_pb2 as pb
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from bench import conversations
+from bench import conversations, items
 from bench.load import (
     TEXT,
     Cell,
@@ -193,6 +199,7 @@ class Results:
     history: dict[str, tuple[float, float, int, int]] = field(default_factory=dict)
     context_window: tuple[float, float, int, int] | None = None
     sizes: list[str] = field(default_factory=list)
+    items: items.ItemsResults | None = None
     load_at_start: tuple[float, float] = (0.0, 0.0)
     wall: float = 0.0
 
@@ -384,9 +391,49 @@ async def bench(results: Results, args: argparse.Namespace) -> None:
             )
         await bench_workers(results, redis_server)
         await bench_long_conversations(results, redis_server, args)
+        await bench_items(results, redis_server)
     finally:
         redis_server.stop()
     await bench_cluster(results, args)
+
+
+async def bench_items_only(results: Results) -> None:
+    redis_server = RedisServer()
+    redis_server.start()
+    try:
+        await bench_items(results, redis_server)
+    finally:
+        redis_server.stop()
+
+
+async def bench_items(results: Results, redis_server: RedisServer) -> None:
+    """A turn of an external agent's session (AppendItems + ListItems), ours and the peers'."""
+    assert redis_server.process is not None
+    redis_pid = redis_server.process.pid
+    results.items = found = items.ItemsResults()
+    address = f"127.0.0.1:{free_port()}"
+    # No compaction: the histories keep every item. Pre-fill appends of 1,000 items.
+    command = session_server_command(
+        address,
+        redis_server.url,
+        "--max-history-turns",
+        "0",
+        "--max-history-bytes",
+        "0",
+        "--max-items-per-append",
+        str(items.PREFILL_CHUNK),
+    )
+    warmup, seconds = results.warmup, results.seconds
+    async with started([(address, command, True)]) as servers:
+        [channel] = open_channels([address])
+        try:
+            await items.bench_ours(
+                found, channel, servers[0].pid, redis_pid, warmup=warmup, seconds=seconds
+            )
+        finally:
+            await channel.close(None)
+    for peer in (items.bench_openai_agents, items.bench_adk):
+        await peer(found, redis_server.url, redis_pid, warmup=warmup, seconds=seconds)
 
 
 async def bench_cluster(results: Results, args: argparse.Namespace) -> None:
@@ -543,10 +590,11 @@ def render(results: Results) -> str:
                 f"| {own_cpu:,.0f} / {ref_cpu:,.0f} | {_ratio(own_cpu / ref_cpu, '<= 1.0x')} "
                 f"| {own.messages_per_call:.1f} / {ref.messages_per_call:.1f} |\n"
             )
-    out.append(
-        f"\n## Run at C={WORKERS_CONCURRENCY} on Redis: `session-server --workers 1` "
-        f"against `--workers 2`\n\n"
-    )
+    if results.workers or results.workers_note:
+        out.append(
+            f"\n## Run at C={WORKERS_CONCURRENCY} on Redis: `session-server --workers 1` "
+            f"against `--workers 2`\n\n"
+        )
     if results.workers_note:
         out.append(results.workers_note + "\n\n")
     if results.workers:
@@ -594,6 +642,8 @@ def render(results: Results) -> str:
             + "\n".join(results.sizes)
             + "\n"
         )
+    if results.items is not None:
+        out.append(items.render(results.items))
     return "".join(out)
 
 
@@ -613,7 +663,12 @@ def main() -> None:
         "the reference runs as many (the memory store has one, as it cannot share)",
     )
     parser.add_argument(
-        "--quick", action="store_true", help="a smoke run of about 30 s (short cells)"
+        "--quick", action="store_true", help="a smoke run of about a minute (short cells)"
+    )
+    parser.add_argument(
+        "--items-only",
+        action="store_true",
+        help="only the items section (ours at 10, 1,000 and 10,000 items; the peers)",
     )
     parser.add_argument(
         "--output",
@@ -635,7 +690,7 @@ def main() -> None:
     )
     results.load_at_start = os.getloadavg()[:2]
     began = time.perf_counter()
-    asyncio.run(bench(results, args))
+    asyncio.run(bench_items_only(results) if args.items_only else bench(results, args))
     results.wall = time.perf_counter() - began
     report = render(results)
     args.output.write_text(report)
