@@ -137,3 +137,26 @@ async def test_an_agent_item_that_is_not_json_fails_the_turn_as_the_agents(
 
     assert refusal(error)[1] == "AGENT_FAILED"
     assert stored == []
+
+
+async def test_list_turns_gives_each_turns_items_when_asked(stub: Stub) -> None:
+    session = await create(stub, agent_id="weather")
+    await run(stub, session, "How's the weather in Shanghai?")
+    await run(stub, session, "Hello")
+
+    plain = await stub.ListTurns(pb.ListTurnsRequest(session_id=session.session_id, user_id=USER))
+    with_items = await stub.ListTurns(
+        pb.ListTurnsRequest(session_id=session.session_id, user_id=USER, include_items=True)
+    )
+
+    assert [len(t.items) for t in plain.turns] == [0, 0]
+    assert [[i.type for i in t.items] for t in with_items.turns] == [
+        [
+            pb.ITEM_TYPE_MESSAGE,
+            pb.ITEM_TYPE_TOOL_CALL,
+            pb.ITEM_TYPE_TOOL_RESULT,
+            pb.ITEM_TYPE_MESSAGE,
+        ],
+        [pb.ITEM_TYPE_MESSAGE, pb.ITEM_TYPE_MESSAGE],
+    ]
+    assert [i.turn_index for t in with_items.turns for i in t.items] == [1, 1, 1, 1, 2, 2]

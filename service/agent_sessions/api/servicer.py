@@ -152,6 +152,7 @@ class SessionServicer(sessions_pb2_grpc.SessionServiceServicer):
             page_token=request.page_token,
             newest_first=convert.newest_first(request.order_by),
             include_archived=request.include_archived,
+            include_items=request.include_items,
         )
         return pb.ListTurnsResponse(
             turns=[convert.turn_message(t) for t in page.turns],

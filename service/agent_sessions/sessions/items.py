@@ -3,6 +3,7 @@ outside the service (append, list, pop, clear, replace)."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -15,6 +16,7 @@ from agent_sessions.model import (
     ItemType,
     Session,
     StateDelta,
+    Turn,
     text_of,
 )
 from agent_sessions.sessions.policy import MAX_PAGE_SIZE, SessionPolicy
@@ -168,6 +170,29 @@ class ItemLog:
         if page.more and page.items:
             token = paging.encode(query, {"q": page.items[-1].sequence})
         return ItemsPage(page.items, token)
+
+    async def attached(
+        self, *, user_id: str, session_id: str, turns: Sequence[Turn]
+    ) -> Sequence[Turn]:
+        """The turns with their items: one more read, of the sequence range they span."""
+        ranged = [t for t in turns if t.first_item_sequence and t.last_item_sequence]
+        if not ranged:
+            return turns
+        low = min(t.first_item_sequence for t in ranged)
+        high = max(t.last_item_sequence for t in ranged)
+        page = await self.store.list_items(
+            user_id=user_id,
+            session_id=session_id,
+            after=low - 1,
+            before=high + 1,
+            limit=high - low + 1,
+            newest_first=False,
+            now_ms=self._clock(),
+        )
+        by_turn: dict[int, list[Item]] = {}
+        for item in page.items:
+            by_turn.setdefault(item.turn_index, []).append(item)
+        return [dataclasses.replace(t, items=tuple(by_turn.get(t.index, ()))) for t in turns]
 
     async def pop(self, *, user_id: str, session_id: str) -> tuple[Item | None, Session]:
         return await self.store.pop_item(

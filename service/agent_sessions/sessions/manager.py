@@ -391,6 +391,7 @@ class SessionManager:
         page_token: str = "",
         newest_first: bool = False,
         include_archived: bool = False,
+        include_items: bool = False,
     ) -> TurnsPage:
         validation.user_id(user_id)
         validation.session_id(session_id)
@@ -415,7 +416,12 @@ class SessionManager:
             now_ms=self._clock(),
         )
         token = "" if page.next_index is None else paging.encode(query, {"i": page.next_index})
-        return TurnsPage(page.turns, token)
+        turns = page.turns
+        if include_items:
+            turns = [
+                *await self._items.attached(user_id=user_id, session_id=session_id, turns=turns)
+            ]
+        return TurnsPage(turns, token)
 
     async def append_items(
         self,

@@ -318,20 +318,22 @@ class RunCompleted(_message.Message):
     def __init__(self, turn: _Optional[_Union[Turn, _Mapping]] = ..., session: _Optional[_Union[Session, _Mapping]] = ...) -> None: ...
 
 class ListTurnsRequest(_message.Message):
-    __slots__ = ("session_id", "user_id", "page_size", "page_token", "order_by", "include_archived")
+    __slots__ = ("session_id", "user_id", "page_size", "page_token", "order_by", "include_archived", "include_items")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     USER_ID_FIELD_NUMBER: _ClassVar[int]
     PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
     PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     ORDER_BY_FIELD_NUMBER: _ClassVar[int]
     INCLUDE_ARCHIVED_FIELD_NUMBER: _ClassVar[int]
+    INCLUDE_ITEMS_FIELD_NUMBER: _ClassVar[int]
     session_id: str
     user_id: str
     page_size: int
     page_token: str
     order_by: str
     include_archived: bool
-    def __init__(self, session_id: _Optional[str] = ..., user_id: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., order_by: _Optional[str] = ..., include_archived: _Optional[bool] = ...) -> None: ...
+    include_items: bool
+    def __init__(self, session_id: _Optional[str] = ..., user_id: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., order_by: _Optional[str] = ..., include_archived: _Optional[bool] = ..., include_items: _Optional[bool] = ...) -> None: ...
 
 class ListTurnsResponse(_message.Message):
     __slots__ = ("turns", "next_page_token")
