@@ -465,3 +465,17 @@ def test_with_json_a_usage_error_is_one_json_object_on_stderr(
 
     assert code == 2
     assert json_error(capsys.readouterr().err)["code"] == "INVALID_ARGUMENT"
+
+
+def test_items_lists_a_weather_turns_tool_call_and_result(live_server: str, user_id: str) -> None:
+    session_id = create(live_server, user_id, "--agent", "weather")
+    sessionctl(live_server, "run", "--user", user_id, session_id, "Weather in Shanghai?")
+
+    listed = sessionctl(live_server, "--json", "items", "--user", user_id, session_id)
+    last = sessionctl(live_server, "items", "--user", user_id, session_id, "--last", "2")
+
+    assert listed.returncode == 0, listed.stderr
+    kinds = [json.loads(line)["type"] for line in listed.stdout.splitlines()]
+    assert kinds == ["MESSAGE", "TOOL_CALL", "TOOL_RESULT", "MESSAGE"]
+    assert last.returncode == 0, last.stderr
+    assert "tool_result" in last.stdout and "tool_call" not in last.stdout

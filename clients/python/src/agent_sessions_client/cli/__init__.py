@@ -9,6 +9,7 @@
     sessionctl run --user U SESSION [TEXT] [--request-id ID]     TEXT or stdin
     sessionctl chat --user U [SESSION] [--agent A]                interactive
     sessionctl turns --user U SESSION [--newest-first] [--limit N] [--full]
+    sessionctl items --user U SESSION [--last N | --after SEQ] [--full]
     sessionctl state get --user U SESSION [KEY]
     sessionctl state set --user U SESSION [KEY=VALUE ...] [--remove KEY]
     sessionctl compress --user U SESSION [--keep-last N]

@@ -1,14 +1,15 @@
-"""The commands on sessions and their history: create, get, list, turns, state, compress,
-end, delete."""
+"""The commands on sessions and their history: create, get, list, turns, items, state,
+compress, end, delete."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Iterable
 from itertools import islice
 from typing import Any
 
-from agent_sessions_client import AbortedError, Session, SessionClient
+from agent_sessions_client import AbortedError, Item, Session, SessionClient
 from agent_sessions_client.cli._exit import INVALID_INPUT, NOT_FOUND, OK, CliError
 from agent_sessions_client.cli._output import Output
 
@@ -53,6 +54,16 @@ def turns(client: SessionClient, args: argparse.Namespace, out: Output) -> int:
     session = load(client, args)
     history = session.turns(newest_first=args.newest_first, page_size=args.limit or 0)
     out.turns(islice(history, args.limit), full=args.full)
+    return OK
+
+
+def items(client: SessionClient, args: argparse.Namespace, out: Output) -> int:
+    session = load(client, args)
+    if args.last:
+        listed: Iterable[Item] = session.last_items(args.last)
+    else:
+        listed = session.items(after_sequence=args.after)
+    out.items(listed, full=args.full)
     return OK
 
 

@@ -16,6 +16,7 @@ from rich.text import Text
 
 from agent_sessions_client import (
     Compressed,
+    Item,
     SessionInfo,
     SessionsError,
     SessionStatus,
@@ -25,6 +26,8 @@ from agent_sessions_client import (
 
 # The turns table's index and status columns and the gaps between its four columns.
 _FIXED_TURN_COLUMNS = 5 + len("IN_PROGRESS") + 3 * 3
+# The items table's sequence, turn, type and who columns, and the gaps between its five.
+_FIXED_ITEM_COLUMNS = 6 + 5 + len("TOOL_RESULT") + 30 + 4 * 3
 # Agent ids narrower than this are never folded: the sessions table grows past the
 # terminal's width instead, and the terminal wraps its lines.
 _AGENT_FOLD_MIN = 8
@@ -86,6 +89,22 @@ def turn_json(turn: Turn) -> dict[str, Any]:
         "complete_time": turn.complete_time.isoformat() if turn.complete_time else None,
         "request_id": turn.request_id,
         "error": turn.error,
+    }
+
+
+def item_json(item: Item) -> dict[str, Any]:
+    """An item as the JSON object ``--json`` prints; its payload kept as text."""
+    return {
+        "sequence": item.sequence,
+        "turn_index": item.turn_index,
+        "type": item.type.value,
+        "type_name": item.type_name,
+        "role": item.role,
+        "name": item.name,
+        "call_id": item.call_id,
+        "item_id": item.item_id,
+        "payload_json": item.payload_json,
+        "create_time": item.create_time.isoformat() if item.create_time else None,
     }
 
 
@@ -334,6 +353,29 @@ class Output:
             self.console.print(table)
         else:
             self.note("no turns")
+
+    def items(self, items: Iterable[Item], *, full: bool = False) -> None:
+        """A table of items, or one JSON object per line as they arrive."""
+        if self.as_json:
+            for item in items:
+                self.json(item_json(item))
+            return
+        table = Table(box=box.SIMPLE_HEAD, show_edge=False)
+        table.add_column("SEQ", justify="right", no_wrap=True)
+        table.add_column("TURN", justify="right", no_wrap=True)
+        table.add_column("TYPE", no_wrap=True)
+        table.add_column("WHO", no_wrap=True)
+        room = max(self.console.width - _FIXED_ITEM_COLUMNS, 30)
+        table.add_column("PAYLOAD", max_width=room, overflow="fold")
+        for item in items:
+            kind = item.type_name or item.type.value.lower()
+            who = " ".join(filter(None, [item.role, item.name, item.call_id]))
+            payload = item.payload_json if full else _preview(item.payload_json, room)
+            table.add_row(str(item.sequence), str(item.turn_index), kind, who, Text(payload))
+        if table.row_count:
+            self.console.print(table)
+        else:
+            self.note("no items")
 
     def value(self, value: Any) -> None:
         """A JSON value: one line with ``--json``; a bare string or indented JSON otherwise."""

@@ -198,6 +198,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--full", action="store_true", help="show whole replies, not their first line's worth"
     )
 
+    items = _command(
+        commands, "items", _commands.items, "list a session's items (messages, tool calls...)"
+    )
+    items.add_argument("--last", metavar="N", type=_values.positive, help="only the last N")
+    items.add_argument(
+        "--after", metavar="SEQ", type=int, default=0, help="only those after sequence SEQ"
+    )
+    items.add_argument("--full", action="store_true", help="show whole payloads")
+
     state = commands.add_parser(
         "state", help="read or change a session's state", description="read or change the state"
     )
