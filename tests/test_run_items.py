@@ -160,3 +160,29 @@ async def test_list_turns_gives_each_turns_items_when_asked(stub: Stub) -> None:
         [pb.ITEM_TYPE_MESSAGE, pb.ITEM_TYPE_MESSAGE],
     ]
     assert [i.turn_index for t in with_items.turns for i in t.items] == [1, 1, 1, 1, 2, 2]
+
+
+class ToolHeavy:
+    """Makes many tool calls a turn, and answers with what its context holds: each history
+    turn's item count."""
+
+    async def stream(self, context: AgentContext, text: str) -> AsyncGenerator[AgentEvent, None]:
+        for n in range(30):
+            call_id = f"c-{context.turn_index}-{n}"
+            yield Item(ItemType.TOOL_CALL, "{}", name="lookup", call_id=call_id)
+            yield Item(ItemType.TOOL_RESULT, '"ok"', name="lookup", call_id=call_id)
+        yield json.dumps([len(turn.items) for turn in context.history])
+
+
+async def test_a_history_turn_whose_items_do_not_all_fit_the_context_gets_none(
+    store_url: str, key_prefix: str
+) -> None:
+    # 2 context turns: the newest 32 items cover only the end of the first turn's 62.
+    settings = server_settings(store_url, key_prefix, context_turns=2)
+    async with serving(settings, agents={"heavy": ToolHeavy()}) as (_, stub):
+        session = await create(stub, agent_id="heavy")
+        await run(stub, session, "one")
+
+        events = await run(stub, session, "two")
+
+    assert json.loads(events[-1].completed.turn.output) == [0]

@@ -310,8 +310,13 @@ def _agent_context(start: TurnStart) -> AgentContext:
     by_turn: dict[int, list[Item]] = {}
     for item in start.history_items:
         by_turn.setdefault(item.turn_index, []).append(item)
+    # The newest items read may begin inside a turn: that turn gets none (its text views
+    # stand for it) rather than a tail without its message or its tool calls.
+    oldest = start.history_items[0].sequence if start.history_items else 0
     history = [
         dataclasses.replace(turn, items=tuple(by_turn.get(turn.index, ())))
+        if turn.first_item_sequence >= oldest
+        else turn
         for turn in start.history
     ]
     return AgentContext(
