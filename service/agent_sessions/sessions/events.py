@@ -41,6 +41,12 @@ class SessionsPage:
 
 
 @dataclass(frozen=True, slots=True)
+class ItemsPage:
+    items: list[Item]
+    next_page_token: str
+
+
+@dataclass(frozen=True, slots=True)
 class TurnsPage:
     turns: list[Turn]
     next_page_token: str

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 from agent_sessions import paging, validation
 from agent_sessions.errors import InvalidArgument
@@ -19,16 +18,11 @@ from agent_sessions.model import (
     Turn,
     text_of,
 )
+from agent_sessions.sessions.events import ItemsPage
 from agent_sessions.sessions.policy import MAX_PAGE_SIZE, SessionPolicy
 from agent_sessions.store import SessionStore
 
 ITEMS_PAGE_SIZE = 100
-
-
-@dataclass(frozen=True, slots=True)
-class ItemsPage:
-    items: list[Item]
-    next_page_token: str
 
 
 class ItemLog:

@@ -24,8 +24,14 @@ from agent_sessions.model import (
     text_bytes,
 )
 from agent_sessions.sessions.compaction import Compactor
-from agent_sessions.sessions.events import Compressed, RunEvent, SessionsPage, TurnsPage
-from agent_sessions.sessions.items import ItemLog, ItemsPage
+from agent_sessions.sessions.events import (
+    Compressed,
+    ItemsPage,
+    RunEvent,
+    SessionsPage,
+    TurnsPage,
+)
+from agent_sessions.sessions.items import ItemLog
 from agent_sessions.sessions.observers import Observers, SessionObserver
 from agent_sessions.sessions.policy import (
     MAX_FOLDED_TURNS,
