@@ -15,7 +15,7 @@ def main() -> None:
     with SessionClient() as client:
         session = client.create_session(
             user_id="user-123",
-            agent_id="my-agent",
+            agent_id="weather",  # the seed's agent: it answers from the session's context
             ttl=timedelta(hours=48),
             max_turns=100,
         )

@@ -38,7 +38,7 @@ async def visit(manager: SessionManager, user_id: str, text: str) -> None:
 
 async def main() -> None:
     async with AsyncSessionClient() as client:
-        manager = SessionManager(client, agent_id="my-agent")
+        manager = SessionManager(client, agent_id="echo")
         # Users talk at the same time, each in an independent context...
         await asyncio.gather(
             visit(manager, "alice", "How's the weather in Shanghai?"),
