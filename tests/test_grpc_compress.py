@@ -329,6 +329,26 @@ async def test_archived_turns_list_with_include_archived(
     assert list(everything.turns) == before
 
 
+async def test_the_items_of_archived_turns_list_with_include_archived(
+    request: pytest.FixtureRequest, store_url: str
+) -> None:
+    async with serving(request, store_url, archive_folded_turns=True) as (_, stub):
+        session = await with_turns(stub, 3)
+        listing = pb.ListItemsRequest(session_id=session.session_id, user_id=session.user_id)
+        before = await stub.ListItems(listing)
+        await compress(stub, session, keep_last=1)
+
+        hot = await stub.ListItems(listing)
+        listing.include_archived = True
+        everything = await stub.ListItems(listing)
+        listing.order_by, listing.page_size = "sequence desc", 3
+        newest = await stub.ListItems(listing)
+
+    assert [i.turn_index for i in hot.items] == [3, 3]
+    assert list(everything.items) == list(before.items)
+    assert [i.sequence for i in newest.items] == [6, 5, 4]
+
+
 async def test_compaction_keeps_the_newest_turn_so_its_retry_still_replays(
     request: pytest.FixtureRequest, store_url: str
 ) -> None:

@@ -24,6 +24,7 @@ def test_the_layout_of_a_sessions_keys_is_the_stored_one() -> None:
         index="sessions:{user-1}:index",
         items="sessions:{user-1}:s:s-1:items",
         item_ids="sessions:{user-1}:s:s-1:item_ids",
+        archived_items="sessions:{user-1}:s:s-1:archived_items",
     )
     assert KeySpace("sessions:").user_index("user-1") == "sessions:{user-1}:index"
 
@@ -40,6 +41,7 @@ def test_a_write_script_gets_a_sessions_keys_in_the_order_of_its_header() -> Non
         keys.archive,
         keys.items,
         keys.item_ids,
+        keys.archived_items,
     )
 
 

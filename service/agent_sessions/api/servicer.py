@@ -219,6 +219,7 @@ class SessionServicer(sessions_pb2_grpc.SessionServiceServicer):
             page_token=request.page_token,
             newest_first=convert.newest_first(request.order_by, key="sequence"),
             after_sequence=request.after_sequence,
+            include_archived=request.include_archived,
         )
         return pb.ListItemsResponse(
             items=[item_message(item) for item in page.items],

@@ -135,11 +135,17 @@ class ItemLog:
         page_token: str,
         newest_first: bool,
         after_sequence: int,
+        include_archived: bool = False,
     ) -> ItemsPage:
         if after_sequence < 0:
             raise InvalidArgument("after_sequence", f"must not be negative, got {after_sequence}")
         size = validation.page_size(page_size, default=ITEMS_PAGE_SIZE, maximum=MAX_PAGE_SIZE)
-        query = {"session_id": session_id, "newest_first": newest_first, "after": after_sequence}
+        query = {
+            "session_id": session_id,
+            "newest_first": newest_first,
+            "after": after_sequence,
+            "include_archived": include_archived,
+        }
         # The token keeps the sequence number the next page starts beyond, so items
         # written or removed while a caller pages do not shift the pages.
         bound = (
@@ -159,6 +165,7 @@ class ItemLog:
             limit=size,
             newest_first=newest_first,
             now_ms=self._clock(),
+            include_archived=include_archived,
         )
         token = ""
         if page.more and page.items:

@@ -480,6 +480,7 @@ class SessionManager:
         page_token: str = "",
         newest_first: bool = False,
         after_sequence: int = 0,
+        include_archived: bool = False,
     ) -> ItemsPage:
         return await self._items.list(
             user_id=validation.user_id(user_id),
@@ -488,6 +489,7 @@ class SessionManager:
             page_token=page_token,
             newest_first=newest_first,
             after_sequence=after_sequence,
+            include_archived=include_archived,
         )
 
     async def pop_item(self, *, user_id: str, session_id: str) -> tuple[Item | None, Session]:

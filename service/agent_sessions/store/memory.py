@@ -59,6 +59,7 @@ class _Record:
     archive: dict[int, Turn] = field(default_factory=dict)
     items: dict[int, Item] = field(default_factory=dict)  # by sequence, oldest first
     item_by_id: dict[str, int] = field(default_factory=dict)
+    archived_items: dict[int, Item] = field(default_factory=dict)  # of folded turns
     # turn index -> the sequences a write answered with, when some were held already
     answers: dict[int, tuple[int, ...]] = field(default_factory=dict)
 
@@ -415,12 +416,14 @@ class MemorySessionStore:
         limit: int,
         newest_first: bool,
         now_ms: int,
+        include_archived: bool = False,
     ) -> ItemPage:
         record = self._live(user_id, session_id, now_ms)
+        kept = [*record.archived_items.values(), *record.items.values()]
         chosen = [
             item
-            for sequence, item in record.items.items()
-            if sequence > after and (before is None or sequence < before)
+            for item in (kept if include_archived else record.items.values())
+            if item.sequence > after and (before is None or item.sequence < before)
         ]
         if newest_first:
             chosen.reverse()
@@ -518,7 +521,9 @@ class MemorySessionStore:
         count = fold.last_index - session.folded_turns
         folded, record.turns = record.turns[:count], record.turns[count:]
         for sequence in [s for s in record.items if s <= fold.items_through]:
-            self._drop_item(record, sequence)
+            folded_item = self._drop_item(record, sequence)
+            if fold.archive:
+                record.archived_items[sequence] = folded_item
         if fold.archive:
             record.archive.update((t.index, t) for t in folded)
         else:

@@ -301,6 +301,7 @@ class MeteredSessionStore:
         limit: int,
         newest_first: bool,
         now_ms: int,
+        include_archived: bool = False,
     ) -> ItemPage:
         return await _timed(
             self._ops.list_items,
@@ -312,6 +313,7 @@ class MeteredSessionStore:
                 limit=limit,
                 newest_first=newest_first,
                 now_ms=now_ms,
+                include_archived=include_archived,
             ),
         )
 

@@ -202,9 +202,11 @@ class SessionStore(Protocol):
         limit: int,
         newest_first: bool,
         now_ms: int,
+        include_archived: bool = False,
     ) -> ItemPage:
         """Up to ``limit`` items with ``after < sequence < before`` (no upper bound when
-        None), by sequence."""
+        None), by sequence; with ``include_archived``, the items that folds archived
+        too (all older than the history's)."""
         ...
 
     async def pop_item(
@@ -221,9 +223,10 @@ class SessionStore(Protocol):
         ...
 
     async def fold(self, *, user_id: str, session_id: str, fold: Fold, now_ms: int) -> Session:
-        """Folds turns into the summary: they leave the history (into the archive with
-        ``fold.archive``), ``summary``, ``folded_turns`` and ``history_bytes`` change,
-        and nothing else does. Raises ``FoldConflict`` when the fold no longer applies.
+        """Folds turns into the summary: they leave the history with their items (into
+        the archive with ``fold.archive``), ``summary``, ``folded_turns`` and
+        ``history_bytes`` change, and nothing else does. Raises ``FoldConflict`` when the
+        fold no longer applies.
         """
         ...
 

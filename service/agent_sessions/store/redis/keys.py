@@ -12,7 +12,9 @@ Under a prefix ``P`` (``sessions:`` by default), for user ``U`` and session ``S`
 - ``P{U}:s:S:archive``: turn index -> folded turn, kept for audit (only when archiving);
 - ``P{U}:s:S:items``: the history's items, a sorted set of item records scored by
   sequence number;
-- ``P{U}:s:S:item_ids``: client item id -> sequence number, for the items that have one.
+- ``P{U}:s:S:item_ids``: client item id -> sequence number, for the items that have one;
+- ``P{U}:s:S:archived_items``: the items of folded turns, kept for audit (only when
+  archiving), scored by sequence number like ``items``.
 
 A tenant's key space is that of the prefix ``Pt:<tenant>:`` (:meth:`KeySpace.namespace`).
 
@@ -39,6 +41,7 @@ _REQUESTS = ":requests"
 _ARCHIVE = ":archive"
 _ITEMS = ":items"
 _ITEM_IDS = ":item_ids"
+_ARCHIVED_ITEMS = ":archived_items"
 _TENANT = "t:"
 
 
@@ -54,11 +57,12 @@ class SessionKeys:
     index: str
     items: str
     item_ids: str
+    archived_items: str
 
     @property
-    def all(self) -> tuple[str, str, str, str, str, str, str, str]:
+    def all(self) -> tuple[str, str, str, str, str, str, str, str, str]:
         """KEYS of the scripts that write a session, in their order: meta, state, turns,
-        requests, index, archive, items, item_ids."""
+        requests, index, archive, items, item_ids, archived_items."""
         return (
             self.meta,
             self.state,
@@ -68,6 +72,7 @@ class SessionKeys:
             self.archive,
             self.items,
             self.item_ids,
+            self.archived_items,
         )
 
 
@@ -92,6 +97,7 @@ class UserKeys:
             index=self.index,
             items=meta + _ITEMS,
             item_ids=meta + _ITEM_IDS,
+            archived_items=meta + _ARCHIVED_ITEMS,
         )
 
 

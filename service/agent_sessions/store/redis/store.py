@@ -512,11 +512,20 @@ class RedisSessionStore:
         limit: int,
         newest_first: bool,
         now_ms: int,
+        include_archived: bool = False,
     ) -> ItemPage:
         """Up to ``limit`` items between two sequence numbers, in one script."""
         keys = self._keys.session(user_id, session_id)
-        args = (now_ms, after, "" if before is None else before, limit, "1" if newest_first else "")
-        reply = await self._run(self._list_items, (keys.meta, keys.items), args)
+        args = (
+            now_ms,
+            after,
+            "" if before is None else before,
+            limit,
+            "1" if newest_first else "",
+            "1" if include_archived else "",
+        )
+        keys_read = (keys.meta, keys.items, keys.archived_items)
+        reply = await self._run(self._list_items, keys_read, args)
         if reply[0] != "OK":
             raise SessionNotFound(session_id)
         items = codec.decode_items(reply[1])

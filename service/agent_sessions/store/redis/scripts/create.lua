@@ -1,7 +1,7 @@
 -- CREATE: a new session, or an imported one with its finished history.
 --
 -- KEYS[1] meta, KEYS[2] state, KEYS[3] turns, KEYS[4] requests, KEYS[5] index,
--- KEYS[6] archive, KEYS[7] items, KEYS[8] item_ids
+-- KEYS[6] archive, KEYS[7] items, KEYS[8] item_ids, KEYS[9] archived_items
 -- ARGV[1] now_ms (the session's create time), ARGV[2] session_id,
 -- ARGV[3] the most live sessions the user may have (0: no limit),
 -- ARGV[4] the meta key of the user's sessions less their id (keys.UserKeys.session_prefix),
@@ -49,7 +49,7 @@ if limit > 0 and redis.call('ZCARD', KEYS[5]) >= limit then
   end
 end
 -- Whatever is left of an expired session of the same id goes first.
-redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[6], KEYS[7], KEYS[8])
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[6], KEYS[7], KEYS[8], KEYS[9])
 local fields = {}
 for i, field in ipairs(META) do
   fields[#fields + 1] = field

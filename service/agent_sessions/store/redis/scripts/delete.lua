@@ -1,13 +1,13 @@
 -- DELETE: removes a session, its turns and its listing.
 --
 -- KEYS[1] meta, KEYS[2] state, KEYS[3] turns, KEYS[4] requests, KEYS[5] index,
--- KEYS[6] archive, KEYS[7] items, KEYS[8] item_ids
+-- KEYS[6] archive, KEYS[7] items, KEYS[8] item_ids, KEYS[9] archived_items
 -- ARGV[1] now_ms, ARGV[2] session_id
 -- -> {"OK"} | {"NOT_FOUND"}
 
 if not load_meta(KEYS[1], tonumber(ARGV[1])) then
   return {'NOT_FOUND'}
 end
-redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[6], KEYS[7], KEYS[8])
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[6], KEYS[7], KEYS[8], KEYS[9])
 redis.call('ZREM', KEYS[5], ARGV[2])
 return {'OK'}

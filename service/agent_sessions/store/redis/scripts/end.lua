@@ -1,7 +1,7 @@
 -- END: marks a session ENDED (idempotent).
 --
 -- KEYS[1] meta, KEYS[2] state, KEYS[3] turns, KEYS[4] requests, KEYS[5] index,
--- KEYS[6] archive, KEYS[7] items, KEYS[8] item_ids
+-- KEYS[6] archive, KEYS[7] items, KEYS[8] item_ids, KEYS[9] archived_items
 -- ARGV[1] now_ms, ARGV[2] session_id
 -- -> {"OK", meta, state} | {"NOT_FOUND"}
 

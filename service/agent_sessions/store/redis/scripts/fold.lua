@@ -2,7 +2,7 @@
 -- archive, or their request ids are forgotten).
 --
 -- KEYS[1] meta, KEYS[2] state, KEYS[3] turns, KEYS[4] requests, KEYS[5] index,
--- KEYS[6] archive, KEYS[7] items, KEYS[8] item_ids
+-- KEYS[6] archive, KEYS[7] items, KEYS[8] item_ids, KEYS[9] archived_items
 -- ARGV[1] now_ms, ARGV[2] session_id, ARGV[3] the session's create_ms, ARGV[4] the first
 -- index to fold, ARGV[5] the last, ARGV[6] the new summary, ARGV[7] the UTF-8 bytes the
 -- folded turns held, ARGV[8] "1" to archive them, ARGV[9] the sequence number their
@@ -43,7 +43,15 @@ else
 end
 redis.call('LTRIM', KEYS[3], count, -1)
 if tonumber(ARGV[9]) > 0 then
-  forget_item_ids(KEYS, redis.call('ZRANGE', KEYS[7], '-inf', ARGV[9], 'BYSCORE'))
+  local folded_items = redis.call('ZRANGE', KEYS[7], '-inf', ARGV[9], 'BYSCORE', 'WITHSCORES')
+  local records = {}
+  for k = 1, #folded_items, 2 do
+    records[#records + 1] = folded_items[k]
+    if ARGV[8] == '1' then
+      redis.call('ZADD', KEYS[9], folded_items[k + 1], folded_items[k])
+    end
+  end
+  forget_item_ids(KEYS, records)
   redis.call('ZREMRANGEBYSCORE', KEYS[7], '-inf', ARGV[9])
 end
 redis.call('HSET', KEYS[1], 'summary', ARGV[6], 'folded_turns', last,

@@ -2,9 +2,9 @@
 -- constants of the stored format before it: META, AGENT_ID, CREATE_REQUEST_ID, ENDED,
 -- COMPLETED, OPEN_TURN_TAIL, ABANDONED_TAIL_BEFORE_TIME, ABANDONED_TAIL_AFTER_TIME).
 --
--- The scripts that take a session's eight keys take them in this order:
+-- The scripts that take a session's nine keys take them in this order:
 -- KEYS[1] meta, KEYS[2] state, KEYS[3] turns, KEYS[4] requests, KEYS[5] the user's
--- index, KEYS[6] archive, KEYS[7] items, KEYS[8] item_ids.
+-- index, KEYS[6] archive, KEYS[7] items, KEYS[8] item_ids, KEYS[9] archived_items.
 
 -- The meta values and the same values by field name, or nil when the session is
 -- missing or expired at the caller's clock (tests move that clock past Redis's).
@@ -43,7 +43,7 @@ local function turn_status(turn)
 end
 
 -- The stored turn of an index, from the history or the archive (nil if neither has it).
--- keys: a session's eight keys.
+-- keys: a session's nine keys.
 local function stored_turn(keys, m, index)
   local folded = number(m.folded_turns)
   if index > folded then
@@ -67,7 +67,7 @@ end
 -- Ends every write: recomputes the expiry from the stored fields, reads the reply,
 -- then expires the session's keys and indexes it by activity. The reply is read
 -- before PEXPIREAT because an expiry already past deletes the keys at once.
--- keys: a session's eight keys.
+-- keys: a session's nine keys.
 local function commit(keys, session_id)
   local t = redis.call('HMGET', keys[1], 'create_ms', 'ttl_ms', 'activity_ms', 'idle_ms')
   local expire = math.min(t[1] + t[2], t[3] + t[4])
@@ -75,7 +75,7 @@ local function commit(keys, session_id)
   local reply = {
     'OK', redis.call('HMGET', keys[1], unpack(META)), redis.call('HGETALL', keys[2])
   }
-  for _, i in ipairs({1, 2, 3, 4, 6, 7, 8}) do
+  for _, i in ipairs({1, 2, 3, 4, 6, 7, 8, 9}) do
     redis.call('PEXPIREAT', keys[i], expire)
   end
   redis.call('ZADD', keys[5], t[3], session_id)

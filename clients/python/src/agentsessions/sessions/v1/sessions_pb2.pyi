@@ -416,20 +416,22 @@ class AppendItemsResponse(_message.Message):
     def __init__(self, items: _Optional[_Iterable[_Union[Item, _Mapping]]] = ..., session: _Optional[_Union[Session, _Mapping]] = ...) -> None: ...
 
 class ListItemsRequest(_message.Message):
-    __slots__ = ("session_id", "user_id", "page_size", "page_token", "order_by", "after_sequence")
+    __slots__ = ("session_id", "user_id", "page_size", "page_token", "order_by", "after_sequence", "include_archived")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     USER_ID_FIELD_NUMBER: _ClassVar[int]
     PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
     PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     ORDER_BY_FIELD_NUMBER: _ClassVar[int]
     AFTER_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    INCLUDE_ARCHIVED_FIELD_NUMBER: _ClassVar[int]
     session_id: str
     user_id: str
     page_size: int
     page_token: str
     order_by: str
     after_sequence: int
-    def __init__(self, session_id: _Optional[str] = ..., user_id: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., order_by: _Optional[str] = ..., after_sequence: _Optional[int] = ...) -> None: ...
+    include_archived: bool
+    def __init__(self, session_id: _Optional[str] = ..., user_id: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., order_by: _Optional[str] = ..., after_sequence: _Optional[int] = ..., include_archived: _Optional[bool] = ...) -> None: ...
 
 class ListItemsResponse(_message.Message):
     __slots__ = ("items", "next_page_token")
