@@ -6,17 +6,16 @@ import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 
+from agent_sessions import state_json
 from agent_sessions.errors import InvalidArgument, quote
 from agent_sessions.model import Item, ItemType, JsonValue, TurnStatus
 
 MAX_ID_LENGTH = 128
 MAX_LABELS = 64
 MAX_LABEL_VALUE_LENGTH = 256
-# Objects and arrays nested in a session's state, the state itself counting as 1. Each
-# object level is three protobuf messages (Struct, map entry, Value), and protobuf parses
-# at most 100 nested messages: deeper states would make answers that carry the session
-# (RunEvent.completed.session.state is the deepest) impossible to build or to read.
-MAX_STATE_DEPTH = 32
+# Objects and arrays nested in a session's state, the state itself counting as 1: the
+# limit state_json reads JSON text with, applied to what agents write too.
+MAX_STATE_DEPTH = state_json.MAX_DEPTH
 
 # Session ids go into Redis key names between separators, so they are kept URL-safe;
 # user ids carry the Redis Cluster hash tag, so they may not contain braces.
