@@ -2,13 +2,15 @@
 
 What it does depends on the input, so one session can show a failure and then
 recover: "explode" fails mid-stream, "hang" waits until cancelled, "pause" takes a
-moment between two chunks, "wait" sends a chunk and waits for ``release``; anything
+moment between two chunks, "wait" sends a chunk and waits for ``release``, "state
+{json}" sets those state keys and answers with the state it was given; anything
 else counts turns in the session state.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncGenerator
 
 from agent_sessions.agents import AgentContext, AgentEvent
@@ -50,6 +52,11 @@ class ScriptedAgent:
             self.started.set()
             await self.release.wait()
             yield "second half"
+            return
+        if text.startswith("state "):
+            # "state {json}": sets those keys, and answers with the state it was given.
+            yield StateDelta(set=json.loads(text.removeprefix("state ")))
+            yield json.dumps(context.state, sort_keys=True)
             return
         count = int(context.state.get("count", 0)) + 1
         yield StateDelta(set={"count": count, "last_input": text})

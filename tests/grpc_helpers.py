@@ -48,7 +48,13 @@ async def create(
 
 async def run(stub: Stub, session: pb.Session, text: str, **fields: Any) -> list[pb.RunEvent]:
     call = stub.Run(
-        pb.RunRequest(session_id=session.session_id, user_id=session.user_id, input=text, **fields)
+        pb.RunRequest(
+            app=session.app,
+            session_id=session.session_id,
+            user_id=session.user_id,
+            input=text,
+            **fields,
+        )
     )
     return [event async for event in call]
 
@@ -65,7 +71,7 @@ def reply_of(events: list[pb.RunEvent]) -> str:
 
 async def turns(stub: Stub, session: pb.Session) -> list[pb.Turn]:
     response = await stub.ListTurns(
-        pb.ListTurnsRequest(session_id=session.session_id, user_id=session.user_id)
+        pb.ListTurnsRequest(app=session.app, session_id=session.session_id, user_id=session.user_id)
     )
     return list(response.turns)
 

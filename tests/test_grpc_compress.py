@@ -61,10 +61,13 @@ def serving(
     return grpc_helpers.serving(server_settings(store_url, key_prefix, **settings), agents)
 
 
-async def compress(stub: Stub, session: pb.Session, **fields: int) -> pb.CompressSessionResponse:
-    response: pb.CompressSessionResponse = await stub.CompressSession(
-        pb.CompressSessionRequest(session_id=session.session_id, user_id=session.user_id, **fields)
+async def compress(
+    stub: Stub, session: pb.Session, keep_last: int | None = None
+) -> pb.CompressSessionResponse:
+    request = pb.CompressSessionRequest(
+        session_id=session.session_id, user_id=session.user_id, keep_last=keep_last
     )
+    response: pb.CompressSessionResponse = await stub.CompressSession(request)
     return response
 
 

@@ -46,6 +46,9 @@ async def session_memory(redis_server: RedisServer, key_prefix: str) -> int:
         await client.aclose()
 
 
+# 20,000 store calls: 35-65 s on these shared 2-vCPU machines, over the suite's 60 s
+# default when the machine is busy. What it asserts is memory, not time.
+@pytest.mark.timeout(300)
 async def test_a_10000_turn_session_stays_within_its_memory_budget(
     store: RedisSessionStore, redis_server: RedisServer, key_prefix: str
 ) -> None:

@@ -24,6 +24,7 @@ from redis.asyncio.connection import SSLConnection
 
 from agent_sessions.config import Settings
 from agent_sessions.errors import SessionNotFound, StoreUnavailable, TooManySessions
+from agent_sessions.model import SessionPatch
 from agent_sessions.store.redis import RedisSessionStore
 from agent_sessions.store.redis.cluster import cluster_client
 from agent_sessions.store.redis.keys import KeySpace
@@ -356,3 +357,45 @@ async def wait_until_served(store: RedisSessionStore, user: str, timeout_s: floa
         except StoreUnavailable:
             assert time.monotonic() < deadline, "the cluster did not come back"
             await asyncio.sleep(0.05)
+
+
+# --- app state, in its own slot -----------------------------------------------------
+
+
+async def test_app_state_is_in_its_own_slot_and_every_user_sees_it(
+    cluster_store: RedisSessionStore, redis_cluster: LocalCluster, key_prefix: str
+) -> None:
+    await cluster_store.create(a_session(user_id="ada", state={"app:motd": "hi"}))
+
+    other = await cluster_store.create(a_session(user_id="bob"))
+
+    assert other.state == {"app:motd": "hi"}
+    client = cluster_client(redis_cluster.url, 1.0, 4)
+    try:
+        assert await client.hgetall(KeySpace(key_prefix).app_state) == {"motd": '"hi"'}
+        assert await client.llen(KeySpace(key_prefix, app_outbox=True).user("ada").app_scope) == 0
+    finally:
+        await client.aclose()
+
+
+async def test_app_state_writes_left_queued_are_applied_by_the_users_next_one(
+    cluster_store: RedisSessionStore, redis_cluster: LocalCluster, key_prefix: str
+) -> None:
+    session = await cluster_store.create(a_session(user_id="ada"))
+    # What a commit leaves queued when its process dies before applying it.
+    outbox = KeySpace(key_prefix, app_outbox=True).user("ada").app_scope
+    client = cluster_client(redis_cluster.url, 1.0, 4)
+    try:
+        await client.rpush(outbox, '[[],["left","\\"behind\\""]]')
+    finally:
+        await client.aclose()
+
+    updated = await cluster_store.update(
+        user_id="ada",
+        session_id=session.session_id,
+        patch=SessionPatch(state={"app:next": 1}),
+        expected_etag=None,
+        now_ms=now(),
+    )
+
+    assert updated.state == {"app:left": "behind", "app:next": 1}

@@ -25,8 +25,25 @@ def test_the_layout_of_a_sessions_keys_is_the_stored_one() -> None:
         items="sessions:{user-1}:s:s-1:items",
         item_ids="sessions:{user-1}:s:s-1:item_ids",
         archived_items="sessions:{user-1}:s:s-1:archived_items",
+        user_state="sessions:{user-1}:user_state",
+        app_scope="sessions:app_state",
     )
     assert KeySpace("sessions:").user_index("user-1") == "sessions:{user-1}:index"
+
+
+def test_an_apps_keys_are_apart_from_the_default_apps_and_a_tenants() -> None:
+    shop = KeySpace("sessions:").app("shop")
+
+    assert shop.session("user-1", "s-1").meta == "sessions:a:shop:{user-1}:s:s-1"
+    assert shop.app_state == "sessions:a:shop:app_state"
+    assert KeySpace("sessions:").namespace("acme").app("shop").prefix == "sessions:t:acme:a:shop:"
+    assert KeySpace("sessions:").app("") == KeySpace("sessions:")
+
+
+def test_on_a_cluster_a_script_gets_the_users_outbox_in_the_app_states_place() -> None:
+    keys = KeySpace("sessions:", app_outbox=True).session("user-1", "s-1")
+
+    assert keys.app_scope == "sessions:{user-1}:app_outbox"
 
 
 def test_a_write_script_gets_a_sessions_keys_in_the_order_of_its_header() -> None:
@@ -42,6 +59,8 @@ def test_a_write_script_gets_a_sessions_keys_in_the_order_of_its_header() -> Non
         keys.items,
         keys.item_ids,
         keys.archived_items,
+        keys.user_state,
+        keys.app_scope,
     )
 
 
@@ -68,7 +87,7 @@ def test_the_keys_scripts_derive_from_the_index_are_the_sessions_keys(user_id: s
 @pytest.mark.parametrize("prefix", ["sessions:", "", "app:t:acme:"])
 @pytest.mark.parametrize("user_id", USER_IDS)
 def test_every_key_of_a_user_hashes_to_one_cluster_slot(prefix: str, user_id: str) -> None:
-    user = KeySpace(prefix).user(user_id)
+    user = KeySpace(prefix, app_outbox=True).user(user_id)  # as on a cluster
     names = [user.index]
     for session_id in ("s-1", "another-session", "x" * 64):
         names += user.session(session_id).all

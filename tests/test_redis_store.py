@@ -116,6 +116,44 @@ async def test_session_keys_expire_at_the_session_expire_time(
     assert await raw.pexpiretime(keys.index) >= after.expire_time_ms
 
 
+async def test_user_state_lives_as_long_as_the_users_longest_lived_session(
+    store: RedisSessionStore, raw: redis.asyncio.Redis, key_prefix: str
+) -> None:
+    longer = await store.create(a_session(session_id="s-2", idle_timeout_ms=3_600_000))
+    await store.create(a_session(state={"user:name": "Ada"}, idle_timeout_ms=60_000))
+
+    keys = KeySpace(key_prefix).user(USER)
+
+    assert await raw.pexpiretime(keys.user_state) == longer.expire_time_ms
+    assert await raw.hgetall(keys.user_state) == {b"name": b'"Ada"'}
+
+
+async def test_app_state_is_the_one_key_that_never_expires(
+    store: RedisSessionStore, raw: redis.asyncio.Redis, key_prefix: str
+) -> None:
+    await store.create(a_session(state={"app:greeting": "hi", "user:a": 1, "b": 2}))
+
+    keys = [key async for key in raw.scan_iter(match=f"{key_prefix}*")]
+    lasting = [key.decode() for key in keys if await raw.pexpiretime(key) < 0]
+
+    assert lasting == [f"{key_prefix}app_state"]
+
+
+async def test_an_apps_keys_live_under_its_own_prefix(
+    store: RedisSessionStore, raw: redis.asyncio.Redis, key_prefix: str
+) -> None:
+    await store.app("shop").create(a_session(app="shop", state={"app:a": 1, "user:b": 2}))
+
+    keys = {key.decode() async for key in raw.scan_iter(match=f"{key_prefix}*")}
+
+    assert keys == {
+        f"{key_prefix}a:shop:{{{USER}}}:s:s-1",
+        f"{key_prefix}a:shop:{{{USER}}}:index",
+        f"{key_prefix}a:shop:{{{USER}}}:user_state",
+        f"{key_prefix}a:shop:app_state",
+    }
+
+
 async def test_a_completed_turn_leaves_earlier_turns_byte_identical(
     store: RedisSessionStore, raw: redis.asyncio.Redis, key_prefix: str
 ) -> None:
@@ -428,7 +466,11 @@ async def test_scripts_touch_their_keys_and_only_list_and_create_read_others_of_
 
     commands = await monitored(redis_server, every_call)
 
-    deriving = {_sha(scripts.LIST): "LIST", _sha(scripts.CREATE): "CREATE"}
+    compiled = scripts.sources(app_outbox=False)
+    deriving = {_sha(compiled["list"]): "LIST", _sha(compiled["create"]): "CREATE"}
+    # The app's state, shared by every user, is the one key of another slot: on a
+    # cluster the scripts get the user's outbox in its place (tests/test_redis_cluster.py).
+    app_state = KeySpace(key_prefix).app_state
     ran: set[str] = set()
     derived_by: set[str] = set()
     declared: list[str] = []
@@ -440,7 +482,8 @@ async def test_scripts_touch_their_keys_and_only_list_and_create_read_others_of_
             assert words[0] == "EVALSHA"
             script, declared = words[1], words[3 : 3 + int(words[2])]
             ran.add(script)
-            assert {key_slot(key.encode()) for key in declared} == {key_slot(USER.encode())}
+            in_slot = {key_slot(key.encode()) for key in declared if key != app_state}
+            assert in_slot == {key_slot(USER.encode())}
             continue
         touched = words[1:] if words[0] in _ALL_KEYS else words[1:2]
         for key in touched:
@@ -452,7 +495,7 @@ async def test_scripts_touch_their_keys_and_only_list_and_create_read_others_of_
             assert key_slot(key.encode()) == key_slot(USER.encode())
             derived_by.add(deriving[script])
     assert derived_by == {"LIST", "CREATE"}
-    assert len(ran) == 15  # every script
+    assert len(ran) == 15  # every script but apply_app_state, which only a cluster runs
 
 
 def test_every_script_file_starts_with_its_keys_and_argv() -> None:
@@ -462,7 +505,7 @@ def test_every_script_file_starts_with_its_keys_and_argv() -> None:
         for entry in sources.iterdir()
         if entry.name.endswith(".lua") and entry.name != "prelude.lua"
     ]
-    assert len(names) == 15
+    assert sorted(names) == sorted(f"{name}.lua" for name in scripts.NAMES)
     for name in names:
         header = sources.joinpath(name).read_text().split("\n\n", 1)[0]
         assert header.startswith(f"-- {name.removesuffix('.lua').upper()}: "), name

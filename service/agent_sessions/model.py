@@ -69,6 +69,9 @@ class Session:
     """The agent runs outside the service: the history is written with append_items."""
     last_item_sequence: int = 0
     """The sequence number of the last item ever written (never reused)."""
+    app: str = ""
+    """The application the session belongs to ("" for the default): apps keep their
+    sessions, user state and app state apart."""
 
     @property
     def expire_time_ms(self) -> int:

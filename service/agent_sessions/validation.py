@@ -24,6 +24,8 @@ _USER_ID = re.compile(r"[^\s{}]+")
 _AGENT_ID = re.compile(r"[A-Za-z0-9._~:/@-]+")
 _REQUEST_ID = re.compile(r"\S+")
 _LABEL_KEY = re.compile(r"[a-z][a-z0-9_.-]{0,62}")
+# App names go into Redis key names between separators, before the user's hash tag.
+_APP = re.compile(r"[A-Za-z0-9._-]{1,63}")
 
 
 def _identifier(field: str, value: str, pattern: re.Pattern[str], allowed: str) -> str:
@@ -48,6 +50,15 @@ def session_id(value: str, *, field: str = "session_id") -> str:
 
 def agent_id(value: str, *, field: str = "agent_id") -> str:
     return _identifier(field, value, _AGENT_ID, "letters, digits and . _ ~ : / @ -")
+
+
+def app(value: str, *, field: str = "app") -> str:
+    """An app name, or "" for the default app."""
+    if value and not _APP.fullmatch(value):
+        raise InvalidArgument(
+            field, f"{quote(value)} is not an app name: 1-63 letters, digits and . _ -"
+        )
+    return value
 
 
 def request_id(value: str, *, field: str = "request_id") -> str:

@@ -91,6 +91,7 @@ def state_from_json(text: str, field: str = "state_json") -> dict[str, JsonValue
 def session_message(session: Session) -> pb.Session:
     return pb.Session(
         session_id=session.session_id,
+        app=session.app,
         user_id=session.user_id,
         agent_id=session.agent_id,
         status=cast(pb.SessionStatus, session.status.value),
@@ -136,6 +137,7 @@ def turn_message(turn: Turn) -> pb.Turn:
 
 def create_arguments(request: pb.CreateSessionRequest) -> dict[str, Any]:
     return {
+        "app": request.app,
         "user_id": request.user_id,
         "agent_id": request.agent_id,
         "session_id": request.session_id,
@@ -157,6 +159,7 @@ def import_arguments(request: pb.ImportSessionRequest) -> dict[str, Any]:
     """The arguments of ``SessionManager.import_session``."""
     source = request.snapshot
     return {
+        "app": source.app,
         "user_id": source.user_id,
         "agent_id": source.agent_id,
         "session_id": source.session_id,

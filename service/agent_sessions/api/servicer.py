@@ -89,7 +89,9 @@ class SessionServicer(sessions_pb2_grpc.SessionServiceServicer):
     async def GetSession(
         self, request: pb.GetSessionRequest, context: Context[pb.GetSessionRequest, pb.Session]
     ) -> pb.Session:
-        session = await self._manager.get(user_id=request.user_id, session_id=request.session_id)
+        session = await self._manager.get(
+            app=request.app, user_id=request.user_id, session_id=request.session_id
+        )
         return convert.session_message(session)
 
     @_unary
@@ -99,6 +101,7 @@ class SessionServicer(sessions_pb2_grpc.SessionServiceServicer):
         context: Context[pb.ListSessionsRequest, pb.ListSessionsResponse],
     ) -> pb.ListSessionsResponse:
         page = await self._manager.list(
+            app=request.app,
             user_id=request.user_id,
             agent_id=request.agent_id,
             page_size=request.page_size,
@@ -116,6 +119,7 @@ class SessionServicer(sessions_pb2_grpc.SessionServiceServicer):
         context: Context[pb.UpdateSessionRequest, pb.Session],
     ) -> pb.Session:
         session = await self._manager.update(
+            app=request.session.app,
             user_id=request.session.user_id,
             session_id=request.session.session_id,
             patch=convert.session_patch(request),
@@ -127,7 +131,9 @@ class SessionServicer(sessions_pb2_grpc.SessionServiceServicer):
     async def EndSession(
         self, request: pb.EndSessionRequest, context: Context[pb.EndSessionRequest, pb.Session]
     ) -> pb.Session:
-        session = await self._manager.end(user_id=request.user_id, session_id=request.session_id)
+        session = await self._manager.end(
+            app=request.app, user_id=request.user_id, session_id=request.session_id
+        )
         return convert.session_message(session)
 
     @_unary
@@ -136,7 +142,9 @@ class SessionServicer(sessions_pb2_grpc.SessionServiceServicer):
         request: pb.DeleteSessionRequest,
         context: Context[pb.DeleteSessionRequest, pb.DeleteSessionResponse],
     ) -> pb.DeleteSessionResponse:
-        await self._manager.delete(user_id=request.user_id, session_id=request.session_id)
+        await self._manager.delete(
+            app=request.app, user_id=request.user_id, session_id=request.session_id
+        )
         return pb.DeleteSessionResponse()
 
     @_unary
@@ -146,6 +154,7 @@ class SessionServicer(sessions_pb2_grpc.SessionServiceServicer):
         context: Context[pb.ListTurnsRequest, pb.ListTurnsResponse],
     ) -> pb.ListTurnsResponse:
         page = await self._manager.list_turns(
+            app=request.app,
             user_id=request.user_id,
             session_id=request.session_id,
             page_size=request.page_size,
@@ -166,6 +175,7 @@ class SessionServicer(sessions_pb2_grpc.SessionServiceServicer):
         context: Context[pb.AppendItemsRequest, pb.AppendItemsResponse],
     ) -> pb.AppendItemsResponse:
         written = await self._manager.append_items(
+            app=request.app,
             user_id=request.user_id,
             session_id=request.session_id,
             items=[item_of(item) for item in request.items],
@@ -190,6 +200,7 @@ class SessionServicer(sessions_pb2_grpc.SessionServiceServicer):
         context: Context[pb.ReplaceItemsRequest, pb.ReplaceItemsResponse],
     ) -> pb.ReplaceItemsResponse:
         written = await self._manager.replace_items(
+            app=request.app,
             user_id=request.user_id,
             session_id=request.session_id,
             after_sequence=request.after_sequence,
@@ -213,6 +224,7 @@ class SessionServicer(sessions_pb2_grpc.SessionServiceServicer):
         context: Context[pb.ListItemsRequest, pb.ListItemsResponse],
     ) -> pb.ListItemsResponse:
         page = await self._manager.list_items(
+            app=request.app,
             user_id=request.user_id,
             session_id=request.session_id,
             page_size=request.page_size,
@@ -233,7 +245,7 @@ class SessionServicer(sessions_pb2_grpc.SessionServiceServicer):
         context: Context[pb.PopItemRequest, pb.PopItemResponse],
     ) -> pb.PopItemResponse:
         item, session = await self._manager.pop_item(
-            user_id=request.user_id, session_id=request.session_id
+            app=request.app, user_id=request.user_id, session_id=request.session_id
         )
         response = pb.PopItemResponse(session=convert.session_message(session))
         if item is not None:
@@ -247,7 +259,7 @@ class SessionServicer(sessions_pb2_grpc.SessionServiceServicer):
         context: Context[pb.ClearItemsRequest, pb.ClearItemsResponse],
     ) -> pb.ClearItemsResponse:
         session = await self._manager.clear_items(
-            user_id=request.user_id, session_id=request.session_id
+            app=request.app, user_id=request.user_id, session_id=request.session_id
         )
         return pb.ClearItemsResponse(session=convert.session_message(session))
 
@@ -258,6 +270,7 @@ class SessionServicer(sessions_pb2_grpc.SessionServiceServicer):
         context: Context[pb.CompressSessionRequest, pb.CompressSessionResponse],
     ) -> pb.CompressSessionResponse:
         compressed = await self._manager.compress(
+            app=request.app,
             user_id=request.user_id,
             session_id=request.session_id,
             keep_last=request.keep_last if request.HasField("keep_last") else None,
@@ -277,6 +290,7 @@ class SessionServicer(sessions_pb2_grpc.SessionServiceServicer):
             await context.abort_with_status(to_status(error))  # type: ignore[attr-defined]
         events = coalesced(
             self._manager.run(
+                app=request.app,
                 user_id=request.user_id,
                 session_id=request.session_id,
                 text=request.input,

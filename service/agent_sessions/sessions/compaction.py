@@ -48,11 +48,12 @@ class Compactor:
         self._in_flight = in_flight
         self._observer = observer
         self._extractive = ExtractiveSummarizer()
-        self._compacting: dict[tuple[str, str], asyncio.Task[None]] = {}
+        self._compacting: dict[tuple[str, str, str], asyncio.Task[None]] = {}
 
-    async def compress(self, user_id: str, session_id: str, keep_last: int) -> Compressed:
+    async def compress(self, app: str, user_id: str, session_id: str, keep_last: int) -> Compressed:
         """Folds all turns but the last ``keep_last`` into the summary, in one atomic step."""
-        session = await self.store.get(user_id=user_id, session_id=session_id, now_ms=self._clock())
+        store = self.store.app(app)
+        session = await store.get(user_id=user_id, session_id=session_id, now_ms=self._clock())
         first = session.folded_turns + 1
         last = session.total_turns - keep_last
         if session.running is not None:
@@ -61,7 +62,7 @@ class Compactor:
             return Compressed(session, 0, "")
         # Turns before the running one never change, so reading them here and folding
         # them later is safe: the fold itself checks that no other fold came between.
-        page = await self.store.list_turns(
+        page = await store.list_turns(
             user_id=user_id,
             session_id=session_id,
             start_index=first,
@@ -73,7 +74,7 @@ class Compactor:
         turns = page.turns
         if len(turns) != last - first + 1 or turns[0].index != first:
             raise FoldConflict(session_id)
-        turns = await self._keeping_tool_pairs(user_id, session_id, turns)
+        turns = await self._keeping_tool_pairs(store, user_id, session_id, turns)
         if not turns:
             return Compressed(session, 0, "")
         last = turns[-1].index
@@ -88,14 +89,14 @@ class Compactor:
             create_time_ms=session.create_time_ms,
             items_through=max((t.last_item_sequence for t in turns), default=0),
         )
-        session = await self.store.fold(
+        session = await store.fold(
             user_id=user_id, session_id=session_id, fold=fold, now_ms=self._clock()
         )
         self._observer.compacted(session=session, folded_turns=len(turns), summarizer=summarizer)
         return Compressed(session, len(turns), summarizer)
 
     async def _keeping_tool_pairs(
-        self, user_id: str, session_id: str, turns: list[Turn]
+        self, store: SessionStore, user_id: str, session_id: str, turns: list[Turn]
     ) -> list[Turn]:
         """The turns to fold, less those from the first whose tool call has its result in
         a turn that stays: a result must never outlive its call, nor a call its result.
@@ -105,7 +106,7 @@ class Compactor:
             return turns
         low = with_items[0].first_item_sequence - 1
         high = max(t.last_item_sequence for t in with_items)
-        folded = await self.store.list_items(
+        folded = await store.list_items(
             user_id=user_id,
             session_id=session_id,
             after=low,
@@ -122,7 +123,7 @@ class Compactor:
         }
         if not open_calls:
             return turns
-        kept = await self.store.list_items(
+        kept = await store.list_items(
             user_id=user_id,
             session_id=session_id,
             after=high,
@@ -177,7 +178,7 @@ class Compactor:
         turns = session.total_turns - session.folded_turns
         too_long = policy.max_history_turns and turns > policy.max_history_turns
         too_big = policy.max_history_bytes and session.history_bytes > policy.max_history_bytes
-        key = (session.user_id, session.session_id)
+        key = (session.app, session.user_id, session.session_id)
         if not (too_long or too_big) or key in self._compacting:
             return
         keep = min(policy.keep_last_turns, policy.max_history_turns or policy.keep_last_turns)
@@ -187,11 +188,11 @@ class Compactor:
         keep = max(keep, 1)
         self._compacting[key] = asyncio.create_task(self._compact(key, keep))
 
-    async def _compact(self, key: tuple[str, str], keep_last: int) -> None:
-        user_id, session_id = key
+    async def _compact(self, key: tuple[str, str, str], keep_last: int) -> None:
+        app, user_id, session_id = key
         try:
             with self._in_flight.track():
-                compressed = await self.compress(user_id, session_id, keep_last)
+                compressed = await self.compress(app, user_id, session_id, keep_last)
             log.info(
                 "compacted session %s: %d turns folded into the summary",
                 session_id,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Sequence
 
-from agent_sessions import paging, validation
+from agent_sessions import paging, scopes, validation
 from agent_sessions.errors import InvalidArgument
 from agent_sessions.model import (
     Item,
@@ -26,17 +26,16 @@ ITEMS_PAGE_SIZE = 100
 
 
 class ItemLog:
-    """Writes and reads the items of checked sessions: each write is one store call."""
+    """Writes and reads the items of checked sessions, in the store (an app's) each call
+    is given: each write is one store call."""
 
-    def __init__(
-        self, store: SessionStore, policy: SessionPolicy, *, clock: Callable[[], int]
-    ) -> None:
-        self.store = store
+    def __init__(self, policy: SessionPolicy, *, clock: Callable[[], int]) -> None:
         self._policy = policy
         self._clock = clock
 
     async def append(
         self,
+        store: SessionStore,
         *,
         user_id: str,
         session_id: str,
@@ -49,6 +48,7 @@ class ItemLog:
         if not items:
             raise InvalidArgument("items", "is required: send at least one item")
         return await self._write(
+            store,
             user_id,
             session_id,
             items,
@@ -61,6 +61,7 @@ class ItemLog:
 
     async def replace(
         self,
+        store: SessionStore,
         *,
         user_id: str,
         session_id: str,
@@ -74,6 +75,7 @@ class ItemLog:
                 "after_sequence", f"must be 0 (every item) or positive, got {after_sequence}"
             )
         return await self._write(
+            store,
             user_id,
             session_id,
             items,
@@ -86,6 +88,7 @@ class ItemLog:
 
     async def _write(
         self,
+        store: SessionStore,
         user_id: str,
         session_id: str,
         items: Sequence[Item],
@@ -116,18 +119,19 @@ class ItemLog:
             items=tuple(items),
             input=_user_text(items),
             output=_assistant_text(items),
-            state_delta=state_delta,
+            state_delta=scopes.stored_delta(state_delta),
             request_id=request_id,
             expected_last_sequence=expected_last_sequence,
             expected_etag=etag or None,
             replace_after=replace_after,
         )
-        return await self.store.write_items(
+        return await store.write_items(
             user_id=user_id, session_id=session_id, write=write, now_ms=self._clock()
         )
 
     async def list(
         self,
+        store: SessionStore,
         *,
         user_id: str,
         session_id: str,
@@ -157,7 +161,7 @@ class ItemLog:
                 before = bound
             else:
                 after = bound
-        page = await self.store.list_items(
+        page = await store.list_items(
             user_id=user_id,
             session_id=session_id,
             after=after,
@@ -173,7 +177,7 @@ class ItemLog:
         return ItemsPage(page.items, token)
 
     async def attached(
-        self, *, user_id: str, session_id: str, turns: Sequence[Turn]
+        self, store: SessionStore, *, user_id: str, session_id: str, turns: Sequence[Turn]
     ) -> Sequence[Turn]:
         """The turns with their items: one more read, of the sequence range they span."""
         ranged = [t for t in turns if t.first_item_sequence and t.last_item_sequence]
@@ -181,7 +185,7 @@ class ItemLog:
             return turns
         low = min(t.first_item_sequence for t in ranged)
         high = max(t.last_item_sequence for t in ranged)
-        page = await self.store.list_items(
+        page = await store.list_items(
             user_id=user_id,
             session_id=session_id,
             after=low - 1,
@@ -195,15 +199,13 @@ class ItemLog:
             by_turn.setdefault(item.turn_index, []).append(item)
         return [dataclasses.replace(t, items=tuple(by_turn.get(t.index, ()))) for t in turns]
 
-    async def pop(self, *, user_id: str, session_id: str) -> tuple[Item | None, Session]:
-        return await self.store.pop_item(
-            user_id=user_id, session_id=session_id, now_ms=self._clock()
-        )
+    async def pop(
+        self, store: SessionStore, *, user_id: str, session_id: str
+    ) -> tuple[Item | None, Session]:
+        return await store.pop_item(user_id=user_id, session_id=session_id, now_ms=self._clock())
 
-    async def clear(self, *, user_id: str, session_id: str) -> Session:
-        return await self.store.clear_items(
-            user_id=user_id, session_id=session_id, now_ms=self._clock()
-        )
+    async def clear(self, store: SessionStore, *, user_id: str, session_id: str) -> Session:
+        return await store.clear_items(user_id=user_id, session_id=session_id, now_ms=self._clock())
 
 
 def _user_text(items: Sequence[Item]) -> str:

@@ -7,7 +7,7 @@ import secrets
 from collections.abc import AsyncGenerator, Callable, Sequence
 from contextlib import aclosing
 
-from agent_sessions import paging, validation
+from agent_sessions import paging, scopes, validation
 from agent_sessions.agents import AgentRegistry
 from agent_sessions.errors import InvalidArgument, quote
 from agent_sessions.model import (
@@ -74,7 +74,7 @@ class SessionManager:
             in_flight=self._in_flight,
             observer=observer,
         )
-        self._items = ItemLog(store, self._policy, clock=clock)
+        self._items = ItemLog(self._policy, clock=clock)
         self._turns = TurnRunner(
             store,
             agents,
@@ -98,6 +98,7 @@ class SessionManager:
         labels: dict[str, str] | None = None,
         request_id: str = "",
         external_agent: bool = False,
+        app: str = "",
     ) -> Session:
         policy = self._policy
         now = self._clock()
@@ -108,6 +109,7 @@ class SessionManager:
                 "set session_id too, or leave request_id empty",
             )
         session = Session(
+            app=validation.app(app),
             session_id=validation.session_id(session_id) if session_id else new_session_id(),
             user_id=validation.user_id(user_id),
             # An agent that runs elsewhere need not be one this server knows.
@@ -127,14 +129,16 @@ class SessionManager:
             ),
             turn_count=0,
             total_turns=0,
-            state=validation.state(
-                state or {}, max_bytes=policy.max_state_bytes, field="state_json"
+            state=scopes.stored_state(
+                validation.state(state or {}, max_bytes=policy.max_state_bytes, field="state_json")
             ),
             labels=validation.labels(labels or {}),
             external_agent=external_agent,
             create_request_id=validation.request_id(request_id),
         )
-        return await self.store.create(session, max_sessions_per_user=policy.max_sessions_per_user)
+        return await self.store.app(session.app).create(
+            session, max_sessions_per_user=policy.max_sessions_per_user
+        )
 
     async def import_session(
         self,
@@ -155,6 +159,7 @@ class SessionManager:
         external_agent: bool = False,
         items: Sequence[Item] = (),
         last_item_sequence: int = 0,
+        app: str = "",
     ) -> Session:
         """Creates a session with a finished history; see ``SessionService.ImportSession``.
 
@@ -165,6 +170,7 @@ class SessionManager:
         ``ImportSessionRequest`` (``snapshot.ttl``, ``snapshot.turns[3].index``).
         """
         policy = self._policy
+        app = validation.app(app, field="snapshot.app")
         session_id = validation.session_id(session_id, field="snapshot.session_id")
         user_id = validation.user_id(user_id, field="snapshot.user_id")
         agent_id = (
@@ -179,8 +185,10 @@ class SessionManager:
         max_turns = validation.max_turns(
             policy.default_max_turns if max_turns is None else max_turns, field="snapshot.max_turns"
         )
-        state = validation.state(
-            state or {}, max_bytes=policy.max_state_bytes, field="snapshot.state_json"
+        state = scopes.stored_state(
+            validation.state(
+                state or {}, max_bytes=policy.max_state_bytes, field="snapshot.state_json"
+            )
         )
         labels = validation.labels(labels or {}, field="snapshot.labels")
         if not 0 <= folded_turns <= MAX_FOLDED_TURNS:
@@ -201,6 +209,7 @@ class SessionManager:
         completed = sum(t.status is TurnStatus.COMPLETED for t in history)
         now = self._clock()
         session = Session(
+            app=app,
             session_id=session_id,
             user_id=user_id,
             agent_id=agent_id,
@@ -221,7 +230,7 @@ class SessionManager:
             external_agent=external_agent,
             last_item_sequence=max(last_item_sequence, items[-1].sequence if items else 0),
         )
-        return await self.store.import_session(
+        return await self.store.app(app).import_session(
             session, history, max_sessions_per_user=policy.max_sessions_per_user
         )
 
@@ -311,28 +320,35 @@ class SessionManager:
                 completed_by_request[turn.request_id] = turn.index
         return list(turns)
 
-    async def get(self, *, user_id: str, session_id: str) -> Session:
-        return await self.store.get(
+    async def get(self, *, user_id: str, session_id: str, app: str = "") -> Session:
+        return await self._store(app).get(
             user_id=validation.user_id(user_id),
             session_id=validation.session_id(session_id),
             now_ms=self._clock(),
         )
 
     async def list(
-        self, *, user_id: str, agent_id: str = "", page_size: int = 0, page_token: str = ""
+        self,
+        *,
+        user_id: str,
+        agent_id: str = "",
+        page_size: int = 0,
+        page_token: str = "",
+        app: str = "",
     ) -> SessionsPage:
+        store = self._store(app)
         validation.user_id(user_id)
         if agent_id:
             validation.agent_id(agent_id)
         size = validation.page_size(page_size, default=SESSIONS_PAGE_SIZE, maximum=MAX_PAGE_SIZE)
-        query = {"user_id": user_id, "agent_id": agent_id}
+        query = {"user_id": user_id, "agent_id": agent_id, "app": app}
         after = None
         if page_token:
             position = paging.decode(page_token, query)
             after = SessionCursor(
                 paging.integer(position, "t", minimum=0), paging.text(position, "s")
             )
-        page = await self.store.list(
+        page = await store.list(
             user_id=user_id,
             agent_id=agent_id or None,
             page_size=size,
@@ -346,9 +362,10 @@ class SessionManager:
         return SessionsPage(page.sessions, token)
 
     async def update(
-        self, *, user_id: str, session_id: str, patch: SessionPatch, etag: str = ""
+        self, *, user_id: str, session_id: str, patch: SessionPatch, etag: str = "", app: str = ""
     ) -> Session:
         policy = self._policy
+        store = self._store(app)
         if patch == SessionPatch():
             raise InvalidArgument(
                 "update_mask",
@@ -358,6 +375,7 @@ class SessionManager:
             validation.state(
                 patch.state, max_bytes=policy.max_state_bytes, field="session.state_json"
             )
+            patch = dataclasses.replace(patch, state=scopes.stored_state(patch.state))
         if patch.labels is not None:
             validation.labels(patch.labels)
         if patch.ttl_ms is not None:
@@ -366,7 +384,7 @@ class SessionManager:
             validation.duration_ms("idle_timeout", patch.idle_timeout_ms, max_ms=policy.max_ttl_ms)
         if patch.max_turns is not None:
             validation.max_turns(patch.max_turns)
-        return await self.store.update(
+        return await store.update(
             user_id=validation.user_id(user_id),
             session_id=validation.session_id(session_id),
             patch=patch,
@@ -374,15 +392,15 @@ class SessionManager:
             now_ms=self._clock(),
         )
 
-    async def end(self, *, user_id: str, session_id: str) -> Session:
-        return await self.store.end(
+    async def end(self, *, user_id: str, session_id: str, app: str = "") -> Session:
+        return await self._store(app).end(
             user_id=validation.user_id(user_id),
             session_id=validation.session_id(session_id),
             now_ms=self._clock(),
         )
 
-    async def delete(self, *, user_id: str, session_id: str) -> None:
-        await self.store.delete(
+    async def delete(self, *, user_id: str, session_id: str, app: str = "") -> None:
+        await self._store(app).delete(
             user_id=validation.user_id(user_id),
             session_id=validation.session_id(session_id),
             now_ms=self._clock(),
@@ -398,7 +416,9 @@ class SessionManager:
         newest_first: bool = False,
         include_archived: bool = False,
         include_items: bool = False,
+        app: str = "",
     ) -> TurnsPage:
+        store = self._store(app)
         validation.user_id(user_id)
         validation.session_id(session_id)
         size = validation.page_size(page_size, default=TURNS_PAGE_SIZE, maximum=MAX_PAGE_SIZE)
@@ -412,7 +432,7 @@ class SessionManager:
         start = (
             paging.integer(paging.decode(page_token, query), "i", minimum=1) if page_token else None
         )
-        page = await self.store.list_turns(
+        page = await store.list_turns(
             user_id=user_id,
             session_id=session_id,
             start_index=start,
@@ -425,7 +445,9 @@ class SessionManager:
         turns = page.turns
         if include_items:
             turns = [
-                *await self._items.attached(user_id=user_id, session_id=session_id, turns=turns)
+                *await self._items.attached(
+                    store, user_id=user_id, session_id=session_id, turns=turns
+                )
             ]
         return TurnsPage(turns, token)
 
@@ -439,9 +461,11 @@ class SessionManager:
         expected_last_sequence: int | None = None,
         etag: str = "",
         request_id: str = "",
+        app: str = "",
     ) -> ItemsWritten:
         """Appends items as one new turn; see ``SessionService.AppendItems``."""
         return await self._items.append(
+            self._store(app),
             user_id=validation.user_id(user_id),
             session_id=validation.session_id(session_id),
             items=items,
@@ -460,9 +484,11 @@ class SessionManager:
         items: Sequence[Item],
         expected_last_sequence: int | None = None,
         request_id: str = "",
+        app: str = "",
     ) -> ItemsWritten:
         """Replaces the items after ``after_sequence``; see ``SessionService.ReplaceItems``."""
         return await self._items.replace(
+            self._store(app),
             user_id=validation.user_id(user_id),
             session_id=validation.session_id(session_id),
             after_sequence=after_sequence,
@@ -481,8 +507,10 @@ class SessionManager:
         newest_first: bool = False,
         after_sequence: int = 0,
         include_archived: bool = False,
+        app: str = "",
     ) -> ItemsPage:
         return await self._items.list(
+            self._store(app),
             user_id=validation.user_id(user_id),
             session_id=validation.session_id(session_id),
             page_size=page_size,
@@ -492,21 +520,28 @@ class SessionManager:
             include_archived=include_archived,
         )
 
-    async def pop_item(self, *, user_id: str, session_id: str) -> tuple[Item | None, Session]:
+    async def pop_item(
+        self, *, user_id: str, session_id: str, app: str = ""
+    ) -> tuple[Item | None, Session]:
         return await self._items.pop(
-            user_id=validation.user_id(user_id), session_id=validation.session_id(session_id)
+            self._store(app),
+            user_id=validation.user_id(user_id),
+            session_id=validation.session_id(session_id),
         )
 
-    async def clear_items(self, *, user_id: str, session_id: str) -> Session:
+    async def clear_items(self, *, user_id: str, session_id: str, app: str = "") -> Session:
         return await self._items.clear(
-            user_id=validation.user_id(user_id), session_id=validation.session_id(session_id)
+            self._store(app),
+            user_id=validation.user_id(user_id),
+            session_id=validation.session_id(session_id),
         )
 
     async def compress(
-        self, *, user_id: str, session_id: str, keep_last: int | None = None
+        self, *, user_id: str, session_id: str, keep_last: int | None = None, app: str = ""
     ) -> Compressed:
         """Folds all turns but the last ``keep_last`` (the server's default when None) into
         the summary; see ``SessionService.CompressSession``."""
+        validation.app(app)
         validation.user_id(user_id)
         validation.session_id(session_id)
         if keep_last is None:
@@ -516,21 +551,22 @@ class SessionManager:
                 "keep_last", f"is {keep_last}; give 0 or more turns to keep, or leave it unset"
             )
         with self._in_flight.track():
-            return await self._compactor.compress(user_id, session_id, keep_last)
+            return await self._compactor.compress(app, user_id, session_id, keep_last)
 
     async def run(
-        self, *, user_id: str, session_id: str, text: str, request_id: str = ""
+        self, *, user_id: str, session_id: str, text: str, request_id: str = "", app: str = ""
     ) -> AsyncGenerator[RunEvent, None]:
         """Runs one turn, yielding its events; see ``SessionService.Run``.
 
         Close the iterator (``contextlib.aclosing``) when abandoning it early: the
         turn is then recorded CANCELLED.
         """
+        validation.app(app)
         validation.user_id(user_id)
         validation.session_id(session_id)
         validation.run_input(text, max_bytes=self._policy.max_input_bytes)
         validation.request_id(request_id)
-        async with aclosing(self._turns.run(user_id, session_id, text, request_id)) as events:
+        async with aclosing(self._turns.run(app, user_id, session_id, text, request_id)) as events:
             async for event in events:
                 yield event
 
@@ -539,6 +575,10 @@ class SessionManager:
         compactions under way."""
         await self._compactor.settle(timeout_s)
         await self._in_flight.idle(timeout_s)
+
+    def _store(self, app: str) -> SessionStore:
+        """The store of ``app``, a valid app name."""
+        return self.store.app(validation.app(app))
 
     def _known_agent(self, agent_id: str, field: str = "agent_id") -> str:
         validation.agent_id(agent_id, field=field)

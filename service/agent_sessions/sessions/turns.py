@@ -11,7 +11,7 @@ import time
 from collections.abc import AsyncGenerator, Callable
 from contextlib import aclosing
 
-from agent_sessions import validation
+from agent_sessions import scopes, validation
 from agent_sessions.agents import (
     Agent,
     AgentContext,
@@ -80,7 +80,7 @@ class TurnRunner:
         self._runs = InFlight()
 
     async def run(
-        self, user_id: str, session_id: str, text: str, request_id: str
+        self, app: str, user_id: str, session_id: str, text: str, request_id: str
     ) -> AsyncGenerator[RunEvent, None]:
         """Runs one turn of a checked request, yielding its events."""
         policy = self._policy
@@ -88,16 +88,17 @@ class TurnRunner:
             raise TooManyRuns(policy.max_concurrent_runs)
         # aclosing: closing this generator must reach the turn at once, to record it.
         with self._runs.track():
-            async with aclosing(self._turn(user_id, session_id, text, request_id)) as events:
+            turn = self._turn(self.store.app(app), user_id, session_id, text, request_id)
+            async with aclosing(turn) as events:
                 async for event in events:
                     yield event
 
     async def _turn(
-        self, user_id: str, session_id: str, text: str, request_id: str
+        self, store: SessionStore, user_id: str, session_id: str, text: str, request_id: str
     ) -> AsyncGenerator[RunEvent, None]:
         policy = self._policy
         run_id = secrets.token_hex(8)
-        start = await self.store.begin_turn(
+        start = await store.begin_turn(
             user_id=user_id,
             session_id=session_id,
             text=text,
@@ -129,7 +130,7 @@ class TurnRunner:
             state_delta = StateDelta()
             usage = TokenUsage()
             heartbeat = Heartbeat(
-                self.store, start, run_id, lease_ms=policy.turn_lease_ms, clock=self._clock
+                store, start, run_id, lease_ms=policy.turn_lease_ms, clock=self._clock
             )
             observer.turn_started(agent=agent, session_id=session_id, turn_index=start.turn.index)
             called = time.perf_counter()
@@ -163,6 +164,7 @@ class TurnRunner:
                                         f"it sent a {type(item).__name__}, not text, a "
                                         "StateDelta or a TokenUsage"
                                     )
+                    state_delta = scopes.stored_delta(state_delta)
                     if state_delta:
                         self._check_agent_state(start.session, state_delta)
             except (asyncio.CancelledError, GeneratorExit):
@@ -193,7 +195,7 @@ class TurnRunner:
                 raise
             self._agent_finished(agent, "completed", called)
 
-            turn, session = await self.store.finish_turn(
+            turn, session = await store.finish_turn(
                 user_id=user_id,
                 session_id=session_id,
                 turn=start.turn,
@@ -253,7 +255,7 @@ class TurnRunner:
         session = start.session
         try:
             with self._in_flight.track():
-                await self.store.finish_turn(
+                await self.store.app(session.app).finish_turn(
                     user_id=session.user_id,
                     session_id=session.session_id,
                     turn=start.turn,

@@ -12,6 +12,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from agent_sessions import scopes
 from agent_sessions.errors import (
     EtagMismatch,
     ExternalAgentSession,
@@ -81,6 +82,10 @@ class MemorySessionStore:
         self._by_user: dict[str, set[str]] = {}
         self._last_sweep_ms = 0
         self._namespaces: dict[str, MemorySessionStore] = {}
+        self._apps: dict[str, MemorySessionStore] = {}
+        # The shared scopes of state, key -> JSON text as for a session's.
+        self._user_state: dict[str, dict[str, str]] = {}
+        self._app_state: dict[str, str] = {}
 
     async def create(self, session: Session, *, max_sessions_per_user: int = 0) -> Session:
         return self._insert(session, (), max_sessions_per_user)
@@ -111,7 +116,7 @@ class MemorySessionStore:
         record = _Record(
             # Copies: the caller keeps its dicts, and what is stored changes only here.
             session=dataclasses.replace(session, state={}, labels=dict(session.labels)),
-            state_json={k: json.dumps(v) for k, v in session.state.items()},
+            state_json={},
             turns=[dataclasses.replace(t, items=()) for t in turns],
             turn_by_request={t.request_id: t.index for t in turns if t.request_id},
             items={item.sequence: item for item in items},
@@ -119,6 +124,7 @@ class MemorySessionStore:
         )
         self._records[key] = record
         self._by_user.setdefault(session.user_id, set()).add(session.session_id)
+        self._apply(record, StateDelta(set=session.state))
         return self._view(record)
 
     async def get(self, *, user_id: str, session_id: str, now_ms: int) -> Session:
@@ -166,7 +172,9 @@ class MemorySessionStore:
         if expected_etag is not None and expected_etag != session.etag:
             raise EtagMismatch(session_id, expected_etag, session.etag)
         if patch.state is not None:
-            record.state_json = {k: json.dumps(v) for k, v in patch.state.items()}
+            # The session's keys are replaced; the user's and the app's named are set.
+            record.state_json = {}
+            self._apply(record, StateDelta(set=patch.state))
         changed = dataclasses.replace(
             session,
             labels=session.labels if patch.labels is None else dict(patch.labels),
@@ -501,12 +509,22 @@ class MemorySessionStore:
             record.item_by_id.pop(item.item_id, None)
         return item
 
-    @staticmethod
-    def _apply(record: _Record, delta: StateDelta) -> None:
+    def _apply(self, record: _Record, delta: StateDelta) -> None:
         for key in delta.delete:
-            record.state_json.pop(key, None)
+            scope, field = self._scope(record, key)
+            scope.pop(field, None)
         for key, value in delta.set.items():
-            record.state_json[key] = json.dumps(value)
+            scope, field = self._scope(record, key)
+            scope[field] = json.dumps(value)
+
+    def _scope(self, record: _Record, key: str) -> tuple[dict[str, str], str]:
+        """The state that ``key`` names, and its field there."""
+        if key.startswith(scopes.USER_PREFIX):
+            user_state = self._user_state.setdefault(record.session.user_id, {})
+            return user_state, key.removeprefix(scopes.USER_PREFIX)
+        if key.startswith(scopes.APP_PREFIX):
+            return self._app_state, key.removeprefix(scopes.APP_PREFIX)
+        return record.state_json, key
 
     async def fold(self, *, user_id: str, session_id: str, fold: Fold, now_ms: int) -> Session:
         record = self._live(user_id, session_id, now_ms)
@@ -543,6 +561,14 @@ class MemorySessionStore:
     def namespace(self, name: str) -> MemorySessionStore:
         return self._namespaces.setdefault(name, MemorySessionStore())
 
+    def app(self, name: str) -> MemorySessionStore:
+        if not name:
+            return self
+        store = self._apps.get(name)
+        if store is None:
+            store = self._apps[name] = MemorySessionStore()
+        return store
+
     async def ping(self) -> None:
         return None
 
@@ -568,7 +594,9 @@ class MemorySessionStore:
         if user_sessions is not None:
             user_sessions.discard(key[1])
             if not user_sessions:
+                # The user's state lives as long as they have sessions (as in Redis).
                 del self._by_user[key[0]]
+                self._user_state.pop(key[0], None)
 
     def _sweep(self, now_ms: int) -> None:
         # Expired sessions of users who never come back would otherwise stay forever.
@@ -584,7 +612,12 @@ class MemorySessionStore:
             session, update_time_ms=now_ms, last_activity_ms=now_ms, version=session.version + 1
         )
 
-    @staticmethod
-    def _view(record: _Record) -> Session:
+    def _view(self, record: _Record) -> Session:
         state = {k: json.loads(v) for k, v in record.state_json.items()}
+        shared = (
+            (scopes.USER_PREFIX, self._user_state.get(record.session.user_id, {})),
+            (scopes.APP_PREFIX, self._app_state),
+        )
+        for prefix, scope in shared:
+            state.update((prefix + k, json.loads(v)) for k, v in scope.items())
         return dataclasses.replace(record.session, state=state, labels=dict(record.session.labels))

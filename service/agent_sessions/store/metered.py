@@ -334,6 +334,11 @@ class MeteredSessionStore:
     def namespace(self, name: str) -> SessionStore:
         return MeteredSessionStore(self._store.namespace(name), self._ops.metrics, _ops=self._ops)
 
+    def app(self, name: str) -> SessionStore:
+        if not name:
+            return self
+        return MeteredSessionStore(self._store.app(name), self._ops.metrics, _ops=self._ops)
+
     async def ping(self) -> None:
         await _timed(self._ops.ping, self._store.ping())
 

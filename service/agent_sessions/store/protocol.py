@@ -237,6 +237,16 @@ class SessionStore(Protocol):
         """
         ...
 
+    def app(self, name: str) -> SessionStore:
+        """The store of app ``name`` ("": this one): its sessions, users' state and app
+        state are apart from every other app's. It shares this store's connection.
+
+        Every store keeps state in three scopes (see :mod:`agent_sessions.scopes`): a
+        write routes each key by its prefix, in the same atomic step as the rest of the
+        write, and a returned session's ``state`` is the merged view.
+        """
+        ...
+
     async def ping(self) -> None:
         """Returns when the backend answers; raises ``StoreUnavailable`` otherwise."""
         ...

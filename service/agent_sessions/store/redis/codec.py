@@ -147,9 +147,9 @@ def state_pairs(state: Mapping[str, JsonValue]) -> list[str]:
     return pairs
 
 
-def decode_session(session_id: str, meta: list[str], state: list[str]) -> Session:
+def decode_session(session_id: str, meta: list[str], state: list[str], *, app: str = "") -> Session:
     """The session of a script's reply: ``meta`` the values of :data:`META_FIELDS` in
-    order, ``state`` the state hash as a flat HGETALL array."""
+    order, ``state`` the merged state as a flat HGETALL-like array."""
     (
         user_id,
         agent_id,
@@ -177,6 +177,7 @@ def decode_session(session_id: str, meta: list[str], state: list[str]) -> Sessio
     ) = meta
     pairs = iter(state)
     return Session(
+        app=app,
         session_id=session_id,
         user_id=user_id,
         agent_id=agent_id,

@@ -14,9 +14,16 @@ Under a prefix ``P`` (``sessions:`` by default), for user ``U`` and session ``S`
   sequence number;
 - ``P{U}:s:S:item_ids``: client item id -> sequence number, for the items that have one;
 - ``P{U}:s:S:archived_items``: the items of folded turns, kept for audit (only when
-  archiving), scored by sequence number like ``items``.
+  archiving), scored by sequence number like ``items``;
+- ``P{U}:user_state``: the user's state (the ``user:`` keys, without the prefix), shared
+  by the user's sessions;
+- ``P{U}:app_outbox``: on a cluster only, the app-state writes of the user's commits
+  not yet applied to ``Papp_state`` (see ``store.py``);
+- ``Papp_state``: the app's state (the ``app:`` keys, without the prefix), shared by all
+  of its users; it holds no hash tag, and is the one key that never expires.
 
-A tenant's key space is that of the prefix ``Pt:<tenant>:`` (:meth:`KeySpace.namespace`).
+A tenant's key space is that of the prefix ``Pt:<tenant>:`` (:meth:`KeySpace.namespace`),
+an app's that of ``Pa:<app>:`` (:meth:`KeySpace.app`; the default app's is ``P``'s own).
 
 Every key of a user carries the ``{U}`` hash tag, so all of them hash to one cluster slot
 (why per user, and what that costs, is in ``store.py``). The tag is the first ``{...}``
@@ -42,7 +49,11 @@ _ARCHIVE = ":archive"
 _ITEMS = ":items"
 _ITEM_IDS = ":item_ids"
 _ARCHIVED_ITEMS = ":archived_items"
+_USER_STATE = ":user_state"
+_APP_OUTBOX = ":app_outbox"
+_APP_STATE = "app_state"
 _TENANT = "t:"
+_APP = "a:"
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,11 +69,15 @@ class SessionKeys:
     items: str
     item_ids: str
     archived_items: str
+    user_state: str
+    app_scope: str
+    """The app's state, or on a cluster the user's outbox of app-state writes."""
 
     @property
-    def all(self) -> tuple[str, str, str, str, str, str, str, str, str]:
+    def all(self) -> tuple[str, str, str, str, str, str, str, str, str, str, str]:
         """KEYS of the scripts that write a session, in their order: meta, state, turns,
-        requests, index, archive, items, item_ids, archived_items."""
+        requests, index, archive, items, item_ids, archived_items, user_state,
+        app_scope."""
         return (
             self.meta,
             self.state,
@@ -73,6 +88,8 @@ class SessionKeys:
             self.items,
             self.item_ids,
             self.archived_items,
+            self.user_state,
+            self.app_scope,
         )
 
 
@@ -83,6 +100,9 @@ class UserKeys:
     index: str
     session_prefix: str
     """A session's meta key is this followed by its session id."""
+    user_state: str
+    app_scope: str
+    """The app's state, or on a cluster this user's outbox of app-state writes."""
     state_suffix: str = _STATE
     """A session's state key is its meta key followed by this."""
 
@@ -98,18 +118,31 @@ class UserKeys:
             items=meta + _ITEMS,
             item_ids=meta + _ITEM_IDS,
             archived_items=meta + _ARCHIVED_ITEMS,
+            user_state=self.user_state,
+            app_scope=self.app_scope,
         )
 
 
 @dataclass(frozen=True, slots=True)
 class KeySpace:
-    """Every key name of a store under ``prefix``."""
+    """Every key name of a store under ``prefix``; with ``app_outbox``, scripts are given
+    the user's outbox of app-state writes instead of the app's state (on a cluster)."""
 
     prefix: str
+    app_outbox: bool = False
 
     def user(self, user_id: str) -> UserKeys:
         tagged = f"{self.prefix}{{{user_id}}}"
-        return UserKeys(index=tagged + _INDEX, session_prefix=tagged + _SESSION)
+        return UserKeys(
+            index=tagged + _INDEX,
+            session_prefix=tagged + _SESSION,
+            user_state=tagged + _USER_STATE,
+            app_scope=tagged + _APP_OUTBOX if self.app_outbox else self.app_state,
+        )
+
+    @property
+    def app_state(self) -> str:
+        return self.prefix + _APP_STATE
 
     def user_index(self, user_id: str) -> str:
         return self.user(user_id).index
@@ -119,7 +152,13 @@ class KeySpace:
 
     def namespace(self, name: str) -> KeySpace:
         """The key space of tenant ``name``, apart from this one's and from other tenants'."""
-        return KeySpace(f"{self.prefix}{_TENANT}{name}:")
+        return KeySpace(f"{self.prefix}{_TENANT}{name}:", self.app_outbox)
+
+    def app(self, name: str) -> KeySpace:
+        """The key space of app ``name`` ("": this one), apart from every other app's."""
+        if not name:
+            return self
+        return KeySpace(f"{self.prefix}{_APP}{name}:", self.app_outbox)
 
     @property
     def prefix_has_hash_tag(self) -> bool:

@@ -24,8 +24,8 @@ sessions, and could no longer be one script:
 - every write moves its session in the user's index (by activity) as it commits, so a
   listing neither shows a session that is gone nor misses one;
 - a listing pages through the index and reads the sessions it names in one step;
-- state scoped to the user rather than to one session (coming) is to commit with a turn
-  of any of their sessions.
+- the user's state (``user:`` keys) commits with a turn or an append of any of their
+  sessions.
 
 The cost: all of a user's sessions live in one slot, so on one master. A very heavy user
 (many sessions, long histories, many turns a second) is bounded by that master's memory
@@ -33,13 +33,25 @@ and throughput; more masters spread users, not one user's sessions. Users spread
 the masters by a hash of their id, evenly only on average: a few heavy users make their
 masters hotter than the others. A caller that must go past that splits such a user into
 several user ids, and gives up the per-user limit, listing and state across the parts.
+
+Where the app's state is
+------------------------
+The app's state (``app:`` keys) is shared by every user, so no user's slot can hold it.
+On one server the scripts get its key and write it with the rest of the commit. On a
+cluster they cannot: a commit queues its ``app:`` changes in the user's outbox, in the
+user's slot and in the same script, and this store applies the outbox to the app's
+state (one more script, on the app's slot) before it answers. The commit itself stays
+atomic; a process that dies in between leaves the changes queued, and the user's next
+app-state write applies them first. Replies on a cluster read the app's state apart.
 """
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import dataclasses
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 import redis.asyncio
@@ -49,6 +61,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
 
+from agent_sessions import scopes
 from agent_sessions.errors import (
     EtagMismatch,
     ExternalAgentSession,
@@ -96,6 +109,10 @@ _UNREACHABLE = (
     redis.exceptions.RedisClusterException,
 )
 
+_Flat = list[str]
+"""A reply's array of strings (the class's ``list`` method hides the builtin)."""
+_OUTBOX_BATCH = 100
+"""App-state writes applied per round trip when a user's outbox is drained."""
 _NON_LOCAL_KEY = "Script attempted to access a non local key"
 
 _Client = redis.asyncio.Redis | RedisCluster
@@ -127,25 +144,29 @@ class RedisSessionStore:
                 'encoding_errors="surrogateescape"'
             )
         self._client = client
-        self._keys = KeySpace(prefix)
+        # On a cluster the app's state is in another slot than its users' keys.
+        self._keys = KeySpace(prefix, app_outbox=isinstance(client, RedisCluster))
+        self._app = ""
         self._owns_client = owns_client
         self._compress_over = compress_over_bytes
         self._gate = gate_of(client)
-        self._create = client.register_script(scripts.CREATE)
-        self._get = client.register_script(scripts.GET)
-        self._list = client.register_script(scripts.LIST)
-        self._update = client.register_script(scripts.UPDATE)
-        self._end = client.register_script(scripts.END)
-        self._delete = client.register_script(scripts.DELETE)
-        self._begin_turn = client.register_script(scripts.BEGIN_TURN)
-        self._renew_lease = client.register_script(scripts.RENEW_LEASE)
-        self._finish_turn = client.register_script(scripts.FINISH_TURN)
-        self._list_turns = client.register_script(scripts.LIST_TURNS)
-        self._fold = client.register_script(scripts.FOLD)
-        self._write_items = client.register_script(scripts.WRITE_ITEMS)
-        self._list_items = client.register_script(scripts.LIST_ITEMS)
-        self._pop_item = client.register_script(scripts.POP_ITEM)
-        self._clear_items = client.register_script(scripts.CLEAR_ITEMS)
+        source = scripts.sources(app_outbox=self._keys.app_outbox)
+        self._create = client.register_script(source["create"])
+        self._get = client.register_script(source["get"])
+        self._list = client.register_script(source["list"])
+        self._update = client.register_script(source["update"])
+        self._end = client.register_script(source["end"])
+        self._delete = client.register_script(source["delete"])
+        self._begin_turn = client.register_script(source["begin_turn"])
+        self._renew_lease = client.register_script(source["renew_lease"])
+        self._finish_turn = client.register_script(source["finish_turn"])
+        self._list_turns = client.register_script(source["list_turns"])
+        self._fold = client.register_script(source["fold"])
+        self._write_items = client.register_script(source["write_items"])
+        self._list_items = client.register_script(source["list_items"])
+        self._pop_item = client.register_script(source["pop_item"])
+        self._clear_items = client.register_script(source["clear_items"])
+        self._apply_app_state = client.register_script(source["apply_app_state"])
 
     @classmethod
     def from_url(
@@ -238,15 +259,20 @@ class RedisSessionStore:
             raise TooManySessions(session.user_id, max_sessions)
         if reply[0] != "OK":
             raise SessionAlreadyExists(session.session_id)
-        return codec.decode_session(session.session_id, reply[1], reply[2])
+        return await self._session(
+            session.session_id,
+            reply[1],
+            reply[2],
+            drain_of=session.user_id if scopes.touches_app_state(session.state) else None,
+        )
 
     async def get(self, *, user_id: str, session_id: str, now_ms: int) -> Session:
         """The live session; raises ``SessionNotFound``."""
         keys = self._keys.session(user_id, session_id)
-        reply = await self._run(self._get, (keys.meta, keys.state), (now_ms,))
+        reply = await self._run(self._get, keys.all, (now_ms,))
         if reply[0] != "OK":
             raise SessionNotFound(session_id)
-        return codec.decode_session(session_id, reply[1], reply[2])
+        return await self._session(session_id, reply[1], reply[2])
 
     async def list(
         self,
@@ -268,9 +294,12 @@ class RedisSessionStore:
         ]
         if after is not None:
             args += ("1", after.last_activity_ms, after.session_id)
-        reply = await self._run(self._list, (user.index,), args)
+        keys = (user.index, user.user_state, user.app_scope)
+        reply = await self._run(self._list, keys, args)
+        shared = reply[3] + await self._app_state_apart()
         sessions = [
-            codec.decode_session(session_id, meta, state) for session_id, meta, state in reply[2]
+            codec.decode_session(session_id, meta, state + shared, app=self._app)
+            for session_id, meta, state in reply[2]
         ]
         next_cursor = None
         if reply[1] and sessions:
@@ -303,7 +332,10 @@ class RedisSessionStore:
         reply = await self._run(self._update, self._keys.session(user_id, session_id).all, args)
         tag = reply[0]
         if tag == "OK":
-            return codec.decode_session(session_id, reply[1], reply[2])
+            touches_app = patch.state is not None and scopes.touches_app_state(patch.state)
+            return await self._session(
+                session_id, reply[1], reply[2], drain_of=user_id if touches_app else None
+            )
         if tag == "ETAG":
             raise EtagMismatch(session_id, expected_etag or "", etag_of(int(reply[1])))
         raise SessionNotFound(session_id)
@@ -314,7 +346,7 @@ class RedisSessionStore:
         reply = await self._run(self._end, keys.all, (now_ms, session_id))
         if reply[0] != "OK":
             raise SessionNotFound(session_id)
-        return codec.decode_session(session_id, reply[1], reply[2])
+        return await self._session(session_id, reply[1], reply[2])
 
     async def delete(self, *, user_id: str, session_id: str, now_ms: int) -> None:
         """Removes the session, its turns and its listing; raises ``SessionNotFound``."""
@@ -356,7 +388,7 @@ class RedisSessionStore:
         reply = await self._run(self._begin_turn, keys.all, args)
         tag = reply[0]
         if tag == "OK":
-            session = codec.decode_session(session_id, reply[1], reply[2])
+            session = await self._session(session_id, reply[1], reply[2])
             history = codec.decode_completed(reply[3] + 1, reply[4])
             items = codec.decode_items(reply[5])
             turn = Turn(
@@ -368,7 +400,7 @@ class RedisSessionStore:
             )
             return TurnStart(session, turn, history, history_items=items)
         if tag == "REPLAY":
-            session = codec.decode_session(session_id, reply[1], reply[2])
+            session = await self._session(session_id, reply[1], reply[2])
             return TurnStart(session, codec.decode_turn(reply[4], reply[3]), [], replayed=True)
         if tag == "ENDED":
             raise SessionEnded(session_id)
@@ -442,10 +474,11 @@ class RedisSessionStore:
         reply = await self._run(self._finish_turn, keys.all, args)
         if reply[0] != "OK":
             raise RunSuperseded(session_id, turn.index)
-        return (
-            dataclasses.replace(finished, items=items),
-            codec.decode_session(session_id, reply[1], reply[2]),
+        touches_app = completed and scopes.touches_app(delta)
+        session = await self._session(
+            session_id, reply[1], reply[2], drain_of=user_id if touches_app else None
         )
+        return dataclasses.replace(finished, items=items), session
 
     async def list_turns(
         self,
@@ -498,7 +531,11 @@ class RedisSessionStore:
         reply = await self._run(self._write_items, keys.all, args)
         tag = reply[0]
         if tag in ("OK", "REPLAY"):
-            session = codec.decode_session(session_id, reply[1], reply[2])
+            # A replay drains too: the first attempt may have failed before it did.
+            touches_app = scopes.touches_app(delta)
+            session = await self._session(
+                session_id, reply[1], reply[2], drain_of=user_id if touches_app else None
+            )
             return ItemsWritten(codec.decode_items(reply[3]), session, replayed=tag == "REPLAY")
         raise _refusal(tag, reply, session_id, write)
 
@@ -539,7 +576,7 @@ class RedisSessionStore:
         reply = await self._run(self._pop_item, keys.all, (now_ms, session_id))
         if reply[0] != "OK":
             raise _refusal(reply[0], reply, session_id)
-        session = codec.decode_session(session_id, reply[1], reply[2])
+        session = await self._session(session_id, reply[1], reply[2])
         popped = codec.decode_items([reply[3]]) if reply[3] else []
         return (popped[0] if popped else None), session
 
@@ -549,7 +586,7 @@ class RedisSessionStore:
         reply = await self._run(self._clear_items, keys.all, (now_ms, session_id))
         if reply[0] != "OK":
             raise _refusal(reply[0], reply, session_id)
-        return codec.decode_session(session_id, reply[1], reply[2])
+        return await self._session(session_id, reply[1], reply[2])
 
     async def fold(self, *, user_id: str, session_id: str, fold: Fold, now_ms: int) -> Session:
         """Folds turns into the summary in one script; see ``SessionStore.fold``."""
@@ -570,18 +607,84 @@ class RedisSessionStore:
             raise FoldConflict(session_id)
         if reply[0] != "OK":
             raise SessionNotFound(session_id)
-        return codec.decode_session(session_id, reply[1], reply[2])
+        return await self._session(session_id, reply[1], reply[2])
 
     def namespace(self, name: str) -> RedisSessionStore:
         """The store of tenant ``name``: its own key space (see ``KeySpace.namespace``),
         the same client."""
-        tenant = RedisSessionStore(
-            self._client,
-            prefix=self._keys.namespace(name).prefix,
-            compress_over_bytes=self._compress_over,
-        )
-        tenant._gate = self._gate  # the same connections
+        tenant = copy.copy(self)
+        tenant._keys = self._keys.namespace(name)
+        tenant._owns_client = False
         return tenant
+
+    def app(self, name: str) -> RedisSessionStore:
+        """The store of app ``name`` ("": this one): its own key space (see
+        ``KeySpace.app``), the same client."""
+        if not name:
+            return self
+        app = copy.copy(self)
+        app._keys = self._keys.app(name)
+        app._app = name
+        app._owns_client = False
+        return app
+
+    async def _session(
+        self, session_id: str, meta: _Flat, state: _Flat, *, drain_of: str | None = None
+    ) -> Session:
+        """The session of a script's reply. On a cluster the reply's state lacks the app's,
+        which is read apart, after applying the app-state writes that the call queued in
+        the outbox of user ``drain_of``."""
+        if not self._keys.app_outbox:
+            return codec.decode_session(session_id, meta, state, app=self._app)
+        if drain_of is not None:
+            await self._apply_app_outbox(drain_of)
+        shared = await self._app_state_apart()
+        return codec.decode_session(session_id, meta, state + shared, app=self._app)
+
+    async def _app_state_apart(self) -> _Flat:
+        """On a cluster, the app's state, its keys prefixed (nothing elsewhere: the
+        scripts read it)."""
+        if not self._keys.app_outbox:
+            return []
+        try:
+            async with self._gate:
+                # Replies decode to str (the constructor checks the client).
+                fields = cast(dict[str, str], await self._client.hgetall(self._keys.app_state))
+        except _UNREACHABLE as error:
+            raise _unavailable(error) from error
+        return [
+            value
+            for key, json_value in fields.items()
+            for value in (scopes.APP_PREFIX + key, json_value)
+        ]
+
+    async def _apply_app_outbox(self, user_id: str) -> None:
+        """Applies the app-state writes queued in a user's outbox, oldest first.
+
+        They are taken from the outbox atomically (LPOP), so two callers never apply the
+        same write, and put back if applying fails. The commits that queued them are
+        acknowledged only after this returns; a process that dies in between leaves them
+        queued, and the user's next app-state write applies them first.
+        """
+        outbox = self._keys.user(user_id).app_scope
+        while writes := await self._pop_outbox(outbox):
+            try:
+                await self._run(self._apply_app_state, (self._keys.app_state,), writes)
+            except StoreUnavailable:
+                with contextlib.suppress(*_UNREACHABLE):
+                    async with self._gate:
+                        await self._client.lpush(outbox, *reversed(writes))
+                raise
+            if len(writes) < _OUTBOX_BATCH:
+                return
+
+    async def _pop_outbox(self, outbox: str) -> _Flat:
+        try:
+            async with self._gate:
+                writes = cast(_Flat | None, await self._client.lpop(outbox, _OUTBOX_BATCH))
+        except _UNREACHABLE as error:
+            raise _unavailable(error) from error
+        return writes or []
 
     async def ping(self) -> None:
         """Returns when Redis (every cluster master) answers; raises ``StoreUnavailable``

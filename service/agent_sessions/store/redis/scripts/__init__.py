@@ -19,8 +19,10 @@ user's slot.
 
 from __future__ import annotations
 
+from functools import cache
 from importlib.resources import files
 
+from agent_sessions import scopes
 from agent_sessions.model import SessionStatus, TurnStatus
 from agent_sessions.store.redis import codec
 
@@ -42,6 +44,8 @@ local COMPLETED = {int(TurnStatus.COMPLETED)}
 local OPEN_TURN_TAIL = {_lua_string(codec.OPEN_TURN_TAIL)}
 local ABANDONED_TAIL_BEFORE_TIME = {_lua_string(codec.ABANDONED_TAIL_BEFORE_TIME)}
 local ABANDONED_TAIL_AFTER_TIME = {_lua_string(codec.ABANDONED_TAIL_AFTER_TIME)}
+local USER_PREFIX = {_lua_string(scopes.USER_PREFIX)}
+local APP_PREFIX = {_lua_string(scopes.APP_PREFIX)}
 """
 
 
@@ -49,25 +53,32 @@ def _source(name: str) -> str:
     return _SOURCES.joinpath(f"{name}.lua").read_text(encoding="utf-8")
 
 
-_PRELUDE = _CONSTANTS + _source("prelude")
+NAMES = (
+    "create",
+    "get",
+    "list",
+    "update",
+    "end",
+    "delete",
+    "begin_turn",
+    "renew_lease",
+    "finish_turn",
+    "list_turns",
+    "fold",
+    "write_items",
+    "list_items",
+    "pop_item",
+    "clear_items",
+    "apply_app_state",
+)
 
 
-def _script(name: str) -> str:
-    return f"{_PRELUDE}\n{_source(name)}"
-
-
-CREATE = _script("create")
-GET = _script("get")
-LIST = _script("list")
-UPDATE = _script("update")
-END = _script("end")
-DELETE = _script("delete")
-BEGIN_TURN = _script("begin_turn")
-RENEW_LEASE = _script("renew_lease")
-FINISH_TURN = _script("finish_turn")
-LIST_TURNS = _script("list_turns")
-FOLD = _script("fold")
-WRITE_ITEMS = _script("write_items")
-LIST_ITEMS = _script("list_items")
-POP_ITEM = _script("pop_item")
-CLEAR_ITEMS = _script("clear_items")
+@cache
+def sources(*, app_outbox: bool) -> dict[str, str]:
+    """Each script's source by name. With ``app_outbox`` (on a cluster, where the app's
+    state is in another slot) scripts queue ``app:`` writes in the user's outbox instead
+    of applying them, and leave the app's state out of the state they return."""
+    prelude = f"{_CONSTANTS}local APP_OUTBOX = {'true' if app_outbox else 'false'}\n" + _source(
+        "prelude"
+    )
+    return {name: f"{prelude}\n{_source(name)}" for name in NAMES}

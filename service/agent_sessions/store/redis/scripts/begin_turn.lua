@@ -2,7 +2,8 @@
 -- turn if its run's lease ran out), or replays the completed turn of a request id.
 --
 -- KEYS[1] meta, KEYS[2] state, KEYS[3] turns, KEYS[4] requests, KEYS[5] index,
--- KEYS[6] archive, KEYS[7] items, KEYS[8] item_ids, KEYS[9] archived_items
+-- KEYS[6] archive, KEYS[7] items, KEYS[8] item_ids, KEYS[9] archived_items,
+-- KEYS[10] user state, KEYS[11] app state or outbox (see prelude.lua)
 -- ARGV[1] now_ms, ARGV[2] session_id, ARGV[3] request_id or "", ARGV[4] run_id,
 -- ARGV[5] lease end ms, ARGV[6] history_turns, ARGV[7] the new turn's JSON (open tail),
 -- ARGV[8] the UTF-8 bytes of its input, ARGV[9] how many of the newest items to return
@@ -23,7 +24,7 @@ if request_id ~= '' then
   if earlier then
     local turn = stored_turn(KEYS, m, earlier)
     if turn and turn_status(turn) == COMPLETED then
-      return {'REPLAY', raw, redis.call('HGETALL', KEYS[2]), earlier, turn}
+      return {'REPLAY', raw, read_state(KEYS), earlier, turn}
     end
   end
 end

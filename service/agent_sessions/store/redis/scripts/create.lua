@@ -1,7 +1,8 @@
 -- CREATE: a new session, or an imported one with its finished history.
 --
 -- KEYS[1] meta, KEYS[2] state, KEYS[3] turns, KEYS[4] requests, KEYS[5] index,
--- KEYS[6] archive, KEYS[7] items, KEYS[8] item_ids, KEYS[9] archived_items
+-- KEYS[6] archive, KEYS[7] items, KEYS[8] item_ids, KEYS[9] archived_items,
+-- KEYS[10] user state, KEYS[11] app state or outbox (see prelude.lua)
 -- ARGV[1] now_ms (the session's create time), ARGV[2] session_id,
 -- ARGV[3] the most live sessions the user may have (0: no limit),
 -- ARGV[4] the meta key of the user's sessions less their id (keys.UserKeys.session_prefix),
@@ -27,7 +28,7 @@ if existing then
   -- A retry of the create that made it (same request id) gets the session back.
   local request_id = ARGV[4 + CREATE_REQUEST_ID]
   if request_id ~= '' and raw[CREATE_REQUEST_ID] == request_id then
-    return {'OK', raw, redis.call('HGETALL', KEYS[2])}
+    return {'OK', raw, read_state(KEYS)}
   end
   return {'EXISTS'}
 end
@@ -70,5 +71,5 @@ for k = first_item, first_state - 1, 3 do
     redis.call('HSET', KEYS[8], ARGV[k + 2], ARGV[k])
   end
 end
-call_with_argv('HSET', KEYS[2], first_state, #ARGV)
+write_state(KEYS, 1, 0, first_state)
 return commit(KEYS, ARGV[2])

@@ -2,7 +2,8 @@
 -- delta and its items, if the run still owns the turn.
 --
 -- KEYS[1] meta, KEYS[2] state, KEYS[3] turns, KEYS[4] requests, KEYS[5] index,
--- KEYS[6] archive, KEYS[7] items, KEYS[8] item_ids, KEYS[9] archived_items
+-- KEYS[6] archive, KEYS[7] items, KEYS[8] item_ids, KEYS[9] archived_items,
+-- KEYS[10] user state, KEYS[11] app state or outbox (see prelude.lua)
 -- ARGV[1] now_ms, ARGV[2] session_id, ARGV[3] turn index, ARGV[4] run_id,
 -- ARGV[5] "1" when the turn completed, ARGV[6] the finished turn, ARGV[7] the UTF-8 bytes
 -- of its output, ARGV[8] the session's last item sequence the items follow ("" when
@@ -35,8 +36,7 @@ if ARGV[5] == '1' then
     redis.call('ZADD', KEYS[7], last, ARGV[k])
   end
   local n = tonumber(ARGV[10 + i])
-  call_with_argv('HDEL', KEYS[2], 11 + i, 10 + i + n)
-  call_with_argv('HSET', KEYS[2], 11 + i + n, #ARGV)
+  write_state(KEYS, 11 + i, 10 + i + n, 11 + i + n)
 end
 redis.call('HSET', KEYS[1], 'turn_count', turn_count, 'item_seq', last, 'run_index', 0,
   'run_id', '',

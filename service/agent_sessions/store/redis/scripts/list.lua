@@ -1,12 +1,15 @@
 -- LIST: a page of a user's live sessions, most recent activity first, ties by id
 -- descending; drops the sessions that are gone from the index.
 --
--- KEYS[1] index
+-- KEYS[1] index, KEYS[2] the user's state, KEYS[3] the app's state or the user's outbox
 -- ARGV[1] now_ms, ARGV[2] the meta key of the user's sessions less their id
 -- (keys.UserKeys.session_prefix), ARGV[3] what follows a meta key in its state key
 -- (keys.UserKeys.state_suffix), ARGV[4] agent_id or "" for all, ARGV[5] page_size,
 -- ARGV[6] "1" when a cursor follows, ARGV[7] cursor activity ms, ARGV[8] cursor session_id
--- -> {"OK", more (0/1), {{session_id, meta, state}, ...}}
+-- -> {"OK", more (0/1), {{session_id, meta, state}, ...}, shared state}
+--
+-- Each state is the session's own keys; the shared state (see shared_state) is the
+-- same for every session of the page, so it comes once.
 --
 -- Keys not in KEYS: the meta and state keys of the sessions read, ARGV[2] followed by
 -- each id in the index (and ARGV[3] for the state). Which sessions those are is known
@@ -66,4 +69,4 @@ end
 for i = 1, #gone, 1000 do
   redis.call('ZREM', KEYS[1], unpack(gone, i, math.min(i + 999, #gone)))
 end
-return {'OK', more, page}
+return {'OK', more, page, shared_state(KEYS[2], KEYS[3])}

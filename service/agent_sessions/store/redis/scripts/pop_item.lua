@@ -1,7 +1,8 @@
 -- POP_ITEM: removes the newest item of the history and returns it.
 --
 -- KEYS[1] meta, KEYS[2] state, KEYS[3] turns, KEYS[4] requests, KEYS[5] index,
--- KEYS[6] archive, KEYS[7] items, KEYS[8] item_ids, KEYS[9] archived_items
+-- KEYS[6] archive, KEYS[7] items, KEYS[8] item_ids, KEYS[9] archived_items,
+-- KEYS[10] user state, KEYS[11] app state or outbox (see prelude.lua)
 -- ARGV[1] now_ms, ARGV[2] session_id
 -- -> {"OK", meta, state, item record or false} | {"NOT_FOUND"} | {"ENDED"}
 --  | {"BUSY", running index}
@@ -19,7 +20,7 @@ if abandoned == false then
 end
 
 if not abandoned and redis.call('ZCARD', KEYS[7]) == 0 then
-  return {'OK', raw, redis.call('HGETALL', KEYS[2]), false}  -- nothing to pop or to change
+  return {'OK', raw, read_state(KEYS), false}  -- nothing to pop or to change
 end
 if abandoned then
   redis.call('LSET', KEYS[3], -1, abandoned)

@@ -2,9 +2,11 @@
 -- constants of the stored format before it: META, AGENT_ID, CREATE_REQUEST_ID, ENDED,
 -- COMPLETED, OPEN_TURN_TAIL, ABANDONED_TAIL_BEFORE_TIME, ABANDONED_TAIL_AFTER_TIME).
 --
--- The scripts that take a session's nine keys take them in this order:
+-- The scripts that take a session's eleven keys take them in this order:
 -- KEYS[1] meta, KEYS[2] state, KEYS[3] turns, KEYS[4] requests, KEYS[5] the user's
--- index, KEYS[6] archive, KEYS[7] items, KEYS[8] item_ids, KEYS[9] archived_items.
+-- index, KEYS[6] archive, KEYS[7] items, KEYS[8] item_ids, KEYS[9] archived_items,
+-- KEYS[10] the user's state, KEYS[11] the app's state, or with APP_OUTBOX the user's
+-- outbox of app-state writes (the app's state is in another cluster slot).
 
 -- The meta values and the same values by field name, or nil when the session is
 -- missing or expired at the caller's clock (tests move that clock past Redis's).
@@ -64,6 +66,78 @@ local function close_turn(open, tail)
   return string.sub(open, 1, -#OPEN_TURN_TAIL - 1) .. tail
 end
 
+-- The user's and (unless it is in another slot) the app's state, their keys prefixed, as
+-- one flat HGETALL-like array.
+local function shared_state(user_state, app_state)
+  local shared = {}
+  local scopes = {{USER_PREFIX, user_state}}
+  if not APP_OUTBOX then
+    scopes[2] = {APP_PREFIX, app_state}
+  end
+  for _, scope in ipairs(scopes) do
+    local fields = redis.call('HGETALL', scope[2])
+    for i = 1, #fields, 2 do
+      shared[#shared + 1] = scope[1] .. fields[i]
+      shared[#shared + 1] = fields[i + 1]
+    end
+  end
+  return shared
+end
+
+-- The state a reply carries: the session's keys, then the shared ones.
+local function read_state(keys)
+  local state = redis.call('HGETALL', keys[2])
+  for _, value in ipairs(shared_state(keys[10], keys[11])) do
+    state[#state + 1] = value
+  end
+  return state
+end
+
+-- Removes the state keys ARGV[first_removal .. last_removal] and sets the key, JSON value
+-- pairs ARGV[first_set .. #ARGV], each in its scope by its prefix (see scopes.py): the
+-- session's, the user's, or the app's (queued in the outbox with APP_OUTBOX).
+local function write_state(keys, first_removal, last_removal, first_set)
+  local removals = {{}, {}, {}}
+  local sets = {{}, {}, {}}
+  local function scope(field)
+    if string.sub(field, 1, #USER_PREFIX) == USER_PREFIX then
+      return 2, string.sub(field, #USER_PREFIX + 1)
+    elseif string.sub(field, 1, #APP_PREFIX) == APP_PREFIX then
+      return 3, string.sub(field, #APP_PREFIX + 1)
+    end
+    return 1, field
+  end
+  for k = first_removal, last_removal do
+    local s, field = scope(ARGV[k])
+    removals[s][#removals[s] + 1] = field
+  end
+  for k = first_set, #ARGV, 2 do
+    local s, field = scope(ARGV[k])
+    sets[s][#sets[s] + 1] = field
+    sets[s][#sets[s] + 1] = ARGV[k + 1]
+  end
+  if APP_OUTBOX and (#removals[3] > 0 or #sets[3] > 0) then
+    redis.call('RPUSH', keys[11], cjson.encode({removals[3], sets[3]}))
+    removals[3], sets[3] = {}, {}
+  end
+  local targets = {keys[2], keys[10], keys[11]}
+  for s = 1, 3 do
+    for i = 1, #removals[s], 1000 do
+      redis.call('HDEL', targets[s], unpack(removals[s], i, math.min(i + 999, #removals[s])))
+    end
+    for i = 1, #sets[s], 1000 do
+      redis.call('HSET', targets[s], unpack(sets[s], i, math.min(i + 999, #sets[s])))
+    end
+  end
+end
+
+-- Keeps a key shared by the user's sessions as long as the longest-lived of them.
+local function expire_shared(key, expire)
+  if redis.call('PEXPIRETIME', key) < expire then
+    redis.call('PEXPIREAT', key, expire)
+  end
+end
+
 -- Ends every write: recomputes the expiry from the stored fields, reads the reply,
 -- then expires the session's keys and indexes it by activity. The reply is read
 -- before PEXPIREAT because an expiry already past deletes the keys at once.
@@ -72,16 +146,18 @@ local function commit(keys, session_id)
   local t = redis.call('HMGET', keys[1], 'create_ms', 'ttl_ms', 'activity_ms', 'idle_ms')
   local expire = math.min(t[1] + t[2], t[3] + t[4])
   redis.call('HSET', keys[1], 'expire_ms', expire)
-  local reply = {
-    'OK', redis.call('HMGET', keys[1], unpack(META)), redis.call('HGETALL', keys[2])
-  }
+  local reply = {'OK', redis.call('HMGET', keys[1], unpack(META)), read_state(keys)}
   for _, i in ipairs({1, 2, 3, 4, 6, 7, 8, 9}) do
     redis.call('PEXPIREAT', keys[i], expire)
   end
   redis.call('ZADD', keys[5], t[3], session_id)
-  -- The index lives as long as its longest-lived session (-1: no expiry yet).
-  if redis.call('PEXPIRETIME', keys[5]) < expire then
-    redis.call('PEXPIREAT', keys[5], expire)
+  -- The index and the user's state live as long as the longest-lived of the user's
+  -- sessions (-1: no expiry yet; -2: no key, and nothing to expire).
+  expire_shared(keys[5], expire)
+  local longest = redis.call('PEXPIRETIME', keys[5])
+  expire_shared(keys[10], longest)
+  if APP_OUTBOX then
+    expire_shared(keys[11], longest)
   end
   return reply
 end

@@ -3,7 +3,8 @@
 -- request id.
 --
 -- KEYS[1] meta, KEYS[2] state, KEYS[3] turns, KEYS[4] requests, KEYS[5] index,
--- KEYS[6] archive, KEYS[7] items, KEYS[8] item_ids, KEYS[9] archived_items
+-- KEYS[6] archive, KEYS[7] items, KEYS[8] item_ids, KEYS[9] archived_items,
+-- KEYS[10] user state, KEYS[11] app state or outbox (see prelude.lua)
 -- ARGV[1] now_ms, ARGV[2] session_id, ARGV[3] request_id or "", ARGV[4] the expected
 -- sequence of the newest item (0: none) or "", ARGV[5] the expected etag or "", ARGV[6] the sequence after
 -- which to remove the items (a replace) or "", ARGV[7] the new turn's JSON less its item
@@ -46,7 +47,7 @@ if request_id ~= '' then
       else
         records = redis.call('ZRANGE', KEYS[7], fields['is'], fields['ie'], 'BYSCORE')
       end
-      return {'REPLAY', raw, redis.call('HGETALL', KEYS[2]), records}
+      return {'REPLAY', raw, read_state(KEYS), records}
     end
   end
 end
@@ -119,8 +120,7 @@ if request_id ~= '' then
   redis.call('HSET', KEYS[4], request_id, index)
 end
 local d = tonumber(ARGV[10])
-call_with_argv('HDEL', KEYS[2], 11 + 2 * n, 10 + 2 * n + d)
-call_with_argv('HSET', KEYS[2], 11 + 2 * n + d, #ARGV)
+write_state(KEYS, 11 + 2 * n, 10 + 2 * n + d, 11 + 2 * n + d)
 redis.call('HSET', KEYS[1], 'total_turns', index, 'turn_count', tonumber(m.turn_count) + 1,
   'item_seq', last, 'run_index', 0, 'run_id', '', 'lease_ms', 0, 'update_ms', ARGV[1],
   'activity_ms', ARGV[1], 'version', m.version + 1,

@@ -51,7 +51,7 @@ ITEM_TYPE_REASONING: ItemType
 ITEM_TYPE_OTHER: ItemType
 
 class Session(_message.Message):
-    __slots__ = ("session_id", "user_id", "agent_id", "status", "create_time", "update_time", "expire_time", "ttl", "idle_timeout", "max_turns", "turn_count", "state_json", "labels", "summary", "etag", "last_activity_time", "total_turns", "folded_turns", "history_bytes", "external_agent", "last_item_sequence")
+    __slots__ = ("session_id", "user_id", "agent_id", "status", "create_time", "update_time", "expire_time", "ttl", "idle_timeout", "max_turns", "turn_count", "state_json", "labels", "summary", "etag", "last_activity_time", "total_turns", "folded_turns", "history_bytes", "external_agent", "last_item_sequence", "app")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -80,6 +80,7 @@ class Session(_message.Message):
     HISTORY_BYTES_FIELD_NUMBER: _ClassVar[int]
     EXTERNAL_AGENT_FIELD_NUMBER: _ClassVar[int]
     LAST_ITEM_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    APP_FIELD_NUMBER: _ClassVar[int]
     session_id: str
     user_id: str
     agent_id: str
@@ -101,7 +102,8 @@ class Session(_message.Message):
     history_bytes: int
     external_agent: bool
     last_item_sequence: int
-    def __init__(self, session_id: _Optional[str] = ..., user_id: _Optional[str] = ..., agent_id: _Optional[str] = ..., status: _Optional[_Union[SessionStatus, str]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., ttl: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., idle_timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., max_turns: _Optional[int] = ..., turn_count: _Optional[int] = ..., state_json: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., summary: _Optional[str] = ..., etag: _Optional[str] = ..., last_activity_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., total_turns: _Optional[int] = ..., folded_turns: _Optional[int] = ..., history_bytes: _Optional[int] = ..., external_agent: _Optional[bool] = ..., last_item_sequence: _Optional[int] = ...) -> None: ...
+    app: str
+    def __init__(self, session_id: _Optional[str] = ..., user_id: _Optional[str] = ..., agent_id: _Optional[str] = ..., status: _Optional[_Union[SessionStatus, str]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., ttl: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., idle_timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., max_turns: _Optional[int] = ..., turn_count: _Optional[int] = ..., state_json: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., summary: _Optional[str] = ..., etag: _Optional[str] = ..., last_activity_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., total_turns: _Optional[int] = ..., folded_turns: _Optional[int] = ..., history_bytes: _Optional[int] = ..., external_agent: _Optional[bool] = ..., last_item_sequence: _Optional[int] = ..., app: _Optional[str] = ...) -> None: ...
 
 class Turn(_message.Message):
     __slots__ = ("index", "status", "input", "output", "create_time", "complete_time", "request_id", "error", "usage", "items")
@@ -136,7 +138,7 @@ class TokenUsage(_message.Message):
     def __init__(self, input_tokens: _Optional[int] = ..., output_tokens: _Optional[int] = ...) -> None: ...
 
 class SessionSnapshot(_message.Message):
-    __slots__ = ("session_id", "user_id", "agent_id", "status", "ttl", "idle_timeout", "max_turns", "state_json", "labels", "summary", "folded_turns", "turn_count", "turns", "external_agent", "items", "last_item_sequence")
+    __slots__ = ("session_id", "user_id", "agent_id", "status", "ttl", "idle_timeout", "max_turns", "state_json", "labels", "summary", "folded_turns", "turn_count", "turns", "external_agent", "items", "last_item_sequence", "app")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -160,6 +162,7 @@ class SessionSnapshot(_message.Message):
     EXTERNAL_AGENT_FIELD_NUMBER: _ClassVar[int]
     ITEMS_FIELD_NUMBER: _ClassVar[int]
     LAST_ITEM_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    APP_FIELD_NUMBER: _ClassVar[int]
     session_id: str
     user_id: str
     agent_id: str
@@ -176,10 +179,11 @@ class SessionSnapshot(_message.Message):
     external_agent: bool
     items: _containers.RepeatedCompositeFieldContainer[Item]
     last_item_sequence: int
-    def __init__(self, session_id: _Optional[str] = ..., user_id: _Optional[str] = ..., agent_id: _Optional[str] = ..., status: _Optional[_Union[SessionStatus, str]] = ..., ttl: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., idle_timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., max_turns: _Optional[int] = ..., state_json: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., summary: _Optional[str] = ..., folded_turns: _Optional[int] = ..., turn_count: _Optional[int] = ..., turns: _Optional[_Iterable[_Union[Turn, _Mapping]]] = ..., external_agent: _Optional[bool] = ..., items: _Optional[_Iterable[_Union[Item, _Mapping]]] = ..., last_item_sequence: _Optional[int] = ...) -> None: ...
+    app: str
+    def __init__(self, session_id: _Optional[str] = ..., user_id: _Optional[str] = ..., agent_id: _Optional[str] = ..., status: _Optional[_Union[SessionStatus, str]] = ..., ttl: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., idle_timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., max_turns: _Optional[int] = ..., state_json: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., summary: _Optional[str] = ..., folded_turns: _Optional[int] = ..., turn_count: _Optional[int] = ..., turns: _Optional[_Iterable[_Union[Turn, _Mapping]]] = ..., external_agent: _Optional[bool] = ..., items: _Optional[_Iterable[_Union[Item, _Mapping]]] = ..., last_item_sequence: _Optional[int] = ..., app: _Optional[str] = ...) -> None: ...
 
 class CreateSessionRequest(_message.Message):
-    __slots__ = ("user_id", "agent_id", "session_id", "ttl", "idle_timeout", "max_turns", "state_json", "labels", "request_id", "external_agent")
+    __slots__ = ("user_id", "agent_id", "session_id", "ttl", "idle_timeout", "max_turns", "state_json", "labels", "request_id", "external_agent", "app")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -197,6 +201,7 @@ class CreateSessionRequest(_message.Message):
     LABELS_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     EXTERNAL_AGENT_FIELD_NUMBER: _ClassVar[int]
+    APP_FIELD_NUMBER: _ClassVar[int]
     user_id: str
     agent_id: str
     session_id: str
@@ -207,7 +212,8 @@ class CreateSessionRequest(_message.Message):
     labels: _containers.ScalarMap[str, str]
     request_id: str
     external_agent: bool
-    def __init__(self, user_id: _Optional[str] = ..., agent_id: _Optional[str] = ..., session_id: _Optional[str] = ..., ttl: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., idle_timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., max_turns: _Optional[int] = ..., state_json: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., request_id: _Optional[str] = ..., external_agent: _Optional[bool] = ...) -> None: ...
+    app: str
+    def __init__(self, user_id: _Optional[str] = ..., agent_id: _Optional[str] = ..., session_id: _Optional[str] = ..., ttl: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., idle_timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., max_turns: _Optional[int] = ..., state_json: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., request_id: _Optional[str] = ..., external_agent: _Optional[bool] = ..., app: _Optional[str] = ...) -> None: ...
 
 class ImportSessionRequest(_message.Message):
     __slots__ = ("snapshot",)
@@ -216,24 +222,28 @@ class ImportSessionRequest(_message.Message):
     def __init__(self, snapshot: _Optional[_Union[SessionSnapshot, _Mapping]] = ...) -> None: ...
 
 class GetSessionRequest(_message.Message):
-    __slots__ = ("session_id", "user_id")
+    __slots__ = ("session_id", "user_id", "app")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     USER_ID_FIELD_NUMBER: _ClassVar[int]
+    APP_FIELD_NUMBER: _ClassVar[int]
     session_id: str
     user_id: str
-    def __init__(self, session_id: _Optional[str] = ..., user_id: _Optional[str] = ...) -> None: ...
+    app: str
+    def __init__(self, session_id: _Optional[str] = ..., user_id: _Optional[str] = ..., app: _Optional[str] = ...) -> None: ...
 
 class ListSessionsRequest(_message.Message):
-    __slots__ = ("user_id", "agent_id", "page_size", "page_token")
+    __slots__ = ("user_id", "agent_id", "page_size", "page_token", "app")
     USER_ID_FIELD_NUMBER: _ClassVar[int]
     AGENT_ID_FIELD_NUMBER: _ClassVar[int]
     PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
     PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    APP_FIELD_NUMBER: _ClassVar[int]
     user_id: str
     agent_id: str
     page_size: int
     page_token: str
-    def __init__(self, user_id: _Optional[str] = ..., agent_id: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+    app: str
+    def __init__(self, user_id: _Optional[str] = ..., agent_id: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., app: _Optional[str] = ...) -> None: ...
 
 class ListSessionsResponse(_message.Message):
     __slots__ = ("sessions", "next_page_token")
@@ -252,36 +262,42 @@ class UpdateSessionRequest(_message.Message):
     def __init__(self, session: _Optional[_Union[Session, _Mapping]] = ..., update_mask: _Optional[_Union[_field_mask_pb2.FieldMask, _Mapping]] = ...) -> None: ...
 
 class EndSessionRequest(_message.Message):
-    __slots__ = ("session_id", "user_id")
+    __slots__ = ("session_id", "user_id", "app")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     USER_ID_FIELD_NUMBER: _ClassVar[int]
+    APP_FIELD_NUMBER: _ClassVar[int]
     session_id: str
     user_id: str
-    def __init__(self, session_id: _Optional[str] = ..., user_id: _Optional[str] = ...) -> None: ...
+    app: str
+    def __init__(self, session_id: _Optional[str] = ..., user_id: _Optional[str] = ..., app: _Optional[str] = ...) -> None: ...
 
 class DeleteSessionRequest(_message.Message):
-    __slots__ = ("session_id", "user_id")
+    __slots__ = ("session_id", "user_id", "app")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     USER_ID_FIELD_NUMBER: _ClassVar[int]
+    APP_FIELD_NUMBER: _ClassVar[int]
     session_id: str
     user_id: str
-    def __init__(self, session_id: _Optional[str] = ..., user_id: _Optional[str] = ...) -> None: ...
+    app: str
+    def __init__(self, session_id: _Optional[str] = ..., user_id: _Optional[str] = ..., app: _Optional[str] = ...) -> None: ...
 
 class DeleteSessionResponse(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
 class RunRequest(_message.Message):
-    __slots__ = ("session_id", "user_id", "input", "request_id")
+    __slots__ = ("session_id", "user_id", "input", "request_id", "app")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     USER_ID_FIELD_NUMBER: _ClassVar[int]
     INPUT_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    APP_FIELD_NUMBER: _ClassVar[int]
     session_id: str
     user_id: str
     input: str
     request_id: str
-    def __init__(self, session_id: _Optional[str] = ..., user_id: _Optional[str] = ..., input: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
+    app: str
+    def __init__(self, session_id: _Optional[str] = ..., user_id: _Optional[str] = ..., input: _Optional[str] = ..., request_id: _Optional[str] = ..., app: _Optional[str] = ...) -> None: ...
 
 class RunEvent(_message.Message):
     __slots__ = ("started", "delta", "completed", "item")
@@ -318,7 +334,7 @@ class RunCompleted(_message.Message):
     def __init__(self, turn: _Optional[_Union[Turn, _Mapping]] = ..., session: _Optional[_Union[Session, _Mapping]] = ...) -> None: ...
 
 class ListTurnsRequest(_message.Message):
-    __slots__ = ("session_id", "user_id", "page_size", "page_token", "order_by", "include_archived", "include_items")
+    __slots__ = ("session_id", "user_id", "page_size", "page_token", "order_by", "include_archived", "include_items", "app")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     USER_ID_FIELD_NUMBER: _ClassVar[int]
     PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
@@ -326,6 +342,7 @@ class ListTurnsRequest(_message.Message):
     ORDER_BY_FIELD_NUMBER: _ClassVar[int]
     INCLUDE_ARCHIVED_FIELD_NUMBER: _ClassVar[int]
     INCLUDE_ITEMS_FIELD_NUMBER: _ClassVar[int]
+    APP_FIELD_NUMBER: _ClassVar[int]
     session_id: str
     user_id: str
     page_size: int
@@ -333,7 +350,8 @@ class ListTurnsRequest(_message.Message):
     order_by: str
     include_archived: bool
     include_items: bool
-    def __init__(self, session_id: _Optional[str] = ..., user_id: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., order_by: _Optional[str] = ..., include_archived: _Optional[bool] = ..., include_items: _Optional[bool] = ...) -> None: ...
+    app: str
+    def __init__(self, session_id: _Optional[str] = ..., user_id: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., order_by: _Optional[str] = ..., include_archived: _Optional[bool] = ..., include_items: _Optional[bool] = ..., app: _Optional[str] = ...) -> None: ...
 
 class ListTurnsResponse(_message.Message):
     __slots__ = ("turns", "next_page_token")
@@ -344,14 +362,16 @@ class ListTurnsResponse(_message.Message):
     def __init__(self, turns: _Optional[_Iterable[_Union[Turn, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class CompressSessionRequest(_message.Message):
-    __slots__ = ("session_id", "user_id", "keep_last")
+    __slots__ = ("session_id", "user_id", "keep_last", "app")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     USER_ID_FIELD_NUMBER: _ClassVar[int]
     KEEP_LAST_FIELD_NUMBER: _ClassVar[int]
+    APP_FIELD_NUMBER: _ClassVar[int]
     session_id: str
     user_id: str
     keep_last: int
-    def __init__(self, session_id: _Optional[str] = ..., user_id: _Optional[str] = ..., keep_last: _Optional[int] = ...) -> None: ...
+    app: str
+    def __init__(self, session_id: _Optional[str] = ..., user_id: _Optional[str] = ..., keep_last: _Optional[int] = ..., app: _Optional[str] = ...) -> None: ...
 
 class CompressSessionResponse(_message.Message):
     __slots__ = ("session", "folded_turns", "summarizer")
@@ -388,7 +408,7 @@ class Item(_message.Message):
     def __init__(self, sequence: _Optional[int] = ..., turn_index: _Optional[int] = ..., type: _Optional[_Union[ItemType, str]] = ..., type_name: _Optional[str] = ..., role: _Optional[str] = ..., name: _Optional[str] = ..., call_id: _Optional[str] = ..., payload_json: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., item_id: _Optional[str] = ...) -> None: ...
 
 class AppendItemsRequest(_message.Message):
-    __slots__ = ("session_id", "user_id", "items", "state_delta_json", "state_removals", "expected_last_sequence", "etag", "request_id")
+    __slots__ = ("session_id", "user_id", "items", "state_delta_json", "state_removals", "expected_last_sequence", "etag", "request_id", "app")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     USER_ID_FIELD_NUMBER: _ClassVar[int]
     ITEMS_FIELD_NUMBER: _ClassVar[int]
@@ -397,6 +417,7 @@ class AppendItemsRequest(_message.Message):
     EXPECTED_LAST_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     ETAG_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    APP_FIELD_NUMBER: _ClassVar[int]
     session_id: str
     user_id: str
     items: _containers.RepeatedCompositeFieldContainer[Item]
@@ -405,7 +426,8 @@ class AppendItemsRequest(_message.Message):
     expected_last_sequence: int
     etag: str
     request_id: str
-    def __init__(self, session_id: _Optional[str] = ..., user_id: _Optional[str] = ..., items: _Optional[_Iterable[_Union[Item, _Mapping]]] = ..., state_delta_json: _Optional[str] = ..., state_removals: _Optional[_Iterable[str]] = ..., expected_last_sequence: _Optional[int] = ..., etag: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
+    app: str
+    def __init__(self, session_id: _Optional[str] = ..., user_id: _Optional[str] = ..., items: _Optional[_Iterable[_Union[Item, _Mapping]]] = ..., state_delta_json: _Optional[str] = ..., state_removals: _Optional[_Iterable[str]] = ..., expected_last_sequence: _Optional[int] = ..., etag: _Optional[str] = ..., request_id: _Optional[str] = ..., app: _Optional[str] = ...) -> None: ...
 
 class AppendItemsResponse(_message.Message):
     __slots__ = ("items", "session")
@@ -416,7 +438,7 @@ class AppendItemsResponse(_message.Message):
     def __init__(self, items: _Optional[_Iterable[_Union[Item, _Mapping]]] = ..., session: _Optional[_Union[Session, _Mapping]] = ...) -> None: ...
 
 class ListItemsRequest(_message.Message):
-    __slots__ = ("session_id", "user_id", "page_size", "page_token", "order_by", "after_sequence", "include_archived")
+    __slots__ = ("session_id", "user_id", "page_size", "page_token", "order_by", "after_sequence", "include_archived", "app")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     USER_ID_FIELD_NUMBER: _ClassVar[int]
     PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
@@ -424,6 +446,7 @@ class ListItemsRequest(_message.Message):
     ORDER_BY_FIELD_NUMBER: _ClassVar[int]
     AFTER_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     INCLUDE_ARCHIVED_FIELD_NUMBER: _ClassVar[int]
+    APP_FIELD_NUMBER: _ClassVar[int]
     session_id: str
     user_id: str
     page_size: int
@@ -431,7 +454,8 @@ class ListItemsRequest(_message.Message):
     order_by: str
     after_sequence: int
     include_archived: bool
-    def __init__(self, session_id: _Optional[str] = ..., user_id: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., order_by: _Optional[str] = ..., after_sequence: _Optional[int] = ..., include_archived: _Optional[bool] = ...) -> None: ...
+    app: str
+    def __init__(self, session_id: _Optional[str] = ..., user_id: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., order_by: _Optional[str] = ..., after_sequence: _Optional[int] = ..., include_archived: _Optional[bool] = ..., app: _Optional[str] = ...) -> None: ...
 
 class ListItemsResponse(_message.Message):
     __slots__ = ("items", "next_page_token")
@@ -442,12 +466,14 @@ class ListItemsResponse(_message.Message):
     def __init__(self, items: _Optional[_Iterable[_Union[Item, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class PopItemRequest(_message.Message):
-    __slots__ = ("session_id", "user_id")
+    __slots__ = ("session_id", "user_id", "app")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     USER_ID_FIELD_NUMBER: _ClassVar[int]
+    APP_FIELD_NUMBER: _ClassVar[int]
     session_id: str
     user_id: str
-    def __init__(self, session_id: _Optional[str] = ..., user_id: _Optional[str] = ...) -> None: ...
+    app: str
+    def __init__(self, session_id: _Optional[str] = ..., user_id: _Optional[str] = ..., app: _Optional[str] = ...) -> None: ...
 
 class PopItemResponse(_message.Message):
     __slots__ = ("item", "session")
@@ -458,12 +484,14 @@ class PopItemResponse(_message.Message):
     def __init__(self, item: _Optional[_Union[Item, _Mapping]] = ..., session: _Optional[_Union[Session, _Mapping]] = ...) -> None: ...
 
 class ClearItemsRequest(_message.Message):
-    __slots__ = ("session_id", "user_id")
+    __slots__ = ("session_id", "user_id", "app")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     USER_ID_FIELD_NUMBER: _ClassVar[int]
+    APP_FIELD_NUMBER: _ClassVar[int]
     session_id: str
     user_id: str
-    def __init__(self, session_id: _Optional[str] = ..., user_id: _Optional[str] = ...) -> None: ...
+    app: str
+    def __init__(self, session_id: _Optional[str] = ..., user_id: _Optional[str] = ..., app: _Optional[str] = ...) -> None: ...
 
 class ClearItemsResponse(_message.Message):
     __slots__ = ("session",)
@@ -472,20 +500,22 @@ class ClearItemsResponse(_message.Message):
     def __init__(self, session: _Optional[_Union[Session, _Mapping]] = ...) -> None: ...
 
 class ReplaceItemsRequest(_message.Message):
-    __slots__ = ("session_id", "user_id", "after_sequence", "items", "expected_last_sequence", "request_id")
+    __slots__ = ("session_id", "user_id", "after_sequence", "items", "expected_last_sequence", "request_id", "app")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     USER_ID_FIELD_NUMBER: _ClassVar[int]
     AFTER_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     ITEMS_FIELD_NUMBER: _ClassVar[int]
     EXPECTED_LAST_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    APP_FIELD_NUMBER: _ClassVar[int]
     session_id: str
     user_id: str
     after_sequence: int
     items: _containers.RepeatedCompositeFieldContainer[Item]
     expected_last_sequence: int
     request_id: str
-    def __init__(self, session_id: _Optional[str] = ..., user_id: _Optional[str] = ..., after_sequence: _Optional[int] = ..., items: _Optional[_Iterable[_Union[Item, _Mapping]]] = ..., expected_last_sequence: _Optional[int] = ..., request_id: _Optional[str] = ...) -> None: ...
+    app: str
+    def __init__(self, session_id: _Optional[str] = ..., user_id: _Optional[str] = ..., after_sequence: _Optional[int] = ..., items: _Optional[_Iterable[_Union[Item, _Mapping]]] = ..., expected_last_sequence: _Optional[int] = ..., request_id: _Optional[str] = ..., app: _Optional[str] = ...) -> None: ...
 
 class ReplaceItemsResponse(_message.Message):
     __slots__ = ("items", "session")
