@@ -45,6 +45,11 @@ class AsyncSessionClient:
     deletes, compressions, pops and clears are not. Pass
     ``tls=True`` (and certificates if needed) and a bearer ``token`` when the server
     asks for them. Use it as a context manager (``async with``), or call :meth:`close`.
+
+    Sessions belong to an application, named by the ``app`` of the calls that create,
+    load, list and import them ("" for the default app): apps keep their sessions, user
+    state and app state apart, so the same session id under two apps is two sessions. A
+    session's own calls go to its app.
     """
 
     def __init__(
@@ -100,6 +105,7 @@ class AsyncSessionClient:
         labels: Mapping[str, str] | None = None,
         request_id: str | None = None,
         external_agent: bool = False,
+        app: str = "",
         timeout: float | None = None,
     ) -> AsyncSession:
         """Creates a session; the server's defaults apply to what is left out.
@@ -110,6 +116,7 @@ class AsyncSessionClient:
         caller's own loop): the caller writes its history with
         :meth:`AsyncSession.append_items`, ``agent_id`` is only a label, and
         :meth:`AsyncSession.run` raises ``FailedPreconditionError`` (``EXTERNAL_AGENT``).
+        The session belongs to ``app`` (the default app when empty).
         """
         request = _requests.create(
             user_id=user_id,
@@ -120,42 +127,51 @@ class AsyncSessionClient:
             max_turns=max_turns,
             state=state,
             labels=labels,
+            app=app,
             request_id=request_id,
             external_agent=external_agent,
         )
         return AsyncSession(self, await self._call(self._stub.CreateSession, request, timeout))
 
     async def load_session(
-        self, session_id: str, *, user_id: str, timeout: float | None = None
+        self, session_id: str, *, user_id: str, app: str = "", timeout: float | None = None
     ) -> AsyncSession:
-        """Resumes a session by id; raises ``NotFoundError`` if it is gone or not the user's."""
-        request = pb.GetSessionRequest(session_id=session_id, user_id=user_id)
+        """Resumes a session of ``app`` by id; raises ``NotFoundError`` if it is gone or not
+        the user's (or of another app)."""
+        request = pb.GetSessionRequest(session_id=session_id, user_id=user_id, app=app)
         return AsyncSession(self, await self._call(self._stub.GetSession, request, timeout))
 
     async def load_or_create_session(
-        self, *, user_id: str, agent_id: str, session_id: str = "", **create: Any
+        self, *, user_id: str, agent_id: str, session_id: str = "", app: str = "", **create: Any
     ) -> AsyncSession:
-        """Resumes ``session_id`` if it lives, else creates a session (with that id if given)."""
+        """Resumes ``session_id`` if it lives, else creates a session (with that id if given),
+        in ``app``."""
         if session_id:
             try:
-                return await self.load_session(session_id, user_id=user_id)
+                return await self.load_session(session_id, user_id=user_id, app=app)
             except NotFoundError:
                 pass
         try:
             return await self.create_session(
-                user_id=user_id, agent_id=agent_id, session_id=session_id, **create
+                user_id=user_id, agent_id=agent_id, session_id=session_id, app=app, **create
             )
         except AlreadyExistsError:  # created by someone else meanwhile
-            return await self.load_session(session_id, user_id=user_id)
+            return await self.load_session(session_id, user_id=user_id, app=app)
 
     async def list_sessions(
-        self, *, user_id: str, agent_id: str = "", page_size: int = 0, timeout: float | None = None
+        self,
+        *,
+        user_id: str,
+        agent_id: str = "",
+        app: str = "",
+        page_size: int = 0,
+        timeout: float | None = None,
     ) -> AsyncIterator[AsyncSession]:
-        """The user's live sessions, most recently active first, across all pages."""
+        """The user's live sessions of ``app``, most recently active first, across all pages."""
         token = ""
         while True:
             request = pb.ListSessionsRequest(
-                user_id=user_id, agent_id=agent_id, page_size=page_size, page_token=token
+                user_id=user_id, agent_id=agent_id, app=app, page_size=page_size, page_token=token
             )
             page: pb.ListSessionsResponse = await self._call(
                 self._stub.ListSessions, request, timeout
@@ -171,15 +187,17 @@ class AsyncSessionClient:
         record: Mapping[str, Any],
         *,
         user_id: str | None = None,
+        app: str | None = None,
         timeout: float | None = None,
     ) -> AsyncSession:
         """Re-creates an exported session (see :meth:`AsyncSession.export`), its history included.
 
-        ``user_id`` gives it another owner. Raises ``AlreadyExistsError`` if the id is
-        taken, ``InvalidArgumentError`` for a malformed record.
+        ``user_id`` gives it another owner, ``app`` another app ("" for the default app;
+        by default the record's). Raises ``AlreadyExistsError`` if the id is taken in
+        that app, ``InvalidArgumentError`` for a malformed record.
         """
         try:
-            request = _records.import_request(record, user_id)
+            request = _records.import_request(record, user_id, app)
         except (KeyError, ValueError, TypeError) as error:
             raise InvalidArgumentError(f"not a session record: {error!r}") from None
         return AsyncSession(self, await self._call(self._stub.ImportSession, request, timeout))
@@ -203,9 +221,10 @@ class AsyncSession:
         self.info: SessionInfo = session_info(message)
 
     def __repr__(self) -> str:
+        app = f", app={self.app!r}" if self.app else ""
         return (
             f"AsyncSession({self.session_id!r}, user_id={self.user_id!r}, "
-            f"agent_id={self.agent_id!r})"
+            f"agent_id={self.agent_id!r}{app})"
         )
 
     @property
@@ -219,6 +238,11 @@ class AsyncSession:
     @property
     def agent_id(self) -> str:
         return self.info.agent_id
+
+    @property
+    def app(self) -> str:
+        """The application the session belongs to ("" for the default): its calls go there."""
+        return self.info.app
 
     @property
     def state(self) -> dict[str, Any]:
@@ -243,7 +267,7 @@ class AsyncSession:
         """
         client = self._client
         call = client._stub.Run(
-            _requests.run(self.session_id, self.user_id, text, request_id),
+            _requests.run(self.session_id, self.user_id, text, request_id, app=self.app),
             timeout=client.run_timeout if timeout is None else timeout,
             metadata=client._metadata,
         )
@@ -278,6 +302,7 @@ class AsyncSession:
             request = _requests.list_turns(
                 self.session_id,
                 self.user_id,
+                app=self.app,
                 newest_first=newest_first,
                 page_size=page_size,
                 page_token=token,
@@ -319,6 +344,7 @@ class AsyncSession:
             self.session_id,
             self.user_id,
             items,
+            app=self.app,
             state=state,
             remove=remove,
             expected_last_sequence=expected_last_sequence,
@@ -391,6 +417,7 @@ class AsyncSession:
         request = _requests.list_items(
             self.session_id,
             self.user_id,
+            app=self.app,
             newest_first=newest_first,
             after_sequence=after_sequence,
             page_size=page_size,
@@ -405,7 +432,7 @@ class AsyncSession:
         """Removes the newest item and returns it (None when the history has none),
         atomically: two concurrent pops never get the same item. Not retried
         automatically (a repeat would pop another item)."""
-        request = pb.PopItemRequest(session_id=self.session_id, user_id=self.user_id)
+        request = pb.PopItemRequest(session_id=self.session_id, user_id=self.user_id, app=self.app)
         response: pb.PopItemResponse = await self._client._call(
             self._client._stub.PopItem, request, timeout
         )
@@ -415,7 +442,9 @@ class AsyncSession:
     async def clear_items(self, *, timeout: float | None = None) -> SessionInfo:
         """Removes every item and turn of the history (and the summary); sequence
         numbers and turn indexes go on from where they were."""
-        request = pb.ClearItemsRequest(session_id=self.session_id, user_id=self.user_id)
+        request = pb.ClearItemsRequest(
+            session_id=self.session_id, user_id=self.user_id, app=self.app
+        )
         response: pb.ClearItemsResponse = await self._client._call(
             self._client._stub.ClearItems, request, timeout
         )
@@ -444,6 +473,7 @@ class AsyncSession:
             self.user_id,
             after_sequence,
             items,
+            app=self.app,
             expected_last_sequence=expected_last_sequence,
             request_id=request_id,
         )
@@ -482,7 +512,7 @@ class AsyncSession:
         retried automatically, since it may call a model: on ``AbortedError`` (another
         compression won) or ``UnavailableError``, decide whether to call it again.
         """
-        request = _requests.compress(self.session_id, self.user_id, keep_last)
+        request = _requests.compress(self.session_id, self.user_id, keep_last, app=self.app)
         result = compressed(
             await self._client._call(self._client._stub.CompressSession, request, timeout)
         )
@@ -491,7 +521,9 @@ class AsyncSession:
 
     async def refresh(self, *, timeout: float | None = None) -> SessionInfo:
         """Reads the session again (state, counts, expiry)."""
-        request = pb.GetSessionRequest(session_id=self.session_id, user_id=self.user_id)
+        request = pb.GetSessionRequest(
+            session_id=self.session_id, user_id=self.user_id, app=self.app
+        )
         self.info = session_info(
             await self._client._call(self._client._stub.GetSession, request, timeout)
         )
@@ -513,6 +545,7 @@ class AsyncSession:
         request = _requests.update(
             session_id=self.session_id,
             user_id=self.user_id,
+            app=self.app,
             etag=self.info.etag if if_unchanged else "",
             state=state,
             labels=labels,
@@ -543,7 +576,9 @@ class AsyncSession:
 
     async def end(self, *, timeout: float | None = None) -> SessionInfo:
         """Ends the session: readable until it expires, no more turns."""
-        request = pb.EndSessionRequest(session_id=self.session_id, user_id=self.user_id)
+        request = pb.EndSessionRequest(
+            session_id=self.session_id, user_id=self.user_id, app=self.app
+        )
         self.info = session_info(
             await self._client._call(self._client._stub.EndSession, request, timeout)
         )
@@ -551,5 +586,7 @@ class AsyncSession:
 
     async def delete(self, *, timeout: float | None = None) -> None:
         """Deletes the session and its history now."""
-        request = pb.DeleteSessionRequest(session_id=self.session_id, user_id=self.user_id)
+        request = pb.DeleteSessionRequest(
+            session_id=self.session_id, user_id=self.user_id, app=self.app
+        )
         await self._client._call(self._client._stub.DeleteSession, request, timeout)

@@ -2,7 +2,7 @@
 
 A record is a session with its whole history::
 
-    {"session_id", "user_id", "agent_id", "status", "ttl_seconds",
+    {"session_id", "user_id", "app", "agent_id", "status", "ttl_seconds",
      "idle_timeout_seconds", "max_turns", "state", "labels", "summary",
      "folded_turns", "turn_count", "external_agent", "last_item_sequence",
      "turns": [{"index", "status", "input", "output", "create_time",
@@ -11,14 +11,16 @@ A record is a session with its whole history::
                 "call_id", "item_id", "payload_json", "create_time"}, ...]}
 
 Times are ISO 8601. An imported session starts a fresh life (its expiry counts from
-the import); its turns keep their times.
+the import); its turns keep their times. It goes back to its app (``app``, "" for the
+default app) unless the import names another.
 
 A compressed session's turns 1 to ``folded_turns`` live on only in ``summary``: the
 record's turns run from ``folded_turns + 1`` to the last, without gaps, and
 ``turn_count`` (the completed turns, folded ones included) tells the import how many of
 the folded turns had completed. Records written before compression existed lack both
 fields and import as uncompressed (0 folded turns); records written before items
-existed lack the item fields and import without items.
+existed lack the item fields and import without items; records written before apps
+existed lack ``app`` and import into the default app.
 """
 
 from __future__ import annotations
@@ -72,6 +74,7 @@ def export_record(
     return {
         "session_id": info.session_id,
         "user_id": info.user_id,
+        "app": info.app,
         "agent_id": info.agent_id,
         "status": info.status.value,
         "ttl_seconds": info.ttl.total_seconds(),
@@ -127,14 +130,17 @@ def _timestamp(text: str) -> timestamp_pb2.Timestamp:
     return stamp
 
 
-def import_request(record: Mapping[str, Any], user_id: str | None) -> pb.ImportSessionRequest:
-    """The request that re-creates ``record``, owned by ``user_id`` when given.
+def import_request(
+    record: Mapping[str, Any], user_id: str | None, app: str | None
+) -> pb.ImportSessionRequest:
+    """The request that re-creates ``record``, owned by ``user_id`` and in ``app`` when given.
 
     Raises ``KeyError`` or ``ValueError`` for a record that is not one.
     """
     snapshot = pb.SessionSnapshot(
         session_id=record["session_id"],
         user_id=user_id or record["user_id"],
+        app=(record.get("app") or "") if app is None else app,
         agent_id=record["agent_id"],
         status="SESSION_STATUS_" + record.get("status", "ACTIVE"),
         max_turns=int(record.get("max_turns", 0)),

@@ -23,6 +23,7 @@ def create(
     max_turns: int | None,
     state: Mapping[str, Any] | None,
     labels: Mapping[str, str] | None,
+    app: str,
     request_id: str | None = None,
     external_agent: bool = False,
 ) -> pb.CreateSessionRequest:
@@ -33,6 +34,7 @@ def create(
         labels=labels or {},
         request_id=request_id or "",
         external_agent=external_agent,
+        app=app,
     )
     if ttl is not None:
         request.ttl.CopyFrom(duration(ttl))
@@ -49,6 +51,7 @@ def update(
     *,
     session_id: str,
     user_id: str,
+    app: str,
     etag: str,
     state: Mapping[str, Any] | None,
     labels: Mapping[str, str] | None,
@@ -56,7 +59,8 @@ def update(
     idle_timeout: timedelta | None,
     max_turns: int | None,
 ) -> pb.UpdateSessionRequest:
-    session = pb.Session(session_id=session_id, user_id=user_id, etag=etag)
+    # The session is named by its id, user and app; only the masked fields are written.
+    session = pb.Session(session_id=session_id, user_id=user_id, app=app, etag=etag)
     paths = []
     if state is not None:
         session.state_json = state_json(state)
@@ -80,7 +84,9 @@ def update(
     )
 
 
-def run(session_id: str, user_id: str, text: str, request_id: str | None) -> pb.RunRequest:
+def run(
+    session_id: str, user_id: str, text: str, request_id: str | None, *, app: str
+) -> pb.RunRequest:
     # Every run carries a request id, so that the channel may retry it safely: a
     # retry of a turn that already completed replays it instead of running it again.
     return pb.RunRequest(
@@ -88,6 +94,7 @@ def run(session_id: str, user_id: str, text: str, request_id: str | None) -> pb.
         user_id=user_id,
         input=text,
         request_id=request_id or uuid.uuid4().hex,
+        app=app,
     )
 
 
@@ -95,6 +102,7 @@ def list_turns(
     session_id: str,
     user_id: str,
     *,
+    app: str,
     newest_first: bool,
     page_size: int,
     page_token: str,
@@ -103,6 +111,7 @@ def list_turns(
     return pb.ListTurnsRequest(
         session_id=session_id,
         user_id=user_id,
+        app=app,
         page_size=page_size,
         page_token=page_token,
         order_by="index desc" if newest_first else "index",
@@ -110,10 +119,12 @@ def list_turns(
     )
 
 
-def compress(session_id: str, user_id: str, keep_last: int | None) -> pb.CompressSessionRequest:
+def compress(
+    session_id: str, user_id: str, keep_last: int | None, *, app: str
+) -> pb.CompressSessionRequest:
     # keep_last is optional in the contract: unset means the server's default, 0 folds
     # every finished turn, so None must not become 0.
-    request = pb.CompressSessionRequest(session_id=session_id, user_id=user_id)
+    request = pb.CompressSessionRequest(session_id=session_id, user_id=user_id, app=app)
     if keep_last is not None:
         request.keep_last = keep_last
     return request
@@ -130,6 +141,7 @@ def append_items(
     user_id: str,
     items: Iterable[Item],
     *,
+    app: str,
     state: Mapping[str, Any] | None,
     remove: Iterable[str],
     expected_last_sequence: int | None,
@@ -143,6 +155,7 @@ def append_items(
     request = pb.AppendItemsRequest(
         session_id=session_id,
         user_id=user_id,
+        app=app,
         items=_item_messages(items),
         state_removals=list(remove),
         etag=etag,
@@ -161,12 +174,14 @@ def replace_items(
     after_sequence: int,
     items: Iterable[Item],
     *,
+    app: str,
     expected_last_sequence: int | None,
     request_id: str | None,
 ) -> pb.ReplaceItemsRequest:
     request = pb.ReplaceItemsRequest(
         session_id=session_id,
         user_id=user_id,
+        app=app,
         after_sequence=after_sequence,
         items=_item_messages(items),
         request_id=request_id or uuid.uuid4().hex,
@@ -180,6 +195,7 @@ def list_items(
     session_id: str,
     user_id: str,
     *,
+    app: str,
     newest_first: bool,
     after_sequence: int,
     page_size: int,
@@ -188,6 +204,7 @@ def list_items(
     return pb.ListItemsRequest(
         session_id=session_id,
         user_id=user_id,
+        app=app,
         page_size=page_size,
         page_token=page_token,
         order_by="sequence desc" if newest_first else "sequence",

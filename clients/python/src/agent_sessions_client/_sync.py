@@ -45,6 +45,11 @@ class SessionClient:
     deletes, compressions, pops and clears are not. Pass
     ``tls=True`` (and certificates if needed) and a bearer ``token`` when the server
     asks for them. Use it as a context manager (``with``), or call :meth:`close`.
+
+    Sessions belong to an application, named by the ``app`` of the calls that create,
+    load, list and import them ("" for the default app): apps keep their sessions, user
+    state and app state apart, so the same session id under two apps is two sessions. A
+    session's own calls go to its app.
     """
 
     def __init__(
@@ -100,6 +105,7 @@ class SessionClient:
         labels: Mapping[str, str] | None = None,
         request_id: str | None = None,
         external_agent: bool = False,
+        app: str = "",
         timeout: float | None = None,
     ) -> Session:
         """Creates a session; the server's defaults apply to what is left out.
@@ -110,6 +116,7 @@ class SessionClient:
         caller's own loop): the caller writes its history with
         :meth:`Session.append_items`, ``agent_id`` is only a label, and
         :meth:`Session.run` raises ``FailedPreconditionError`` (``EXTERNAL_AGENT``).
+        The session belongs to ``app`` (the default app when empty).
         """
         request = _requests.create(
             user_id=user_id,
@@ -120,42 +127,51 @@ class SessionClient:
             max_turns=max_turns,
             state=state,
             labels=labels,
+            app=app,
             request_id=request_id,
             external_agent=external_agent,
         )
         return Session(self, self._call(self._stub.CreateSession, request, timeout))
 
     def load_session(
-        self, session_id: str, *, user_id: str, timeout: float | None = None
+        self, session_id: str, *, user_id: str, app: str = "", timeout: float | None = None
     ) -> Session:
-        """Resumes a session by id; raises ``NotFoundError`` if it is gone or not the user's."""
-        request = pb.GetSessionRequest(session_id=session_id, user_id=user_id)
+        """Resumes a session of ``app`` by id; raises ``NotFoundError`` if it is gone or not
+        the user's (or of another app)."""
+        request = pb.GetSessionRequest(session_id=session_id, user_id=user_id, app=app)
         return Session(self, self._call(self._stub.GetSession, request, timeout))
 
     def load_or_create_session(
-        self, *, user_id: str, agent_id: str, session_id: str = "", **create: Any
+        self, *, user_id: str, agent_id: str, session_id: str = "", app: str = "", **create: Any
     ) -> Session:
-        """Resumes ``session_id`` if it lives, else creates a session (with that id if given)."""
+        """Resumes ``session_id`` if it lives, else creates a session (with that id if given),
+        in ``app``."""
         if session_id:
             try:
-                return self.load_session(session_id, user_id=user_id)
+                return self.load_session(session_id, user_id=user_id, app=app)
             except NotFoundError:
                 pass
         try:
             return self.create_session(
-                user_id=user_id, agent_id=agent_id, session_id=session_id, **create
+                user_id=user_id, agent_id=agent_id, session_id=session_id, app=app, **create
             )
         except AlreadyExistsError:  # created by someone else meanwhile
-            return self.load_session(session_id, user_id=user_id)
+            return self.load_session(session_id, user_id=user_id, app=app)
 
     def list_sessions(
-        self, *, user_id: str, agent_id: str = "", page_size: int = 0, timeout: float | None = None
+        self,
+        *,
+        user_id: str,
+        agent_id: str = "",
+        app: str = "",
+        page_size: int = 0,
+        timeout: float | None = None,
     ) -> Iterator[Session]:
-        """The user's live sessions, most recently active first, across all pages."""
+        """The user's live sessions of ``app``, most recently active first, across all pages."""
         token = ""
         while True:
             request = pb.ListSessionsRequest(
-                user_id=user_id, agent_id=agent_id, page_size=page_size, page_token=token
+                user_id=user_id, agent_id=agent_id, app=app, page_size=page_size, page_token=token
             )
             page: pb.ListSessionsResponse = self._call(self._stub.ListSessions, request, timeout)
             for message in page.sessions:
@@ -169,15 +185,17 @@ class SessionClient:
         record: Mapping[str, Any],
         *,
         user_id: str | None = None,
+        app: str | None = None,
         timeout: float | None = None,
     ) -> Session:
         """Re-creates an exported session (see :meth:`Session.export`), its history included.
 
-        ``user_id`` gives it another owner. Raises ``AlreadyExistsError`` if the id is
-        taken, ``InvalidArgumentError`` for a malformed record.
+        ``user_id`` gives it another owner, ``app`` another app ("" for the default app;
+        by default the record's). Raises ``AlreadyExistsError`` if the id is taken in
+        that app, ``InvalidArgumentError`` for a malformed record.
         """
         try:
-            request = _records.import_request(record, user_id)
+            request = _records.import_request(record, user_id, app)
         except (KeyError, ValueError, TypeError) as error:
             raise InvalidArgumentError(f"not a session record: {error!r}") from None
         return Session(self, self._call(self._stub.ImportSession, request, timeout))
@@ -201,7 +219,11 @@ class Session:
         self.info: SessionInfo = session_info(message)
 
     def __repr__(self) -> str:
-        return f"Session({self.session_id!r}, user_id={self.user_id!r}, agent_id={self.agent_id!r})"
+        app = f", app={self.app!r}" if self.app else ""
+        return (
+            f"Session({self.session_id!r}, user_id={self.user_id!r}, "
+            f"agent_id={self.agent_id!r}{app})"
+        )
 
     @property
     def session_id(self) -> str:
@@ -214,6 +236,11 @@ class Session:
     @property
     def agent_id(self) -> str:
         return self.info.agent_id
+
+    @property
+    def app(self) -> str:
+        """The application the session belongs to ("" for the default): its calls go there."""
+        return self.info.app
 
     @property
     def state(self) -> dict[str, Any]:
@@ -234,7 +261,7 @@ class Session:
         """
         client = self._client
         call = client._stub.Run(
-            _requests.run(self.session_id, self.user_id, text, request_id),
+            _requests.run(self.session_id, self.user_id, text, request_id, app=self.app),
             timeout=client.run_timeout if timeout is None else timeout,
             metadata=client._metadata,
         )
@@ -269,6 +296,7 @@ class Session:
             request = _requests.list_turns(
                 self.session_id,
                 self.user_id,
+                app=self.app,
                 newest_first=newest_first,
                 page_size=page_size,
                 page_token=token,
@@ -310,6 +338,7 @@ class Session:
             self.session_id,
             self.user_id,
             items,
+            app=self.app,
             state=state,
             remove=remove,
             expected_last_sequence=expected_last_sequence,
@@ -382,6 +411,7 @@ class Session:
         request = _requests.list_items(
             self.session_id,
             self.user_id,
+            app=self.app,
             newest_first=newest_first,
             after_sequence=after_sequence,
             page_size=page_size,
@@ -396,7 +426,7 @@ class Session:
         """Removes the newest item and returns it (None when the history has none),
         atomically: two concurrent pops never get the same item. Not retried
         automatically (a repeat would pop another item)."""
-        request = pb.PopItemRequest(session_id=self.session_id, user_id=self.user_id)
+        request = pb.PopItemRequest(session_id=self.session_id, user_id=self.user_id, app=self.app)
         response: pb.PopItemResponse = self._client._call(
             self._client._stub.PopItem, request, timeout
         )
@@ -406,7 +436,9 @@ class Session:
     def clear_items(self, *, timeout: float | None = None) -> SessionInfo:
         """Removes every item and turn of the history (and the summary); sequence
         numbers and turn indexes go on from where they were."""
-        request = pb.ClearItemsRequest(session_id=self.session_id, user_id=self.user_id)
+        request = pb.ClearItemsRequest(
+            session_id=self.session_id, user_id=self.user_id, app=self.app
+        )
         response: pb.ClearItemsResponse = self._client._call(
             self._client._stub.ClearItems, request, timeout
         )
@@ -435,6 +467,7 @@ class Session:
             self.user_id,
             after_sequence,
             items,
+            app=self.app,
             expected_last_sequence=expected_last_sequence,
             request_id=request_id,
         )
@@ -471,7 +504,7 @@ class Session:
         retried automatically, since it may call a model: on ``AbortedError`` (another
         compression won) or ``UnavailableError``, decide whether to call it again.
         """
-        request = _requests.compress(self.session_id, self.user_id, keep_last)
+        request = _requests.compress(self.session_id, self.user_id, keep_last, app=self.app)
         result = compressed(
             self._client._call(self._client._stub.CompressSession, request, timeout)
         )
@@ -480,7 +513,9 @@ class Session:
 
     def refresh(self, *, timeout: float | None = None) -> SessionInfo:
         """Reads the session again (state, counts, expiry)."""
-        request = pb.GetSessionRequest(session_id=self.session_id, user_id=self.user_id)
+        request = pb.GetSessionRequest(
+            session_id=self.session_id, user_id=self.user_id, app=self.app
+        )
         self.info = session_info(
             self._client._call(self._client._stub.GetSession, request, timeout)
         )
@@ -502,6 +537,7 @@ class Session:
         request = _requests.update(
             session_id=self.session_id,
             user_id=self.user_id,
+            app=self.app,
             etag=self.info.etag if if_unchanged else "",
             state=state,
             labels=labels,
@@ -532,7 +568,9 @@ class Session:
 
     def end(self, *, timeout: float | None = None) -> SessionInfo:
         """Ends the session: readable until it expires, no more turns."""
-        request = pb.EndSessionRequest(session_id=self.session_id, user_id=self.user_id)
+        request = pb.EndSessionRequest(
+            session_id=self.session_id, user_id=self.user_id, app=self.app
+        )
         self.info = session_info(
             self._client._call(self._client._stub.EndSession, request, timeout)
         )
@@ -540,5 +578,7 @@ class Session:
 
     def delete(self, *, timeout: float | None = None) -> None:
         """Deletes the session and its history now."""
-        request = pb.DeleteSessionRequest(session_id=self.session_id, user_id=self.user_id)
+        request = pb.DeleteSessionRequest(
+            session_id=self.session_id, user_id=self.user_id, app=self.app
+        )
         self._client._call(self._client._stub.DeleteSession, request, timeout)

@@ -37,6 +37,9 @@ class SessionInfo:
     refuse runs. ``last_item_sequence`` is the sequence number of the last item ever
     written, whether or not it is still in the history (a pop, a clear or a replace
     does not lower it).
+
+    ``app`` is the application the session belongs to ("" for the default app): apps
+    keep their sessions apart, so the same ``session_id`` under two apps is two sessions.
     """
 
     session_id: str
@@ -60,6 +63,7 @@ class SessionInfo:
     history_bytes: int = 0
     external_agent: bool = False
     last_item_sequence: int = 0
+    app: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,6 +225,7 @@ def session_info(message: pb.Session) -> SessionInfo:
         history_bytes=message.history_bytes,
         external_agent=message.external_agent,
         last_item_sequence=message.last_item_sequence,
+        app=message.app,
     )
 
 

@@ -20,7 +20,9 @@
 
 Global options (before or after the command): ``--address`` (``HOST:PORT``,
 ``[IPV6]:PORT`` or ``unix:PATH``; default ``$SESSIONS_ADDRESS``, else
-``127.0.0.1:50051``), ``--json``, ``--timeout SECONDS``, ``--token`` (default
+``127.0.0.1:50051``), ``--app APP`` (the application whose sessions every command
+works on; default ``$SESSIONS_APP``, else the default app; ``import`` keeps each
+record's app without it), ``--json``, ``--timeout SECONDS``, ``--token`` (default
 ``$SESSIONS_TOKEN``), ``--tls``, ``--ca-file PATH`` (default ``$SESSIONS_CA_FILE``).
 
 Exit codes: 0 ok; 1 any other error; 2 invalid input (command line, request or

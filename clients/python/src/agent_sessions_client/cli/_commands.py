@@ -16,9 +16,15 @@ from agent_sessions_client.cli._output import Output
 _STATE_ATTEMPTS = 3  # read-modify-write rounds before a busy session's conflict is reported
 
 
+def app(args: argparse.Namespace) -> str:
+    """The app named by --app or $SESSIONS_APP; "" (the default app) when neither does."""
+    return str(args.app or "")
+
+
 def load(client: SessionClient, args: argparse.Namespace) -> Session:
-    """The session named on the command line; ``NotFoundError`` if it is not the user's."""
-    session: Session = client.load_session(args.session, user_id=args.user)
+    """The session named on the command line; ``NotFoundError`` if it is not the user's
+    (or not in the app)."""
+    session: Session = client.load_session(args.session, user_id=args.user, app=app(args))
     return session
 
 
@@ -32,6 +38,7 @@ def create(client: SessionClient, args: argparse.Namespace, out: Output) -> int:
         max_turns=args.max_turns,
         state=args.state,
         labels=dict(args.label or ()),
+        app=app(args),
     )
     out.session(session.info)
     return OK
@@ -44,7 +51,7 @@ def get(client: SessionClient, args: argparse.Namespace, out: Output) -> int:
 
 def list_sessions(client: SessionClient, args: argparse.Namespace, out: Output) -> int:
     sessions = client.list_sessions(
-        user_id=args.user, agent_id=args.agent or "", page_size=args.page_size or 0
+        user_id=args.user, agent_id=args.agent or "", app=app(args), page_size=args.page_size or 0
     )
     out.sessions(session.info for session in islice(sessions, args.limit))
     return OK
@@ -114,7 +121,14 @@ def delete(client: SessionClient, args: argparse.Namespace, out: Output) -> int:
         _confirm_delete(session)
     session.delete()
     if out.as_json:
-        out.json({"session_id": session.session_id, "user_id": session.user_id, "deleted": True})
+        out.json(
+            {
+                "session_id": session.session_id,
+                "user_id": session.user_id,
+                "app": session.app,
+                "deleted": True,
+            }
+        )
     else:
         out.console.print(f"Deleted session {session.session_id}.", markup=False)
     return OK

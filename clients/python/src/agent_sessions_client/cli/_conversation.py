@@ -17,7 +17,7 @@ from agent_sessions_client import (
     SessionsError,
     Turn,
 )
-from agent_sessions_client.cli._commands import load
+from agent_sessions_client.cli._commands import app, load
 from agent_sessions_client.cli._exit import INVALID_INPUT, OK, CliError, exit_code
 from agent_sessions_client.cli._output import Output, turn_json
 
@@ -76,14 +76,17 @@ def chat(client: SessionClient, args: argparse.Namespace, out: Output) -> int:
         except SessionsError as error:
             out.failure(error)
             first_failure = first_failure or exit_code(error)
-    out.note(f"Resume with: {_resume_command(args, info.user_id, info.session_id)}")
+    out.note(f"Resume with: {_resume_command(args, info.user_id, info.session_id, info.app)}")
     return first_failure
 
 
-def _resume_command(args: argparse.Namespace, user_id: str, session_id: str) -> str:
-    """The command line that resumes the chat, with the connection options it was given,
-    quoted for a POSIX shell (the token is left to $SESSIONS_TOKEN: it is a secret)."""
+def _resume_command(args: argparse.Namespace, user_id: str, session_id: str, app: str) -> str:
+    """The command line that resumes the chat, with the session's app and the connection
+    options it was given, quoted for a POSIX shell (the token is left to $SESSIONS_TOKEN:
+    it is a secret)."""
     words = ["sessionctl", "chat", "--user", user_id, session_id]
+    if app:
+        words += ["--app", app]
     if args.address:
         words += ["--address", args.address]
     if args.tls:
@@ -96,12 +99,12 @@ def _resume_command(args: argparse.Namespace, user_id: str, session_id: str) -> 
 def _chat_session(client: SessionClient, args: argparse.Namespace) -> Session:
     if args.session and args.agent:
         return client.load_or_create_session(
-            user_id=args.user, agent_id=args.agent, session_id=args.session
+            user_id=args.user, agent_id=args.agent, session_id=args.session, app=app(args)
         )
     if args.session:
         return load(client, args)
     if args.agent:
-        return client.create_session(user_id=args.user, agent_id=args.agent)
+        return client.create_session(user_id=args.user, agent_id=args.agent, app=app(args))
     raise CliError("chat needs a SESSION to resume or --agent to start one", INVALID_INPUT)
 
 

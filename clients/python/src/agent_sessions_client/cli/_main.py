@@ -35,6 +35,7 @@ def run(argv: Sequence[str] | None = None) -> int:
     try:
         args = parser.parse_args(argv)
         address = _address(parser, args)
+        args.app = _app(parser, args)
         root_certificates = _root_certificates(parser, args)
     except UsageError as error:
         if out.as_json:
@@ -88,6 +89,20 @@ def _address(parser: argparse.ArgumentParser, args: argparse.Namespace) -> str |
         return _values.address(from_environment)
     except argparse.ArgumentTypeError as error:
         parser.error(f"$SESSIONS_ADDRESS: {error}")
+
+
+def _app(parser: argparse.ArgumentParser, args: argparse.Namespace) -> str | None:
+    """--app (checked as it was parsed), else $SESSIONS_APP checked the same way; None when
+    neither names one (the default app, or for ``import`` each record's own)."""
+    if args.app is not None:
+        return str(args.app)
+    from_environment = os.environ.get("SESSIONS_APP")
+    if not from_environment:
+        return None
+    try:
+        return _values.app(from_environment)
+    except argparse.ArgumentTypeError as error:
+        parser.error(f"$SESSIONS_APP: {error}")
 
 
 def _root_certificates(parser: argparse.ArgumentParser, args: argparse.Namespace) -> bytes | None:

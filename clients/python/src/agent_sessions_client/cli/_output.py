@@ -47,6 +47,7 @@ def session_json(info: SessionInfo) -> dict[str, Any]:
     return {
         "session_id": info.session_id,
         "user_id": info.user_id,
+        "app": info.app,
         "agent_id": info.agent_id,
         "status": info.status.value,
         "create_time": info.create_time.isoformat(),
@@ -237,6 +238,8 @@ class Output:
             ("labels", ", ".join(f"{k}={v}" for k, v in sorted(info.labels.items())) or "-"),
             ("state", json.dumps(info.state, ensure_ascii=False) if info.state else "-"),
         ]
+        if info.app:  # the default app goes without saying
+            rows.insert(2, ("app", info.app))
         if info.summary:
             rows.append(("summary", info.summary))
         for key, value in rows:

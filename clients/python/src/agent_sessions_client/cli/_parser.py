@@ -30,7 +30,9 @@ class Parser(argparse.ArgumentParser):
         raise UsageError(self, message)
 
 
-GLOBAL_OPTIONS_NOTE = "The options of `sessionctl --help` (--address, --json, ...) work here too."
+GLOBAL_OPTIONS_NOTE = (
+    "The options of `sessionctl --help` (--address, --app, --json, ...) work here too."
+)
 
 
 def _add_global_options(parser: argparse.ArgumentParser, *, top_level: bool) -> None:
@@ -52,6 +54,16 @@ def _add_global_options(parser: argparse.ArgumentParser, *, top_level: bool) -> 
         help=described(
             "the server: HOST:PORT, [IPV6]:PORT or unix:PATH "
             "(default: $SESSIONS_ADDRESS, else 127.0.0.1:50051)"
+        ),
+    )
+    group.add_argument(
+        "--app",
+        metavar="APP",
+        type=_values.app,
+        default=default(None),
+        help=described(
+            "the application whose sessions to work on; apps keep their sessions apart "
+            '(default: $SESSIONS_APP, else "", the default app)'
         ),
     )
     group.add_argument(
@@ -270,5 +282,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     import_.add_argument(
         "--user", metavar="USER_ID", help="give every session this owner instead of its own"
+    )
+    import_.epilog = (
+        "Every session goes back to the app of its record, unless --app (or $SESSIONS_APP) "
+        "names another. " + GLOBAL_OPTIONS_NOTE
     )
     return parser

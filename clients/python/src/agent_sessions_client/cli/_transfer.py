@@ -28,6 +28,7 @@ from agent_sessions_client import (
     SessionsError,
     UnavailableError,
 )
+from agent_sessions_client.cli._commands import app
 from agent_sessions_client.cli._exit import ERROR, INVALID_INPUT, OK, CliError, exit_code
 from agent_sessions_client.cli._output import Output
 
@@ -38,14 +39,16 @@ _FATAL = (UnavailableError, DeadlineExceededError)
 
 def export(client: SessionClient, args: argparse.Namespace, out: Output) -> int:
     named: list[str] = args.sessions
-    sessions: list[Session | str] = list(named) or list(client.list_sessions(user_id=args.user))
+    sessions: list[Session | str] = list(named) or list(
+        client.list_sessions(user_id=args.user, app=app(args))
+    )
     exported = turns = failed = 0
     first_failure = OK
     with _opened(args.output, "w") as sink, _progress(out, "Exporting", len(sessions)) as advance:
         for item in sessions:
             session_id = item if isinstance(item, str) else item.session_id
             try:
-                record = _session(client, args.user, item).export()
+                record = _session(client, args.user, app(args), item).export()
             except _FATAL:
                 raise
             except NotFoundError as error:
@@ -84,7 +87,8 @@ def import_(client: SessionClient, args: argparse.Namespace, out: Output) -> int
                     continue
                 try:
                     record = _record(line)
-                    client.import_session(record, user_id=args.user)
+                    # Without --app, each session goes back to its record's app.
+                    client.import_session(record, user_id=args.user, app=args.app)
                     imported += 1
                 except ValueError as error:
                     failed += 1
@@ -113,9 +117,9 @@ def import_(client: SessionClient, args: argparse.Namespace, out: Output) -> int
     return first_failure
 
 
-def _session(client: SessionClient, user_id: str, item: Session | str) -> Session:
+def _session(client: SessionClient, user_id: str, app: str, item: Session | str) -> Session:
     if isinstance(item, str):
-        return client.load_session(item, user_id=user_id)
+        return client.load_session(item, user_id=user_id, app=app)
     return item
 
 

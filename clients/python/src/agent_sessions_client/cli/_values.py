@@ -20,6 +20,8 @@ _HOST = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9._-]*[A-Za-z0-9_])?")
 _BRACKETED = re.compile(r"\[([^\]]*)\]:(.*)")
 _ADDRESS_FORMS = "HOST:PORT (e.g. 127.0.0.1:50051), [IPV6]:PORT (e.g. [::1]:50051) or unix:PATH"
 _QUOTED = 40  # characters of a rejected value quoted back
+# An app name as the contract has it (Session.app); empty names the default app.
+_APP = re.compile(r"[A-Za-z0-9._-]{1,63}")
 
 
 def duration(text: str) -> timedelta:
@@ -93,6 +95,16 @@ def assignment(text: str) -> tuple[str, Any]:
     except json.JSONDecodeError:
         value = raw
     return key, value
+
+
+def app(text: str) -> str:
+    """An app name (1-63 letters, digits, ``.``, ``_``, ``-``), or "" for the default app."""
+    if text and not _APP.fullmatch(text):
+        raise argparse.ArgumentTypeError(
+            f"invalid app {_quoted(text)}: expected 1-63 letters, digits, '.', '_' or '-' "
+            "(empty for the default app)"
+        )
+    return text
 
 
 def address(text: str) -> str:
