@@ -430,6 +430,10 @@ async def bench_items(results: Results, redis_server: RedisServer) -> None:
             await items.bench_ours(
                 found, channel, servers[0].pid, redis_pid, warmup=warmup, seconds=seconds
             )
+            for adapter in (items.bench_openai_adapter,):
+                await adapter(
+                    found, address, servers[0].pid, redis_pid, warmup=warmup, seconds=seconds
+                )
         finally:
             await channel.close(None)
     for peer in (items.bench_openai_agents, items.bench_adk):

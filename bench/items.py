@@ -135,6 +135,10 @@ class ItemsResults:
 OURS = "agent-sessions"
 OPENAI = "openai-agents RedisSession"
 ADK = "google-adk RedisSessionService"
+OPENAI_ADAPTER = "GrpcSession (openai-agents on ours)"
+ADK_ADAPTER = "GrpcSessionService (google-adk on ours)"
+ADAPTERS = {OPENAI_ADAPTER: OPENAI, ADK_ADAPTER: ADK}
+"""Our adapters, by the framework store each stands in for."""
 
 
 def _progress(line: str) -> None:
@@ -268,6 +272,7 @@ async def _measure_peer(
     *,
     warmup: float,
     seconds: float,
+    server_pids: Sequence[int] = (),
 ) -> None:
     """Each worker takes turns in a session of its own, pre-filled with 1,000 items.
 
@@ -289,8 +294,9 @@ async def _measure_peer(
             seen.add(PEER_HISTORY + 4 * (n + (i == 0)))
             return await call(i, n)
 
-        # The peer runs in this process: its CPU is the client's.
-        load = Load(concurrency, warmup, window, [], redis_pid)
+        # The peer runs in this process: its CPU is the client's (an adapter's server
+        # is measured apart).
+        load = Load(concurrency, warmup, window, list(server_pids), redis_pid)
         cell = await measure(counted, load)
         results.cells[system, PEER_HISTORY, concurrency] = cell
         results.seen[system, PEER_HISTORY, concurrency] = (int(seen.low), int(seen.high))
@@ -330,6 +336,52 @@ async def bench_openai_agents(
         await _measure_peer(results, OPENAI, prepare, redis_pid, warmup=warmup, seconds=seconds)
     finally:
         await client.aclose()
+
+
+async def bench_openai_adapter(
+    results: ItemsResults,
+    address: str,
+    server_pid: int,
+    redis_pid: int | None,
+    *,
+    warmup: float,
+    seconds: float,
+) -> None:
+    """The OpenAI Agents SDK's turn (add_items, get_items(limit=40)) through GrpcSession."""
+    try:
+        from agent_sessions_client.openai_agents import GrpcSession
+    except ImportError as error:
+        note = f"{OPENAI_ADAPTER}: skipped, its import failed ({error})"
+        results.notes.append(note)
+        _progress(note)
+        return
+
+    async def prepare(concurrency: int) -> Call:
+        sessions = [
+            GrpcSession(f"oa-c{concurrency}-{i}", user_id=f"adapter-{i}", target=address)
+            for i in range(concurrency)
+        ]
+        history: Any = _history(PEER_HISTORY, openai_items, f"oa-c{concurrency}")
+        await asyncio.gather(*(session.add_items(history) for session in sessions))
+
+        async def call(i: int, n: int) -> int:
+            session = sessions[i]
+            turn: Any = openai_items(f"oa-{concurrency}-{i}-{n}")
+            await session.add_items(turn)
+            await session.get_items(limit=LAST)
+            return 2
+
+        return call
+
+    await _measure_peer(
+        results,
+        OPENAI_ADAPTER,
+        prepare,
+        redis_pid,
+        warmup=warmup,
+        seconds=seconds,
+        server_pids=[server_pid],
+    )
 
 
 async def bench_adk(
@@ -468,7 +520,8 @@ def render(results: ItemsResults) -> str:
     for (system, history, concurrency), cell in results.cells.items():
         low, high = results.seen.get((system, history, concurrency), (history, history))
         span = f"{low:,}" if low == high else f"{low:,}-{high:,}"
-        server = _us(cell.per_call_us(cell.server_cpu)) if system == OURS else "-"
+        on_ours = system == OURS or system in ADAPTERS
+        server = _us(cell.per_call_us(cell.server_cpu)) if on_ours else "-"
         out.append(
             f"| {system} | {span} | {concurrency} | {_rate(cell)} | "
             f"{cell.percentile(50):.2f} | {cell.percentile(99):.2f} | {server} "
@@ -509,6 +562,34 @@ def render(results: ItemsResults) -> str:
                     ratio = f"{ours.rate / theirs.rate:.2f}x"
                 out.append(
                     f"| {peer} | {concurrency} | {_rate(ours)} / {_rate(theirs)} | {ratio} |\n"
+                )
+    adapters = [a for a in ADAPTERS if any(key[0] == a for key in results.cells)]
+    if adapters:
+        out.append(
+            f"\n**The framework adapters** at {PEER_HISTORY:,} items: the framework's own turn "
+            "through our adapter, against the raw turn on our server (target: at most 1.5x "
+            "its time, that is turns/s ratio >= 0.67x) and against the framework's own Redis "
+            "store (target: more turns/s):\n\n"
+            "| adapter | C | turns/s adapter / raw / framework's store | against raw "
+            "| against the framework's store |\n|---|---|---|---|---|\n"
+        )
+        for adapter in adapters:
+            for concurrency in CONCURRENCIES:
+                mine = results.cells.get((adapter, PEER_HISTORY, concurrency))
+                raw = results.cells.get((OURS, PEER_HISTORY, concurrency))
+                store = results.cells.get((ADAPTERS[adapter], PEER_HISTORY, concurrency))
+                if mine is None:
+                    continue
+                against_raw = f"{mine.rate / raw.rate:.2f}x" if raw and raw.rate else "-"
+                against_store = "-"
+                if store is not None and store.rate:
+                    times = mine.rate / store.rate
+                    against_store = f"{times:.2f}x" if times < 10 else f"{times:,.0f}x"
+                rates = " / ".join(
+                    _rate(cell) if cell is not None else "-" for cell in (mine, raw, store)
+                )
+                out.append(
+                    f"| {adapter} | {concurrency} | {rates} | {against_raw} | {against_store} |\n"
                 )
     for note in results.notes:
         out.append(f"\n{note}\n")
