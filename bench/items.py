@@ -384,65 +384,138 @@ async def bench_openai_adapter(
     )
 
 
+def adk_events(turn: str) -> list[Any]:
+    """The same turn as ADK events: the user's, the model's call, its response, the reply."""
+    from google.adk.events import Event
+    from google.genai import types
+
+    call_id = f"call_{turn}"
+    result = json.loads(RESULT)
+    return [
+        Event(
+            invocation_id=turn,
+            author="user",
+            content=types.Content(role="user", parts=[types.Part(text=USER)]),
+        ),
+        Event(
+            invocation_id=turn,
+            author="weather_agent",
+            content=types.Content(
+                role="model",
+                parts=[
+                    types.Part(
+                        function_call=types.FunctionCall(
+                            id=call_id, name="get_weather", args=json.loads(ARGUMENTS)
+                        )
+                    )
+                ],
+            ),
+        ),
+        Event(
+            invocation_id=turn,
+            author="weather_agent",
+            content=types.Content(
+                role="user",
+                parts=[
+                    types.Part(
+                        function_response=types.FunctionResponse(
+                            id=call_id, name="get_weather", response=result
+                        )
+                    )
+                ],
+            ),
+        ),
+        Event(
+            invocation_id=turn,
+            author="weather_agent",
+            content=types.Content(role="model", parts=[types.Part(text=ASSISTANT)]),
+        ),
+    ]
+
+
+async def bench_adk_adapter(
+    results: ItemsResults,
+    address: str,
+    server_pid: int,
+    redis_pid: int | None,
+    *,
+    warmup: float,
+    seconds: float,
+) -> None:
+    """ADK's turn (4 append_event, get_session of the last 40) through GrpcSessionService."""
+    try:
+        from google.adk.sessions import Session
+        from google.adk.sessions.base_session_service import GetSessionConfig
+
+        from agent_sessions_client import AsyncSessionClient
+        from agent_sessions_client.adk import GrpcSessionService, _item
+    except ImportError as error:
+        note = f"{ADK_ADAPTER}: skipped, its import failed ({error})"
+        results.notes.append(note)
+        _progress(note)
+        return
+    service = GrpcSessionService(address)
+    recent = GetSessionConfig(num_recent_events=LAST)
+    app = "bench"
+
+    async def prepare(concurrency: int) -> Call:
+        held: list[Session] = []
+        async with AsyncSessionClient(address) as client:
+            for i in range(concurrency):
+                session = await service.create_session(
+                    app_name=app, user_id=f"adapter-c{concurrency}-{i}", state={}
+                )
+                # Pre-filled as append_event would have, in appends of 1,000 items.
+                history = _history(PEER_HISTORY, adk_events, f"ga-c{concurrency}-{i}")
+                handle = await client.load_session(session.id, user_id=session.user_id, app=app)
+                for start in range(0, len(history), PREFILL_CHUNK):
+                    chunk = history[start : start + PREFILL_CHUNK]
+                    await handle.append_items([_item(event) for event in chunk])
+                fresh = await service.get_session(
+                    app_name=app, user_id=session.user_id, session_id=session.id, config=recent
+                )
+                assert fresh is not None and len(fresh.events) == LAST
+                held.append(fresh)
+
+        async def call(i: int, n: int) -> int:
+            session = held[i]
+            for event in adk_events(f"ga-{concurrency}-{i}-{n}"):
+                await service.append_event(session, event)
+            fresh = await service.get_session(
+                app_name=app, user_id=session.user_id, session_id=session.id, config=recent
+            )
+            assert fresh is not None
+            held[i] = fresh
+            return 5
+
+        return call
+
+    try:
+        await _measure_peer(
+            results,
+            ADK_ADAPTER,
+            prepare,
+            redis_pid,
+            warmup=warmup,
+            seconds=seconds,
+            server_pids=[server_pid],
+        )
+    finally:
+        await service.close()
+
+
 async def bench_adk(
     results: ItemsResults, redis_url: str, redis_pid: int | None, *, warmup: float, seconds: float
 ) -> None:
     try:
-        from google.adk.events import Event
         from google.adk.integrations.redis import RedisSessionService, RedisSessionServiceConfig
         from google.adk.sessions import Session
         from google.adk.sessions.base_session_service import GetSessionConfig
-        from google.genai import types
     except ImportError as error:
         note = f"{ADK}: skipped, its import failed ({error})"
         results.notes.append(note)
         _progress(note)
         return
-
-    def events(turn: str) -> list[Event]:
-        """The same turn as ADK events: the user's, the model's call, its response, the reply."""
-        call_id = f"call_{turn}"
-        result = json.loads(RESULT)
-        return [
-            Event(
-                invocation_id=turn,
-                author="user",
-                content=types.Content(role="user", parts=[types.Part(text=USER)]),
-            ),
-            Event(
-                invocation_id=turn,
-                author="weather_agent",
-                content=types.Content(
-                    role="model",
-                    parts=[
-                        types.Part(
-                            function_call=types.FunctionCall(
-                                id=call_id, name="get_weather", args=json.loads(ARGUMENTS)
-                            )
-                        )
-                    ],
-                ),
-            ),
-            Event(
-                invocation_id=turn,
-                author="weather_agent",
-                content=types.Content(
-                    role="user",
-                    parts=[
-                        types.Part(
-                            function_response=types.FunctionResponse(
-                                id=call_id, name="get_weather", response=result
-                            )
-                        )
-                    ],
-                ),
-            ),
-            Event(
-                invocation_id=turn,
-                author="weather_agent",
-                content=types.Content(role="model", parts=[types.Part(text=ASSISTANT)]),
-            ),
-        ]
 
     service = RedisSessionService(RedisSessionServiceConfig(uri=redis_url, ttl_seconds=3600))
     writer = redis.asyncio.Redis.from_url(redis_url)
@@ -458,7 +531,7 @@ async def bench_adk(
                 )
                 # Pre-filled with the record append_event would have written after 1,000
                 # events (appending them one by one rewrites the record each time).
-                session.events = _history(PEER_HISTORY, events, f"adk-c{concurrency}-{i}")
+                session.events = _history(PEER_HISTORY, adk_events, f"adk-c{concurrency}-{i}")
                 key = f"{service.config.key_prefix}{app}:{session.user_id}:{session.id}"
                 await writer.set(key, session.model_dump_json(), ex=3600)
                 fresh = await service.get_session(
@@ -469,7 +542,7 @@ async def bench_adk(
 
             async def call(i: int, n: int) -> int:
                 session = held[i]
-                for event in events(f"adk-{concurrency}-{i}-{n}"):
+                for event in adk_events(f"adk-{concurrency}-{i}-{n}"):
                     await service.append_event(session, event)
                 fresh = await service.get_session(
                     app_name=app, user_id=session.user_id, session_id=session.id, config=recent

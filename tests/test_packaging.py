@@ -112,10 +112,12 @@ def test_the_client_installs_beside_openai_agents_and_google_adk_and_uninstalls_
     wheels: dict[str, Path], tmp_path: Path
 ) -> None:
     env = Venv(tmp_path / "venv")
-    env.pip("install", str(wheels["client"]), "openai-agents", "google-adk")
+    env.pip("install", f"{wheels['client']}[openai-agents,adk]")
 
     imported = env.python(
         "import agent_sessions_client, agents, google.adk\n"
+        "from agent_sessions_client.openai_agents import GrpcSession\n"
+        "from agent_sessions_client.adk import GrpcSessionService\n"
         "from agents import Agent\n"
         "from agentsessions.sessions.v1 import sessions_pb2\n"
         "print(sessions_pb2.DESCRIPTOR.package)"
@@ -126,6 +128,22 @@ def test_the_client_installs_beside_openai_agents_and_google_adk_and_uninstalls_
     env.pip("uninstall", "-y", "agent-sessions-client")
     after = env.python("from agents import Agent; import google.adk")
     assert after.returncode == 0, after.stderr
+
+
+def test_importing_the_client_imports_no_agent_framework() -> None:
+    imported = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys, agent_sessions_client, agent_sessions_client.cli\n"
+            "print(sorted({'agents', 'google.adk', 'openai'} & set(sys.modules)))",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+
+    assert imported.stdout.strip() == "[]"
 
 
 @pytest.fixture(scope="module")

@@ -21,12 +21,15 @@ from agent_sessions_client import (
     FailedPreconditionError,
     ItemType,
     SessionClient,
+    UnauthenticatedError,
     UnavailableError,
 )
 from agent_sessions_client.openai_agents import GrpcSession
 from launchers.redis_server import RedisServer, free_port
 from tests.client.conftest import SESSION_SERVER
 from tests.client.scripted_openai_model import ScriptedModel
+from tests.conftest import server_settings
+from tests.grpc_helpers import serving
 from tests.processes import wait_until_serving
 
 T = TypeVar("T")
@@ -355,3 +358,18 @@ async def test_a_server_that_cannot_be_reached_is_unavailable_and_nothing_is_hal
 
     with pytest.raises(UnavailableError):
         await session.add_items([{"role": "user", "content": "a"}])
+
+
+async def test_client_options_reach_the_client_of_each_event_loop(user_id: str) -> None:
+    settings = server_settings("memory://", "options:", auth_tokens="secret")
+    async with serving(settings) as (server, _):
+        with_token = GrpcSession(
+            "s", user_id=user_id, target=server.address, client_options={"token": "secret"}
+        )
+        without = GrpcSession("s", user_id=user_id, target=server.address)
+
+        await with_token.add_items([{"role": "user", "content": "a"}])
+        with pytest.raises(UnauthenticatedError):
+            await without.get_items()
+        await with_token.close()
+        await without.close()

@@ -11,19 +11,28 @@ from __future__ import annotations
 
 import asyncio
 import weakref
+from collections.abc import Mapping
+from typing import Any
 
 from agent_sessions_client._async import AsyncSessionClient
 
 
 class LoopClients:
     """The adapter's client on the running loop: ``client`` if one was given (the caller
-    keeps it on its loop), else one per loop for ``target``."""
+    keeps it on its loop), else one per loop for ``target``, made with ``options`` (the
+    keyword arguments of ``AsyncSessionClient``: ``tls``, ``token``...)."""
 
-    def __init__(self, target: str | None, client: AsyncSessionClient | None) -> None:
-        if client is not None and target is not None:
-            raise ValueError("give a target address or a client, not both")
+    def __init__(
+        self,
+        target: str | None,
+        client: AsyncSessionClient | None,
+        options: Mapping[str, Any] | None = None,
+    ) -> None:
+        if client is not None and (target is not None or options):
+            raise ValueError("give a target address (and client options) or a client, not both")
         self._given = client
         self._target = target
+        self._options = dict(options or {})
         self._by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncSessionClient]
         self._by_loop = weakref.WeakKeyDictionary()
 
@@ -33,7 +42,8 @@ class LoopClients:
         loop = asyncio.get_running_loop()
         client = self._by_loop.get(loop)
         if client is None:
-            client = self._by_loop[loop] = AsyncSessionClient(self._target)
+            client = AsyncSessionClient(self._target, **self._options)
+            self._by_loop[loop] = client
         return client
 
     async def close(self) -> None:

@@ -45,8 +45,10 @@ class GrpcSession:
 
     Give the server's ``target`` address ("host:port"; ``SESSIONS_ADDRESS`` or
     127.0.0.1:50051 when both it and ``client`` are omitted) and this keeps a client per
-    event loop, so one session object serves ``run_sync`` and ``run`` alike; or give an
-    ``AsyncSessionClient`` to share (used on its own loop only). The session is the
+    event loop (made with ``client_options``, the keyword arguments of
+    ``AsyncSessionClient`` such as ``tls`` and ``token``), so one session object serves
+    ``run_sync`` and ``run`` alike; or give an ``AsyncSessionClient`` to share (used on
+    its own loop only). The session is the
     user's ``session_id`` in ``app``, created on the first write with ``agent_id`` and
     the server's defaults unless ``ttl`` or ``idle_timeout`` say otherwise.
 
@@ -63,6 +65,7 @@ class GrpcSession:
         user_id: str,
         target: str | None = None,
         client: AsyncSessionClient | None = None,
+        client_options: Mapping[str, Any] | None = None,
         app: str = "",
         agent_id: str = "openai-agents",
         ttl: timedelta | None = None,
@@ -75,7 +78,7 @@ class GrpcSession:
         self.user_id = user_id
         self.app = app
         self.agent_id = agent_id
-        self._clients = LoopClients(target, client)
+        self._clients = LoopClients(target, client, client_options)
         self._ttl = ttl
         self._idle_timeout = idle_timeout
         self._timeout = timeout
