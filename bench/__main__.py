@@ -430,6 +430,9 @@ async def bench_items(results: Results, redis_server: RedisServer) -> None:
             await items.bench_ours(
                 found, channel, servers[0].pid, redis_pid, warmup=warmup, seconds=seconds
             )
+            await items.bench_ours_adk_calls(
+                found, channel, servers[0].pid, redis_pid, warmup=warmup, seconds=seconds
+            )
             for adapter in (items.bench_openai_adapter, items.bench_adk_adapter):
                 await adapter(
                     found, address, servers[0].pid, redis_pid, warmup=warmup, seconds=seconds

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
-import threading
+import sys
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import TypeVar
 
 import pytest
@@ -23,6 +24,7 @@ from agent_sessions_client import (
     SessionClient,
     UnauthenticatedError,
     UnavailableError,
+    openai_agents,
 )
 from agent_sessions_client.openai_agents import GrpcSession
 from launchers.redis_server import RedisServer, free_port
@@ -33,6 +35,7 @@ from tests.grpc_helpers import serving
 from tests.processes import wait_until_serving
 
 T = TypeVar("T")
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(autouse=True)
@@ -50,9 +53,12 @@ def get_weather(city: str) -> str:
 
 
 def content(item: TResponseInputItem | None) -> str:
-    """A message item's content, as text."""
+    """A message item's content, as text (an assistant's parts joined)."""
     assert item is not None
-    return str(dict(item).get("content"))
+    value = dict(item).get("content")
+    if isinstance(value, list):
+        return "".join(str(part.get("text", "")) for part in value)
+    return str(value)
 
 
 def an_agent(model: ScriptedModel) -> Agent:
@@ -309,34 +315,39 @@ def two_replicas(redis_server: RedisServer) -> Iterator[tuple[str, str]]:
             server.wait(timeout=15)
 
 
-def test_two_applications_on_two_replicas_lose_and_duplicate_nothing(
+APPLICATION = """
+import sys
+from agents import Agent, Runner, set_tracing_disabled
+from agent_sessions_client import openai_agents
+from agent_sessions_client.openai_agents import GrpcSession
+from tests.client.scripted_openai_model import ScriptedModel
+
+address, user_id, name, turns = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+set_tracing_disabled(True)
+session = GrpcSession("shared", user_id=user_id, target=address)
+agent = Agent(name="chat", model=ScriptedModel())
+for n in range(turns):
+    Runner.run_sync(agent, f"{name} {n}", session=session)
+"""
+
+
+def test_two_application_processes_on_two_replicas_lose_and_duplicate_nothing(
     two_replicas: tuple[str, str], user_id: str
 ) -> None:
     turns_each = 10
-    errors: list[BaseException] = []
-
-    def application(address: str, name: str) -> None:
-        # Each "application" runs on a thread of its own, with its own loop, session
-        # object and server replica, as two processes of a deployment would.
-        session = GrpcSession("shared", user_id=user_id, target=address)
-        try:
-            for n in range(turns_each):
-                Runner.run_sync(an_agent(ScriptedModel()), f"{name} {n}", session=session)
-        except BaseException as error:  # reported below, in the test's thread
-            errors.append(error)
-        finally:
-            close_loop(run_sync_loop(), session)
-
-    threads = [
-        threading.Thread(target=application, args=(address, name))
+    applications = [
+        subprocess.Popen(
+            [sys.executable, "-c", APPLICATION, address, user_id, name, str(turns_each)],
+            cwd=REPO,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for address, name in zip(two_replicas, ("left", "right"), strict=True)
     ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
+    for application in applications:
+        _, errors = application.communicate(timeout=120)
+        assert application.returncode == 0, errors
 
-    assert errors == []
     reader = GrpcSession("shared", user_id=user_id, target=two_replicas[0])
 
     async def read() -> list[TResponseInputItem]:
@@ -346,9 +357,49 @@ def test_two_applications_on_two_replicas_lose_and_duplicate_nothing(
             await reader.close()
 
     items = in_a_thread(lambda: asyncio.run(read()))
-    said = [content(item) for item in items if item.get("role") == "user"]
-    assert sorted(said) == sorted(f"{name} {n}" for name in ("left", "right") for n in range(10))
+    said = [content(item) for item in items if dict(item).get("role") == "user"]
+    assert sorted(said) == sorted(f"{n} {i}" for n in ("left", "right") for i in range(turns_each))
     assert len(items) == 2 * 2 * turns_each  # each turn: the input and the answer
+
+
+async def test_a_turn_while_redis_is_down_fails_unavailable_and_the_next_one_continues(
+    user_id: str,
+) -> None:
+    redis = RedisServer(append_only=True)
+    redis.start()
+    try:
+        settings = server_settings(redis.url, "outage:")
+        async with serving(settings) as (server, _):
+            session = GrpcSession("s", user_id=user_id, target=server.address)
+            model = ScriptedModel()
+            await Runner.run(an_agent(model), "before", session=session)
+
+            redis.kill()
+            with pytest.raises(UnavailableError):
+                await Runner.run(an_agent(model), "during", session=session)
+            redis.start()
+            await Runner.run(an_agent(model), "after", session=session)
+
+            said = [content(item) for item in await session.get_items()]
+            await session.close()
+    finally:
+        redis.stop()
+
+    assert said == ["before", "I was sent 1 items; 你好", "after", "I was sent 3 items; 你好"]
+
+
+async def test_an_append_retried_with_its_request_id_is_stored_once(
+    live_server: str, user_id: str
+) -> None:
+    # What the channel's retry after UNAVAILABLE sends: the same append, same request id.
+    session = a_session(live_server, user_id)
+    await session.add_items([{"role": "user", "content": "first"}])
+    item = openai_agents._service_item({"role": "user", "content": "once"})
+
+    await session._append([item], "retried-request")
+    await session._append([item], "retried-request")
+
+    assert [content(i) for i in await session.get_items()] == ["first", "once"]
 
 
 async def test_a_server_that_cannot_be_reached_is_unavailable_and_nothing_is_half_written(
@@ -373,3 +424,33 @@ async def test_client_options_reach_the_client_of_each_event_loop(user_id: str) 
             await without.get_items()
         await with_token.close()
         await without.close()
+
+
+async def test_a_compaction_snapshot_swaps_a_suffix_of_the_newest_items(
+    live_server: str, user_id: str
+) -> None:
+    session = a_session(live_server, user_id)
+    await session.add_items([{"role": "user", "content": str(n)} for n in range(6)])
+    snapshot = await session._get_compaction_snapshot(3)
+    assert snapshot is not None
+    assert ([content(i) for i in snapshot.items], snapshot.complete) == (["3", "4", "5"], False)
+
+    replaced = await snapshot.replace_suffix(1, [{"role": "system", "content": "summary"}])
+
+    assert replaced
+    assert [content(i) for i in await session.get_items()] == ["0", "1", "2", "3", "summary"]
+
+
+async def test_a_compaction_snapshot_of_a_changed_history_replaces_nothing(
+    live_server: str, user_id: str
+) -> None:
+    session = a_session(live_server, user_id)
+    await session.add_items([{"role": "user", "content": str(n)} for n in range(3)])
+    snapshot = await session._get_compaction_snapshot(10)
+    assert snapshot is not None and snapshot.complete
+    await session.add_items([{"role": "user", "content": "written meanwhile"}])
+
+    replaced = await snapshot.replace_suffix(0, [{"role": "system", "content": "summary"}])
+
+    assert not replaced
+    assert len(await session.get_items()) == 4

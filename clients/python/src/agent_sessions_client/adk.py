@@ -265,6 +265,8 @@ class GrpcSessionService(BaseSessionService):
         pages = handle.items(newest_first=True, page_size=size, timeout=self._timeout)
         try:
             async for stored in pages:
+                if limit is not None and len(events) >= limit and newest is not None:
+                    break  # parsing an event costs more than reading it: not one too many
                 event = _event(stored)
                 if newest is None:
                     newest = (stored.sequence, event.timestamp)

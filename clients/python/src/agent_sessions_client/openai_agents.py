@@ -18,17 +18,18 @@ from __future__ import annotations
 import contextlib
 import json
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, cast
 
+from agents.memory.session import _CompactionSnapshot
 from agents.memory.session_settings import SessionSettings, resolve_session_limit
 from agentsessions.sessions.v1 import sessions_pb2 as pb
 
 from agent_sessions_client._async import AsyncSession, AsyncSessionClient
-from agent_sessions_client._errors import AlreadyExistsError, NotFoundError
+from agent_sessions_client._errors import AbortedError, AlreadyExistsError, NotFoundError
 from agent_sessions_client._loops import LoopClients
-from agent_sessions_client._types import Item, ItemType, item
+from agent_sessions_client._types import Item, item
 
 if TYPE_CHECKING:
     from agents.items import TResponseInputItem
@@ -37,6 +38,8 @@ __all__ = ["GrpcSession"]
 
 MAX_ITEMS_PER_APPEND = 100
 """The server's default --max-items-per-append: longer adds go in several appends."""
+_MAX_PAGE = 1000
+"""The largest page of items the server sends."""
 
 
 class GrpcSession:
@@ -89,26 +92,24 @@ class GrpcSession:
         """The latest ``limit`` items (all when None and the settings set none), oldest
         first; none when the session does not exist yet."""
         limit = resolve_session_limit(limit, self.session_settings)
-        handle = self._handle()
+        if limit is not None and limit <= 0:
+            return []
         try:
-            if limit is None:
-                items = await self._all_items(handle)
-            else:
-                items = await handle.last_items(limit, timeout=self._timeout)
+            stored = await self._read(limit)
         except NotFoundError:
             return []
-        self._newest_seen = items[-1].sequence if items else (0 if limit != 0 else None)
-        return [_sdk_item(item) for item in items]
+        self._newest_seen = stored[-1].sequence if stored else 0
+        return [_sdk_item(message) for message in stored]
 
     async def add_items(self, items: list[TResponseInputItem]) -> None:
         """Appends ``items`` (one atomic append per 100), creating the session first if
         it does not exist."""
         if not items:
             return
-        stored = [_service_item(entry) for entry in items]
+        messages = [_service_item(entry) for entry in items]
         request_id = secrets.token_hex(12)
-        for start in range(0, len(stored), MAX_ITEMS_PER_APPEND):
-            chunk = stored[start : start + MAX_ITEMS_PER_APPEND]
+        for start in range(0, len(messages), MAX_ITEMS_PER_APPEND):
+            chunk = messages[start : start + MAX_ITEMS_PER_APPEND]
             written = await self._append(chunk, f"{request_id}-{start}")
             self._newest_seen = written[-1].sequence if written else self._newest_seen
 
@@ -142,39 +143,96 @@ class GrpcSession:
             return False
         written = await self._handle().replace_items(
             0,
-            [_service_item(entry) for entry in items],
+            [item(_service_item(entry)) for entry in items],
             expected_last_sequence=self._newest_seen,
             timeout=self._timeout,
         )
         self._newest_seen = written[-1].sequence if written else None
         return True
 
-    async def _all_items(self, handle: AsyncSession) -> list[Item]:
-        # Page by page without an async generator: run_sync shuts the loop's generators
-        # down after each run and leaves the loop open, so a generator made there on the
-        # next run would be refused (ResourceWarning).
-        items: list[Item] = []
+    # The hot path (a read and an add each turn) goes to the messages themselves: an
+    # item's payload is the SDK's item, so nothing else of it needs decoding.
+
+    async def _read(self, limit: int | None) -> list[pb.Item]:
+        """The newest ``limit`` items (all when None), oldest first. Page by page, not
+        with an async generator: run_sync shuts the loop's generators down after each run
+        and leaves the loop open, so one made there on the next run would be refused."""
+        client = self._clients.current()
+        newest_first = limit is not None
+        stored: list[pb.Item] = []
         token = ""
-        while True:
-            page = await handle._items_page(
-                newest_first=False,
-                after_sequence=0,
-                page_size=0,
+        while limit is None or len(stored) < limit:
+            request = pb.ListItemsRequest(
+                session_id=self.session_id,
+                user_id=self.user_id,
+                app=self.app,
+                page_size=0 if limit is None else min(limit - len(stored), _MAX_PAGE),
                 page_token=token,
-                timeout=self._timeout,
+                order_by="sequence desc" if newest_first else "sequence",
             )
-            items += (item(message) for message in page.items)
+            page: pb.ListItemsResponse = await client._call(
+                client._stub.ListItems, request, self._timeout
+            )
+            stored += page.items
             token = page.next_page_token
             if not token:
-                return items
+                break
+        if newest_first:
+            stored.reverse()
+        return stored
 
-    async def _append(self, items: Sequence[Item], request_id: str) -> list[Item]:
-        handle = self._handle()
+    async def _get_compaction_snapshot(
+        self, limit: int, *, prune_prefix: Callable[[TResponseInputItem], bool] | None = None
+    ) -> _CompactionSnapshot | None:
+        # The SDK's automatic compaction reads the newest ``limit`` items and later swaps
+        # a suffix of them for its compacted form: one ReplaceItems of the items from
+        # that suffix on, conditional on the newest item read, so the swap is refused
+        # (False: the SDK keeps the history) if any writer changed the history meanwhile.
+        # Pruning expired items (an encrypting wrapper's) is left to the SDK's fallback.
+        if prune_prefix is not None or limit <= 0:
+            return None
         try:
-            return await handle.append_items(items, request_id=request_id, timeout=self._timeout)
+            stored = await self._read(limit + 1)  # one more: are there older items?
+        except NotFoundError:
+            return None
+        complete = len(stored) <= limit
+        stored = stored[-limit:]
+        newest = stored[-1].sequence if stored else 0
+
+        async def replace_suffix(start: int, output: list[TResponseInputItem]) -> bool:
+            if start >= len(stored) or len(output) > MAX_ITEMS_PER_APPEND:
+                return False
+            try:
+                await self._handle().replace_items(
+                    stored[start].sequence - 1,
+                    [item(_service_item(entry)) for entry in output],
+                    expected_last_sequence=newest,
+                    timeout=self._timeout,
+                )
+            except (AbortedError, NotFoundError):
+                return False
+            self._newest_seen = None  # unknown until the next read
+            return True
+
+        return _CompactionSnapshot([_sdk_item(m) for m in stored], complete, replace_suffix)
+
+    async def _append(self, items: list[pb.Item], request_id: str) -> Sequence[pb.Item]:
+        client = self._clients.current()
+        request = pb.AppendItemsRequest(
+            session_id=self.session_id,
+            user_id=self.user_id,
+            app=self.app,
+            items=items,
+            request_id=request_id,
+        )
+        try:
+            response: pb.AppendItemsResponse = await client._call(
+                client._stub.AppendItems, request, self._timeout
+            )
         except NotFoundError:
             await self._create()
-        return await handle.append_items(items, request_id=request_id, timeout=self._timeout)
+            response = await client._call(client._stub.AppendItems, request, self._timeout)
+        return response.items
 
     async def _create(self) -> None:
         # Another writer may have created it meanwhile.
@@ -202,23 +260,31 @@ class GrpcSession:
         return AsyncSession(self._clients.current(), message)
 
 
-def _service_item(entry: TResponseInputItem) -> Item:
+def _service_item(entry: TResponseInputItem) -> pb.Item:
     """The service's item of an SDK item: its JSON as the payload, its kind as the type."""
     data = cast(Mapping[str, Any], entry)
     payload = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
     kind = str(data.get("type") or "message")  # an easy input message has no type
     call_id = str(data.get("call_id") or "")
     if kind == "message":
-        return Item(ItemType.MESSAGE, payload, role=str(data.get("role") or ""))
+        role = str(data.get("role") or "")
+        return pb.Item(type=pb.ITEM_TYPE_MESSAGE, payload_json=payload, role=role)
     if kind == "reasoning":
-        return Item(ItemType.REASONING, payload)
+        return pb.Item(type=pb.ITEM_TYPE_REASONING, payload_json=payload)
     if kind.endswith("_call_output"):
-        return Item(ItemType.TOOL_RESULT, payload, type_name=kind, call_id=call_id)
+        return pb.Item(
+            type=pb.ITEM_TYPE_TOOL_RESULT, payload_json=payload, type_name=kind, call_id=call_id
+        )
     if kind.endswith("_call") and call_id:
-        name = str(data.get("name") or "")
-        return Item(ItemType.TOOL_CALL, payload, type_name=kind, name=name, call_id=call_id)
-    return Item(ItemType.OTHER, payload, type_name=kind)
+        return pb.Item(
+            type=pb.ITEM_TYPE_TOOL_CALL,
+            payload_json=payload,
+            type_name=kind,
+            name=str(data.get("name") or ""),
+            call_id=call_id,
+        )
+    return pb.Item(type=pb.ITEM_TYPE_OTHER, payload_json=payload, type_name=kind)
 
 
-def _sdk_item(item: Item) -> TResponseInputItem:
-    return cast("TResponseInputItem", json.loads(item.payload_json))
+def _sdk_item(stored: pb.Item | Item) -> TResponseInputItem:
+    return cast("TResponseInputItem", json.loads(stored.payload_json))
