@@ -489,6 +489,28 @@ def adk_events(turn: str) -> list[Any]:
     ]
 
 
+def _adk_turns(service: Any, held: list[Any], label: str) -> Call:
+    """ADK's turn in worker ``i``'s session ``held[i]`` (of any ADK session service), as
+    its runner makes it: an ``append_event`` per event, then ``get_session`` of the last
+    40 events, whose result the next turn appends through."""
+    from google.adk.sessions.base_session_service import GetSessionConfig
+
+    recent = GetSessionConfig(num_recent_events=LAST)
+
+    async def call(i: int, n: int) -> int:
+        session = held[i]
+        for event in adk_events(f"{label}-{i}-{n}"):
+            await service.append_event(session, event)
+        fresh = await service.get_session(
+            app_name=session.app_name, user_id=session.user_id, session_id=session.id, config=recent
+        )
+        assert fresh is not None
+        held[i] = fresh
+        return 5
+
+    return call
+
+
 async def bench_adk_adapter(
     results: ItemsResults,
     address: str,
@@ -533,18 +555,7 @@ async def bench_adk_adapter(
                 assert fresh is not None and len(fresh.events) == LAST
                 held.append(fresh)
 
-        async def call(i: int, n: int) -> int:
-            session = held[i]
-            for event in adk_events(f"ga-{concurrency}-{i}-{n}"):
-                await service.append_event(session, event)
-            fresh = await service.get_session(
-                app_name=app, user_id=session.user_id, session_id=session.id, config=recent
-            )
-            assert fresh is not None
-            held[i] = fresh
-            return 5
-
-        return call
+        return _adk_turns(service, held, f"ga-{concurrency}")
 
     try:
         await _measure_peer(
@@ -596,18 +607,7 @@ async def bench_adk(
                 assert fresh is not None and len(fresh.events) == LAST
                 held.append(fresh)
 
-            async def call(i: int, n: int) -> int:
-                session = held[i]
-                for event in adk_events(f"adk-{concurrency}-{i}-{n}"):
-                    await service.append_event(session, event)
-                fresh = await service.get_session(
-                    app_name=app, user_id=session.user_id, session_id=session.id, config=recent
-                )
-                assert fresh is not None
-                held[i] = fresh
-                return 5
-
-            return call
+            return _adk_turns(service, held, f"adk-{concurrency}")
 
         await _measure_peer(results, ADK, prepare, redis_pid, warmup=warmup, seconds=seconds)
     finally:

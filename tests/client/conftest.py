@@ -73,3 +73,28 @@ def _session_server(request: pytest.FixtureRequest, *options: str) -> Iterator[s
 def user_id() -> str:
     """A user of its own per test, so tests on one server never see each other's sessions."""
     return f"user-{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def two_replicas(redis_server: RedisServer) -> Iterator[tuple[str, str]]:
+    """The addresses of two session-server processes on one Redis, with one key prefix:
+    two replicas of one deployment."""
+    prefix = f"replicas-{uuid.uuid4().hex[:8]}:"
+    addresses = [f"127.0.0.1:{free_port()}" for _ in range(2)]
+    servers = [
+        subprocess.Popen(
+            [
+                *(SESSION_SERVER, "--address", address, "--store", redis_server.url),
+                *("--key-prefix", prefix, "--log-level", "WARNING"),
+            ]
+        )
+        for address in addresses
+    ]
+    try:
+        for address in addresses:
+            wait_until_serving(address)
+        yield addresses[0], addresses[1]
+    finally:
+        for server in servers:
+            server.terminate()
+            server.wait(timeout=15)

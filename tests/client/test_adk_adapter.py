@@ -8,7 +8,7 @@ import re
 import subprocess
 import sys
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any, TypeVar
@@ -32,9 +32,6 @@ from pydantic import Field
 
 from agent_sessions_client import AsyncSessionClient, FailedPreconditionError, ItemType
 from agent_sessions_client.adk import LIST_ALL_USERS_MESSAGE, GrpcSessionService
-from launchers.redis_server import RedisServer, free_port
-from tests.client.conftest import SESSION_SERVER
-from tests.processes import wait_until_serving
 
 T = TypeVar("T")
 
@@ -687,30 +684,6 @@ async def test_two_services_appending_to_one_session_lose_and_duplicate_nothing(
 ) -> None:
     async with GrpcSessionService(live_server) as one, GrpcSessionService(live_server) as two:
         await race((one, two), app, user_id)
-
-
-@pytest.fixture
-def two_replicas(redis_server: RedisServer) -> Iterator[tuple[str, str]]:
-    """Two session-server processes on one Redis, with the same key prefix."""
-    prefix = f"adk-replicas-{uuid.uuid4().hex[:8]}:"
-    addresses = [f"127.0.0.1:{free_port()}" for _ in range(2)]
-    servers = [
-        subprocess.Popen(
-            [
-                *(SESSION_SERVER, "--address", address, "--store", redis_server.url),
-                *("--key-prefix", prefix, "--log-level", "WARNING"),
-            ]
-        )
-        for address in addresses
-    ]
-    try:
-        for address in addresses:
-            wait_until_serving(address)
-        yield addresses[0], addresses[1]
-    finally:
-        for server in servers:
-            server.terminate()
-            server.wait(timeout=15)
 
 
 async def test_two_applications_on_two_server_replicas_lose_and_duplicate_nothing(

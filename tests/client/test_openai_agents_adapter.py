@@ -28,11 +28,9 @@ from agent_sessions_client import (
 )
 from agent_sessions_client.openai_agents import GrpcSession
 from launchers.redis_server import RedisServer, free_port
-from tests.client.conftest import SESSION_SERVER
 from tests.client.scripted_openai_model import ScriptedModel
 from tests.conftest import server_settings
 from tests.grpc_helpers import serving
-from tests.processes import wait_until_serving
 
 T = TypeVar("T")
 REPO = Path(__file__).resolve().parents[2]
@@ -290,29 +288,6 @@ async def test_an_expired_session_starts_over(live_server: str, user_id: str) ->
 
 
 # --- two application processes, two server replicas, one Redis ----------------------
-
-
-@pytest.fixture
-def two_replicas(redis_server: RedisServer) -> Iterator[tuple[str, str]]:
-    prefix = f"replicas-{uuid.uuid4().hex[:8]}:"
-    addresses = [f"127.0.0.1:{free_port()}" for _ in range(2)]
-    servers = [
-        subprocess.Popen(
-            [
-                *(SESSION_SERVER, "--address", address, "--store", redis_server.url),
-                *("--key-prefix", prefix, "--log-level", "WARNING"),
-            ]
-        )
-        for address in addresses
-    ]
-    try:
-        for address in addresses:
-            wait_until_serving(address)
-        yield addresses[0], addresses[1]
-    finally:
-        for server in servers:
-            server.terminate()
-            server.wait(timeout=15)
 
 
 APPLICATION = """
