@@ -151,6 +151,12 @@ RAW_TURN = {OPENAI_ADAPTER: OURS, ADK_ADAPTER: OURS_ADK_CALLS}
 """The raw turn on our server that each adapter's turn is the same work as."""
 
 
+def _skip(results: ItemsResults, system: str, error: ImportError) -> None:
+    note = f"{system}: skipped, its import failed ({error})"
+    results.notes.append(note)
+    _progress(note)
+
+
 def _progress(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
@@ -365,9 +371,7 @@ async def bench_openai_agents(
     try:
         from agents.extensions.memory import RedisSession
     except ImportError as error:
-        note = f"{OPENAI}: skipped, its import failed ({error})"
-        results.notes.append(note)
-        _progress(note)
+        _skip(results, OPENAI, error)
         return
     client = redis.asyncio.Redis.from_url(redis_url)
     try:
@@ -407,9 +411,7 @@ async def bench_openai_adapter(
     try:
         from agent_sessions_client.openai_agents import GrpcSession
     except ImportError as error:
-        note = f"{OPENAI_ADAPTER}: skipped, its import failed ({error})"
-        results.notes.append(note)
-        _progress(note)
+        _skip(results, OPENAI_ADAPTER, error)
         return
 
     async def prepare(concurrency: int) -> Call:
@@ -528,9 +530,7 @@ async def bench_adk_adapter(
         from agent_sessions_client import AsyncSessionClient
         from agent_sessions_client.adk import GrpcSessionService, _item
     except ImportError as error:
-        note = f"{ADK_ADAPTER}: skipped, its import failed ({error})"
-        results.notes.append(note)
-        _progress(note)
+        _skip(results, ADK_ADAPTER, error)
         return
     service = GrpcSessionService(address)
     recent = GetSessionConfig(num_recent_events=LAST)
@@ -579,9 +579,7 @@ async def bench_adk(
         from google.adk.sessions import Session
         from google.adk.sessions.base_session_service import GetSessionConfig
     except ImportError as error:
-        note = f"{ADK}: skipped, its import failed ({error})"
-        results.notes.append(note)
-        _progress(note)
+        _skip(results, ADK, error)
         return
 
     service = RedisSessionService(RedisSessionServiceConfig(uri=redis_url, ttl_seconds=3600))
