@@ -265,17 +265,15 @@ class GrpcSessionService(BaseSessionService):
         pages = handle.items(newest_first=True, page_size=size, timeout=self._timeout)
         try:
             async for stored in pages:
-                if limit is not None and len(events) >= limit and newest is not None:
-                    break  # parsing an event costs more than reading it: not one too many
                 event = _event(stored)
                 if newest is None:
                     newest = (stored.sequence, event.timestamp)
-                if limit is not None and len(events) >= limit:
-                    break
                 # As InMemorySessionService: the events after the newest one before it.
-                if after is not None and event.timestamp < after:
+                if limit == 0 or (after is not None and event.timestamp < after):
                     break
                 events.append(event)
+                if limit is not None and len(events) >= limit:
+                    break  # before the listing asks for a page more
         finally:
             await _close(pages)
         events.reverse()
