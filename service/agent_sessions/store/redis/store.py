@@ -47,6 +47,7 @@ app-state write applies them first. Replies on a cluster read the app's state ap
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import copy
 import dataclasses
@@ -385,10 +386,10 @@ class RedisSessionStore:
             history_items,
         )
         keys = self._keys.session(user_id, session_id)
-        reply = await self._run(self._begin_turn, keys.all, args)
+        reply, shared = await self._run_beside_app_state(self._begin_turn, keys.all, args)
         tag = reply[0]
         if tag == "OK":
-            session = await self._session(session_id, reply[1], reply[2])
+            session = await self._session(session_id, reply[1], reply[2], shared=shared)
             history = codec.decode_completed(reply[3] + 1, reply[4])
             items = codec.decode_items(reply[5])
             turn = Turn(
@@ -400,7 +401,7 @@ class RedisSessionStore:
             )
             return TurnStart(session, turn, history, history_items=items)
         if tag == "REPLAY":
-            session = await self._session(session_id, reply[1], reply[2])
+            session = await self._session(session_id, reply[1], reply[2], shared=shared)
             return TurnStart(session, codec.decode_turn(reply[4], reply[3]), [], replayed=True)
         if tag == "ENDED":
             raise SessionEnded(session_id)
@@ -471,13 +472,16 @@ class RedisSessionStore:
         else:
             args.append(0)
         keys = self._keys.session(user_id, session_id)
-        reply = await self._run(self._finish_turn, keys.all, args)
-        if reply[0] != "OK":
-            raise RunSuperseded(session_id, turn.index)
-        touches_app = completed and scopes.touches_app(delta)
-        session = await self._session(
-            session_id, reply[1], reply[2], drain_of=user_id if touches_app else None
-        )
+        if completed and scopes.touches_app(delta):
+            reply = await self._run(self._finish_turn, keys.all, args)
+            if reply[0] != "OK":
+                raise RunSuperseded(session_id, turn.index)
+            session = await self._session(session_id, reply[1], reply[2], drain_of=user_id)
+        else:
+            reply, shared = await self._run_beside_app_state(self._finish_turn, keys.all, args)
+            if reply[0] != "OK":
+                raise RunSuperseded(session_id, turn.index)
+            session = await self._session(session_id, reply[1], reply[2], shared=shared)
         return dataclasses.replace(finished, items=items), session
 
     async def list_turns(
@@ -629,17 +633,34 @@ class RedisSessionStore:
         return app
 
     async def _session(
-        self, session_id: str, meta: _Flat, state: _Flat, *, drain_of: str | None = None
+        self,
+        session_id: str,
+        meta: _Flat,
+        state: _Flat,
+        *,
+        drain_of: str | None = None,
+        shared: _Flat | None = None,
     ) -> Session:
-        """The session of a script's reply. On a cluster the reply's state lacks the app's,
-        which is read apart, after applying the app-state writes that the call queued in
-        the outbox of user ``drain_of``."""
+        """The session of a script's reply. On a cluster the reply's state lacks the app's:
+        ``shared`` if it was read beside the script, else read now, after applying the
+        app-state writes that the call queued in the outbox of user ``drain_of``."""
         if not self._keys.app_outbox:
             return codec.decode_session(session_id, meta, state, app=self._app)
         if drain_of is not None:
             await self._apply_app_outbox(drain_of)
-        shared = await self._app_state_apart()
+        if shared is None:
+            shared = await self._app_state_apart()
         return codec.decode_session(session_id, meta, state + shared, app=self._app)
+
+    async def _run_beside_app_state(
+        self, script: AsyncScript, keys: Sequence[str], args: Sequence[Arg]
+    ) -> tuple[Any, _Flat]:
+        """The script's reply and, on a cluster, the app's state read at the same time (the
+        Run path waits for one round trip, not two); nothing else elsewhere."""
+        if not self._keys.app_outbox:
+            return await self._run(script, keys, args), []
+        reply, shared = await asyncio.gather(self._run(script, keys, args), self._app_state_apart())
+        return reply, shared
 
     async def _app_state_apart(self) -> _Flat:
         """On a cluster, the app's state, its keys prefixed (nothing elsewhere: the
