@@ -246,3 +246,17 @@ async def test_a_retried_append_returns_the_shared_state_it_wrote(stub: Stub) ->
 
     assert state_of(retried.session) == {"app:visits": 1}
     assert len(retried.items) == 1
+
+
+async def test_a_listings_page_token_is_refused_under_another_app(stub: Stub) -> None:
+    await external(stub, app="shop")
+    await external(stub, app="shop")
+    first = await stub.ListSessions(pb.ListSessionsRequest(user_id=USER, app="shop", page_size=1))
+
+    error = await rpc_error(
+        stub.ListSessions(
+            pb.ListSessionsRequest(user_id=USER, page_size=1, page_token=first.next_page_token)
+        )
+    )
+
+    assert refusal(error) == (StatusCode.INVALID_ARGUMENT, "INVALID_ARGUMENT", "page_token")

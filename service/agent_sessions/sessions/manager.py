@@ -341,7 +341,9 @@ class SessionManager:
         if agent_id:
             validation.agent_id(agent_id)
         size = validation.page_size(page_size, default=SESSIONS_PAGE_SIZE, maximum=MAX_PAGE_SIZE)
-        query = {"user_id": user_id, "agent_id": agent_id, "app": app}
+        query = {"user_id": user_id, "agent_id": agent_id}
+        if app:  # the default app's tokens stay those issued before apps existed
+            query["app"] = app
         after = None
         if page_token:
             position = paging.decode(page_token, query)
