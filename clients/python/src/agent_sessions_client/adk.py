@@ -262,20 +262,30 @@ class GrpcSessionService(BaseSessionService):
         size = _PAGE_SIZE if limit is None else max(1, min(limit, _PAGE_SIZE))
         newest: tuple[int, float] | None = None
         events: list[Event] = []
-        pages = handle.items(newest_first=True, page_size=size, timeout=self._timeout)
-        try:
-            async for stored in pages:
-                event = _event(stored)
+        token, done = "", False
+        while not done:
+            # The messages themselves: an event needs only its payload decoded.
+            page = await handle._items_page(
+                newest_first=True,
+                after_sequence=0,
+                page_size=size,
+                page_token=token,
+                timeout=self._timeout,
+            )
+            for stored in page.items:
+                event = Event.model_validate_json(stored.payload_json)
                 if newest is None:
                     newest = (stored.sequence, event.timestamp)
                 # As InMemorySessionService: the events after the newest one before it.
-                if limit == 0 or (after is not None and event.timestamp < after):
+                done = limit == 0 or (after is not None and event.timestamp < after)
+                if done:
                     break
                 events.append(event)
-                if limit is not None and len(events) >= limit:
-                    break  # before the listing asks for a page more
-        finally:
-            await _close(pages)
+                done = limit is not None and len(events) >= limit
+                if done:
+                    break  # before a page more is asked for
+            token = page.next_page_token
+            done = done or not token
         events.reverse()
         return newest, events
 
