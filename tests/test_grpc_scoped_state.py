@@ -260,3 +260,37 @@ async def test_a_listings_page_token_is_refused_under_another_app(stub: Stub) ->
     )
 
     assert refusal(error) == (StatusCode.INVALID_ARGUMENT, "INVALID_ARGUMENT", "page_token")
+
+
+async def test_an_update_removes_the_shared_keys_it_names_in_state_removals(
+    stub: Stub,
+) -> None:
+    session = await external(stub, state_json=json.dumps({"user:a": 1, "app:b": 2, "c": 3}))
+
+    updated = await stub.UpdateSession(
+        pb.UpdateSessionRequest(
+            session=pb.Session(session_id=session.session_id, user_id=USER),
+            state_removals=["user:a", "app:b"],
+        )
+    )
+
+    assert state_of(updated) == {"c": 3}
+    assert await state_now(stub, await external(stub)) == {}
+
+
+async def test_an_update_removes_before_it_writes_the_new_state(stub: Stub) -> None:
+    session = await external(stub, state_json=json.dumps({"user:a": 1, "app:b": 2}))
+
+    updated = await stub.UpdateSession(
+        pb.UpdateSessionRequest(
+            session=pb.Session(
+                session_id=session.session_id,
+                user_id=USER,
+                state_json=json.dumps({"user:a": 5, "own": True}),
+            ),
+            update_mask=field_mask_pb2.FieldMask(paths=["state_json"]),
+            state_removals=["user:a", "app:b"],
+        )
+    )
+
+    assert state_of(updated) == {"own": True, "user:a": 5}

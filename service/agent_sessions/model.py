@@ -221,6 +221,15 @@ class SessionPatch:
     ttl_ms: int | None = None
     idle_timeout_ms: int | None = None
     max_turns: int | None = None
+    state_removals: frozenset[str] = frozenset()
+    """State keys of any scope to remove, before ``state`` (a replacement of the session's
+    keys that only sets the user's and the app's) is written."""
+
+    @property
+    def state_delta(self) -> StateDelta:
+        """What the patch writes to the user's and the app's state: their keys in
+        ``state`` set, those in ``state_removals`` removed."""
+        return StateDelta(set=self.state or {}, delete=self.state_removals)
 
 
 @dataclass(frozen=True, slots=True)

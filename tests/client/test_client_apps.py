@@ -429,3 +429,18 @@ def test_sessionctl_refuses_an_invalid_app_name(live_server: str, user_id: str) 
     error = json.loads(from_environment.stderr)["error"]
     assert error["code"] == "INVALID_ARGUMENT"
     assert error["message"].startswith("$SESSIONS_APP: invalid app 'a/b'")
+
+
+def test_update_state_removes_the_users_and_the_apps_keys_too(
+    client: SessionClient, user_id: str
+) -> None:
+    app = f"state-{user_id}"  # app state is shared by every test's users: an app of its own
+    session = client.create_session(
+        user_id=user_id, agent_id="echo", app=app, state={"user:a": 1, "app:b": 2, "c": 3}
+    )
+
+    state = session.update_state({"d": 4}, remove=("user:a", "app:b"))
+
+    assert state == {"c": 3, "d": 4}
+    other = client.create_session(user_id=user_id, agent_id="echo", app=app)
+    assert other.state == {}

@@ -231,12 +231,14 @@ def _imported_turn(position: int, message: pb.Turn) -> Turn:
 def session_patch(request: pb.UpdateSessionRequest) -> SessionPatch:
     """The patch that the update mask selects from the request's session."""
     paths = list(request.update_mask.paths)
-    if not paths:
+    if not paths and not request.state_removals:
         raise InvalidArgument(
-            "update_mask", f"is required: name the fields to change, any of {UPDATABLE_FIELDS}"
+            "update_mask",
+            f"is required: name the fields to change, any of {UPDATABLE_FIELDS} "
+            "(or give state_removals)",
         )
     source = request.session
-    changes: dict[str, Any] = {}
+    changes: dict[str, Any] = {"state_removals": frozenset(request.state_removals)}
     for path in paths:
         if path == "state_json":
             changes["state"] = state_from_json(source.state_json, "session.state_json")

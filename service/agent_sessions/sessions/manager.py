@@ -378,6 +378,9 @@ class SessionManager:
                 patch.state, max_bytes=policy.max_state_bytes, field="session.state_json"
             )
             patch = dataclasses.replace(patch, state=scopes.stored_state(patch.state))
+        if patch.state_removals:
+            stored = scopes.stored_delta(StateDelta(delete=patch.state_removals))
+            patch = dataclasses.replace(patch, state_removals=stored.delete)
         if patch.labels is not None:
             validation.labels(patch.labels)
         if patch.ttl_ms is not None:

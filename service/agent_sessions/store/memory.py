@@ -174,7 +174,7 @@ class MemorySessionStore:
         if patch.state is not None:
             # The session's keys are replaced; the user's and the app's named are set.
             record.state_json = {}
-            self._apply(record, StateDelta(set=patch.state))
+        self._apply(record, patch.state_delta)
         changed = dataclasses.replace(
             session,
             labels=session.labels if patch.labels is None else dict(patch.labels),

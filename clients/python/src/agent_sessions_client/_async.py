@@ -537,11 +537,14 @@ class AsyncSession:
         ttl: timedelta | None = None,
         idle_timeout: timedelta | None = None,
         max_turns: int | None = None,
+        remove: Iterable[str] = (),
         if_unchanged: bool = True,
         timeout: float | None = None,
     ) -> SessionInfo:
         """Replaces the given fields; with ``if_unchanged`` (the default) only if nobody
-        changed the session since it was last seen, else ``AbortedError``."""
+        changed the session since it was last seen, else ``AbortedError``. A new
+        ``state`` replaces the session's own keys and sets the ``user:`` and ``app:``
+        keys it names; ``remove`` removes state keys of any scope in the same step."""
         request = _requests.update(
             session_id=self.session_id,
             user_id=self.user_id,
@@ -552,6 +555,7 @@ class AsyncSession:
             ttl=ttl,
             idle_timeout=idle_timeout,
             max_turns=max_turns,
+            remove=remove,
         )
         self.info = session_info(
             await self._client._call(self._client._stub.UpdateSession, request, timeout)
@@ -571,7 +575,8 @@ class AsyncSession:
         """
         state = {k: v for k, v in self.info.state.items() if k not in remove}
         state.update(changes)
-        info = await self.update(state=state, timeout=timeout)
+        # The user's and the app's keys are removed by name: a new state only sets them.
+        info = await self.update(state=state, remove=remove, timeout=timeout)
         return info.state
 
     async def end(self, *, timeout: float | None = None) -> SessionInfo:

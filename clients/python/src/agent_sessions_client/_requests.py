@@ -58,8 +58,11 @@ def update(
     ttl: timedelta | None,
     idle_timeout: timedelta | None,
     max_turns: int | None,
+    remove: Iterable[str] = (),
 ) -> pb.UpdateSessionRequest:
     # The session is named by its id, user and app; only the masked fields are written.
+    if isinstance(remove, str):
+        raise TypeError("remove takes a list of state keys, not one string")
     session = pb.Session(session_id=session_id, user_id=user_id, app=app, etag=etag)
     paths = []
     if state is not None:
@@ -80,7 +83,9 @@ def update(
     if not paths:
         raise ValueError("update needs at least one of state, labels, ttl, idle_timeout, max_turns")
     return pb.UpdateSessionRequest(
-        session=session, update_mask=field_mask_pb2.FieldMask(paths=paths)
+        session=session,
+        update_mask=field_mask_pb2.FieldMask(paths=paths),
+        state_removals=list(remove),
     )
 
 

@@ -327,13 +327,15 @@ class RedisSessionStore:
             "" if patch.state is None else "1",
             len(fields) // 2,
             *fields,
+            len(patch.state_removals),
+            *patch.state_removals,
         ]
         if patch.state is not None:
             args += codec.state_pairs(patch.state)
         reply = await self._run(self._update, self._keys.session(user_id, session_id).all, args)
         tag = reply[0]
         if tag == "OK":
-            touches_app = patch.state is not None and scopes.touches_app_state(patch.state)
+            touches_app = scopes.touches_app(patch.state_delta)
             return await self._session(
                 session_id, reply[1], reply[2], drain_of=user_id if touches_app else None
             )

@@ -5,7 +5,8 @@
 -- KEYS[10] user state, KEYS[11] app state or outbox (see prelude.lua)
 -- ARGV[1] now_ms, ARGV[2] session_id, ARGV[3] "1" to check the etag, ARGV[4] expected etag,
 -- ARGV[5] "1" to replace the state, ARGV[6] n: count of meta field/value pairs,
--- ARGV[7 .. 6 + 2n] meta field/value pairs, ARGV[7 + 2n ..] new state key, JSON value pairs
+-- ARGV[7 .. 6 + 2n] meta field/value pairs, ARGV[7 + 2n] r: count of state keys to remove,
+-- ARGV[8 + 2n .. 7 + 2n + r] those keys, ARGV[8 + 2n + r ..] new state key, JSON value pairs
 -- -> {"OK", meta, state} | {"NOT_FOUND"} | {"ETAG", version}
 
 local m = load_meta(KEYS[1], tonumber(ARGV[1]))
@@ -18,9 +19,10 @@ end
 local n = tonumber(ARGV[6])
 redis.call('HSET', KEYS[1], 'update_ms', ARGV[1], 'activity_ms', ARGV[1],
   'version', m.version + 1, unpack(ARGV, 7, 6 + 2 * n))
+local r = tonumber(ARGV[7 + 2 * n])
 if ARGV[5] == '1' then
   -- The session's keys are replaced; the user's and the app's named are set.
   redis.call('DEL', KEYS[2])
-  write_state(KEYS, 1, 0, 7 + 2 * n)
 end
+write_state(KEYS, 8 + 2 * n, 7 + 2 * n + r, 8 + 2 * n + r)
 return commit(KEYS, ARGV[2])
