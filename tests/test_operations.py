@@ -90,7 +90,8 @@ async def test_grpcurl_drives_a_whole_session(server: SessionServer) -> None:
     [listed] = json_stream(await grpcurl(server, f"{service}/ListTurns", data=ids))
     [ended] = json_stream(await grpcurl(server, f"{service}/EndSession", data=ids))
 
-    assert second[0] == {"started": {"turn_index": 2}}
+    assert second[0]["started"]["turn_index"] == 2
+    assert len(second[0]["started"]["run_id"]) == 16
     assert second[-1]["completed"]["turn"]["output"] == "Beijing is cloudy today, 18°C"
     assert session["ttl"] == "172800s"
     assert [t["input"] for t in listed["turns"]] == [

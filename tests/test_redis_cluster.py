@@ -150,7 +150,8 @@ async def test_users_spread_over_every_master_and_each_session_stays_on_one(
     assert all(count > 0 for count in per_master.values()), per_master
     # Each user's keys (index, meta, state, turns, requests, items) live on one master.
     assert all(len(ports) == 1 for ports in holders.values()), holders
-    assert sum(per_master.values()) == 4 * len(users)  # the index, meta, turns and items
+    # The index, meta, turns, items and event log.
+    assert sum(per_master.values()) == 5 * len(users)
 
 
 async def test_a_whole_session_lifecycle_over_grpc(cluster_stub: Stub) -> None:
@@ -298,6 +299,7 @@ async def test_a_session_is_served_while_and_after_its_slot_moves_to_another_mas
     assert sorted(redis_cluster.keys_on(migration.target, f"{user_key}*")) == [
         f"{user_key}:index",
         f"{user_key}:s:s-1",
+        f"{user_key}:s:s-1:events",
         f"{user_key}:s:s-1:turns",
         f"{user_key}:s:s-2",
     ]

@@ -98,6 +98,7 @@ async def test_every_key_of_a_session_carries_the_user_hash_tag(
         f"{key_prefix}{{{USER}}}:s:s-1:state",
         f"{key_prefix}{{{USER}}}:s:s-1:turns",
         f"{key_prefix}{{{USER}}}:s:s-1:requests",
+        f"{key_prefix}{{{USER}}}:s:s-1:events",
         f"{key_prefix}{{{USER}}}:index",
     }
 

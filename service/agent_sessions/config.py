@@ -36,6 +36,7 @@ from pydantic_settings import BaseSettings, CliApp, CliSettingsSource, NoDecode,
 
 from agent_sessions.agents.specs import AgentSpec, load_agents_file
 from agent_sessions.errors import quote
+from agent_sessions.session_events import EventWindow
 from agent_sessions.sessions import SessionPolicy
 from agent_sessions.validation import human_duration
 
@@ -516,6 +517,24 @@ class Settings(BaseSettings):
         description="keep compressed turns in an archive key (expiring with the session), "
         "readable with ListTurns include_archived, for audit",
     )
+    event_window_events: int = Field(
+        1000,
+        ge=1,
+        le=1_000_000,
+        description="the most events a session's event log holds for watchers and resumed "
+        "runs (WatchSession, ResumeRun): older ones are trimmed",
+    )
+    event_window_age: PositiveDuration = Field(
+        timedelta(minutes=10),
+        description="how long a session's events stay in its log at most: a watcher or a "
+        "resumed run that comes back later gets a gap (re-read the history)",
+    )
+    publish_delay: Duration = Field(
+        timedelta(milliseconds=50),
+        description="how long a run holds its reply's deltas before publishing them to the "
+        "session's event log for watchers (a reply that ends sooner goes in with its commit, "
+        "costing no round trip)",
+    )
     compress_turns_over_bytes: Annotated[int, _byte_size(0)] = Field(
         512,
         description="finished turns of this many bytes or more are stored zstd-compressed in "
@@ -684,6 +703,13 @@ class Settings(BaseSettings):
             max_history_bytes=self.max_history_bytes,
             max_summary_bytes=self.max_summary_bytes,
             archive_folded_turns=self.archive_folded_turns,
+            publish_delay_ms=_ms(self.publish_delay),
+        )
+
+    def event_window(self) -> EventWindow:
+        """How much of each session's event log the store keeps."""
+        return EventWindow(
+            max_events=self.event_window_events, max_age_ms=_ms(self.event_window_age)
         )
 
 

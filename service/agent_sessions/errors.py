@@ -78,6 +78,21 @@ class SessionNotFound(SessionError):
         )
 
 
+class RunNotFound(SessionNotFound):
+    """No run of the session has this id or request id among the events held."""
+
+    reason = "RUN_NOT_FOUND"
+
+    def __init__(self, session_id: str, run: str) -> None:
+        SessionError.__init__(
+            self,
+            f"session {quote(session_id)} has no run {quote(run)} among the events this "
+            "service still holds (a detached run's events are kept for a window after it "
+            "ends): read its turn with ListTurns",
+            metadata={"session_id": session_id, "run": run},
+        )
+
+
 class SessionAlreadyExists(SessionError):
     """The client-chosen session id is taken."""
 
@@ -192,12 +207,15 @@ class SequenceMismatch(Conflict):
 class TurnInProgress(Conflict):
     reason = "TURN_IN_PROGRESS"
 
-    def __init__(self, session_id: str, index: int) -> None:
+    def __init__(self, session_id: str, index: int, run_id: str = "") -> None:
         super().__init__(
             f"turn {index} of session {quote(session_id)} is still running; "
             "wait for it to finish, then run again",
             metadata={"session_id": session_id, "turn_index": str(index)},
         )
+        self.index = index
+        self.run_id = run_id
+        """The running turn's run, when it was begun with the caller's request id."""
 
 
 class RunSuperseded(Conflict):
@@ -210,6 +228,33 @@ class RunSuperseded(Conflict):
             f"turn {index} of session {quote(session_id)} is no longer owned by this run "
             "(it outlived its lease or the session was deleted)",
             metadata={"session_id": session_id, "turn_index": str(index)},
+        )
+
+
+class RunNotCompleted(Conflict):
+    """A run that a caller followed (detached, resumed or attached to) ended FAILED or
+    CANCELLED; its turn keeps the user's input."""
+
+    reason = "RUN_NOT_COMPLETED"
+
+    def __init__(self, session_id: str, index: int, status: str, error: str) -> None:
+        super().__init__(
+            f"turn {index} of session {quote(session_id)} ended {status}: {error}; the turn "
+            "is kept with your input, and the session can run again",
+            metadata={"session_id": session_id, "turn_index": str(index), "status": status},
+        )
+
+
+class EventsLost(Conflict):
+    """A follower fell behind the event window: events it needed were trimmed."""
+
+    reason = "EVENTS_LOST"
+
+    def __init__(self, session_id: str, after: int) -> None:
+        super().__init__(
+            f"the events of session {quote(session_id)} after {after} are no longer held: "
+            "read the session and its turns (ListTurns), then follow it again",
+            metadata={"session_id": session_id, "after_sequence": str(after)},
         )
 
 

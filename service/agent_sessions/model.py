@@ -246,6 +246,8 @@ class TurnStart:
     replayed: bool = False
     history_items: list[Item] = field(default_factory=list)
     """The newest items of the history (at most what begin_turn asked for), oldest first."""
+    event_sequence: int = 0
+    """The sequence number of the turn's RUN_STARTED event (0 on a replay)."""
 
 
 @dataclass(frozen=True, slots=True)

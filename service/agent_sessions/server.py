@@ -51,7 +51,7 @@ def _built(agent_id: str, spec: AgentSpec) -> ConfiguredAgent:
 
 def open_store(settings: Settings) -> SessionStore:
     if store_scheme(settings.store_url) == "memory":
-        return MemorySessionStore()
+        return MemorySessionStore(event_window=settings.event_window())
     from agent_sessions.store.redis import RedisSessionStore
 
     return RedisSessionStore.from_url(
@@ -60,6 +60,7 @@ def open_store(settings: Settings) -> SessionStore:
         socket_timeout=settings.redis_timeout.total_seconds(),
         max_connections=settings.redis_max_connections,
         compress_over_bytes=settings.compress_turns_over_bytes,
+        event_window=settings.event_window(),
     )
 
 
@@ -198,6 +199,8 @@ class SessionServer:
         # The server cancels the runs still going when the grace period ends but does
         # not wait for them to record their turns CANCELLED: that happens here.
         for manager in self.managers.values():
+            # Detached runs are no call's: they get a grace period of their own.
+            await manager.settle_detached(timeout_s=grace)
             await manager.settle(timeout_s=self.settings.redis_timeout.total_seconds())
         await self.agents.aclose()
         await self.store.close()

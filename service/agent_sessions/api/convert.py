@@ -20,6 +20,7 @@ from agent_sessions.model import (
     TokenUsage,
     Turn,
 )
+from agent_sessions.session_events import EventKind, SessionEvent
 from agent_sessions.wire import item_message, item_of
 
 _DURATION_FIELDS = {"ttl": "ttl_ms", "idle_timeout": "idle_timeout_ms"}
@@ -258,18 +259,58 @@ def session_patch(request: pb.UpdateSessionRequest) -> SessionPatch:
 
 def run_event(event: sessions.RunEvent) -> pb.RunEvent:
     if isinstance(event, sessions.RunDelta):
-        return pb.RunEvent(delta=pb.RunDelta(text=event.text))
+        return pb.RunEvent(delta=pb.RunDelta(text=event.text), sequence=event.sequence)
     if isinstance(event, sessions.RunStarted):
         return pb.RunEvent(
-            started=pb.RunStarted(turn_index=event.turn_index, replayed=event.replayed)
+            started=pb.RunStarted(
+                turn_index=event.turn_index, replayed=event.replayed, run_id=event.run_id
+            ),
+            sequence=event.sequence,
         )
     if isinstance(event, sessions.RunItem):
-        return pb.RunEvent(item=item_message(event.item))
+        return pb.RunEvent(item=item_message(event.item), sequence=event.sequence)
     return pb.RunEvent(
         completed=pb.RunCompleted(
             turn=turn_message(event.turn), session=session_message(event.session)
-        )
+        ),
+        sequence=event.sequence,
     )
+
+
+def session_event(event: SessionEvent) -> pb.SessionEvent:
+    """A session's event as WatchSession streams it."""
+    message = pb.SessionEvent(
+        sequence=event.sequence,
+        event_time=timestamp(event.time_ms),
+        run_id=event.run_id,
+        turn_index=event.turn_index,
+    )
+    kind = event.kind
+    session = event.session
+    if kind is EventKind.RUN_STARTED:
+        message.run_started.CopyFrom(
+            pb.RunStarted(turn_index=event.turn_index, run_id=event.run_id)
+        )
+    elif kind is EventKind.DELTA:
+        message.delta.text = event.text
+    elif kind is EventKind.ITEM and event.item is not None:
+        message.item.CopyFrom(item_message(event.item))
+    elif kind is EventKind.TURN_COMMITTED and event.turn is not None and session is not None:
+        message.turn_committed.turn.CopyFrom(turn_message(event.turn))
+        message.turn_committed.session.CopyFrom(session_message(session))
+    elif kind is EventKind.SESSION_UPDATED and session is not None:
+        message.session_updated.CopyFrom(session_message(session))
+    elif kind is EventKind.COMPRESSED and session is not None:
+        message.compressed.CopyFrom(session_message(session))
+    elif kind is EventKind.ENDED and session is not None:
+        message.ended.CopyFrom(session_message(session))
+    elif kind is EventKind.DELETED:
+        message.deleted.SetInParent()
+    elif kind is EventKind.EXPIRED:
+        message.expired.SetInParent()
+    elif kind is EventKind.GAP:
+        message.gap.first_available_sequence = event.first_sequence
+    return message
 
 
 def newest_first(order_by: str, *, key: str = "index") -> bool:

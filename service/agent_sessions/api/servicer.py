@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from contextlib import aclosing
 from typing import TypeVar
 
@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 
 Request = TypeVar("Request")
 Response = TypeVar("Response")
+Event = TypeVar("Event")
 Servicer = TypeVar("Servicer", bound="SessionServicer")
 Context = grpc.aio.ServicerContext[Request, Response]
 
@@ -295,16 +296,61 @@ class SessionServicer(sessions_pb2_grpc.SessionServiceServicer):
                 session_id=request.session_id,
                 text=request.input,
                 request_id=request.request_id,
+                detach=request.detach,
             )
         )
+        await _stream(events, convert.run_event, context, "Run")
+
+    async def ResumeRun(  # type: ignore[override]  # written with context.write
+        self, request: pb.ResumeRunRequest, context: Context[pb.ResumeRunRequest, pb.RunEvent]
+    ) -> None:
         try:
-            # aclosing: when the caller cancels during a write, the run still learns
-            # of it at once and records the turn CANCELLED.
-            async with aclosing(events):
-                async for event in events:
-                    await context.write(convert.run_event(event))
+            _refuse_malformed(request)
         except SessionError as error:
-            await context.abort_with_status(to_status(error))  # type: ignore[attr-defined]  # grpc-stubs lag grpc.aio
-        except Exception:
-            log.exception("unexpected error in Run")
-            await context.abort(grpc.StatusCode.INTERNAL, "internal error; see the server log")
+            await context.abort_with_status(to_status(error))  # type: ignore[attr-defined]
+        events = self._manager.resume(
+            app=request.app,
+            user_id=request.user_id,
+            session_id=request.session_id,
+            run_id=request.run_id,
+            request_id=request.request_id,
+            after_sequence=request.after_sequence,
+        )
+        await _stream(events, convert.run_event, context, "ResumeRun")
+
+    async def WatchSession(  # type: ignore[override]  # written with context.write
+        self,
+        request: pb.WatchSessionRequest,
+        context: Context[pb.WatchSessionRequest, pb.SessionEvent],
+    ) -> None:
+        try:
+            _refuse_malformed(request)
+        except SessionError as error:
+            await context.abort_with_status(to_status(error))  # type: ignore[attr-defined]
+        events = self._manager.watch(
+            app=request.app,
+            user_id=request.user_id,
+            session_id=request.session_id,
+            after_sequence=(request.after_sequence if request.HasField("after_sequence") else None),
+        )
+        await _stream(events, convert.session_event, context, "WatchSession")
+
+
+async def _stream(
+    events: AsyncGenerator[Event, None],
+    message: Callable[[Event], Response],
+    context: Context[Request, Response],
+    method: str,
+) -> None:
+    """Writes a server stream's events as messages; its errors end it with their status."""
+    try:
+        # aclosing: when the caller cancels during a write, a run still learns of it at
+        # once and records the turn CANCELLED.
+        async with aclosing(events):
+            async for event in events:
+                await context.write(message(event))
+    except SessionError as error:
+        await context.abort_with_status(to_status(error))  # type: ignore[attr-defined]  # grpc-stubs lag grpc.aio
+    except Exception:
+        log.exception("unexpected error in %s", method)
+        await context.abort(grpc.StatusCode.INTERNAL, "internal error; see the server log")

@@ -11,17 +11,23 @@ from agent_sessions.model import Item, Session, Turn
 class RunStarted:
     turn_index: int
     replayed: bool
+    run_id: str = ""
+    sequence: int = 0
+    """The event's number in the session's event log, when the caller reads it there
+    (a detached run, a resumed or attached one); 0 otherwise."""
 
 
 @dataclass(frozen=True, slots=True)
 class RunDelta:
     text: str
+    sequence: int = 0
 
 
 @dataclass(frozen=True, slots=True)
 class RunCompleted:
     turn: Turn
     session: Session
+    sequence: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +35,7 @@ class RunItem:
     """An item the agent produced, before the turn that numbers it is stored."""
 
     item: Item
+    sequence: int = 0
 
 
 RunEvent = RunStarted | RunDelta | RunItem | RunCompleted

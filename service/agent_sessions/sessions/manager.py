@@ -23,6 +23,7 @@ from agent_sessions.model import (
     TurnStatus,
     text_bytes,
 )
+from agent_sessions.session_events import SessionEvent
 from agent_sessions.sessions.compaction import Compactor
 from agent_sessions.sessions.events import (
     Compressed,
@@ -559,27 +560,87 @@ class SessionManager:
             return await self._compactor.compress(app, user_id, session_id, keep_last)
 
     async def run(
-        self, *, user_id: str, session_id: str, text: str, request_id: str = "", app: str = ""
+        self,
+        *,
+        user_id: str,
+        session_id: str,
+        text: str,
+        request_id: str = "",
+        app: str = "",
+        detach: bool = False,
     ) -> AsyncGenerator[RunEvent, None]:
         """Runs one turn, yielding its events; see ``SessionService.Run``.
 
         Close the iterator (``contextlib.aclosing``) when abandoning it early: the
-        turn is then recorded CANCELLED.
+        turn is then recorded CANCELLED, unless the run is detached.
         """
         validation.app(app)
         validation.user_id(user_id)
         validation.session_id(session_id)
         validation.run_input(text, max_bytes=self._policy.max_input_bytes)
         validation.request_id(request_id)
-        async with aclosing(self._turns.run(app, user_id, session_id, text, request_id)) as events:
+        run = self._turns.run(app, user_id, session_id, text, request_id, detach=detach)
+        async with aclosing(run) as events:
             async for event in events:
                 yield event
+
+    async def resume(
+        self,
+        *,
+        user_id: str,
+        session_id: str,
+        run_id: str = "",
+        request_id: str = "",
+        after_sequence: int = 0,
+        app: str = "",
+    ) -> AsyncGenerator[RunEvent, None]:
+        """A run's events after ``after_sequence``, then its completion; see
+        ``SessionService.ResumeRun``."""
+        validation.app(app)
+        validation.user_id(user_id)
+        validation.session_id(session_id)
+        if not run_id and not request_id:
+            raise InvalidArgument("run", "name the run to resume: set run_id or request_id")
+        if run_id:
+            validation.request_id(run_id, field="run_id")
+        validation.request_id(request_id)
+        _check_sequence(after_sequence)
+        followed = self._turns.follow(
+            app, user_id, session_id, run_id=run_id, request_id=request_id, after=after_sequence
+        )
+        async with aclosing(followed) as events:
+            async for event in events:
+                yield event
+
+    async def watch(
+        self,
+        *,
+        user_id: str,
+        session_id: str,
+        after_sequence: int | None = None,
+        app: str = "",
+    ) -> AsyncGenerator[SessionEvent, None]:
+        """The session's events; see ``SessionService.WatchSession``."""
+        validation.user_id(user_id)
+        validation.session_id(session_id)
+        if after_sequence is not None:
+            _check_sequence(after_sequence)
+        watched = self._store(app).watch(
+            user_id=user_id, session_id=session_id, after=after_sequence, clock=self._clock
+        )
+        async for event in watched:
+            yield event
 
     async def settle(self, timeout_s: float) -> None:
         """Waits (at most ``timeout_s``) for runs, the writes that record their end and
         compactions under way."""
         await self._compactor.settle(timeout_s)
         await self._in_flight.idle(timeout_s)
+
+    async def settle_detached(self, timeout_s: float) -> None:
+        """Waits (at most ``timeout_s``) for detached runs, then cancels the rest (their
+        turns are recorded CANCELLED)."""
+        await self._turns.stop_detached(timeout_s)
 
     def _store(self, app: str) -> SessionStore:
         """The store of ``app``, a valid app name."""
@@ -605,3 +666,8 @@ class SessionManager:
 def new_session_id() -> str:
     """An unguessable id: 128 random bits, in hex (no leading '-' to confuse command lines)."""
     return secrets.token_hex(16)
+
+
+def _check_sequence(value: int) -> None:
+    if value < 0:
+        raise InvalidArgument("after_sequence", f"must be 0 or more, not {value}")

@@ -49,3 +49,6 @@ class SessionPolicy:
     """Past this many input and output bytes in the history, likewise (0: never)."""
     max_summary_bytes: int
     archive_folded_turns: bool
+    publish_delay_ms: int = 50
+    """How long a run holds its deltas and items before publishing them to the session's
+    event log (a reply that ends sooner goes in with its commit: no round trip more)."""

@@ -27,6 +27,7 @@ from agent_sessions.errors import (
     RunSuperseded,
     SessionError,
     TooManyRuns,
+    TurnInProgress,
     quote,
 )
 from agent_sessions.model import (
@@ -39,11 +40,14 @@ from agent_sessions.model import (
     TurnStart,
     TurnStatus,
 )
+from agent_sessions.session_events import EventKind, SessionEvent
 from agent_sessions.sessions.compaction import Compactor
 from agent_sessions.sessions.events import RunCompleted, RunDelta, RunEvent, RunItem, RunStarted
+from agent_sessions.sessions.following import follow_run
 from agent_sessions.sessions.lease import Heartbeat
 from agent_sessions.sessions.observers import AgentOutcome, SessionObserver
 from agent_sessions.sessions.policy import SessionPolicy
+from agent_sessions.sessions.publisher import RunPublisher
 from agent_sessions.sessions.tracking import InFlight
 from agent_sessions.store import SessionStore
 
@@ -78,47 +82,170 @@ class TurnRunner:
         self._compactor = compactor
         self._observer = observer
         self._runs = InFlight()
+        self._detached: set[asyncio.Task[None]] = set()
 
     async def run(
-        self, app: str, user_id: str, session_id: str, text: str, request_id: str
+        self,
+        app: str,
+        user_id: str,
+        session_id: str,
+        text: str,
+        request_id: str,
+        *,
+        detach: bool = False,
     ) -> AsyncGenerator[RunEvent, None]:
-        """Runs one turn of a checked request, yielding its events."""
+        """Runs one turn of a checked request, yielding its events. A detached run goes on
+        when the caller goes away: the caller reads its events from the session's log."""
         policy = self._policy
         if self._runs.count >= policy.max_concurrent_runs:
             raise TooManyRuns(policy.max_concurrent_runs)
         # aclosing: closing this generator must reach the turn at once, to record it.
         with self._runs.track():
-            turn = self._turn(self.store.app(app), user_id, session_id, text, request_id)
+            turn = self._turn(self.store.app(app), user_id, session_id, text, request_id, detach)
             async with aclosing(turn) as events:
                 async for event in events:
                     yield event
 
+    def follow(
+        self,
+        app: str,
+        user_id: str,
+        session_id: str,
+        *,
+        run_id: str,
+        request_id: str,
+        after: int,
+    ) -> AsyncGenerator[RunEvent, None]:
+        """A run's events after sequence number ``after``, then its completion."""
+        return follow_run(
+            self.store.app(app),
+            user_id=user_id,
+            session_id=session_id,
+            run_id=run_id,
+            request_id=request_id,
+            after=after,
+            clock=self._clock,
+        )
+
+    async def stop_detached(self, timeout_s: float) -> None:
+        """Waits (at most ``timeout_s``) for detached runs, then cancels those still
+        running: each records its turn CANCELLED with the user's input."""
+        if not self._detached:
+            return
+        _, running = await asyncio.wait(set(self._detached), timeout=timeout_s)
+        for task in running:
+            task.cancel()
+        if running:
+            await asyncio.wait(running, timeout=timeout_s)
+
     async def _turn(
-        self, store: SessionStore, user_id: str, session_id: str, text: str, request_id: str
+        self,
+        store: SessionStore,
+        user_id: str,
+        session_id: str,
+        text: str,
+        request_id: str,
+        detach: bool,
     ) -> AsyncGenerator[RunEvent, None]:
         policy = self._policy
         run_id = secrets.token_hex(8)
-        start = await store.begin_turn(
-            user_id=user_id,
-            session_id=session_id,
-            text=text,
-            request_id=request_id,
-            run_id=run_id,
-            lease_ms=policy.turn_lease_ms,
-            history_turns=policy.context_turns,
-            now_ms=self._clock(),
-            history_items=policy.context_turns * CONTEXT_ITEMS_PER_TURN,
-        )
+        try:
+            start = await store.begin_turn(
+                user_id=user_id,
+                session_id=session_id,
+                text=text,
+                request_id=request_id,
+                run_id=run_id,
+                lease_ms=policy.turn_lease_ms,
+                history_turns=policy.context_turns,
+                now_ms=self._clock(),
+                history_items=policy.context_turns * CONTEXT_ITEMS_PER_TURN,
+            )
+        except TurnInProgress as running:
+            if not running.run_id:
+                raise
+            # A retry of the running turn's request: it follows that run, which calls
+            # the agent once for both.
+            attached = follow_run(
+                store,
+                user_id=user_id,
+                session_id=session_id,
+                run_id=running.run_id,
+                turn_index=running.index,
+                after=0,
+                clock=self._clock,
+                running=True,
+            )
+            async with aclosing(attached) as events:
+                async for event in events:
+                    yield event
+            return
         if start.replayed:
             yield RunStarted(start.turn.index, replayed=True)
             if start.turn.output:
                 yield RunDelta(start.turn.output)
             yield RunCompleted(start.turn, start.session)
             return
+        if not detach:
+            answer = self._answer(store, start, run_id, text, detached=False)
+            async with aclosing(answer) as events:
+                async for event in events:
+                    yield event
+            return
+        self._detach(self._answer(store, start, run_id, text, detached=True))
+        yield RunStarted(
+            start.turn.index, replayed=False, run_id=run_id, sequence=start.event_sequence
+        )
+        followed = follow_run(
+            store,
+            user_id=user_id,
+            session_id=session_id,
+            run_id=run_id,
+            turn_index=start.turn.index,
+            after=start.event_sequence,
+            clock=self._clock,
+            running=True,
+        )
+        async with aclosing(followed) as events:
+            async for event in events:
+                yield event
+
+    def _detach(self, answer: AsyncGenerator[RunEvent, None]) -> None:
+        """Answers the turn in a task of its own, which the caller's going away does not
+        cancel; its outcome is in the log (a failure also in the service's log)."""
+
+        async def drain() -> None:
+            with self._runs.track():
+                try:
+                    async with aclosing(answer) as events:
+                        async for _ in events:
+                            pass
+                except SessionError as error:
+                    log.info("a detached run ended with %s: %s", error.reason, error.message)
+                except Exception:
+                    log.exception("a detached run failed in the service")
+
+        task = asyncio.get_running_loop().create_task(drain())
+        self._detached.add(task)
+        task.add_done_callback(self._detached.discard)
+
+    async def _answer(
+        self,
+        store: SessionStore,
+        start: TurnStart,
+        run_id: str,
+        text: str,
+        *,
+        detached: bool,
+    ) -> AsyncGenerator[RunEvent, None]:
+        """The agent's part of a begun turn: its events, then the commit."""
+        policy = self._policy
+        session = start.session
+        user_id, session_id = session.user_id, session.session_id
         configured = self._agents.resolve(start.session.agent_id)
         if configured is None:
             error = AgentNotConfigured(start.session.agent_id, self._agents.agent_ids)
-            await self._record_unfinished(start, run_id, TurnStatus.FAILED, error.message)
+            await self._record_unfinished(start, run_id, TurnStatus.FAILED, error.message, None)
             raise error
         timeout_ms = configured.timeout_ms or policy.run_timeout_ms
         agent = self._agents.answering_id(start.session.agent_id)
@@ -132,11 +259,21 @@ class TurnRunner:
             heartbeat = Heartbeat(
                 store, start, run_id, lease_ms=policy.turn_lease_ms, clock=self._clock
             )
+            publisher = RunPublisher(
+                store,
+                user_id=user_id,
+                session_id=session_id,
+                run_id=run_id,
+                turn_index=start.turn.index,
+                delay_s=policy.publish_delay_ms / 1000,
+                first_delay_s=0 if detached else policy.publish_delay_ms / 1000,
+                clock=self._clock,
+            )
             observer.turn_started(agent=agent, session_id=session_id, turn_index=start.turn.index)
             called = time.perf_counter()
             try:
                 async with heartbeat:
-                    yield RunStarted(start.turn.index, replayed=False)
+                    yield RunStarted(start.turn.index, replayed=False, run_id=run_id)
                     async with asyncio.timeout(timeout_ms / 1000):
                         agent_stream = _agent_events(configured.agent, _agent_context(start), text)
                         async with aclosing(agent_stream) as stream:
@@ -151,6 +288,7 @@ class TurnRunner:
                                         )
                                     if item:
                                         reply.append(item)
+                                        publisher.add(SessionEvent(EventKind.DELTA, text=item))
                                         yield RunDelta(item)
                                 elif isinstance(item, StateDelta):
                                     state_delta = state_delta.merged(item)
@@ -158,6 +296,7 @@ class TurnRunner:
                                     usage = usage + item
                                 elif isinstance(item, Item):
                                     done.append(self._agent_item(item, len(done)))
+                                    publisher.add(SessionEvent(EventKind.ITEM, item=item))
                                     yield RunItem(item)
                                 else:
                                     raise AgentError(
@@ -169,7 +308,9 @@ class TurnRunner:
                         self._check_agent_state(start.session, state_delta)
             except (asyncio.CancelledError, GeneratorExit):
                 self._agent_finished(agent, "cancelled", called)
-                await self._record_unfinished(start, run_id, TurnStatus.CANCELLED, CANCELLED_ERROR)
+                await self._record_unfinished(
+                    start, run_id, TurnStatus.CANCELLED, CANCELLED_ERROR, publisher
+                )
                 raise
             except RunSuperseded:
                 self._agent_finished(agent, "failed", called)
@@ -184,14 +325,18 @@ class TurnRunner:
                     failure.message,
                     exc_info=exc.__cause__ is not None and not isinstance(exc, TimeoutError),
                 )
-                await self._record_unfinished(start, run_id, TurnStatus.FAILED, failure.message)
+                await self._record_unfinished(
+                    start, run_id, TurnStatus.FAILED, failure.message, publisher
+                )
                 raise failure from exc
             except Exception:
                 self._agent_finished(agent, "failed", called)
                 # Not the agent's failure but the service's own: INTERNAL (the servicer
                 # logs the trace).
                 log.warning("turn %d of %s failed in the service", start.turn.index, session_id)
-                await self._record_unfinished(start, run_id, TurnStatus.FAILED, INTERNAL_ERROR)
+                await self._record_unfinished(
+                    start, run_id, TurnStatus.FAILED, INTERNAL_ERROR, publisher
+                )
                 raise
             self._agent_finished(agent, "completed", called)
 
@@ -208,6 +353,7 @@ class TurnRunner:
                     items=_numbered(start, text, done, "".join(reply), self._clock()),
                 ),
                 now_ms=self._clock(),
+                pending=await publisher.rest(),
             )
         observer.turn_committed(agent=agent, turn=turn, session=session)
         yield RunCompleted(turn, session)
@@ -242,19 +388,30 @@ class TurnRunner:
             raise AgentError(f"its state change was refused: {error.message}") from None
 
     async def _record_unfinished(
-        self, start: TurnStart, run_id: str, status: TurnStatus, error: str
+        self,
+        start: TurnStart,
+        run_id: str,
+        status: TurnStatus,
+        error: str,
+        publisher: RunPublisher | None,
     ) -> None:
         # A task of its own, shielded: the caller's cancellation must not stop the
         # write that keeps the user's input with an honest status, and shutdown
         # waits for it (settle) before closing the store.
-        await asyncio.shield(self._write_unfinished(start, run_id, status, error))
+        await asyncio.shield(self._write_unfinished(start, run_id, status, error, publisher))
 
     async def _write_unfinished(
-        self, start: TurnStart, run_id: str, status: TurnStatus, error: str
+        self,
+        start: TurnStart,
+        run_id: str,
+        status: TurnStatus,
+        error: str,
+        publisher: RunPublisher | None,
     ) -> None:
         session = start.session
         try:
             with self._in_flight.track():
+                pending = await publisher.rest() if publisher is not None else []
                 await self.store.app(session.app).finish_turn(
                     user_id=session.user_id,
                     session_id=session.session_id,
@@ -262,6 +419,7 @@ class TurnRunner:
                     run_id=run_id,
                     outcome=TurnOutcome(status, error=error),
                     now_ms=self._clock(),
+                    pending=pending,
                 )
         except RunSuperseded:
             log.info(

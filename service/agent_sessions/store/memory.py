@@ -3,13 +3,20 @@
 No method awaits between reading and writing, so each one is atomic with respect
 to other asyncio tasks without a lock. State values are kept JSON-encoded, as in
 Redis, so every read hands out fresh copies and nothing a caller mutates leaks in.
+
+Each session has an event log (:mod:`agent_sessions.session_events`): a deque of the
+newest events, appended in the same synchronous step as the write each tells of. A
+watcher reads it by sequence number and waits on a future that the next append (or the
+log's removal) completes, so a writer never waits for a watcher.
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from agent_sessions import scopes
@@ -46,9 +53,15 @@ from agent_sessions.model import (
     TurnStatus,
     text_bytes,
 )
+from agent_sessions.session_events import EventKind, EventWindow, SessionEvent
 from agent_sessions.store.protocol import ABANDONED_TURN_ERROR
 
 _SWEEP_INTERVAL_MS = 10_000
+
+_DEFAULT_WINDOW = EventWindow()
+
+_RUN_KINDS = frozenset({EventKind.DELTA, EventKind.ITEM})
+"""The kinds of event a run publishes (and hands to finish_turn as pending)."""
 
 
 @dataclass(slots=True)
@@ -73,11 +86,56 @@ class _Record:
     def replace(self, turn: Turn) -> None:
         self.turns[turn.index - self.session.folded_turns - 1] = turn
 
+    @property
+    def key(self) -> tuple[str, str]:
+        return self.session.user_id, self.session.session_id
+
+
+class _Log:
+    """A session's event log: the newest events of a window, and who waits for more."""
+
+    __slots__ = ("deleted_until_ms", "dropped", "events", "last", "waiters")
+
+    def __init__(self, max_events: int) -> None:
+        self.events: deque[SessionEvent] = deque(maxlen=max_events)
+        self.last = 0
+        """The sequence number of the last event appended (held or trimmed since)."""
+        self.deleted_until_ms: int | None = None
+        """Set when the session was deleted: the log is held until then."""
+        self.dropped = False
+        """The store let go of the log (its session expired, or its deletion's grace
+        ran out): nothing more will be appended to it."""
+        self.waiters: set[asyncio.Future[None]] = set()
+
+    def wake(self) -> None:
+        for waiter in self.waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+        self.waiters.clear()
+
+    def read(self, cursor: int, now_ms: int) -> SessionEvent | None:
+        """The event after sequence number ``cursor``, a GAP when that is gone (or the
+        log started anew below it), None when there is none yet."""
+        events = self.events
+        first = events[0].sequence if events else 0
+        if self.last < cursor or (self.last > cursor and (not events or first > cursor + 1)):
+            return SessionEvent(
+                kind=EventKind.GAP,
+                sequence=first - 1 if events else self.last,
+                time_ms=now_ms,
+                first_sequence=first,
+            )
+        if cursor == self.last:
+            return None
+        return events[cursor + 1 - first]
+
 
 class MemorySessionStore:
     """A :class:`~agent_sessions.store.SessionStore` in a dict, expiry included."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, event_window: EventWindow = _DEFAULT_WINDOW) -> None:
+        self._window = event_window
+        self._logs: dict[tuple[str, str], _Log] = {}
         self._records: dict[tuple[str, str], _Record] = {}
         self._by_user: dict[str, set[str]] = {}
         self._last_sweep_ms = 0
@@ -185,6 +243,7 @@ class MemorySessionStore:
             max_turns=session.max_turns if patch.max_turns is None else patch.max_turns,
         )
         record.session = self._touched(changed, now_ms)
+        self._log_session(record, EventKind.SESSION_UPDATED, now_ms)
         return self._view(record)
 
     async def end(self, *, user_id: str, session_id: str, now_ms: int) -> Session:
@@ -196,11 +255,17 @@ class MemorySessionStore:
                 update_time_ms=now_ms,
                 version=record.session.version + 1,
             )
+            self._log_session(record, EventKind.ENDED, now_ms)
         return self._view(record)
 
     async def delete(self, *, user_id: str, session_id: str, now_ms: int) -> None:
         self._live(user_id, session_id, now_ms)
-        self._forget((user_id, session_id))
+        key = (user_id, session_id)
+        log = self._log(key, now_ms)
+        self._append(log, now_ms, [SessionEvent(kind=EventKind.DELETED)])
+        # The log stays a while, so that its watchers see the session go.
+        log.deleted_until_ms = now_ms + self._window.deleted_grace_ms
+        self._forget(key, keep_log=True)
 
     async def begin_turn(
         self,
@@ -228,6 +293,15 @@ class MemorySessionStore:
             raise SessionEnded(session_id)
         if session.max_turns and session.turn_count >= session.max_turns:
             raise MaxTurnsReached(session_id, session.max_turns)
+        running = session.running
+        if (
+            request_id
+            and running is not None
+            and running.lease_until_ms > now_ms
+            and record.turn_by_request.get(request_id) == running.index
+        ):
+            # A retry of the run that is still going: the caller may attach to it.
+            raise TurnInProgress(session_id, running.index, run_id=running.run_id)
         self._free_abandoned(record, now_ms)
         window = record.turns[-history_turns:] if history_turns > 0 else []
         history = [t for t in window if t.status is TurnStatus.COMPLETED]
@@ -251,7 +325,16 @@ class MemorySessionStore:
             now_ms,
         )
         items = list(record.items.values())[-history_items:] if history_items > 0 else []
-        return TurnStart(self._view(record), turn, history, history_items=items)
+        started = SessionEvent(
+            kind=EventKind.RUN_STARTED,
+            run_id=run_id,
+            turn_index=turn.index,
+            request_id=request_id,
+        )
+        sequence = self._append(self._log(record.key, now_ms), now_ms, [started])
+        return TurnStart(
+            self._view(record), turn, history, history_items=items, event_sequence=sequence
+        )
 
     async def renew_lease(
         self, *, user_id: str, session_id: str, index: int, run_id: str, lease_ms: int, now_ms: int
@@ -273,12 +356,11 @@ class MemorySessionStore:
         run_id: str,
         outcome: TurnOutcome,
         now_ms: int,
+        pending: Sequence[SessionEvent] = (),
     ) -> tuple[Turn, Session]:
         index = turn.index
-        record = self._find((user_id, session_id), now_ms)
-        running = record.session.running if record is not None else None
-        if record is None or running is None or (running.index, running.run_id) != (index, run_id):
-            raise RunSuperseded(session_id, index)
+        events = _run_events(pending, run_id, index)
+        record = self._owned(user_id, session_id, index, run_id, now_ms)
         completed = outcome.status is TurnStatus.COMPLETED
         finished = dataclasses.replace(
             record.turns[-1],
@@ -313,7 +395,82 @@ class MemorySessionStore:
             ),
             now_ms,
         )
+        committed = SessionEvent(
+            kind=EventKind.TURN_COMMITTED,
+            run_id=run_id,
+            turn_index=index,
+            turn=finished,
+            session=self._logged_view(record),
+        )
+        self._append(self._log(record.key, now_ms), now_ms, [*events, committed])
         return finished, self._view(record)
+
+    async def publish(
+        self,
+        *,
+        user_id: str,
+        session_id: str,
+        run_id: str,
+        turn_index: int,
+        events: Sequence[SessionEvent],
+        now_ms: int,
+    ) -> None:
+        logged = _run_events(events, run_id, turn_index)
+        record = self._owned(user_id, session_id, turn_index, run_id, now_ms)
+        if logged:
+            self._append(self._log(record.key, now_ms), now_ms, logged)
+
+    async def watch(
+        self,
+        *,
+        user_id: str,
+        session_id: str,
+        after: int | None,
+        clock: Callable[[], int],
+        live: bool = True,
+        on_idle: Callable[[], Awaitable[None]] | None = None,
+    ) -> AsyncIterator[SessionEvent]:
+        key = (user_id, session_id)
+        now_ms = clock()
+        record = self._find(key, now_ms)
+        if record is None:
+            raise SessionNotFound(session_id)
+        log = self._log(key, now_ms, writing=False)
+        cursor = log.last if after is None else after
+        held_until = log.last  # without live, the end
+        idle_s = self._window.idle_check_ms / 1000
+        loop = asyncio.get_running_loop()
+        while True:
+            if not live and held_until <= cursor <= log.last:  # (above last: a GAP first)
+                return
+            event = log.read(cursor, clock())
+            if event is not None:
+                cursor = event.sequence
+                yield event
+                if event.kind is EventKind.DELETED:
+                    return
+                continue
+            if not log.dropped:
+                waiter: asyncio.Future[None] = loop.create_future()
+                log.waiters.add(waiter)
+                try:
+                    await asyncio.wait((waiter,), timeout=idle_s)
+                finally:
+                    log.waiters.discard(waiter)
+                    waiter.cancel()
+                if log.last > cursor:
+                    continue
+            # Nothing new for a while (or the log was let go): is the session still there?
+            now_ms = clock()
+            if self._find(key, now_ms) is not record:
+                yield SessionEvent(kind=EventKind.EXPIRED, sequence=log.last + 1, time_ms=now_ms)
+                return
+            if on_idle is not None:
+                await on_idle()
+            if self._logs.get(key) is not log:
+                # The same session's log was let go (the grace of a deletion before it was
+                # made again ran out): read on in its new one, from a GAP.
+                log = self._log(key, now_ms, writing=False)
 
     async def list_turns(
         self,
@@ -412,6 +569,13 @@ class MemorySessionStore:
             ),
             now_ms,
         )
+        committed = SessionEvent(
+            kind=EventKind.TURN_COMMITTED,
+            turn_index=index,
+            turn=dataclasses.replace(turn, items=tuple(stored)),
+            session=self._logged_view(record),
+        )
+        self._append(self._log(record.key, now_ms), now_ms, [committed])
         return ItemsWritten(stored, self._view(record))
 
     async def list_items(
@@ -448,6 +612,7 @@ class MemorySessionStore:
             return None, self._view(record)
         newest = self._drop_item(record, next(reversed(record.items)))
         record.session = self._touched(session, now_ms)
+        self._log_session(record, EventKind.SESSION_UPDATED, now_ms)
         return newest, self._view(record)
 
     async def clear_items(self, *, user_id: str, session_id: str, now_ms: int) -> Session:
@@ -470,6 +635,7 @@ class MemorySessionStore:
             ),
             now_ms,
         )
+        self._log_session(record, EventKind.SESSION_UPDATED, now_ms)
         return self._view(record)
 
     @staticmethod
@@ -556,17 +722,21 @@ class MemorySessionStore:
             update_time_ms=now_ms,
             version=session.version + 1,
         )
+        self._log_session(record, EventKind.COMPRESSED, now_ms)
         return self._view(record)
 
     def namespace(self, name: str) -> MemorySessionStore:
-        return self._namespaces.setdefault(name, MemorySessionStore())
+        store = self._namespaces.get(name)
+        if store is None:
+            store = self._namespaces[name] = MemorySessionStore(event_window=self._window)
+        return store
 
     def app(self, name: str) -> MemorySessionStore:
         if not name:
             return self
         store = self._apps.get(name)
         if store is None:
-            store = self._apps[name] = MemorySessionStore()
+            store = self._apps[name] = MemorySessionStore(event_window=self._window)
         return store
 
     async def ping(self) -> None:
@@ -588,8 +758,11 @@ class MemorySessionStore:
             raise SessionNotFound(session_id)
         return record
 
-    def _forget(self, key: tuple[str, str]) -> None:
+    def _forget(self, key: tuple[str, str], *, keep_log: bool = False) -> None:
+        """Drops the session's record, and its log unless ``keep_log`` (a deletion's)."""
         self._records.pop(key, None)
+        if not keep_log:
+            self._drop_log(key)
         user_sessions = self._by_user.get(key[0])
         if user_sessions is not None:
             user_sessions.discard(key[1])
@@ -605,6 +778,65 @@ class MemorySessionStore:
         self._last_sweep_ms = now_ms
         for key in [k for k, r in self._records.items() if r.session.expire_time_ms <= now_ms]:
             self._forget(key)
+        for key in [k for k, log in self._logs.items() if _held_out(log, now_ms)]:
+            self._drop_log(key)
+
+    def _log(self, key: tuple[str, str], now_ms: int, *, writing: bool = True) -> _Log:
+        """The session's log, made if it has none. A deleted session's log that is still
+        held when the session made again with its id writes is that session's: it
+        numbers on, and lives with it."""
+        log = self._logs.get(key)
+        if log is not None and log.deleted_until_ms is not None:
+            if _held_out(log, now_ms):
+                self._drop_log(key)
+                log = None
+            elif writing and key in self._records:
+                log.deleted_until_ms = None
+        if log is None:
+            log = self._logs[key] = _Log(self._window.max_events)
+        return log
+
+    def _drop_log(self, key: tuple[str, str]) -> None:
+        log = self._logs.pop(key, None)
+        if log is not None:
+            log.dropped = True
+            log.wake()  # its watchers find out why
+
+    def _append(self, log: _Log, now_ms: int, events: Iterable[SessionEvent]) -> int:
+        """Numbers and appends ``events`` at ``now_ms``, keeps the window, wakes the
+        watchers; returns the last sequence number."""
+        held = log.events
+        for event in events:
+            log.last += 1
+            held.append(dataclasses.replace(event, sequence=log.last, time_ms=now_ms))
+        oldest_ms = now_ms - self._window.max_age_ms
+        while held and held[0].time_ms < oldest_ms:
+            held.popleft()
+        log.wake()
+        return log.last
+
+    def _log_session(self, record: _Record, kind: EventKind, now_ms: int) -> None:
+        """Logs an event of ``kind`` that carries the session after the write."""
+        # A compression's event is the one whose point is the summary.
+        compressed = kind is EventKind.COMPRESSED
+        session = self._view(record) if compressed else self._logged_view(record)
+        event = SessionEvent(kind=kind, session=session)
+        self._append(self._log(record.key, now_ms), now_ms, [event])
+
+    def _logged_view(self, record: _Record) -> Session:
+        """The session as events carry it: without its summary, as in Redis, where it
+        would be copied into every event."""
+        return dataclasses.replace(self._view(record), summary="")
+
+    def _owned(
+        self, user_id: str, session_id: str, index: int, run_id: str, now_ms: int
+    ) -> _Record:
+        """The session's record, if run ``run_id`` still owns its turn ``index``."""
+        record = self._find((user_id, session_id), now_ms)
+        running = record.session.running if record is not None else None
+        if record is None or running is None or (running.index, running.run_id) != (index, run_id):
+            raise RunSuperseded(session_id, index)
+        return record
 
     @staticmethod
     def _touched(session: Session, now_ms: int) -> Session:
@@ -621,3 +853,19 @@ class MemorySessionStore:
         for prefix, scope in shared:
             state.update((prefix + k, json.loads(v)) for k, v in scope.items())
         return dataclasses.replace(record.session, state=state, labels=dict(record.session.labels))
+
+
+def _held_out(log: _Log, now_ms: int) -> bool:
+    """Whether the log of a deleted session has been held long enough."""
+    return log.deleted_until_ms is not None and log.deleted_until_ms <= now_ms
+
+
+def _run_events(events: Sequence[SessionEvent], run_id: str, index: int) -> list[SessionEvent]:
+    """A run's DELTA and ITEM events as its turn's log holds them."""
+    for event in events:
+        if event.kind not in _RUN_KINDS:
+            raise ValueError(f"a run publishes DELTA and ITEM events, not {event.kind.name}")
+    return [
+        SessionEvent(kind=e.kind, run_id=run_id, turn_index=index, text=e.text, item=e.item)
+        for e in events
+    ]

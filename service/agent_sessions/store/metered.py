@@ -5,13 +5,14 @@ operation. Only backend failures count as errors: ``StoreUnavailable`` (Redis ca
 reached, is out of memory, ...) and unexpected exceptions, labelled with their class
 name. The other domain errors (a missing session, an etag mismatch, a turn running,
 ...) are ordinary answers: they are timed like any other. A call cancelled by its
-caller is neither timed nor counted.
+caller is neither timed nor counted. A watch is not timed: it lasts as long as its
+watcher does.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from agent_sessions.errors import SessionError, StoreUnavailable
@@ -30,6 +31,7 @@ from agent_sessions.model import (
     TurnPage,
     TurnStart,
 )
+from agent_sessions.session_events import SessionEvent
 from agent_sessions.store.protocol import SessionStore
 
 if TYPE_CHECKING:
@@ -75,6 +77,7 @@ class _Operations:
         self.begin_turn = _Operation(metrics, "begin_turn")
         self.renew_lease = _Operation(metrics, "renew_lease")
         self.finish_turn = _Operation(metrics, "finish_turn")
+        self.publish = _Operation(metrics, "publish")
         self.list_turns = _Operation(metrics, "list_turns")
         self.fold = _Operation(metrics, "fold")
         self.write_items = _Operation(metrics, "write_items")
@@ -238,6 +241,7 @@ class MeteredSessionStore:
         run_id: str,
         outcome: TurnOutcome,
         now_ms: int,
+        pending: Sequence[SessionEvent] = (),
     ) -> tuple[Turn, Session]:
         return await _timed(
             self._ops.finish_turn,
@@ -248,7 +252,49 @@ class MeteredSessionStore:
                 run_id=run_id,
                 outcome=outcome,
                 now_ms=now_ms,
+                pending=pending,
             ),
+        )
+
+    async def publish(
+        self,
+        *,
+        user_id: str,
+        session_id: str,
+        run_id: str,
+        turn_index: int,
+        events: Sequence[SessionEvent],
+        now_ms: int,
+    ) -> None:
+        await _timed(
+            self._ops.publish,
+            self._store.publish(
+                user_id=user_id,
+                session_id=session_id,
+                run_id=run_id,
+                turn_index=turn_index,
+                events=events,
+                now_ms=now_ms,
+            ),
+        )
+
+    def watch(
+        self,
+        *,
+        user_id: str,
+        session_id: str,
+        after: int | None,
+        clock: Callable[[], int],
+        live: bool = True,
+        on_idle: Callable[[], Awaitable[None]] | None = None,
+    ) -> AsyncIterator[SessionEvent]:
+        return self._store.watch(
+            user_id=user_id,
+            session_id=session_id,
+            after=after,
+            clock=clock,
+            live=live,
+            on_idle=on_idle,
         )
 
     async def list_turns(

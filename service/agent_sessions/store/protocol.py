@@ -7,7 +7,7 @@ and write in one step; the session logic decides everything else.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Protocol, runtime_checkable
 
 from agent_sessions.model import (
@@ -25,6 +25,7 @@ from agent_sessions.model import (
     TurnPage,
     TurnStart,
 )
+from agent_sessions.session_events import SessionEvent
 
 ABANDONED_TURN_ERROR = "abandoned: the run did not finish within its lease"
 """The error every store records on a running turn that begin_turn finds past its lease."""
@@ -116,8 +117,13 @@ class SessionStore(Protocol):
         is ACTIVE (``SessionEnded``); fewer than ``max_turns`` turns completed
         (``MaxTurnsReached``); no other turn is running (``TurnInProgress``), where
         a running turn whose lease ran out is marked FAILED and no longer counts.
+        When the running turn was begun with the same non-empty ``request_id``, the
+        ``TurnInProgress`` names its ``run_id`` (the caller may attach to it).
         ``history`` holds the completed turns among the last ``history_turns``, and
         ``history_items`` the newest ``history_items`` items of the history.
+
+        The new turn's RUN_STARTED event is logged in the same step; its sequence number
+        is the returned ``event_sequence``.
         """
         ...
 
@@ -142,13 +148,56 @@ class SessionStore(Protocol):
         run_id: str,
         outcome: TurnOutcome,
         now_ms: int,
+        pending: Sequence[SessionEvent] = (),
     ) -> tuple[Turn, Session]:
         """Stores the outcome of ``turn`` (as :meth:`begin_turn` returned it), its state
         delta, its items (numbered on from the session's ``last_item_sequence`` as
         begin_turn saw it: no item is written while a turn runs) and counters in one
         atomic step.
 
+        In the same step it logs ``pending`` (the run's deltas and items not yet
+        published, as :meth:`publish` would), then the TURN_COMMITTED event.
+
         Raises ``RunSuperseded`` when ``run_id`` no longer owns the turn.
+        """
+        ...
+
+    async def publish(
+        self,
+        *,
+        user_id: str,
+        session_id: str,
+        run_id: str,
+        turn_index: int,
+        events: Sequence[SessionEvent],
+        now_ms: int,
+    ) -> None:
+        """Logs a running turn's DELTA and ITEM events, in order, in one step, if
+        ``run_id`` still owns turn ``turn_index``; raises ``RunSuperseded`` (and logs
+        nothing) otherwise."""
+        ...
+
+    def watch(
+        self,
+        *,
+        user_id: str,
+        session_id: str,
+        after: int | None,
+        clock: Callable[[], int],
+        live: bool = True,
+        on_idle: Callable[[], Awaitable[None]] | None = None,
+    ) -> AsyncIterator[SessionEvent]:
+        """The session's events after sequence number ``after`` (``None``: from now on),
+        then live ones, as they are logged; unbounded until the session goes. Without
+        ``live``, only the events held now (after a GAP, if any), then it ends.
+
+        Raises ``SessionNotFound`` before the first event when the user has no such live
+        session. Yields a GAP event first when the log no longer holds the event after
+        ``after`` (or was started anew since). Ends after a DELETED event, or an EXPIRED
+        one when it finds the session gone (it checks every ``idle_check_ms`` of its
+        window while nothing is logged, and then awaits ``on_idle``, whose exception
+        ends the watch). A watcher that reads slowly never holds up a write: the log is
+        trimmed under it, and it gets a GAP.
         """
         ...
 

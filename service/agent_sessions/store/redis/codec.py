@@ -19,6 +19,7 @@ migration.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -37,6 +38,7 @@ from agent_sessions.model import (
     Turn,
     TurnStatus,
 )
+from agent_sessions.session_events import EventKind, SessionEvent
 from agent_sessions.store.protocol import ABANDONED_TURN_ERROR
 
 Arg = str | int | bytes
@@ -336,7 +338,12 @@ def decode_items(records: list[str]) -> list[Item]:
     """Items from their records; the payload comes back as the very text written."""
     if not records:
         return []
-    fields: list[dict[str, Any]] = _json_decode("[" + ",".join(records) + "]")
+    return decode_item_array("[" + ",".join(records) + "]")
+
+
+def decode_item_array(text: str) -> list[Item]:
+    """Items from a JSON array of their records."""
+    fields: list[dict[str, Any]] = _json_decode(text)
     return [
         Item(
             type=_ITEM_TYPE[f["ty"]],
@@ -352,3 +359,54 @@ def decode_items(records: list[str]) -> list[Item]:
         )
         for f in fields
     ]
+
+
+def event_fields(event: SessionEvent) -> tuple[int, str]:
+    """A running turn's DELTA or ITEM event as a log entry's kind and 'x' field."""
+    if event.kind is EventKind.ITEM and event.item is not None:
+        return int(event.kind), item_record(event.item)
+    return int(event.kind), event.text
+
+
+def event_sequence(entry_id: str) -> int:
+    """The sequence number of a log entry's id, ``0-<sequence>``."""
+    return int(entry_id.partition("-")[2])
+
+
+def decode_event(entry_id: str, fields: Mapping[str, str]) -> tuple[SessionEvent, list[str]]:
+    """A log entry's event, less the session it may carry, and that session's meta and
+    state arrays (empty when it carries none: the store decodes the session)."""
+    kind = EventKind(int(fields["k"]))
+    turn_index = int(fields.get("i") or 0)
+    text = ""
+    item = None
+    turn = None
+    if kind is EventKind.DELTA:
+        text = fields["x"]
+    elif kind is EventKind.ITEM:
+        item = decode_items([fields["x"]])[0]
+    elif kind is EventKind.TURN_COMMITTED:
+        turn = decode_turn(fields["x"], turn_index)
+        turn = dataclasses.replace(turn, items=tuple(decode_item_array(fields["y"])))
+    event = SessionEvent(
+        kind=kind,
+        sequence=event_sequence(entry_id),
+        time_ms=int(fields["t"]),
+        run_id=fields.get("r", ""),
+        turn_index=turn_index,
+        text=text,
+        item=item,
+        turn=turn,
+        request_id=fields.get("q", ""),
+    )
+    if "m" not in fields:
+        return event, []
+    return event, [fields["m"], fields["s"]]
+
+
+def decode_reply_arrays(meta_json: str, state_json: str) -> tuple[list[str], list[str]]:
+    """The meta and state arrays an event's session was logged with (Lua's cjson writes
+    a missing field as false, and an empty array as an object)."""
+    meta = [value if isinstance(value, str) else None for value in _json_decode(meta_json)]
+    state = _json_decode(state_json)
+    return meta, (state if isinstance(state, list) else [])  # type: ignore[return-value]

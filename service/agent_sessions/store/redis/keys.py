@@ -15,6 +15,9 @@ Under a prefix ``P`` (``sessions:`` by default), for user ``U`` and session ``S`
 - ``P{U}:s:S:item_ids``: client item id -> sequence number, for the items that have one;
 - ``P{U}:s:S:archived_items``: the items of folded turns, kept for audit (only when
   archiving), scored by sequence number like ``items``;
+- ``P{U}:s:S:events``: its event log, a stream whose entry ids are ``0-<sequence>``
+  (see ``scripts/prelude.lua``); it outlives a deletion by a grace period, so that
+  watchers see the session go;
 - ``P{U}:user_state``: the user's state (the ``user:`` keys, without the prefix), shared
   by the user's sessions;
 - ``P{U}:app_outbox``: on a cluster only, the app-state writes of the user's commits
@@ -51,6 +54,7 @@ _ITEM_IDS = ":item_ids"
 _ARCHIVED_ITEMS = ":archived_items"
 _USER_STATE = ":user_state"
 _APP_OUTBOX = ":app_outbox"
+_EVENTS = ":events"
 _APP_STATE = "app_state"
 _TENANT = "t:"
 _APP = "a:"
@@ -72,12 +76,13 @@ class SessionKeys:
     user_state: str
     app_scope: str
     """The app's state, or on a cluster the user's outbox of app-state writes."""
+    events: str
 
     @property
-    def all(self) -> tuple[str, str, str, str, str, str, str, str, str, str, str]:
+    def all(self) -> tuple[str, str, str, str, str, str, str, str, str, str, str, str]:
         """KEYS of the scripts that write a session, in their order: meta, state, turns,
         requests, index, archive, items, item_ids, archived_items, user_state,
-        app_scope."""
+        app_scope, events."""
         return (
             self.meta,
             self.state,
@@ -90,6 +95,7 @@ class SessionKeys:
             self.archived_items,
             self.user_state,
             self.app_scope,
+            self.events,
         )
 
 
@@ -120,6 +126,7 @@ class UserKeys:
             archived_items=meta + _ARCHIVED_ITEMS,
             user_state=self.user_state,
             app_scope=self.app_scope,
+            events=meta + _EVENTS,
         )
 
 

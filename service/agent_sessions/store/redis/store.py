@@ -51,7 +51,9 @@ import asyncio
 import contextlib
 import copy
 import dataclasses
-from collections.abc import Sequence
+import json
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, cast
 from urllib.parse import urlsplit
 
@@ -95,6 +97,12 @@ from agent_sessions.model import (
     TurnStatus,
     etag_of,
 )
+from agent_sessions.session_events import (
+    DEFAULT_EVENT_WINDOW,
+    EventKind,
+    EventWindow,
+    SessionEvent,
+)
 from agent_sessions.store.redis import codec, scripts
 from agent_sessions.store.redis.cluster import CLUSTER_SCHEMES, cluster_client, gate_of
 from agent_sessions.store.redis.codec import DEFAULT_COMPRESS_OVER_BYTES, Arg
@@ -112,9 +120,13 @@ _UNREACHABLE = (
 
 _Flat = list[str]
 """A reply's array of strings (the class's ``list`` method hides the builtin)."""
+_Entries = list[tuple[str, dict[str, str]]]
+"""A stream read's entries: (id, fields)."""
 _OUTBOX_BATCH = 100
 """App-state writes applied per round trip when a user's outbox is drained."""
 _NON_LOCAL_KEY = "Script attempted to access a non local key"
+_READ_BATCH = 256
+"""Log entries a watcher reads per round trip."""
 
 _Client = redis.asyncio.Redis | RedisCluster
 
@@ -136,6 +148,7 @@ class RedisSessionStore:
         prefix: str = "sessions:",
         owns_client: bool = False,
         compress_over_bytes: int = DEFAULT_COMPRESS_OVER_BYTES,
+        event_window: EventWindow = DEFAULT_EVENT_WINDOW,
     ) -> None:
         # Both clients decode replies as their encoder says.
         encoder = client.get_encoder()
@@ -151,7 +164,12 @@ class RedisSessionStore:
         self._owns_client = owns_client
         self._compress_over = compress_over_bytes
         self._gate = gate_of(client)
-        source = scripts.sources(app_outbox=self._keys.app_outbox)
+        # A watcher holds a connection while it waits for events: watchers may hold half
+        # of them at most, and the rest wait their turn, so that calls always find one.
+        self._watch_places = asyncio.Semaphore(max(1, _pool_size(client) // 2))
+        # A blocking read must return before the socket times out.
+        self._block_ms = max(1, min(event_window.idle_check_ms, _socket_timeout_ms(client) // 2))
+        source = scripts.sources(app_outbox=self._keys.app_outbox, window=event_window)
         self._create = client.register_script(source["create"])
         self._get = client.register_script(source["get"])
         self._list = client.register_script(source["list"])
@@ -168,6 +186,7 @@ class RedisSessionStore:
         self._pop_item = client.register_script(source["pop_item"])
         self._clear_items = client.register_script(source["clear_items"])
         self._apply_app_state = client.register_script(source["apply_app_state"])
+        self._publish = client.register_script(source["publish"])
 
     @classmethod
     def from_url(
@@ -178,6 +197,7 @@ class RedisSessionStore:
         socket_timeout: float = 5.0,
         max_connections: int = 64,
         compress_over_bytes: int = DEFAULT_COMPRESS_OVER_BYTES,
+        event_window: EventWindow = DEFAULT_EVENT_WINDOW,
     ) -> RedisSessionStore:
         """A store with a client of its own, closed by :meth:`close`.
 
@@ -199,6 +219,7 @@ class RedisSessionStore:
                 prefix=prefix,
                 owns_client=True,
                 compress_over_bytes=compress_over_bytes,
+                event_window=event_window,
             )
         pool = redis.asyncio.BlockingConnectionPool.from_url(
             url,
@@ -215,6 +236,7 @@ class RedisSessionStore:
             prefix=prefix,
             owns_client=True,
             compress_over_bytes=compress_over_bytes,
+            event_window=event_window,
         )
 
     async def create(self, session: Session, *, max_sessions_per_user: int = 0) -> Session:
@@ -401,7 +423,13 @@ class RedisSessionStore:
                 create_time_ms=now_ms,
                 request_id=request_id,
             )
-            return TurnStart(session, turn, history, history_items=items)
+            return TurnStart(
+                session,
+                turn,
+                history,
+                history_items=items,
+                event_sequence=codec.event_sequence(reply[6]),
+            )
         if tag == "REPLAY":
             session = await self._session(session_id, reply[1], reply[2], shared=shared)
             return TurnStart(session, codec.decode_turn(reply[4], reply[3]), [], replayed=True)
@@ -411,6 +439,8 @@ class RedisSessionStore:
             raise MaxTurnsReached(session_id, reply[1])
         if tag == "BUSY":
             raise TurnInProgress(session_id, reply[1])
+        if tag == "ATTACH":
+            raise TurnInProgress(session_id, reply[1], reply[2])
         if tag == "EXTERNAL":
             raise ExternalAgentSession(session_id)
         raise SessionNotFound(session_id)
@@ -437,8 +467,10 @@ class RedisSessionStore:
         run_id: str,
         outcome: TurnOutcome,
         now_ms: int,
+        pending: Sequence[SessionEvent] = (),
     ) -> tuple[Turn, Session]:
-        """Stores the turn's outcome, state delta and counters in one atomic step.
+        """Stores the turn's outcome, state delta and counters in one atomic step, and
+        logs ``pending`` and the TURN_COMMITTED event in the same step.
 
         Raises ``RunSuperseded`` when ``run_id`` no longer owns the turn.
         """
@@ -463,6 +495,7 @@ class RedisSessionStore:
             codec.encode_turn(finished, compress_over_bytes=self._compress_over),
             len(finished.output.encode()),
             items[0].sequence - 1 if items else "",
+            _pending_json(pending),
             len(items),
             *(codec.item_record(item) for item in items),
         ]
@@ -485,6 +518,116 @@ class RedisSessionStore:
                 raise RunSuperseded(session_id, turn.index)
             session = await self._session(session_id, reply[1], reply[2], shared=shared)
         return dataclasses.replace(finished, items=items), session
+
+    async def publish(
+        self,
+        *,
+        user_id: str,
+        session_id: str,
+        run_id: str,
+        turn_index: int,
+        events: Sequence[SessionEvent],
+        now_ms: int,
+    ) -> None:
+        """Logs a running turn's deltas and items if ``run_id`` still owns the turn."""
+        keys = self._keys.session(user_id, session_id)
+        args: list[Arg] = [now_ms, run_id, turn_index]
+        for event in events:
+            args += codec.event_fields(event)
+        reply = await self._run(self._publish, (keys.meta, keys.events), args)
+        if reply[0] != "OK":
+            raise RunSuperseded(session_id, turn_index)
+
+    async def watch(
+        self,
+        *,
+        user_id: str,
+        session_id: str,
+        after: int | None,
+        clock: Callable[[], int],
+        live: bool = True,
+        on_idle: Callable[[], Awaitable[None]] | None = None,
+    ) -> AsyncIterator[SessionEvent]:
+        """The session's logged events after ``after``, then live ones (see
+        :meth:`SessionStore.watch <agent_sessions.store.protocol.SessionStore.watch>`):
+        each watcher reads the session's stream with a blocking XREAD of its own."""
+        await self.get(user_id=user_id, session_id=session_id, now_ms=clock())
+        key = self._keys.session(user_id, session_id).events
+        last = await self._last_sequence(key) if after is None else after
+        first = True
+        while True:
+            entries = await self._read_events(key, last, block=live and not first)
+            if entries and codec.event_sequence(entries[0][0]) > last + 1:
+                held = codec.event_sequence(entries[0][0])
+                yield SessionEvent(
+                    EventKind.GAP, sequence=held - 1, time_ms=clock(), first_sequence=held
+                )
+            elif first and not entries and after is not None:
+                newest = await self._last_sequence(key)
+                if newest < after:  # the log started anew since the watcher's event
+                    yield SessionEvent(EventKind.GAP, sequence=newest, time_ms=clock())
+                    last = newest
+            first = False
+            if not entries:
+                if not live:
+                    return
+                if not await self._exists(user_id, session_id, clock):
+                    yield SessionEvent(EventKind.EXPIRED, sequence=last + 1, time_ms=clock())
+                    return
+                if on_idle is not None:
+                    await on_idle()
+                continue
+            for entry_id, fields in entries:
+                event = await self._event(session_id, entry_id, fields)
+                last = event.sequence
+                yield event
+                if event.kind is EventKind.DELETED:
+                    return
+
+    async def _read_events(self, key: str, after: int, *, block: bool) -> _Entries:
+        """The entries after sequence ``after``; when ``block``, waiting up to the window's
+        idle check for the first."""
+        try:
+            if not block:
+                async with self._gate:
+                    return cast(
+                        _Entries,
+                        await self._client.xrange(key, f"(0-{after}", "+", count=_READ_BATCH),
+                    )
+            async with self._watch_places, self._gate:
+                reply = await self._client.xread(
+                    {key: f"0-{after}"}, count=_READ_BATCH, block=self._block_ms
+                )
+        except _UNREACHABLE as error:
+            raise _unavailable(error) from error
+        if not reply:
+            return []
+        # RESP2 (a list of [key, entries]) or RESP3 (a dict of key -> entries).
+        streams = reply.items() if isinstance(reply, dict) else reply
+        return cast(_Entries, [entry for _, entries in streams for entry in entries])
+
+    async def _last_sequence(self, key: str) -> int:
+        try:
+            async with self._gate:
+                newest = await self._client.xrevrange(key, "+", "-", count=1)
+        except _UNREACHABLE as error:
+            raise _unavailable(error) from error
+        return codec.event_sequence(str(newest[0][0])) if newest else 0
+
+    async def _exists(self, user_id: str, session_id: str, clock: Callable[[], int]) -> bool:
+        try:
+            await self.get(user_id=user_id, session_id=session_id, now_ms=clock())
+        except SessionNotFound:
+            return False
+        return True
+
+    async def _event(self, session_id: str, entry_id: str, fields: dict[str, str]) -> SessionEvent:
+        event, logged = codec.decode_event(entry_id, fields)
+        if not logged:
+            return event
+        meta, state = codec.decode_reply_arrays(*logged)
+        session = await self._session(session_id, meta, state)
+        return dataclasses.replace(event, session=session)
 
     async def list_turns(
         self,
@@ -763,6 +906,30 @@ def _refusal(
     if tag == "ETAG" and write is not None:
         return EtagMismatch(session_id, write.expected_etag or "", etag_of(int(reply[1])))
     return SessionNotFound(session_id)
+
+
+def _socket_timeout_ms(client: _Client) -> int:
+    if isinstance(client, RedisCluster):
+        timeout = client.connection_kwargs.get("socket_timeout")
+    else:
+        timeout = client.connection_pool.connection_kwargs.get("socket_timeout")
+    return int(timeout * 1000) if timeout else 60_000
+
+
+def _pending_json(pending: Sequence[SessionEvent]) -> str:
+    if not pending:
+        return ""
+    return json.dumps([codec.event_fields(event) for event in pending], ensure_ascii=False)
+
+
+def _pool_size(client: _Client) -> int:
+    if isinstance(client, RedisCluster):
+        return int(client.connection_kwargs.get("max_connections") or 64)
+    return int(getattr(client.connection_pool, "max_connections", 64))
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
 
 
 def _unavailable(error: BaseException) -> StoreUnavailable:

@@ -24,6 +24,7 @@ from importlib.resources import files
 
 from agent_sessions import scopes
 from agent_sessions.model import SessionStatus, TurnStatus
+from agent_sessions.session_events import DEFAULT_EVENT_WINDOW, EventKind, EventWindow
 from agent_sessions.store.redis import codec
 
 _SOURCES = files(__name__)
@@ -39,6 +40,7 @@ _CONSTANTS = f"""\
 local META = {{{", ".join(_lua_string(f) for f in codec.META_FIELDS)}}}
 local AGENT_ID = {codec.META_FIELDS.index("agent_id") + 1}
 local CREATE_REQUEST_ID = {codec.META_FIELDS.index("create_request_id") + 1}
+local SUMMARY = {codec.META_FIELDS.index("summary") + 1}
 local ENDED = {int(SessionStatus.ENDED)}
 local COMPLETED = {int(TurnStatus.COMPLETED)}
 local OPEN_TURN_TAIL = {_lua_string(codec.OPEN_TURN_TAIL)}
@@ -70,15 +72,24 @@ NAMES = (
     "pop_item",
     "clear_items",
     "apply_app_state",
+    "publish",
 )
 
 
+_EVENT_KINDS = "".join(f"local {kind.name}_EVENT = {int(kind)}\n" for kind in EventKind)
+
+
 @cache
-def sources(*, app_outbox: bool) -> dict[str, str]:
+def sources(*, app_outbox: bool, window: EventWindow = DEFAULT_EVENT_WINDOW) -> dict[str, str]:
     """Each script's source by name. With ``app_outbox`` (on a cluster, where the app's
     state is in another slot) scripts queue ``app:`` writes in the user's outbox instead
-    of applying them, and leave the app's state out of the state they return."""
-    prelude = f"{_CONSTANTS}local APP_OUTBOX = {'true' if app_outbox else 'false'}\n" + _source(
-        "prelude"
+    of applying them, and leave the app's state out of the state they return. Event
+    logs keep what ``window`` says."""
+    settings = (
+        f"local APP_OUTBOX = {'true' if app_outbox else 'false'}\n"
+        f"local EVENTS_MAX = {window.max_events}\n"
+        f"local EVENTS_MAX_AGE_MS = {window.max_age_ms}\n"
+        f"local DELETED_GRACE_MS = {window.deleted_grace_ms}\n"
     )
+    prelude = _CONSTANTS + _EVENT_KINDS + settings + _source("prelude")
     return {name: f"{prelude}\n{_source(name)}" for name in NAMES}

@@ -3,15 +3,16 @@
 --
 -- KEYS[1] meta, KEYS[2] state, KEYS[3] turns, KEYS[4] requests, KEYS[5] index,
 -- KEYS[6] archive, KEYS[7] items, KEYS[8] item_ids, KEYS[9] archived_items,
--- KEYS[10] user state, KEYS[11] app state or outbox (see prelude.lua)
+-- KEYS[10] user state, KEYS[11] app state or outbox, KEYS[12] events (see prelude.lua)
 -- ARGV[1] now_ms, ARGV[2] session_id, ARGV[3] request_id or "", ARGV[4] run_id,
 -- ARGV[5] lease end ms, ARGV[6] history_turns, ARGV[7] the new turn's JSON (open tail),
 -- ARGV[8] the UTF-8 bytes of its input, ARGV[9] how many of the newest items to return
 -- -> {"OK", meta, state, turns before the window, {window turn JSON, ...},
---     {item record, ...}}
+--     {item record, ...}, id of its RUN_STARTED event}
 --  | {"REPLAY", meta, state, index, turn JSON}
 --  | {"NOT_FOUND"} | {"EXTERNAL"} | {"ENDED"} | {"MAX_TURNS", max_turns}
---  | {"BUSY", running index}
+--  | {"BUSY", running index} | {"ATTACH", running index, its run id} (the running turn
+--    was begun with this request id)
 
 local now = tonumber(ARGV[1])
 local m, raw = load_meta(KEYS[1], now)
@@ -42,6 +43,9 @@ local abandoned
 local running = tonumber(m.run_index)
 if running > 0 then
   if tonumber(m.lease_ms) > now then
+    if request_id ~= '' and tonumber(redis.call('HGET', KEYS[4], request_id)) == running then
+      return {'ATTACH', running, m.run_id}
+    end
     return {'BUSY', running}
   end
   -- At most one turn runs, so the running turn is the last one.
@@ -71,8 +75,10 @@ local wanted = tonumber(ARGV[9])
 if wanted > 0 then
   items = redis.call('ZRANGE', KEYS[7], -wanted, -1)
 end
-local reply = commit(KEYS, ARGV[2])
+local reply, event_id = commit(KEYS, ARGV[2],
+  {{'k', RUN_STARTED_EVENT, 'r', ARGV[4], 'i', index, 'q', request_id}})
 reply[4] = total - #window
 reply[5] = window
 reply[6] = items
+reply[7] = event_id
 return reply

@@ -3,7 +3,7 @@
 --
 -- KEYS[1] meta, KEYS[2] state, KEYS[3] turns, KEYS[4] requests, KEYS[5] index,
 -- KEYS[6] archive, KEYS[7] items, KEYS[8] item_ids, KEYS[9] archived_items,
--- KEYS[10] user state, KEYS[11] app state or outbox (see prelude.lua)
+-- KEYS[10] user state, KEYS[11] app state or outbox, KEYS[12] events (see prelude.lua)
 -- ARGV[1] now_ms, ARGV[2] session_id
 -- -> {"OK", meta, state} | {"NOT_FOUND"} | {"ENDED"} | {"BUSY", running index}
 
@@ -31,4 +31,4 @@ redis.call('DEL', KEYS[3], KEYS[7], KEYS[8])
 redis.call('HSET', KEYS[1], 'summary', '', 'folded_turns', total, 'history_bytes', 0,
   'run_index', 0, 'run_id', '', 'lease_ms', 0, 'update_ms', ARGV[1],
   'activity_ms', ARGV[1], 'version', m.version + 1)
-return commit(KEYS, ARGV[2])
+return commit(KEYS, ARGV[2], {{'k', SESSION_UPDATED_EVENT, session = true}})

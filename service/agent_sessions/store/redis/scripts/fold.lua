@@ -3,7 +3,7 @@
 --
 -- KEYS[1] meta, KEYS[2] state, KEYS[3] turns, KEYS[4] requests, KEYS[5] index,
 -- KEYS[6] archive, KEYS[7] items, KEYS[8] item_ids, KEYS[9] archived_items,
--- KEYS[10] user state, KEYS[11] app state or outbox (see prelude.lua)
+-- KEYS[10] user state, KEYS[11] app state or outbox, KEYS[12] events (see prelude.lua)
 -- ARGV[1] now_ms, ARGV[2] session_id, ARGV[3] the session's create_ms, ARGV[4] the first
 -- index to fold, ARGV[5] the last, ARGV[6] the new summary, ARGV[7] the UTF-8 bytes the
 -- folded turns held, ARGV[8] "1" to archive them, ARGV[9] the sequence number their
@@ -58,4 +58,4 @@ end
 redis.call('HSET', KEYS[1], 'summary', ARGV[6], 'folded_turns', last,
   'history_bytes', number(m.history_bytes) - ARGV[7], 'update_ms', ARGV[1],
   'version', m.version + 1)
-return commit(KEYS, ARGV[2])
+return commit(KEYS, ARGV[2], {{'k', COMPRESSED_EVENT, session = SUMMARY}})

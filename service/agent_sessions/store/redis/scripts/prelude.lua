@@ -2,11 +2,20 @@
 -- constants of the stored format before it: META, AGENT_ID, CREATE_REQUEST_ID, ENDED,
 -- COMPLETED, OPEN_TURN_TAIL, ABANDONED_TAIL_BEFORE_TIME, ABANDONED_TAIL_AFTER_TIME).
 --
--- The scripts that take a session's eleven keys take them in this order:
+-- The scripts that take a session's twelve keys take them in this order:
 -- KEYS[1] meta, KEYS[2] state, KEYS[3] turns, KEYS[4] requests, KEYS[5] the user's
 -- index, KEYS[6] archive, KEYS[7] items, KEYS[8] item_ids, KEYS[9] archived_items,
 -- KEYS[10] the user's state, KEYS[11] the app's state, or with APP_OUTBOX the user's
--- outbox of app-state writes (the app's state is in another cluster slot).
+-- outbox of app-state writes (the app's state is in another cluster slot),
+-- KEYS[12] the session's event log.
+--
+-- The event log is a stream whose entry ids are 0-<sequence>: Redis numbers them from 1
+-- on (XADD 0-*) and never reuses a number while the stream exists, trimmed or not.
+-- Each entry's first field is its time 't' (so that trimming by age reads one field),
+-- then 'k' its kind (the *_EVENT constants), then what the kind carries: 'r' run id,
+-- 'i' turn index, 'q' request id, 'x' a delta's text, an item's record or a turn, 'y'
+-- a committed turn's item records (a JSON array), 'm' and 's' the session after the
+-- write (its meta and state as the reply carries them, JSON arrays).
 
 -- The meta values and the same values by field name, or nil when the session is
 -- missing or expired at the caller's clock (tests move that clock past Redis's).
@@ -138,15 +147,71 @@ local function expire_shared(key, expire)
   end
 end
 
+-- Drops the log's entries older than oldest_ms from its head (entries are appended in
+-- time order, give or take the clocks of the replicas that write them).
+local function trim_aged(key, oldest_ms)
+  local head = redis.call('XRANGE', key, '-', '+', 'COUNT', 1)
+  if #head == 0 or tonumber(head[1][2][2]) >= oldest_ms then
+    return
+  end
+  local start = '-'
+  while true do
+    local page = redis.call('XRANGE', key, start, '+', 'COUNT', 100)
+    if #page == 0 then
+      return
+    end
+    for _, entry in ipairs(page) do
+      if tonumber(entry[2][2]) >= oldest_ms then
+        redis.call('XTRIM', key, 'MINID', entry[1])
+        return
+      end
+    end
+    start = '(' .. page[#page][1]
+  end
+end
+
+-- Appends events (each a list of field, value pairs after 't') to a session's log, keeps
+-- its window, and expires it with the session; returns the last entry's id.
+-- now_text: the caller's clock as ARGV carries it.
+local function log_events(key, now_text, expire, events)
+  local id
+  for _, fields in ipairs(events) do
+    id = redis.call('XADD', key, 'MAXLEN', EVENTS_MAX, '0-*', 't', now_text, unpack(fields))
+  end
+  trim_aged(key, tonumber(now_text) - EVENTS_MAX_AGE_MS)
+  redis.call('PEXPIREAT', key, expire)
+  return id
+end
+
 -- Ends every write: recomputes the expiry from the stored fields, reads the reply,
--- then expires the session's keys and indexes it by activity. The reply is read
--- before PEXPIREAT because an expiry already past deletes the keys at once.
--- keys: a session's nine keys.
-local function commit(keys, session_id)
+-- logs the write's events, then expires the session's keys and indexes it by activity.
+-- The reply is read before PEXPIREAT because an expiry already past deletes the keys at
+-- once. An event with 'session' set carries the session of the reply, without its summary
+-- (up to kilobytes, in every event) unless 'session' is SUMMARY. Returns the reply and the
+-- id of the last event logged.
+-- keys: a session's twelve keys; ARGV[1] is every writing script's now_ms.
+local function commit(keys, session_id, events)
   local t = redis.call('HMGET', keys[1], 'create_ms', 'ttl_ms', 'activity_ms', 'idle_ms')
   local expire = math.min(t[1] + t[2], t[3] + t[4])
   redis.call('HSET', keys[1], 'expire_ms', expire)
   local reply = {'OK', redis.call('HMGET', keys[1], unpack(META)), read_state(keys)}
+  local event_id
+  if events then
+    for _, fields in ipairs(events) do
+      if fields.session then
+        local meta = reply[2]
+        if fields.session ~= SUMMARY then
+          meta = {unpack(meta)}
+          meta[SUMMARY] = ''
+        end
+        fields[#fields + 1] = 'm'
+        fields[#fields + 1] = cjson.encode(meta)
+        fields[#fields + 1] = 's'
+        fields[#fields + 1] = cjson.encode(reply[3])
+      end
+    end
+    event_id = log_events(keys[12], ARGV[1], expire, events)
+  end
   for _, i in ipairs({1, 2, 3, 4, 6, 7, 8, 9}) do
     redis.call('PEXPIREAT', keys[i], expire)
   end
@@ -159,7 +224,7 @@ local function commit(keys, session_id)
   if APP_OUTBOX then
     expire_shared(keys[11], longest)
   end
-  return reply
+  return reply, event_id
 end
 
 -- The running turn closed as FAILED when its run's lease ran out (to write back as the

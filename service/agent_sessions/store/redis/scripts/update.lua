@@ -2,7 +2,7 @@
 --
 -- KEYS[1] meta, KEYS[2] state, KEYS[3] turns, KEYS[4] requests, KEYS[5] index,
 -- KEYS[6] archive, KEYS[7] items, KEYS[8] item_ids, KEYS[9] archived_items,
--- KEYS[10] user state, KEYS[11] app state or outbox (see prelude.lua)
+-- KEYS[10] user state, KEYS[11] app state or outbox, KEYS[12] events (see prelude.lua)
 -- ARGV[1] now_ms, ARGV[2] session_id, ARGV[3] "1" to check the etag, ARGV[4] expected etag,
 -- ARGV[5] "1" to replace the state, ARGV[6] n: count of meta field/value pairs,
 -- ARGV[7 .. 6 + 2n] meta field/value pairs, ARGV[7 + 2n] r: count of state keys to remove,
@@ -25,4 +25,4 @@ if ARGV[5] == '1' then
   redis.call('DEL', KEYS[2])
 end
 write_state(KEYS, 8 + 2 * n, 7 + 2 * n + r, 8 + 2 * n + r)
-return commit(KEYS, ARGV[2])
+return commit(KEYS, ARGV[2], {{'k', SESSION_UPDATED_EVENT, session = true}})

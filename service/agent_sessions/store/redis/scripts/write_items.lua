@@ -4,7 +4,7 @@
 --
 -- KEYS[1] meta, KEYS[2] state, KEYS[3] turns, KEYS[4] requests, KEYS[5] index,
 -- KEYS[6] archive, KEYS[7] items, KEYS[8] item_ids, KEYS[9] archived_items,
--- KEYS[10] user state, KEYS[11] app state or outbox (see prelude.lua)
+-- KEYS[10] user state, KEYS[11] app state or outbox, KEYS[12] events (see prelude.lua)
 -- ARGV[1] now_ms, ARGV[2] session_id, ARGV[3] request_id or "", ARGV[4] the expected
 -- sequence of the newest item (0: none) or "", ARGV[5] the expected etag or "", ARGV[6] the sequence after
 -- which to remove the items (a replace) or "", ARGV[7] the new turn's JSON less its item
@@ -115,7 +115,8 @@ local range = ',"is":' .. first .. ',"ie":' .. last
 if any_held then
   range = range .. ',"aq":[' .. table.concat(answered, ',') .. ']'
 end
-redis.call('RPUSH', KEYS[3], ARGV[7] .. range .. '}')
+local turn = ARGV[7] .. range .. '}'
+redis.call('RPUSH', KEYS[3], turn)
 if request_id ~= '' then
   redis.call('HSET', KEYS[4], request_id, index)
 end
@@ -125,6 +126,7 @@ redis.call('HSET', KEYS[1], 'total_turns', index, 'turn_count', tonumber(m.turn_
   'item_seq', last, 'run_index', 0, 'run_id', '', 'lease_ms', 0, 'update_ms', ARGV[1],
   'activity_ms', ARGV[1], 'version', m.version + 1,
   'history_bytes', number(m.history_bytes) + ARGV[8])
-local reply = commit(KEYS, ARGV[2])
+local reply = commit(KEYS, ARGV[2], {{'k', TURN_COMMITTED_EVENT, 'r', '', 'i', index,
+  'x', turn, 'y', '[' .. table.concat(stored, ',') .. ']', session = true}})
 reply[4] = stored
 return reply

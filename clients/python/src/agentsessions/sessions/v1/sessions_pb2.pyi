@@ -288,38 +288,44 @@ class DeleteSessionResponse(_message.Message):
     def __init__(self) -> None: ...
 
 class RunRequest(_message.Message):
-    __slots__ = ("session_id", "user_id", "input", "request_id", "app")
+    __slots__ = ("session_id", "user_id", "input", "request_id", "app", "detach")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     USER_ID_FIELD_NUMBER: _ClassVar[int]
     INPUT_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     APP_FIELD_NUMBER: _ClassVar[int]
+    DETACH_FIELD_NUMBER: _ClassVar[int]
     session_id: str
     user_id: str
     input: str
     request_id: str
     app: str
-    def __init__(self, session_id: _Optional[str] = ..., user_id: _Optional[str] = ..., input: _Optional[str] = ..., request_id: _Optional[str] = ..., app: _Optional[str] = ...) -> None: ...
+    detach: bool
+    def __init__(self, session_id: _Optional[str] = ..., user_id: _Optional[str] = ..., input: _Optional[str] = ..., request_id: _Optional[str] = ..., app: _Optional[str] = ..., detach: _Optional[bool] = ...) -> None: ...
 
 class RunEvent(_message.Message):
-    __slots__ = ("started", "delta", "completed", "item")
+    __slots__ = ("started", "delta", "completed", "item", "sequence")
     STARTED_FIELD_NUMBER: _ClassVar[int]
     DELTA_FIELD_NUMBER: _ClassVar[int]
     COMPLETED_FIELD_NUMBER: _ClassVar[int]
     ITEM_FIELD_NUMBER: _ClassVar[int]
+    SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     started: RunStarted
     delta: RunDelta
     completed: RunCompleted
     item: Item
-    def __init__(self, started: _Optional[_Union[RunStarted, _Mapping]] = ..., delta: _Optional[_Union[RunDelta, _Mapping]] = ..., completed: _Optional[_Union[RunCompleted, _Mapping]] = ..., item: _Optional[_Union[Item, _Mapping]] = ...) -> None: ...
+    sequence: int
+    def __init__(self, started: _Optional[_Union[RunStarted, _Mapping]] = ..., delta: _Optional[_Union[RunDelta, _Mapping]] = ..., completed: _Optional[_Union[RunCompleted, _Mapping]] = ..., item: _Optional[_Union[Item, _Mapping]] = ..., sequence: _Optional[int] = ...) -> None: ...
 
 class RunStarted(_message.Message):
-    __slots__ = ("turn_index", "replayed")
+    __slots__ = ("turn_index", "replayed", "run_id")
     TURN_INDEX_FIELD_NUMBER: _ClassVar[int]
     REPLAYED_FIELD_NUMBER: _ClassVar[int]
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
     turn_index: int
     replayed: bool
-    def __init__(self, turn_index: _Optional[int] = ..., replayed: _Optional[bool] = ...) -> None: ...
+    run_id: str
+    def __init__(self, turn_index: _Optional[int] = ..., replayed: _Optional[bool] = ..., run_id: _Optional[str] = ...) -> None: ...
 
 class RunDelta(_message.Message):
     __slots__ = ("text",)
@@ -526,3 +532,85 @@ class ReplaceItemsResponse(_message.Message):
     items: _containers.RepeatedCompositeFieldContainer[Item]
     session: Session
     def __init__(self, items: _Optional[_Iterable[_Union[Item, _Mapping]]] = ..., session: _Optional[_Union[Session, _Mapping]] = ...) -> None: ...
+
+class WatchSessionRequest(_message.Message):
+    __slots__ = ("session_id", "user_id", "app", "after_sequence")
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    APP_FIELD_NUMBER: _ClassVar[int]
+    AFTER_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    session_id: str
+    user_id: str
+    app: str
+    after_sequence: int
+    def __init__(self, session_id: _Optional[str] = ..., user_id: _Optional[str] = ..., app: _Optional[str] = ..., after_sequence: _Optional[int] = ...) -> None: ...
+
+class SessionEvent(_message.Message):
+    __slots__ = ("sequence", "event_time", "run_id", "turn_index", "run_started", "delta", "item", "turn_committed", "session_updated", "compressed", "ended", "deleted", "expired", "gap")
+    SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    EVENT_TIME_FIELD_NUMBER: _ClassVar[int]
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    TURN_INDEX_FIELD_NUMBER: _ClassVar[int]
+    RUN_STARTED_FIELD_NUMBER: _ClassVar[int]
+    DELTA_FIELD_NUMBER: _ClassVar[int]
+    ITEM_FIELD_NUMBER: _ClassVar[int]
+    TURN_COMMITTED_FIELD_NUMBER: _ClassVar[int]
+    SESSION_UPDATED_FIELD_NUMBER: _ClassVar[int]
+    COMPRESSED_FIELD_NUMBER: _ClassVar[int]
+    ENDED_FIELD_NUMBER: _ClassVar[int]
+    DELETED_FIELD_NUMBER: _ClassVar[int]
+    EXPIRED_FIELD_NUMBER: _ClassVar[int]
+    GAP_FIELD_NUMBER: _ClassVar[int]
+    sequence: int
+    event_time: _timestamp_pb2.Timestamp
+    run_id: str
+    turn_index: int
+    run_started: RunStarted
+    delta: RunDelta
+    item: Item
+    turn_committed: TurnCommitted
+    session_updated: Session
+    compressed: Session
+    ended: Session
+    deleted: SessionDeleted
+    expired: SessionExpired
+    gap: EventGap
+    def __init__(self, sequence: _Optional[int] = ..., event_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., run_id: _Optional[str] = ..., turn_index: _Optional[int] = ..., run_started: _Optional[_Union[RunStarted, _Mapping]] = ..., delta: _Optional[_Union[RunDelta, _Mapping]] = ..., item: _Optional[_Union[Item, _Mapping]] = ..., turn_committed: _Optional[_Union[TurnCommitted, _Mapping]] = ..., session_updated: _Optional[_Union[Session, _Mapping]] = ..., compressed: _Optional[_Union[Session, _Mapping]] = ..., ended: _Optional[_Union[Session, _Mapping]] = ..., deleted: _Optional[_Union[SessionDeleted, _Mapping]] = ..., expired: _Optional[_Union[SessionExpired, _Mapping]] = ..., gap: _Optional[_Union[EventGap, _Mapping]] = ...) -> None: ...
+
+class TurnCommitted(_message.Message):
+    __slots__ = ("turn", "session")
+    TURN_FIELD_NUMBER: _ClassVar[int]
+    SESSION_FIELD_NUMBER: _ClassVar[int]
+    turn: Turn
+    session: Session
+    def __init__(self, turn: _Optional[_Union[Turn, _Mapping]] = ..., session: _Optional[_Union[Session, _Mapping]] = ...) -> None: ...
+
+class SessionDeleted(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class SessionExpired(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class EventGap(_message.Message):
+    __slots__ = ("first_available_sequence",)
+    FIRST_AVAILABLE_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    first_available_sequence: int
+    def __init__(self, first_available_sequence: _Optional[int] = ...) -> None: ...
+
+class ResumeRunRequest(_message.Message):
+    __slots__ = ("session_id", "user_id", "app", "run_id", "request_id", "after_sequence")
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    APP_FIELD_NUMBER: _ClassVar[int]
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    AFTER_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    session_id: str
+    user_id: str
+    app: str
+    run_id: str
+    request_id: str
+    after_sequence: int
+    def __init__(self, session_id: _Optional[str] = ..., user_id: _Optional[str] = ..., app: _Optional[str] = ..., run_id: _Optional[str] = ..., request_id: _Optional[str] = ..., after_sequence: _Optional[int] = ...) -> None: ...

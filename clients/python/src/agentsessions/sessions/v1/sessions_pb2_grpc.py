@@ -115,6 +115,16 @@ class SessionServiceStub:
                 request_serializer=agentsessions_dot_sessions_dot_v1_dot_sessions__pb2.ReplaceItemsRequest.SerializeToString,
                 response_deserializer=agentsessions_dot_sessions_dot_v1_dot_sessions__pb2.ReplaceItemsResponse.FromString,
                 _registered_method=True)
+        self.WatchSession = channel.unary_stream(
+                '/agentsessions.sessions.v1.SessionService/WatchSession',
+                request_serializer=agentsessions_dot_sessions_dot_v1_dot_sessions__pb2.WatchSessionRequest.SerializeToString,
+                response_deserializer=agentsessions_dot_sessions_dot_v1_dot_sessions__pb2.SessionEvent.FromString,
+                _registered_method=True)
+        self.ResumeRun = channel.unary_stream(
+                '/agentsessions.sessions.v1.SessionService/ResumeRun',
+                request_serializer=agentsessions_dot_sessions_dot_v1_dot_sessions__pb2.ResumeRunRequest.SerializeToString,
+                response_deserializer=agentsessions_dot_sessions_dot_v1_dot_sessions__pb2.RunEvent.FromString,
+                _registered_method=True)
 
 
 class SessionServiceServicer:
@@ -254,6 +264,29 @@ class SessionServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WatchSession(self, request, context):
+        """Streams what happens to a session as it happens: runs starting, their text and
+        items, turns committed, updates, compression, the end, expiry or deletion. Each
+        event carries a sequence number, monotonic per session; a watcher that reconnects
+        with the last one it received gets what it missed, while the server still holds
+        it (else a gap event says to re-read the history), then live events. Watchers on
+        any replica see the same events in the same order. The stream ends after the
+        session's deleted or expired event.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResumeRun(self, request, context):
+        """Re-attaches to a run that is in progress or just finished, by its run id or its
+        request id, from any replica: streams its events after a given sequence number,
+        then its completion, as Run would have. A run whose events the server no longer
+        holds is NOT_FOUND (read its turn with ListTurns).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SessionServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -331,6 +364,16 @@ def add_SessionServiceServicer_to_server(servicer, server):
                     servicer.ReplaceItems,
                     request_deserializer=agentsessions_dot_sessions_dot_v1_dot_sessions__pb2.ReplaceItemsRequest.FromString,
                     response_serializer=agentsessions_dot_sessions_dot_v1_dot_sessions__pb2.ReplaceItemsResponse.SerializeToString,
+            ),
+            'WatchSession': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchSession,
+                    request_deserializer=agentsessions_dot_sessions_dot_v1_dot_sessions__pb2.WatchSessionRequest.FromString,
+                    response_serializer=agentsessions_dot_sessions_dot_v1_dot_sessions__pb2.SessionEvent.SerializeToString,
+            ),
+            'ResumeRun': grpc.unary_stream_rpc_method_handler(
+                    servicer.ResumeRun,
+                    request_deserializer=agentsessions_dot_sessions_dot_v1_dot_sessions__pb2.ResumeRunRequest.FromString,
+                    response_serializer=agentsessions_dot_sessions_dot_v1_dot_sessions__pb2.RunEvent.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -744,6 +787,60 @@ class SessionService:
             '/agentsessions.sessions.v1.SessionService/ReplaceItems',
             agentsessions_dot_sessions_dot_v1_dot_sessions__pb2.ReplaceItemsRequest.SerializeToString,
             agentsessions_dot_sessions_dot_v1_dot_sessions__pb2.ReplaceItemsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchSession(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/agentsessions.sessions.v1.SessionService/WatchSession',
+            agentsessions_dot_sessions_dot_v1_dot_sessions__pb2.WatchSessionRequest.SerializeToString,
+            agentsessions_dot_sessions_dot_v1_dot_sessions__pb2.SessionEvent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResumeRun(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/agentsessions.sessions.v1.SessionService/ResumeRun',
+            agentsessions_dot_sessions_dot_v1_dot_sessions__pb2.ResumeRunRequest.SerializeToString,
+            agentsessions_dot_sessions_dot_v1_dot_sessions__pb2.RunEvent.FromString,
             options,
             channel_credentials,
             insecure,

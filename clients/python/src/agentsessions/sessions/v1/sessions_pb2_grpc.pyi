@@ -100,6 +100,21 @@ class SessionServiceStub:
     clients that compact their own history): the items after it are removed and the
     new ones appended as one new turn, with new sequence numbers.
     """
+    WatchSession: _grpc.UnaryStreamMultiCallable[_sessions_pb2.WatchSessionRequest, _sessions_pb2.SessionEvent]
+    """Streams what happens to a session as it happens: runs starting, their text and
+    items, turns committed, updates, compression, the end, expiry or deletion. Each
+    event carries a sequence number, monotonic per session; a watcher that reconnects
+    with the last one it received gets what it missed, while the server still holds
+    it (else a gap event says to re-read the history), then live events. Watchers on
+    any replica see the same events in the same order. The stream ends after the
+    session's deleted or expired event.
+    """
+    ResumeRun: _grpc.UnaryStreamMultiCallable[_sessions_pb2.ResumeRunRequest, _sessions_pb2.RunEvent]
+    """Re-attaches to a run that is in progress or just finished, by its run id or its
+    request id, from any replica: streams its events after a given sequence number,
+    then its completion, as Run would have. A run whose events the server no longer
+    holds is NOT_FOUND (read its turn with ListTurns).
+    """
 
 @_typing.type_check_only
 class SessionServiceAsyncStub(SessionServiceStub):
@@ -172,6 +187,21 @@ class SessionServiceAsyncStub(SessionServiceStub):
     """Replaces the items after a given sequence number with new ones, atomically (for
     clients that compact their own history): the items after it are removed and the
     new ones appended as one new turn, with new sequence numbers.
+    """
+    WatchSession: _aio.UnaryStreamMultiCallable[_sessions_pb2.WatchSessionRequest, _sessions_pb2.SessionEvent]  # type: ignore[assignment]
+    """Streams what happens to a session as it happens: runs starting, their text and
+    items, turns committed, updates, compression, the end, expiry or deletion. Each
+    event carries a sequence number, monotonic per session; a watcher that reconnects
+    with the last one it received gets what it missed, while the server still holds
+    it (else a gap event says to re-read the history), then live events. Watchers on
+    any replica see the same events in the same order. The stream ends after the
+    session's deleted or expired event.
+    """
+    ResumeRun: _aio.UnaryStreamMultiCallable[_sessions_pb2.ResumeRunRequest, _sessions_pb2.RunEvent]  # type: ignore[assignment]
+    """Re-attaches to a run that is in progress or just finished, by its run id or its
+    request id, from any replica: streams its events after a given sequence number,
+    then its completion, as Run would have. A run whose events the server no longer
+    holds is NOT_FOUND (read its turn with ListTurns).
     """
 
 class SessionServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -332,6 +362,33 @@ class SessionServiceServicer(metaclass=_abc_1.ABCMeta):
         """Replaces the items after a given sequence number with new ones, atomically (for
         clients that compact their own history): the items after it are removed and the
         new ones appended as one new turn, with new sequence numbers.
+        """
+
+    @_abc_1.abstractmethod
+    def WatchSession(
+        self,
+        request: _sessions_pb2.WatchSessionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_sessions_pb2.SessionEvent], _abc.AsyncIterator[_sessions_pb2.SessionEvent]]:
+        """Streams what happens to a session as it happens: runs starting, their text and
+        items, turns committed, updates, compression, the end, expiry or deletion. Each
+        event carries a sequence number, monotonic per session; a watcher that reconnects
+        with the last one it received gets what it missed, while the server still holds
+        it (else a gap event says to re-read the history), then live events. Watchers on
+        any replica see the same events in the same order. The stream ends after the
+        session's deleted or expired event.
+        """
+
+    @_abc_1.abstractmethod
+    def ResumeRun(
+        self,
+        request: _sessions_pb2.ResumeRunRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_sessions_pb2.RunEvent], _abc.AsyncIterator[_sessions_pb2.RunEvent]]:
+        """Re-attaches to a run that is in progress or just finished, by its run id or its
+        request id, from any replica: streams its events after a given sequence number,
+        then its completion, as Run would have. A run whose events the server no longer
+        holds is NOT_FOUND (read its turn with ListTurns).
         """
 
 def add_SessionServiceServicer_to_server(servicer: SessionServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
