@@ -16,7 +16,8 @@ SERVICE = "agentsessions.sessions.v1.SessionService"
 # repeat of one that went through reports a conflict. CompressSession is not either:
 # it may call a model to summarize, and a repeat of one that went through folds more
 # turns; the caller decides whether to try again. Nor are PopItem and ClearItems: a
-# repeat would remove what was written since, or pop a second item.
+# repeat would remove what was written since, or pop a second item. WatchSession and
+# ResumeRun only read; like every stream, they are retried until their first answer.
 RETRIED_METHODS = (
     "GetSession",
     "ListSessions",
@@ -26,6 +27,8 @@ RETRIED_METHODS = (
     "Run",
     "AppendItems",
     "ReplaceItems",
+    "WatchSession",
+    "ResumeRun",
 )
 
 SERVICE_CONFIG = json.dumps(

@@ -90,17 +90,62 @@ def update(
 
 
 def run(
-    session_id: str, user_id: str, text: str, request_id: str | None, *, app: str
+    session_id: str,
+    user_id: str,
+    text: str,
+    request_id: str | None,
+    *,
+    app: str,
+    detach: bool = False,
 ) -> pb.RunRequest:
     # Every run carries a request id, so that the channel may retry it safely: a
-    # retry of a turn that already completed replays it instead of running it again.
+    # retry of a turn that already completed replays it instead of running it again
+    # (and a retry of a detached run still in progress attaches to it).
     return pb.RunRequest(
         session_id=session_id,
         user_id=user_id,
         input=text,
         request_id=request_id or uuid.uuid4().hex,
         app=app,
+        detach=detach,
     )
+
+
+def resume_run(
+    session_id: str,
+    user_id: str,
+    *,
+    app: str,
+    run_id: str,
+    request_id: str,
+    after_sequence: int,
+) -> pb.ResumeRunRequest:
+    # The run is named by one of its two ids: the contract's oneof takes no more.
+    if bool(run_id) == bool(request_id):
+        raise ValueError("resume takes a run_id or a request_id (one of them)")
+    if after_sequence < 0:
+        raise ValueError(f"after_sequence must not be negative, got {after_sequence}")
+    request = pb.ResumeRunRequest(
+        session_id=session_id, user_id=user_id, app=app, after_sequence=after_sequence
+    )
+    if run_id:
+        request.run_id = run_id
+    else:
+        request.request_id = request_id
+    return request
+
+
+def watch(
+    session_id: str, user_id: str, *, app: str, after_sequence: int | None
+) -> pb.WatchSessionRequest:
+    # after_sequence is optional in the contract: unset means live events only, while
+    # 0 means every event the server still holds, so None must not become 0.
+    request = pb.WatchSessionRequest(session_id=session_id, user_id=user_id, app=app)
+    if after_sequence is not None:
+        if after_sequence < 0:
+            raise ValueError(f"after_sequence must not be negative, got {after_sequence}")
+        request.after_sequence = after_sequence
+    return request
 
 
 def list_turns(

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -23,10 +24,14 @@ from agent_sessions_client._errors import (
 from agent_sessions_client._types import (
     Compressed,
     Item,
+    RunEvent,
+    SessionEvent,
     SessionInfo,
     Turn,
     compressed,
     item,
+    run_event,
+    session_event,
     session_info,
     turn,
 )
@@ -40,9 +45,10 @@ class SessionClient:
 
     ``address`` defaults to ``SESSIONS_ADDRESS``, else ``127.0.0.1:50051``. Every call
     takes a ``timeout`` in seconds (``default_timeout`` when omitted; ``run_timeout``
-    for runs). Reads, ends, runs and item appends and replaces are retried on
-    UNAVAILABLE with backoff by the channel's service config; creates, updates,
-    deletes, compressions, pops and clears are not. Pass
+    for runs and resumed runs; none for watches). Reads, watches, ends, runs, resumed
+    runs and item appends and replaces are retried on UNAVAILABLE with backoff by the
+    channel's service config, until their first answer; creates, updates, deletes,
+    compressions, pops and clears are not. Pass
     ``tls=True`` (and certificates if needed) and a bearer ``token`` when the server
     asks for them. Use it as a context manager (``with``), or call :meth:`close`.
 
@@ -247,21 +253,44 @@ class Session:
         """The state as last seen (a copy); :meth:`refresh` reads it again."""
         return dict(self.info.state)
 
-    def run(self, text: str, *, request_id: str | None = None, timeout: float | None = None) -> str:
-        """Runs one turn and returns the agent's whole reply."""
-        chunks = list(self.stream(text, request_id=request_id, timeout=timeout))
+    def run(
+        self,
+        text: str,
+        *,
+        request_id: str | None = None,
+        detach: bool = False,
+        timeout: float | None = None,
+    ) -> str:
+        """Runs one turn and returns the agent's whole reply (``detach``: see :meth:`stream`)."""
+        chunks = [
+            chunk
+            for chunk in self.stream(text, request_id=request_id, detach=detach, timeout=timeout)
+        ]
         return "".join(chunks)
 
     def stream(
-        self, text: str, *, request_id: str | None = None, timeout: float | None = None
+        self,
+        text: str,
+        *,
+        request_id: str | None = None,
+        detach: bool = False,
+        timeout: float | None = None,
     ) -> Iterator[str]:
         """Runs one turn, yielding the reply's text as it arrives.
 
-        Stopping the iteration early cancels the run (the turn is kept as CANCELLED).
+        Stopping the iteration early cancels the run (the turn is kept as CANCELLED),
+        unless ``detach``: a detached run goes on without its caller, the agent finishes
+        and the turn is stored, and :meth:`resume` follows it again by its
+        ``request_id`` (pass one, to know it). A run retried with the ``request_id`` of a
+        detached run still in progress attaches to it: the agent is called once.
+        :meth:`stream_events` yields the run's events with their sequence numbers.
         """
         client = self._client
+        request = _requests.run(
+            self.session_id, self.user_id, text, request_id, app=self.app, detach=detach
+        )
         call = client._stub.Run(
-            _requests.run(self.session_id, self.user_id, text, request_id, app=self.app),
+            request,
             timeout=client.run_timeout if timeout is None else timeout,
             metadata=client._metadata,
         )
@@ -272,6 +301,126 @@ class Session:
                     yield event.delta.text
                 elif kind == "completed":
                     self.info = session_info(event.completed.session)
+        except grpc.RpcError as error:
+            raise from_rpc_error(error) from None
+        finally:
+            call.cancel()  # type: ignore[no-untyped-call]  # grpc-stubs lack its types
+
+    def stream_events(
+        self,
+        text: str,
+        *,
+        request_id: str | None = None,
+        detach: bool = False,
+        timeout: float | None = None,
+    ) -> Iterator[RunEvent]:
+        """Runs one turn, as :meth:`stream` does, yielding its events as :class:`RunEvent`:
+        the started event (with the turn's index and, for :meth:`resume`, the run's id),
+        the reply's text deltas, the agent's items, and the completed event with the
+        stored turn and the session after it.
+
+        The events of a ``detach``-ed run carry their ``sequence``: after a broken
+        stream, :meth:`resume` with the ``request_id`` (or the ``run_id``) and the last
+        sequence received goes on where it stopped.
+        """
+        request = _requests.run(
+            self.session_id, self.user_id, text, request_id, app=self.app, detach=detach
+        )
+        return self._run_events(self._client._stub.Run, request, timeout)
+
+    def resume(
+        self,
+        *,
+        run_id: str = "",
+        request_id: str = "",
+        after_sequence: int = 0,
+        timeout: float | None = None,
+    ) -> Iterator[RunEvent]:
+        """Re-attaches to a run in progress or just finished (``ResumeRun``), from any
+        replica, named by its ``run_id`` or the ``request_id`` it was run with (one of
+        them): yields its events after ``after_sequence`` (0: from its start), as
+        :meth:`stream_events` does, then its completed event; or raises the error the
+        run failed with. A run whose events the server no longer holds raises
+        ``NotFoundError``: read its turn with :meth:`turns`.
+
+        Stopping the iteration early leaves the run running.
+        """
+        request = _requests.resume_run(
+            self.session_id,
+            self.user_id,
+            app=self.app,
+            run_id=run_id,
+            request_id=request_id,
+            after_sequence=after_sequence,
+        )
+        return self._run_events(self._client._stub.ResumeRun, request, timeout, run_id=run_id)
+
+    def _run_events(
+        self,
+        method: grpc.UnaryStreamMultiCallable[Any, pb.RunEvent],
+        request: pb.RunRequest | pb.ResumeRunRequest,
+        timeout: float | None,
+        run_id: str = "",
+    ) -> Iterator[RunEvent]:
+        client = self._client
+        # The call starts with the iteration, not before: an iterator never iterated
+        # sends nothing.
+        call = method(
+            request,
+            timeout=client.run_timeout if timeout is None else timeout,
+            metadata=client._metadata,
+        )
+        turn_index = 0
+        try:
+            for message in call:
+                event = run_event(message, run_id=run_id, turn_index=turn_index)
+                run_id, turn_index = event.run_id, event.turn_index
+                if event.info is not None:
+                    # A run does not change the summary, which the server's event log
+                    # (a detached or resumed run's source) leaves out.
+                    self.info = dataclasses.replace(event.info, summary=self.info.summary)
+                yield event
+        except grpc.RpcError as error:
+            raise from_rpc_error(error) from None
+        finally:
+            call.cancel()  # type: ignore[no-untyped-call]  # grpc-stubs lack its types
+
+    def watch(
+        self, *, after_sequence: int | None = None, timeout: float | None = None
+    ) -> Iterator[SessionEvent]:
+        """Follows the session live (``WatchSession``), yielding what happens to it as
+        :class:`SessionEvent`: runs starting, their text and items, turns committed,
+        updates, compression, the end, and last its deletion or expiry, after which
+        the iteration ends.
+
+        ``after_sequence`` ``None`` (the default) yields live events only, from now; a
+        number yields the events after it that the server still holds (0: all it
+        holds), then live ones: reconnect with the last event's ``sequence`` to get what
+        was missed. When some are no longer held, a ``"gap"`` event says so: re-read
+        the session and its history, then go on. ``info`` follows the session as the
+        events tell of it (its summary only when it is compressed: :meth:`refresh` reads
+        it). ``timeout`` bounds the whole watch (default: none).
+        """
+        request = _requests.watch(
+            self.session_id, self.user_id, app=self.app, after_sequence=after_sequence
+        )
+        return self._watch(request, timeout)
+
+    def _watch(
+        self, request: pb.WatchSessionRequest, timeout: float | None
+    ) -> Iterator[SessionEvent]:
+        client = self._client
+        call = client._stub.WatchSession(request, timeout=timeout, metadata=client._metadata)
+        try:
+            for message in call:
+                event = session_event(message)
+                if event.info is not None:
+                    # Events leave the summary out, but for a compression's.
+                    summary = event.info.summary if event.kind == "compressed" else None
+                    self.info = dataclasses.replace(
+                        event.info, summary=self.info.summary if summary is None else summary
+                    )
+                yield event
         except grpc.RpcError as error:
             raise from_rpc_error(error) from None
         finally:

@@ -192,6 +192,83 @@ class Item:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class RunEvent:
+    """One event of a run, as :meth:`AsyncSession.stream_events` and
+    :meth:`AsyncSession.resume` yield them.
+
+    ``kind`` says what happened, and which fields are set:
+
+    - ``"started"``: the turn ``turn_index`` was recorded (``replayed`` when the run
+      replays a completed turn with the same request id);
+    - ``"delta"``: ``text``, a piece of the reply, in order;
+    - ``"item"``: ``item``, something the agent did (a tool call, its result, a message),
+      unnumbered until the turn is stored;
+    - ``"completed"``: the stored ``turn`` and the session after it (``info``); always
+      the last event of a run that succeeded.
+
+    ``sequence`` is the event's number in the session's event log, set on the events of
+    a detached run and of a resumed one (0 otherwise): resume after the last one
+    received. ``run_id`` is the run's id (for :meth:`AsyncSession.resume`) once known:
+    from the started event on, or the id a resume named; empty on a replay.
+    """
+
+    kind: str
+    sequence: int = 0
+    run_id: str = ""
+    turn_index: int = 0
+    replayed: bool = False
+    text: str = ""
+    item: Item | None = None
+    turn: Turn | None = None
+    info: SessionInfo | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SessionEvent:
+    """Something that happened to a session, as :meth:`AsyncSession.watch` yields it.
+
+    ``kind`` says what, and which fields are set:
+
+    - ``"run_started"``: a run recorded the turn ``turn_index`` (``replayed`` on a
+      replay) and called the agent;
+    - ``"delta"``: ``text``, a piece of a running turn's reply, in order;
+    - ``"item"``: ``item``, something the agent of a running turn did (unnumbered);
+    - ``"turn_committed"``: ``turn`` was stored (completed by a run or an append of
+      items, failed or cancelled), ``info`` the session after it;
+    - ``"session_updated"``: the session was updated or its history changed (items
+      popped, cleared): ``info``;
+    - ``"compressed"``: turns were folded into the summary: ``info``;
+    - ``"ended"``: the session was ended: ``info``;
+    - ``"deleted"``, ``"expired"``: the session is gone; the last event of a watch
+      (:attr:`final`);
+    - ``"gap"``: the events after the watcher's sequence number are no longer held,
+      the oldest it still holds being ``first_available_sequence`` (0: none): re-read
+      the session and its history, then go on from this event.
+
+    ``sequence`` is the event's number, monotonic per session: watch again after the
+    last one received to get what was missed. ``time`` is when it happened. ``run_id``
+    and ``turn_index`` name the run and the turn of run events and committed turns.
+    """
+
+    kind: str
+    sequence: int
+    time: datetime | None = None
+    run_id: str = ""
+    turn_index: int = 0
+    replayed: bool = False
+    text: str = ""
+    item: Item | None = None
+    turn: Turn | None = None
+    info: SessionInfo | None = None
+    first_available_sequence: int = 0
+
+    @property
+    def final(self) -> bool:
+        """True for the last event of a watch: the session was deleted or expired."""
+        return self.kind in ("deleted", "expired")
+
+
 def payload_text(value: Any) -> str:
     """A payload as the helpers of :class:`Item` write it: readable JSON, non-ASCII text
     kept as is."""
@@ -263,6 +340,65 @@ def item(message: pb.Item) -> Item:
         sequence=message.sequence,
         turn_index=message.turn_index,
         create_time=_time(message.create_time) if message.HasField("create_time") else None,
+    )
+
+
+def run_event(message: pb.RunEvent, *, run_id: str = "", turn_index: int = 0) -> RunEvent:
+    """A run's event; ``run_id`` and ``turn_index`` are what its run's earlier events
+    said, for the events that do not say it themselves."""
+    kind = message.WhichOneof("event") or ""
+    if kind == "started":
+        started = message.started
+        return RunEvent(
+            kind,
+            message.sequence,
+            run_id=started.run_id or run_id,
+            turn_index=started.turn_index,
+            replayed=started.replayed,
+        )
+    if kind == "completed":
+        stored = turn(message.completed.turn)
+        return RunEvent(
+            kind,
+            message.sequence,
+            run_id=run_id,
+            turn_index=stored.index,
+            turn=stored,
+            info=session_info(message.completed.session),
+        )
+    return RunEvent(
+        kind,
+        message.sequence,
+        run_id=run_id,
+        turn_index=turn_index,
+        text=message.delta.text if kind == "delta" else "",
+        item=item(message.item) if kind == "item" else None,
+    )
+
+
+def session_event(message: pb.SessionEvent) -> SessionEvent:
+    kind = message.WhichOneof("event") or ""
+    info: pb.Session | None = None
+    if kind in ("session_updated", "compressed", "ended"):
+        info = getattr(message, kind)
+    elif kind == "turn_committed":
+        info = message.turn_committed.session
+    committed = turn(message.turn_committed.turn) if kind == "turn_committed" else None
+    started = message.run_started if kind == "run_started" else None
+    return SessionEvent(
+        kind,
+        message.sequence,
+        time=_time(message.event_time) if message.HasField("event_time") else None,
+        run_id=message.run_id or (started.run_id if started else ""),
+        turn_index=message.turn_index
+        or (started.turn_index if started else 0)
+        or (committed.index if committed else 0),
+        replayed=started.replayed if started else False,
+        text=message.delta.text if kind == "delta" else "",
+        item=item(message.item) if kind == "item" else None,
+        turn=committed,
+        info=session_info(info) if info is not None else None,
+        first_available_sequence=message.gap.first_available_sequence if kind == "gap" else 0,
     )
 
 

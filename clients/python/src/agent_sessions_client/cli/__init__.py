@@ -13,6 +13,7 @@
     sessionctl state get --user U SESSION [KEY]
     sessionctl state set --user U SESSION [KEY=VALUE ...] [--remove KEY]
     sessionctl compress --user U SESSION [--keep-last N]
+    sessionctl watch --user U SESSION [--after N]                 live events
     sessionctl end --user U SESSION
     sessionctl delete --user U SESSION [--yes]
     sessionctl export --user U [SESSION ...] [--output FILE|-]    JSON Lines

@@ -5,23 +5,39 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
+import time
 import uuid
-from collections.abc import Generator
+from collections.abc import Generator, Iterator
 from contextlib import suppress
+
+import grpc
 
 from agent_sessions_client import (
     FailedPreconditionError,
     NotFoundError,
+    RunEvent,
     Session,
     SessionClient,
     SessionsError,
     Turn,
+    TurnStatus,
+    UnavailableError,
 )
 from agent_sessions_client.cli._commands import app, load
 from agent_sessions_client.cli._exit import INVALID_INPUT, OK, CliError, exit_code
 from agent_sessions_client.cli._output import Output, turn_json
 
 _QUIT = ("/quit", "/exit")
+# The waits before resuming a reply whose stream broke; the count starts again with
+# every event received.
+RESUME_DELAYS = (0.5, 1.0, 2.0, 4.0)
+# The failures that break a stream rather than end a run: the connection dropped or
+# the call was cut, and the server gave no reason (a run that failed names its own).
+_BROKEN = (
+    grpc.StatusCode.UNAVAILABLE,
+    grpc.StatusCode.CANCELLED,
+    grpc.StatusCode.DEADLINE_EXCEEDED,
+)
 
 
 def run_turn(client: SessionClient, args: argparse.Namespace, out: Output) -> int:
@@ -47,7 +63,7 @@ def chat(client: SessionClient, args: argparse.Namespace, out: Output) -> int:
     info = session.info
     out.note(
         f"Session {info.session_id} with agent {info.agent_id}, {info.turn_count} turn(s) so far. "
-        "/quit or Ctrl-D leaves; Ctrl-C cancels a reply."
+        "/quit or Ctrl-D leaves; Ctrl-C stops showing a reply."
     )
     first_failure = OK
     while True:
@@ -68,9 +84,10 @@ def chat(client: SessionClient, args: argparse.Namespace, out: Output) -> int:
         sys.stdout.write("agent> ")
         sys.stdout.flush()
         try:
-            _stream_reply(session, text, line_open=True)
+            _chat_reply(session, text, out)
         except KeyboardInterrupt:
-            out.note("(reply cancelled)")
+            # The run is detached: it goes on without us, and its turn is stored.
+            out.note("(reply no longer shown; the agent finishes it, and it is kept)")
         except (FailedPreconditionError, NotFoundError):
             raise  # the session takes no more turns: leaving is all that is left
         except SessionsError as error:
@@ -131,6 +148,136 @@ def _stream_reply(
             chunks.close()
     sys.stdout.write("\n")
     sys.stdout.flush()
+
+
+def _chat_reply(session: Session, text: str, out: Output) -> None:
+    """Runs one turn of a chat, printing its reply as it comes after an open ``agent> ``.
+
+    The run is detached and has a request id of its own: when its stream breaks (the
+    connection dropped, the call was cut), the reply is resumed after the last event
+    received, a few times with backoff, so that it goes on where it stopped without
+    asking the agent twice. A reply that cannot be resumed raises ``UnavailableError``
+    saying so.
+    """
+    request_id = uuid.uuid4().hex
+    reply = _Reply()
+    failures = 0
+    try:
+        while True:
+            resuming = failures > 0 and reply.sequence > 0
+            if failures and not reply.sequence and reply.shown:
+                # Text without sequence numbers: a server without detached runs, and
+                # asking again would run the agent again.
+                raise UnavailableError(
+                    "the connection dropped mid-reply, and this server cannot resume a reply",
+                    code=grpc.StatusCode.UNAVAILABLE,
+                )
+            events: Iterator[RunEvent] | None = None
+            try:
+                events = _events(session, text, request_id, reply, resuming=resuming)
+                for event in events:
+                    reply.take(event)
+                    failures = 0
+                    if event.kind == "completed":
+                        return
+                problem = "the reply stopped before its end"
+            except NotFoundError:
+                if not resuming:
+                    raise  # the session is gone
+                # The server no longer holds the run's events: its turn holds the reply.
+                _finish_from_turn(session, request_id, reply)
+                return
+            except SessionsError as error:
+                if error.reason or error.code not in _BROKEN:
+                    raise  # the run's own failure, as `run` would report it
+                problem = error.message
+            finally:
+                if events is not None:
+                    _close(events)
+            if failures >= len(RESUME_DELAYS):
+                raise _not_resumed(session, request_id, problem, failures)
+            delay = RESUME_DELAYS[failures]
+            if failures:
+                out.note(f"(resuming failed: {problem}; trying again in {delay:g}s)")
+            else:
+                out.note(f"(connection lost: {problem}; resuming the reply in {delay:g}s)")
+            failures += 1
+            time.sleep(delay)
+    finally:
+        sys.stdout.write("\n")  # the reply's line ends, also when the turn failed
+        sys.stdout.flush()
+
+
+def _events(
+    session: Session, text: str, request_id: str, reply: _Reply, *, resuming: bool
+) -> Iterator[RunEvent]:
+    """The run's events: those after the last one received when ``resuming``, else the
+    run's own. Before any event with a sequence number the run may never have reached
+    the server, and the same Run again is safe: its request id makes the server attach
+    to the run if it is going, replay its turn if it is done, or run it once if it never
+    started."""
+    if resuming:
+        return session.resume(request_id=request_id, after_sequence=reply.sequence)
+    return session.stream_events(text, request_id=request_id, detach=True)
+
+
+class _Reply:
+    """What a chat has shown of a reply: its text, and the last event's number."""
+
+    def __init__(self) -> None:
+        self.shown: list[str] = []
+        self.sequence = 0
+
+    def take(self, event: RunEvent) -> None:
+        if event.sequence:
+            self.sequence = event.sequence
+        if event.kind == "delta":
+            self.write(event.text)
+
+    def write(self, text: str) -> None:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        self.shown.append(text)
+
+
+def _finish_from_turn(session: Session, request_id: str, reply: _Reply) -> None:
+    """Shows the rest of a reply from its stored turn."""
+    try:
+        turn = _turn_with(session, request_id)
+    except CliError:
+        raise UnavailableError(
+            "the connection dropped mid-reply and the server no longer knows the run "
+            f"(request id {request_id}): the reply could not be resumed",
+            code=grpc.StatusCode.UNAVAILABLE,
+        ) from None
+    if turn.status is not TurnStatus.COMPLETED:
+        raise SessionsError(
+            f"turn {turn.index} {turn.status.value.lower()}: {turn.error or 'no reply'}"
+        )
+    shown = "".join(reply.shown)
+    if turn.output.startswith(shown):
+        reply.write(turn.output[len(shown) :])
+    else:  # not what was shown: the reply as stored, on a line of its own
+        reply.write("\n" + turn.output)
+
+
+def _not_resumed(session: Session, request_id: str, problem: str, attempts: int) -> SessionsError:
+    turns = ["sessionctl", "turns", "--user", session.user_id, session.session_id]
+    if session.app:
+        turns += ["--app", session.app]
+    return UnavailableError(
+        f"the connection dropped mid-reply and the reply could not be resumed after "
+        f"{attempts} attempt(s) ({problem}); the agent may still finish it (request id "
+        f"{request_id}): see `{shlex.join(turns)}`",
+        code=grpc.StatusCode.UNAVAILABLE,
+    )
+
+
+def _close(events: Iterator[RunEvent]) -> None:
+    # Closing a run's stream early cancels the call now, not when it is collected (a
+    # detached run goes on).
+    if isinstance(events, Generator):
+        events.close()
 
 
 def _turn_with(session: Session, request_id: str) -> Turn:

@@ -17,6 +17,7 @@ from rich.text import Text
 from agent_sessions_client import (
     Compressed,
     Item,
+    SessionEvent,
     SessionInfo,
     SessionsError,
     SessionStatus,
@@ -107,6 +108,62 @@ def item_json(item: Item) -> dict[str, Any]:
         "payload_json": item.payload_json,
         "create_time": item.create_time.isoformat() if item.create_time else None,
     }
+
+
+def session_event_json(event: SessionEvent) -> dict[str, Any]:
+    """A session's event as the JSON object ``watch --json`` prints: every key always
+    there, null or empty when the event's kind has no such thing."""
+    return {
+        "kind": event.kind,
+        "sequence": event.sequence,
+        "time": event.time.isoformat() if event.time else None,
+        "run_id": event.run_id,
+        "turn_index": event.turn_index,
+        "replayed": event.replayed,
+        "text": event.text,
+        "item": item_json(event.item) if event.item else None,
+        "turn": turn_json(event.turn) if event.turn else None,
+        "session": session_json(event.info) if event.info else None,
+        "first_available_sequence": event.first_available_sequence,
+    }
+
+
+_PREVIEW = 60  # characters of an item's payload or a turn's input in a watch line
+
+
+def session_event_line(event: SessionEvent) -> str:
+    """A session's event as ``watch`` shows it: one short line, without its sequence
+    number and time (deltas are shown as their text instead)."""
+    turn = f"turn {event.turn_index}"
+    if event.kind == "run_started":
+        replay = " (replay)" if event.replayed else ""
+        return f"{turn} started{replay}" + (f", run {event.run_id}" if event.run_id else "")
+    if event.kind == "item" and event.item is not None:
+        item = event.item
+        kind = item.type_name or item.type.value.lower()
+        who = " ".join(filter(None, [item.role, item.name]))
+        return f"{turn} {kind} {who}: {_preview(item.payload_json, _PREVIEW)}"
+    if event.kind == "turn_committed" and event.turn is not None:
+        committed = event.turn
+        line = f"turn {committed.index} {committed.status.value}"
+        if committed.error:
+            line += f": {_preview(committed.error, _PREVIEW)}"
+        return line + f" (input: {_preview(committed.input, _PREVIEW)})"
+    if event.kind == "compressed" and event.info is not None:
+        return f"compressed: turns 1-{event.info.folded_turns} folded into the summary"
+    if event.kind == "gap":
+        if event.first_available_sequence:
+            held = f"the server holds them from #{event.first_available_sequence}"
+        else:
+            held = "the server holds none"
+        return f"gap: missed events are gone ({held}); read the history again (sessionctl turns)"
+    described = {
+        "session_updated": "session updated",
+        "ended": "session ended",
+        "deleted": "session deleted",
+        "expired": "session expired",
+    }
+    return described.get(event.kind, event.kind.replace("_", " "))
 
 
 def span(length: timedelta) -> str:

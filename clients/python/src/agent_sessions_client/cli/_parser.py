@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import NoReturn
 
 from agent_sessions_client import SessionClient
-from agent_sessions_client.cli import _commands, _conversation, _transfer, _values
+from agent_sessions_client.cli import _commands, _conversation, _transfer, _values, _watch
 from agent_sessions_client.cli._exit import EPILOG, UsageError
 from agent_sessions_client.cli._output import Output
 
@@ -250,6 +250,28 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         type=_values.count,
         help="turns to keep in the history; 0 folds every finished turn (server default: 20)",
+    )
+
+    watch = _command(
+        commands,
+        "watch",
+        _watch.watch,
+        "follow a session live, one line per event, until it is deleted or expires",
+    )
+    watch.add_argument(
+        "--after",
+        metavar="N",
+        type=_values.count,
+        help="first the events after event N that the server still holds (0: all it holds), "
+        "then live ones (default: live events only)",
+    )
+    watch.epilog = (
+        "A running turn's reply is printed as its text; other events as a line "
+        "'TIME #SEQUENCE what happened'. With --json, one object per event: "
+        '{"kind", "sequence", "time", "run_id", "turn_index", "replayed", "text", "item", '
+        '"turn", "session", "first_available_sequence"}. Exits 0 when the session is '
+        "deleted or expires, or on Ctrl-C; reconnects after the last event if the "
+        "connection drops. " + GLOBAL_OPTIONS_NOTE
     )
 
     _command(commands, "end", _commands.end, "end a session: readable until it expires, no turns")
