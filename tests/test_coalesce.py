@@ -28,6 +28,16 @@ async def test_deltas_produced_at_once_are_sent_as_one() -> None:
     assert events == [RunStarted(1, False), RunDelta("abc"), RunCompleted(TURN, SESSION)]
 
 
+async def test_merged_deltas_of_the_log_carry_the_last_ones_sequence_number() -> None:
+    async def numbered() -> AsyncGenerator[RunEvent, None]:
+        for sequence, text in enumerate("abc", start=2):
+            yield RunDelta(text, sequence=sequence)
+
+    events = [event async for event in coalesced(numbered())]
+
+    assert events == [RunDelta("abc", sequence=4)]
+
+
 async def test_deltas_produced_apart_are_sent_apart() -> None:
     async def trickle() -> AsyncGenerator[RunEvent, None]:
         for text in "ab":

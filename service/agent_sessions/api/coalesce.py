@@ -48,14 +48,17 @@ async def coalesced(events: AsyncGenerator[RunEvent, None]) -> AsyncGenerator[Ru
             pending = None
             if isinstance(item, RunDelta):
                 texts = [item.text]
+                last = item
                 while not queue.empty():
                     following = queue.get_nowait()
                     if not isinstance(following, RunDelta):
                         pending = following
                         break
                     texts.append(following.text)
+                    last = following
                 if len(texts) > 1:
-                    item = RunDelta("".join(texts))
+                    # Numbered as the last merged: a resume after it misses none of them.
+                    item = RunDelta("".join(texts), sequence=last.sequence)
             if isinstance(item, _End):
                 if item.error is not None:
                     raise item.error
