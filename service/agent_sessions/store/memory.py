@@ -53,12 +53,15 @@ from agent_sessions.model import (
     TurnStatus,
     text_bytes,
 )
-from agent_sessions.session_events import EventKind, EventWindow, SessionEvent
+from agent_sessions.session_events import (
+    DEFAULT_EVENT_WINDOW,
+    EventKind,
+    EventWindow,
+    SessionEvent,
+)
 from agent_sessions.store.protocol import ABANDONED_TURN_ERROR
 
 _SWEEP_INTERVAL_MS = 10_000
-
-_DEFAULT_WINDOW = EventWindow()
 
 _RUN_KINDS = frozenset({EventKind.DELTA, EventKind.ITEM})
 """The kinds of event a run publishes (and hands to finish_turn as pending)."""
@@ -133,7 +136,7 @@ class _Log:
 class MemorySessionStore:
     """A :class:`~agent_sessions.store.SessionStore` in a dict, expiry included."""
 
-    def __init__(self, *, event_window: EventWindow = _DEFAULT_WINDOW) -> None:
+    def __init__(self, *, event_window: EventWindow = DEFAULT_EVENT_WINDOW) -> None:
         self._window = event_window
         self._logs: dict[tuple[str, str], _Log] = {}
         self._records: dict[tuple[str, str], _Record] = {}
