@@ -101,6 +101,29 @@ async def test_grpcurl_drives_a_whole_session(server: SessionServer) -> None:
     assert ended["status"] == "SESSION_STATUS_ENDED"
 
 
+async def test_grpcurl_follows_a_session_until_it_is_deleted(server: SessionServer) -> None:
+    service = "agentsessions.sessions.v1.SessionService"
+    created = await grpcurl(
+        server, f"{service}/CreateSession", data={"user_id": "ops", "agent_id": "weather"}
+    )
+    ids = {"user_id": "ops", "session_id": json_stream(created)[0]["session_id"]}
+    await grpcurl(server, f"{service}/Run", data={**ids, "input": "How's the weather in Shanghai?"})
+
+    watching = asyncio.create_task(
+        grpcurl(server, f"{service}/WatchSession", data={**ids, "after_sequence": 0})
+    )
+    await asyncio.sleep(0.5)  # grpcurl has read what the log holds, and waits
+    await grpcurl(server, f"{service}/DeleteSession", data=ids)
+    events = json_stream(await asyncio.wait_for(watching, 30))
+
+    kinds = [next(iter(set(event) & EVENT_KINDS)) for event in events]
+    assert kinds[0] == "run_started" and kinds[-2:] == ["turn_committed", "deleted"]
+    assert [int(event["sequence"]) for event in events] == list(range(1, len(events) + 1))
+
+
+EVENT_KINDS = {"run_started", "delta", "item", "turn_committed", "session_updated", "deleted"}
+
+
 async def test_grpcurl_sees_the_service_healthy(server: SessionServer) -> None:
     [answer] = json_stream(
         await grpcurl(
