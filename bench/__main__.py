@@ -20,6 +20,11 @@ at 10, 1,000 and 10,000 items of history, and the same turn through the OpenAI A
 SDK's RedisSession and Google ADK's RedisSessionService on the same Redis (each skipped
 with a note if its import fails).
 
+Then the sessions' event log (bench/watch.py, `--watch-only` for that section alone, on a
+Redis of its own): Run at C=16 and 64 against a server from the tree before the log
+(`--baseline-src DIR`, measured alternately), a delta's latency from the agent to a
+WatchSession on another replica, and a watched session's Redis memory over 3,000 turns.
+
 The results go to stdout and to a markdown file (--output). Figures vary 10-20%
 between identical runs, more when the machine is busy: compare figures of one run only.
 """
@@ -48,7 +53,7 @@ import redis
 from agentsessions.sessions.v1 import sessions_pb2 as pb
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from bench import conversations, items
+from bench import conversations, items, watch
 from bench.load import (
     TEXT,
     Cell,
@@ -200,6 +205,7 @@ class Results:
     context_window: tuple[float, float, int, int] | None = None
     sizes: list[str] = field(default_factory=list)
     items: items.ItemsResults | None = None
+    watch: watch.WatchResults | None = None
     load_at_start: tuple[float, float] = (0.0, 0.0)
     wall: float = 0.0
 
@@ -395,6 +401,7 @@ async def bench(results: Results, args: argparse.Namespace) -> None:
     finally:
         redis_server.stop()
     await bench_cluster(results, args)
+    await bench_watch(results, args)
 
 
 async def bench_items_only(results: Results) -> None:
@@ -456,6 +463,23 @@ async def bench_cluster(results: Results, args: argparse.Namespace) -> None:
             )
     finally:
         cluster.stop()
+
+
+async def bench_watch(results: Results, args: argparse.Namespace) -> None:
+    """The event log's cost to Run, a delta's latency to a watcher, a watched session's size."""
+    results.watch = watch.WatchResults(warmup=results.warmup, seconds=results.seconds)
+    redis_server = RedisServer()
+    redis_server.start()
+    try:
+        await watch.bench_watch(
+            results.watch,
+            watch.Launcher(started, session_server_command),
+            redis_server,
+            baseline_src=args.baseline_src,
+            quick=args.quick,
+        )
+    finally:
+        redis_server.stop()
 
 
 async def bench_long_conversations(
@@ -651,6 +675,8 @@ def render(results: Results) -> str:
         )
     if results.items is not None:
         out.append(items.render(results.items))
+    if results.watch is not None:
+        out.append(watch.render(results.watch))
     return "".join(out)
 
 
@@ -678,6 +704,20 @@ def main() -> None:
         help="only the items section (ours at 10, 1,000 and 10,000 items; the peers)",
     )
     parser.add_argument(
+        "--watch-only",
+        action="store_true",
+        help="only the watch section (Run against --baseline-src, latency to a watcher,\n"
+        "a watched session's memory)",
+    )
+    parser.add_argument(
+        "--baseline-src",
+        type=Path,
+        default=os.environ.get("BENCH_BASELINE_SRC") or None,
+        help="a source tree of the service before the event log, for the watch section's\n"
+        "Run comparison (e.g. `git worktree add /tmp/baseline 63d89f3`; default:\n"
+        "$BENCH_BASELINE_SRC); without it the baseline is not measured",
+    )
+    parser.add_argument(
         "--output",
         type=Path,
         default=ROOT / "bench-results.md",
@@ -686,6 +726,12 @@ def main() -> None:
     args = parser.parse_args()
     if args.replicas < 1:
         parser.error("--replicas must be at least 1")
+    if args.items_only and args.watch_only:
+        parser.error("--items-only and --watch-only are each a section alone: give one")
+    if args.baseline_src is not None:
+        args.baseline_src = args.baseline_src.resolve()
+        if not (args.baseline_src / "service" / "agent_sessions").is_dir():
+            parser.error(f"--baseline-src {args.baseline_src}: no service/agent_sessions in it")
     quick = args.quick
     defaults = {"seconds": 0.4 if quick else 2.5, "warmup": 0.1 if quick else 0.3}
     defaults |= {"turns": 100 if quick else 1000, "samples": 30 if quick else 200}
@@ -697,7 +743,13 @@ def main() -> None:
     )
     results.load_at_start = os.getloadavg()[:2]
     began = time.perf_counter()
-    asyncio.run(bench_items_only(results) if args.items_only else bench(results, args))
+    if args.items_only:
+        section = bench_items_only(results)
+    elif args.watch_only:
+        section = bench_watch(results, args)
+    else:
+        section = bench(results, args)
+    asyncio.run(section)
     results.wall = time.perf_counter() - began
     report = render(results)
     args.output.write_text(report)
