@@ -12,11 +12,11 @@ one a user waits for), then at the same pace.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 from collections.abc import Callable
 
 from agent_sessions.errors import RunSuperseded, StoreUnavailable
+from agent_sessions.model import Item
 from agent_sessions.session_events import EventKind, SessionEvent
 from agent_sessions.store import SessionStore
 
@@ -47,19 +47,24 @@ class RunPublisher:
         self._next_delay_s = first_delay_s
         self._clock = clock
         self._held: list[SessionEvent] = []
+        self._texts: list[str] = []
+        """Deltas not yet in ``_held``: joined into one DELTA event when taken."""
         self._timer: asyncio.Handle | None = None
         self._flight: asyncio.Task[None] | None = None
         self._closed = False
 
-    def add(self, event: SessionEvent) -> None:
-        """Holds a DELTA or ITEM event for the next publication; consecutive deltas are
-        published as one, their texts joined."""
-        held = self._held
-        if event.kind is EventKind.DELTA and held and held[-1].kind is EventKind.DELTA:
-            held[-1] = dataclasses.replace(held[-1], text=held[-1].text + event.text)
-        else:
-            held.append(event)
-        self._arm()
+    def add_delta(self, text: str) -> None:
+        """Holds a delta for the next publication; consecutive deltas go out as one."""
+        self._texts.append(text)
+        if self._timer is None:
+            self._arm()
+
+    def add_item(self, item: Item) -> None:
+        """Holds an agent's item for the next publication, after the deltas before it."""
+        self._take_texts()
+        self._held.append(SessionEvent(EventKind.ITEM, item=item))
+        if self._timer is None:
+            self._arm()
 
     async def rest(self) -> list[SessionEvent]:
         """Stops publishing, waits for the publication in flight, and returns what is
@@ -71,8 +76,17 @@ class RunPublisher:
         if self._flight is not None:
             # Shielded: a caller that goes away must not cut a publication in half.
             await asyncio.shield(self._flight)
+        return self._take()
+
+    def _take(self) -> list[SessionEvent]:
+        self._take_texts()
         held, self._held = self._held, []
         return held
+
+    def _take_texts(self) -> None:
+        if self._texts:
+            self._held.append(SessionEvent(EventKind.DELTA, text="".join(self._texts)))
+            self._texts = []
 
     def _arm(self) -> None:
         if self._closed or self._timer is not None or self._flight is not None:
@@ -86,9 +100,11 @@ class RunPublisher:
 
     def _start(self) -> None:
         self._timer = None
-        if self._closed or not self._held:
+        if self._closed:
             return
-        batch, self._held = self._held, []
+        batch = self._take()
+        if not batch:
+            return
         self._flight = asyncio.get_running_loop().create_task(self._publish(batch))
 
     async def _publish(self, batch: list[SessionEvent]) -> None:
@@ -103,7 +119,7 @@ class RunPublisher:
             )
         except StoreUnavailable as error:
             # Kept for the next publication or the commit: no delta is lost to watchers.
-            self._held[:0] = batch
+            self._held[:0] = batch  # before what was added meanwhile
             log.info("could not publish to the log of %s yet: %s", self._session_id, error)
         except RunSuperseded:
             self._closed = True  # the turn is another run's: its heartbeat will find out

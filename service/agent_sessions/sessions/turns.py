@@ -40,7 +40,6 @@ from agent_sessions.model import (
     TurnStart,
     TurnStatus,
 )
-from agent_sessions.session_events import EventKind, SessionEvent
 from agent_sessions.sessions.compaction import Compactor
 from agent_sessions.sessions.events import RunCompleted, RunDelta, RunEvent, RunItem, RunStarted
 from agent_sessions.sessions.following import follow_run
@@ -101,7 +100,9 @@ class TurnRunner:
             raise TooManyRuns(policy.max_concurrent_runs)
         # aclosing: closing this generator must reach the turn at once, to record it.
         with self._runs.track():
-            turn = self._turn(self.store.app(app), user_id, session_id, text, request_id, detach)
+            turn = await self._begin(
+                self.store.app(app), user_id, session_id, text, request_id, detach
+            )
             async with aclosing(turn) as events:
                 async for event in events:
                     yield event
@@ -138,7 +139,7 @@ class TurnRunner:
         if running:
             await asyncio.wait(running, timeout=timeout_s)
 
-    async def _turn(
+    async def _begin(
         self,
         store: SessionStore,
         user_id: str,
@@ -147,6 +148,9 @@ class TurnRunner:
         request_id: str,
         detach: bool,
     ) -> AsyncGenerator[RunEvent, None]:
+        """Records the turn, and returns the events its caller reads: the answer's, a
+        detached answer's from the log, those of the running turn of its request id, or
+        the replay of the completed one."""
         policy = self._policy
         run_id = secrets.token_hex(8)
         try:
@@ -164,9 +168,9 @@ class TurnRunner:
         except TurnInProgress as running:
             if not running.run_id:
                 raise
-            # A retry of the running turn's request: it follows that run, which calls
-            # the agent once for both.
-            attached = follow_run(
+            # A retry of the running turn's request: it follows that run, which calls the
+            # agent once for both.
+            return follow_run(
                 store,
                 user_id=user_id,
                 session_id=session_id,
@@ -176,30 +180,29 @@ class TurnRunner:
                 clock=self._clock,
                 running=True,
             )
-            async with aclosing(attached) as events:
-                async for event in events:
-                    yield event
-            return
         if start.replayed:
-            yield RunStarted(start.turn.index, replayed=True)
-            if start.turn.output:
-                yield RunDelta(start.turn.output)
-            yield RunCompleted(start.turn, start.session)
-            return
-        if not detach:
-            answer = self._answer(store, start, run_id, text, detached=False)
-            async with aclosing(answer) as events:
-                async for event in events:
-                    yield event
-            return
+            return _replayed(start)
+        if detach:
+            return self._run_detached(store, start, run_id, text)
+        return self._answer(store, start, run_id, text, detached=False)
+
+    def _run_detached(
+        self, store: SessionStore, start: TurnStart, run_id: str, text: str
+    ) -> AsyncGenerator[RunEvent, None]:
+        """Answers the turn in a task of its own; its caller follows it in the log."""
         self._detach(self._answer(store, start, run_id, text, detached=True))
+        return self._follow_detached(store, start, run_id)
+
+    async def _follow_detached(
+        self, store: SessionStore, start: TurnStart, run_id: str
+    ) -> AsyncGenerator[RunEvent, None]:
         yield RunStarted(
             start.turn.index, replayed=False, run_id=run_id, sequence=start.event_sequence
         )
         followed = follow_run(
             store,
-            user_id=user_id,
-            session_id=session_id,
+            user_id=start.session.user_id,
+            session_id=start.session.session_id,
             run_id=run_id,
             turn_index=start.turn.index,
             after=start.event_sequence,
@@ -288,7 +291,7 @@ class TurnRunner:
                                         )
                                     if item:
                                         reply.append(item)
-                                        publisher.add(SessionEvent(EventKind.DELTA, text=item))
+                                        publisher.add_delta(item)
                                         yield RunDelta(item)
                                 elif isinstance(item, StateDelta):
                                     state_delta = state_delta.merged(item)
@@ -296,7 +299,7 @@ class TurnRunner:
                                     usage = usage + item
                                 elif isinstance(item, Item):
                                     done.append(self._agent_item(item, len(done)))
-                                    publisher.add(SessionEvent(EventKind.ITEM, item=item))
+                                    publisher.add_item(item)
                                     yield RunItem(item)
                                 else:
                                     raise AgentError(
@@ -437,6 +440,13 @@ class TurnRunner:
                 status.name,
                 exc_info=True,
             )
+
+
+async def _replayed(start: TurnStart) -> AsyncGenerator[RunEvent, None]:
+    yield RunStarted(start.turn.index, replayed=True)
+    if start.turn.output:
+        yield RunDelta(start.turn.output)
+    yield RunCompleted(start.turn, start.session)
 
 
 def _numbered(
