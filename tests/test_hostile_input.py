@@ -330,9 +330,10 @@ def state_text(values: Any) -> str:
 
 
 def sent_state(text: str) -> dict[str, Any]:
-    """The state that accepted ``text`` stands for (blank text is the empty state)."""
+    """The state that accepted ``text`` stands for (blank text is the empty state), as
+    stored: without its "temp:" keys, which are never stored."""
     state: dict[str, Any] = json.loads(text) if text.strip() else {}
-    return state
+    return {key: value for key, value in state.items() if not key.startswith("temp:")}
 
 
 def nested_objects(depth: int) -> dict[str, Any]:

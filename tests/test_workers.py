@@ -6,11 +6,13 @@ The processes and their sockets are read from /proc, so these tests need Linux.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -108,7 +110,9 @@ class Supervisor:
 
 
 @contextmanager
-def supervisor(redis_server: RedisServer, key_prefix: str, tmp_path: Path) -> Iterator[Supervisor]:
+def supervisor(
+    redis_server: RedisServer, key_prefix: str, tmp_path: Path, *extra: str
+) -> Iterator[Supervisor]:
     port = free_port()
     address = f"127.0.0.1:{port}"
     log_file = tmp_path / "session-server.log"
@@ -123,6 +127,7 @@ def supervisor(redis_server: RedisServer, key_prefix: str, tmp_path: Path) -> It
                 f"--shutdown-grace={GRACE_S}",
                 "--health-check-interval=100ms",
                 "--default-agent=echo",
+                *extra,
             ],
             stderr=log,
         )
@@ -189,6 +194,39 @@ def test_two_workers_serve_one_port_and_share_the_sessions(
     assert server.process.returncode == 0
 
 
+def test_the_supervisor_serves_the_sum_of_its_workers_metrics(
+    redis_server: RedisServer, key_prefix: str, tmp_path: Path
+) -> None:
+    metrics_port = free_port()
+    metrics = f"--metrics-address=127.0.0.1:{metrics_port}"
+    with supervisor(redis_server, key_prefix, tmp_path, metrics) as server:
+        workers = server.wait_for_workers()
+        channels = [
+            grpc.insecure_channel(server.address, options=[("grpc.use_local_subchannel_pool", 1)])
+            for _ in range(24)
+        ]
+        try:
+            stubs = [sessions_pb2_grpc.SessionServiceStub(channel) for channel in channels]
+            for stub in stubs:
+                stub.CreateSession(pb.CreateSessionRequest(user_id="user-1", agent_id="echo"))
+            connections = _sockets_per_process(workers, server.port, _ESTABLISHED)
+            with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics") as answer:
+                scraped = answer.read().decode()
+        finally:
+            for channel in channels:
+                channel.close()
+
+    created = re.search(
+        r'^sessions_rpc_requests_total\{code="OK",method="CreateSession"\} (\S+)$',
+        scraped,
+        re.MULTILINE,
+    )
+    # Both workers served some of the 24 calls, and /metrics counts them all.
+    assert all(connections.values()) and len(connections) == 2, connections
+    assert created is not None, scraped
+    assert float(created.group(1)) == 24
+
+
 def test_sigterm_stops_every_worker_and_the_supervisor_exits_0(
     redis_server: RedisServer, key_prefix: str, tmp_path: Path
 ) -> None:
@@ -207,16 +245,8 @@ def test_sigterm_stops_every_worker_and_the_supervisor_exits_0(
     [
         (["--store=memory://", "--address=127.0.0.1:50051"], "--workers 2 needs a shared store"),
         (["--store=redis://127.0.0.1:1/0", "--address=127.0.0.1:0"], "needs a fixed port"),
-        (
-            [
-                "--store=redis://127.0.0.1:1/0",
-                "--address=127.0.0.1:50051",
-                "--metrics-address=127.0.0.1:9464",
-            ],
-            "metrics with --workers > 1 are not supported yet",
-        ),
     ],
-    ids=["memory-store", "port-0", "metrics"],
+    ids=["memory-store", "port-0"],
 )
 def test_what_workers_cannot_share_is_refused_before_any_starts(
     args: list[str], named: str

@@ -615,17 +615,6 @@ class Settings(BaseSettings):
                 f"{flag} needs a fixed port: with port 0 each worker would listen on a port "
                 "of its own"
             )
-        # Refused rather than half-working: the workers would race for one metrics port,
-        # and each process's counters are its own. Serving their sum takes prometheus
-        # multiprocess mode (values in files under PROMETHEUS_MULTIPROC_DIR, a mode for
-        # every gauge, dead workers' files cleaned up, the sum served by the parent),
-        # which is not built yet.
-        if self.metrics_address is not None:
-            raise ValueError(
-                "metrics with --workers > 1 are not supported yet (each process counts only "
-                "its own calls, and they would share one metrics port): run one process per "
-                "container or pod (--workers 1) and scrape each, or drop --metrics-address"
-            )
         return self
 
     @field_validator("tls_cert_file", "tls_key_file", "tls_client_ca_file")

@@ -25,7 +25,7 @@ from agent_sessions.api.servicer import SessionServicer
 from agent_sessions.api.tracing import TracingInterceptor
 from agent_sessions.config import Settings, human_timedelta, split_host_port, store_scheme
 from agent_sessions.health import StoreHealth
-from agent_sessions.observe.metrics import MetricsEndpoint, SessionMetrics
+from agent_sessions.observe.metrics import MetricsEndpoint, SessionMetrics, in_worker
 from agent_sessions.observe.tracing import Tracing, TracingObserver
 from agent_sessions.sessions import SessionManager, wall_clock_ms
 from agent_sessions.sessions.observers import Observers, SessionObserver
@@ -91,7 +91,8 @@ class SessionServer:
         self._metrics_endpoint: MetricsEndpoint | None = None
         if settings.metrics_address is not None:
             self.metrics = SessionMetrics()
-            self._metrics_endpoint = MetricsEndpoint(self.metrics, settings.metrics_address)
+            if not in_worker():  # else the supervisor serves the workers' sum
+                self._metrics_endpoint = MetricsEndpoint(self.metrics, settings.metrics_address)
             observers.append(self.metrics)
             # Every store call timed: the tenants' namespaces and the health pings too.
             self.store = MeteredSessionStore(self.store, self.metrics)

@@ -6,6 +6,10 @@ each a whole server (its own event loop, store connection pool and agents) bound
 same address with SO_REUSEPORT, so that the kernel spreads new connections among them.
 The sessions live in Redis, which every worker shares (the settings refuse memory://).
 
+With ``--metrics-address``, the supervisor serves ``/metrics`` for them all: the workers
+write their values to files in a directory of the supervisor's (prometheus-client's
+multiprocess mode), and a scrape reads their sum.
+
 The supervisor forwards SIGTERM/SIGINT to the workers and waits for them all: each
 shuts down gracefully, with ``--shutdown-grace`` for its running calls. If a worker
 dies on its own, the supervisor stops the others and exits 1 rather than restarting it:
@@ -32,14 +36,18 @@ import contextlib
 import logging
 import os
 import pickle
+import shutil
 import signal
 import struct
 import sys
+import tempfile
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 
 from agent_sessions import logs
 from agent_sessions.config import Settings
+from agent_sessions.observe.metrics import MULTIPROCESS_DIR_ENV, WorkersMetricsEndpoint
 from agent_sessions.server import run
 
 log = logging.getLogger(__name__)
@@ -65,10 +73,38 @@ async def _supervise(settings: Settings) -> int:
     # Installed first: a signal while the workers start stops them once they are started.
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop_requested.set)
+    with _workers_metrics(settings) as (environment, metrics):
+        return await _run_workers(settings, stop_requested, environment, metrics)
+
+
+@contextmanager
+def _workers_metrics(
+    settings: Settings,
+) -> Iterator[tuple[Mapping[str, str] | None, WorkersMetricsEndpoint | None]]:
+    """The workers' environment and the supervisor's /metrics, with --metrics-address."""
+    if settings.metrics_address is None:
+        yield None, None
+        return
+    directory = tempfile.mkdtemp(prefix="session-server-metrics-")
+    endpoint = WorkersMetricsEndpoint(settings.metrics_address, directory)
+    try:
+        endpoint.start()
+        yield {**os.environ, MULTIPROCESS_DIR_ENV: directory}, endpoint
+    finally:
+        endpoint.stop()
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+async def _run_workers(
+    settings: Settings,
+    stop_requested: asyncio.Event,
+    environment: Mapping[str, str] | None,
+    metrics: WorkersMetricsEndpoint | None,
+) -> int:
     log.info("starting %d workers on %s", settings.workers, settings.address)
     payload = pickle.dumps(settings)
     # Should starting one fail, those already started see their stdin end and stop.
-    workers = [await _start_worker(payload) for _ in range(settings.workers)]
+    workers = [await _start_worker(payload, environment) for _ in range(settings.workers)]
     for number, worker in enumerate(workers, 1):
         log.info("worker %d: pid %d", number, worker.pid)
     exits = [asyncio.ensure_future(worker.wait()) for worker in workers]
@@ -89,6 +125,9 @@ async def _supervise(settings: Settings) -> int:
         else:
             log.info("stopping %d workers", len(workers))
         await _stop(workers, exits, settings)
+        if metrics is not None:
+            for worker in workers:
+                metrics.worker_gone(worker.pid)
     finally:
         stop_wait.cancel()
         for worker in workers:
@@ -101,7 +140,9 @@ async def _supervise(settings: Settings) -> int:
     return 0
 
 
-async def _start_worker(payload: bytes) -> asyncio.subprocess.Process:
+async def _start_worker(
+    payload: bytes, environment: Mapping[str, str] | None
+) -> asyncio.subprocess.Process:
     worker = await asyncio.create_subprocess_exec(
         sys.executable,
         # -P: no current directory on sys.path, as for the session-server script itself.
@@ -110,6 +151,7 @@ async def _start_worker(payload: bytes) -> asyncio.subprocess.Process:
         "agent_sessions.workers",
         stdin=asyncio.subprocess.PIPE,
         process_group=0,
+        env=environment,
     )
     assert worker.stdin is not None
     # A worker that dies before reading its settings is seen exiting by the supervisor.

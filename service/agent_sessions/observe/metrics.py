@@ -6,12 +6,17 @@ session logic), the store's calls (:mod:`agent_sessions.store.metered`), and the
 The hot path costs a few dictionary lookups, two clock reads and two locked additions
 per call: label children are made once per method (and code, agent, store operation)
 and kept.
+
+With ``--workers N`` the values go to files (prometheus-client's multiprocess mode: the
+supervisor gives each worker ``PROMETHEUS_MULTIPROC_DIR``), and the supervisor alone
+serves ``/metrics``, their sum (:class:`WorkersMetricsEndpoint`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from typing import Any
 from wsgiref.simple_server import WSGIServer
 
@@ -21,6 +26,7 @@ from prometheus_client import (
     Gauge,
     Histogram,
     ProcessCollector,
+    multiprocess,
     start_http_server,
 )
 
@@ -29,6 +35,16 @@ from agent_sessions.model import Session, Turn
 from agent_sessions.sessions.observers import AgentOutcome
 
 log = logging.getLogger(__name__)
+
+MULTIPROCESS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
+"""Set (by the supervisor of ``--workers``): this process writes its values there, and
+does not serve them."""
+
+
+def in_worker() -> bool:
+    """Whether this process is a worker whose metrics its supervisor serves."""
+    return bool(os.environ.get(MULTIPROCESS_DIR_ENV))
+
 
 # From a millisecond read to a long agent turn (the default run timeout is 5 minutes).
 DURATION_BUCKETS = (
@@ -77,7 +93,9 @@ class SessionMetrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
-        ProcessCollector(registry=self.registry)
+        if not in_worker():
+            # A worker's process figures would be summed with the others': meaningless.
+            ProcessCollector(registry=self.registry)
         self.requests = Counter(
             "sessions_rpc_requests",
             "SessionService calls finished, by method and status code.",
@@ -95,6 +113,7 @@ class SessionMetrics:
             "sessions_runs_in_flight",
             "Run calls being served now.",
             registry=self.registry,
+            multiprocess_mode="livesum",  # the live workers' sum
         )
         self.agent_turns = Counter(
             "sessions_agent_turns",
@@ -189,3 +208,30 @@ class MetricsEndpoint:
             return
         await asyncio.to_thread(httpd.shutdown)
         httpd.server_close()
+
+
+class WorkersMetricsEndpoint:
+    """``/metrics`` of the supervisor of ``--workers``: the sum of its workers' values,
+    read from ``directory`` (their ``PROMETHEUS_MULTIPROC_DIR``) at each scrape."""
+
+    def __init__(self, address: str, directory: str) -> None:
+        self._address = address
+        self._directory = directory
+        self._httpd: WSGIServer | None = None
+
+    def start(self) -> None:
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry, path=self._directory)  # type: ignore[no-untyped-call]
+        host, port = split_host_port(self._address)
+        self._httpd, _thread = start_http_server(port, addr=host, registry=registry)
+        log.info("serving the workers' Prometheus metrics on http://%s:%d/metrics", host, port)
+
+    def worker_gone(self, pid: int) -> None:
+        """Drops a stopped worker's live gauges (its counters keep counting in the sum)."""
+        multiprocess.mark_process_dead(pid, path=self._directory)  # type: ignore[no-untyped-call]
+
+    def stop(self) -> None:
+        httpd, self._httpd = self._httpd, None
+        if httpd is not None:
+            httpd.shutdown()
+            httpd.server_close()
