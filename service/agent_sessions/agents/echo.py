@@ -17,6 +17,8 @@ class EchoAgent:
     see that the session's context reached the agent; it streams one word a chunk.
     """
 
+    reads_items = False
+
     async def stream(self, context: AgentContext, text: str) -> AsyncGenerator[AgentEvent, None]:
         reply = f"Echo (turn {context.turn_index}): {text}"
         if context.history:

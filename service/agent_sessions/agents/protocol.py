@@ -40,6 +40,10 @@ class Agent(Protocol):
     added up and stored with the turn. Raising fails the turn (the user's input is
     kept; :mod:`agent_sessions.errors` says which status each error gives); the
     run closes the generator promptly when the caller goes away.
+
+    An agent that never reads the items of its history's turns (``Turn.items``) may say
+    so with a class attribute ``reads_items = False``: when no configured agent reads
+    them, runs do not read them from the store (nor decode them).
     """
 
     def stream(self, context: AgentContext, text: str) -> AsyncGenerator[AgentEvent, None]: ...

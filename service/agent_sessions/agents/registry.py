@@ -55,6 +55,10 @@ class AgentRegistry:
                 f"default agent {default!r} is not configured; known: {sorted(self._agents)}"
             )
         self._default = default
+        self.reads_items = any(
+            getattr(configured.agent, "reads_items", True) for configured in self._agents.values()
+        )
+        """Whether some agent reads its history's items (see the Agent protocol)."""
 
     @classmethod
     def from_specs(

@@ -54,6 +54,8 @@ def get_weather_call(city_key: str, turn_index: int) -> tuple[Item, Item]:
 class WeatherAgent:
     """Answers weather questions about a few cities, following the conversation."""
 
+    reads_items = False
+
     async def stream(self, context: AgentContext, text: str) -> AsyncGenerator[AgentEvent, None]:
         reply, delta = self._answer(context, text)
         city = delta.set.get("city_key") if "city" in delta.set else None

@@ -36,6 +36,7 @@ from agent_sessions.model import (
     Session,
     StateDelta,
     TokenUsage,
+    Turn,
     TurnOutcome,
     TurnStart,
     TurnStatus,
@@ -163,7 +164,9 @@ class TurnRunner:
                 lease_ms=policy.turn_lease_ms,
                 history_turns=policy.context_turns,
                 now_ms=self._clock(),
-                history_items=policy.context_turns * CONTEXT_ITEMS_PER_TURN,
+                history_items=(
+                    policy.context_turns * CONTEXT_ITEMS_PER_TURN if self._agents.reads_items else 0
+                ),
             )
         except TurnInProgress as running:
             if not running.run_id:
@@ -477,18 +480,6 @@ def _message(role: str, text: str) -> Item:
 
 def _agent_context(start: TurnStart) -> AgentContext:
     session = start.session
-    by_turn: dict[int, list[Item]] = {}
-    for item in start.history_items:
-        by_turn.setdefault(item.turn_index, []).append(item)
-    # The newest items read may begin inside a turn: that turn gets none (its text views
-    # stand for it) rather than a tail without its message or its tool calls.
-    oldest = start.history_items[0].sequence if start.history_items else 0
-    history = [
-        dataclasses.replace(turn, items=tuple(by_turn.get(turn.index, ())))
-        if turn.first_item_sequence >= oldest
-        else turn
-        for turn in start.history
-    ]
     return AgentContext(
         session_id=session.session_id,
         user_id=session.user_id,
@@ -496,8 +487,24 @@ def _agent_context(start: TurnStart) -> AgentContext:
         turn_index=start.turn.index,
         state=session.state,
         summary=session.summary,
-        history=history,
+        history=_with_items(start) if start.history_items else start.history,
     )
+
+
+def _with_items(start: TurnStart) -> list[Turn]:
+    """The history's turns, each with its items among those read."""
+    by_turn: dict[int, list[Item]] = {}
+    for item in start.history_items:
+        by_turn.setdefault(item.turn_index, []).append(item)
+    # The newest items read may begin inside a turn: that turn gets none (its text views
+    # stand for it) rather than a tail without its message or its tool calls.
+    oldest = start.history_items[0].sequence
+    return [
+        dataclasses.replace(turn, items=tuple(by_turn.get(turn.index, ())))
+        if turn.first_item_sequence >= oldest
+        else turn
+        for turn in start.history
+    ]
 
 
 async def _agent_events(
