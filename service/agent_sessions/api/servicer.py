@@ -287,10 +287,7 @@ class SessionServicer(sessions_pb2_grpc.SessionServiceServicer):
     ) -> None:
         try:
             _refuse_malformed(request)
-        except SessionError as error:
-            await context.abort_with_status(to_status(error))  # type: ignore[attr-defined]
-        events = coalesced(
-            self._manager.run(
+            run = self._manager.run(
                 app=request.app,
                 user_id=request.user_id,
                 session_id=request.session_id,
@@ -298,8 +295,9 @@ class SessionServicer(sessions_pb2_grpc.SessionServiceServicer):
                 request_id=request.request_id,
                 detach=request.detach,
             )
-        )
-        await _stream(events, convert.run_event, context, "Run")
+        except SessionError as error:
+            await context.abort_with_status(to_status(error))  # type: ignore[attr-defined]
+        await _stream(coalesced(run), convert.run_event, context, "Run")
 
     async def ResumeRun(  # type: ignore[override]  # written with context.write
         self, request: pb.ResumeRunRequest, context: Context[pb.ResumeRunRequest, pb.RunEvent]

@@ -41,6 +41,7 @@ class Heartbeat:
         self._lease_ms = lease_ms
         self._clock = clock
         self._lost: RunSuperseded | None = None
+        self._timer: asyncio.TimerHandle | None = None
         self._task: asyncio.Task[None] | None = None
 
     def check(self) -> None:
@@ -49,7 +50,8 @@ class Heartbeat:
             raise self._lost
 
     async def __aenter__(self) -> Heartbeat:
-        self._task = asyncio.create_task(self._beat())
+        # A timer, not a task: most runs end before their first beat is due.
+        self._timer = asyncio.get_running_loop().call_later(self._lease_ms / 3000, self._due)
         return self
 
     async def __aexit__(
@@ -58,16 +60,21 @@ class Heartbeat:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
 
+    def _due(self) -> None:
+        self._timer = None
+        self._task = asyncio.get_running_loop().create_task(self._beat())
+
     async def _beat(self) -> None:
         session = self._start.session
         index = self._start.turn.index
         while True:
-            await asyncio.sleep(self._lease_ms / 3000)
             try:
                 await self._store.renew_lease(
                     user_id=session.user_id,
@@ -90,3 +97,4 @@ class Heartbeat:
                 log.info("could not renew the lease of turn %d: %s", index, error.message)
             except Exception:
                 log.exception("renewing the lease of turn %d failed", index)
+            await asyncio.sleep(self._lease_ms / 3000)

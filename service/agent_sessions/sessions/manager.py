@@ -559,7 +559,7 @@ class SessionManager:
         with self._in_flight.track():
             return await self._compactor.compress(app, user_id, session_id, keep_last)
 
-    async def run(
+    def run(
         self,
         *,
         user_id: str,
@@ -569,7 +569,8 @@ class SessionManager:
         app: str = "",
         detach: bool = False,
     ) -> AsyncGenerator[RunEvent, None]:
-        """Runs one turn, yielding its events; see ``SessionService.Run``.
+        """Runs one turn, whose events the returned iterator yields; see
+        ``SessionService.Run``. A malformed request raises here, before any is yielded.
 
         Close the iterator (``contextlib.aclosing``) when abandoning it early: the
         turn is then recorded CANCELLED, unless the run is detached.
@@ -579,10 +580,8 @@ class SessionManager:
         validation.session_id(session_id)
         validation.run_input(text, max_bytes=self._policy.max_input_bytes)
         validation.request_id(request_id)
-        run = self._turns.run(app, user_id, session_id, text, request_id, detach=detach)
-        async with aclosing(run) as events:
-            async for event in events:
-                yield event
+        # Returned, not iterated here: each event passes one generator less.
+        return self._turns.run(app, user_id, session_id, text, request_id, detach=detach)
 
     async def resume(
         self,
