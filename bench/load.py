@@ -8,6 +8,9 @@ server processes (with their children), Redis and this client spent in it gives 
 CPU per call. Workers keep calling until the window closes, so the load is steady
 across the whole window.
 
+:func:`first_deltas` measures something else: at C=1, the time from a Run's start to its
+first delta (time to first token), for several servers in alternating blocks of calls.
+
 CPU time comes from ``/proc/<pid>/stat`` (utime + stime, in clock ticks of 10 ms):
 over a window of seconds that is within a percent or so.
 """
@@ -19,7 +22,7 @@ import os
 import statistics
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
@@ -30,13 +33,18 @@ from bench.stub import Stub
 __all__ = [
     "TEXT",
     "Cell",
+    "FirstDeltas",
     "Load",
+    "cpu_by_process",
     "cpu_seconds",
     "create_calls",
+    "first_delta",
+    "first_deltas",
     "get_calls",
     "list_turns_calls",
     "measure",
     "open_channels",
+    "percentile",
     "prime",
     "run_calls",
 ]
@@ -67,23 +75,34 @@ def _stats() -> dict[int, tuple[int, int]]:
     return found
 
 
-def cpu_seconds(roots: Sequence[int]) -> float:
-    """CPU time used so far by the processes ``roots`` and all their descendants."""
+def cpu_by_process(roots: Sequence[int]) -> dict[int, float]:
+    """CPU time used so far by each of the processes ``roots`` and all their descendants
+    (the workers of a ``--workers`` supervisor), by pid."""
     stats = _stats()
     children: dict[int, list[int]] = {}
     for pid, (parent, _) in stats.items():
         children.setdefault(parent, []).append(pid)
-    ticks = 0
+    found: dict[int, float] = {}
     pending = [pid for pid in roots if pid in stats]
-    seen: set[int] = set()
     while pending:
         pid = pending.pop()
-        if pid in seen:
+        if pid in found:
             continue
-        seen.add(pid)
-        ticks += stats[pid][1]
+        found[pid] = stats[pid][1] / _TICK
         pending += children.get(pid, ())
-    return ticks / _TICK
+    return found
+
+
+def cpu_seconds(roots: Sequence[int]) -> float:
+    """CPU time used so far by the processes ``roots`` and all their descendants."""
+    return sum(cpu_by_process(roots).values())
+
+
+def percentile(values: Sequence[float], p: int) -> float:
+    """Percentile ``p`` (1-99) of ``values``, in their unit."""
+    if len(values) < 2:
+        return values[0] if values else float("nan")
+    return statistics.quantiles(values, n=100)[p - 1]
 
 
 @dataclass(frozen=True)
@@ -108,6 +127,8 @@ class Cell:
     server_cpu: float
     redis_cpu: float | None
     client_cpu: float
+    server_cpu_by_pid: dict[int, float] = field(default_factory=dict)
+    """``server_cpu`` by process (the server pids given, then their descendants)."""
 
     @property
     def rate(self) -> float:
@@ -115,9 +136,7 @@ class Cell:
 
     def percentile(self, p: int) -> float:
         """Latency percentile ``p`` (1-99) in ms."""
-        if len(self.latencies) < 2:
-            return self.latencies[0] * 1000 if self.latencies else float("nan")
-        return statistics.quantiles(self.latencies, n=100)[p - 1] * 1000
+        return percentile(self.latencies, p) * 1000
 
     def per_call_us(self, cpu: float | None) -> float | None:
         return None if cpu is None or not self.calls else cpu / self.calls * 1e6
@@ -125,6 +144,10 @@ class Cell:
     @property
     def messages_per_call(self) -> float:
         return self.messages / self.calls if self.calls else 0.0
+
+
+_Sample = tuple[float, dict[int, float], float | None, float]
+"""When, the servers' CPU by process, Redis's CPU, this process's CPU."""
 
 
 async def measure(call: Call, load: Load) -> Cell:
@@ -141,11 +164,12 @@ async def measure(call: Call, load: Load) -> Cell:
             finished.append((ended, ended - started, messages))
             n += 1
 
-    def sample() -> tuple[float, float, float | None, float]:
+    def sample() -> _Sample:
         redis_cpu = None if load.redis_pid is None else cpu_seconds([load.redis_pid])
-        return time.perf_counter(), cpu_seconds(load.server_pids), redis_cpu, time.process_time()
+        server = cpu_by_process(load.server_pids)
+        return time.perf_counter(), server, redis_cpu, time.process_time()
 
-    async def window() -> tuple[tuple[float, float, float | None, float], ...]:
+    async def window() -> tuple[_Sample, _Sample]:
         nonlocal stop
         try:
             await asyncio.sleep(load.warmup)
@@ -163,12 +187,15 @@ async def measure(call: Call, load: Load) -> Cell:
         for task in workers:
             task.cancel()
     measured = [(latency, messages) for end, latency, messages in finished if began <= end < ended]
+    # A process that started in the window counts from 0; one that exited in it is lost.
+    by_pid = {pid: cpu - server0.get(pid, 0.0) for pid, cpu in server1.items()}
     return Cell(
         calls=len(measured),
         elapsed=ended - began,
         latencies=[latency for latency, _ in measured],
         messages=sum(messages for _, messages in measured),
-        server_cpu=server1 - server0,
+        server_cpu=sum(by_pid.values()),
+        server_cpu_by_pid=by_pid,
         redis_cpu=None if redis0 is None or redis1 is None else redis1 - redis0,
         client_cpu=client1 - client0,
     )
@@ -194,6 +221,59 @@ async def run_once(stub: Stub, session_id: str, user_id: str, text: str = TEXT) 
     async for _ in stub.Run(pb.RunRequest(session_id=session_id, user_id=user_id, input=text)):
         count += 1
     return count
+
+
+async def first_delta(
+    stub: Stub, session_id: str, user_id: str, text: str = TEXT
+) -> tuple[float, float]:
+    """One Run to its end: seconds from the call's start to its first event carrying a
+    delta (the ``started`` event before it does not count), and to the stream's end."""
+    began = time.perf_counter()
+    first: float | None = None
+    async for event in stub.Run(pb.RunRequest(session_id=session_id, user_id=user_id, input=text)):
+        if first is None and event.HasField("delta"):
+            first = time.perf_counter() - began
+    whole = time.perf_counter() - began
+    if first is None:
+        raise RuntimeError(f"Run of session {session_id} streamed no delta")
+    return first, whole
+
+
+@dataclass
+class FirstDeltas:
+    """One server's Runs at C=1: seconds to the first delta and to the end, in call order."""
+
+    first: list[float] = field(default_factory=list)
+    whole: list[float] = field(default_factory=list)
+
+
+async def first_deltas(
+    targets: dict[str, tuple[Sequence[Stub], Sequence[tuple[str, str]]]],
+    samples: int,
+    block: int = 10,
+) -> dict[str, FirstDeltas]:
+    """``samples`` Runs of each target (label -> its stubs and primed sessions), one at a
+    time, in alternating blocks of ``block`` calls (the order of the targets reversed each
+    round), so that drift in the machine's speed weighs on all alike. Call ``k`` of a
+    target uses its stub and session ``k`` modulo their number. One unmeasured call of
+    each target first warms its channel."""
+    found = {label: FirstDeltas() for label in targets}
+    for stubs, sessions in targets.values():
+        await first_delta(stubs[0], *sessions[0])
+    done = 0
+    order = list(targets.items())
+    while done < samples:
+        size = min(block, samples - done)
+        for label, (stubs, sessions) in order:
+            for k in range(done, done + size):
+                first, whole = await first_delta(
+                    stubs[k % len(stubs)], *sessions[k % len(sessions)]
+                )
+                found[label].first.append(first)
+                found[label].whole.append(whole)
+        done += size
+        order.reverse()  # A B, B A, A B...: no target always follows the other
+    return found
 
 
 async def prime(stubs: Sequence[Stub], sessions: Sequence[tuple[str, str]]) -> None:
