@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeAlias
 
@@ -242,7 +243,7 @@ class TurnStart:
 
     session: Session
     turn: Turn
-    history: list[Turn]
+    history: Sequence[Turn]
     replayed: bool = False
     history_items: list[Item] = field(default_factory=list)
     """The newest items of the history (at most what begin_turn asked for), oldest first."""

@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Iterable, Mapping
-from typing import Any
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, overload
 
 from zstandard import ZstdCompressor, ZstdDecompressor
 
@@ -240,14 +241,69 @@ def decode_turns(indexes: Iterable[int], elements: list[str]) -> list[Turn]:
     return [_turn_of(f, index) for index, f in zip(indexes, _all_fields(elements), strict=True)]
 
 
-def decode_completed(first_index: int, elements: list[str]) -> list[Turn]:
+def decode_completed(first_index: int, elements: list[str]) -> Sequence[Turn]:
     """The completed turns among consecutive elements, the first of them turn
-    ``first_index``: an agent's context."""
-    return [
-        _turn_of(fields, index)
-        for index, fields in enumerate(_all_fields(elements), first_index)
-        if fields["s"] == _COMPLETED
-    ]
+    ``first_index``: an agent's context, each turn decoded when it is read (most agents
+    read the last one or two)."""
+    return _LazyTurns(
+        [
+            (index, element)
+            for index, element in enumerate(elements, first_index)
+            if _status_of(element) == _COMPLETED
+        ]
+    )
+
+
+# A turn's status key: `,"` never occurs inside a JSON string (its quotes are escaped),
+# and the keys before it ("ct", "rq", "in") hold no object.
+_STATUS = re.compile(r',"s":(\d)')
+
+
+def _status_of(element: str) -> int:
+    if element.startswith(_ZSTD_MARK):
+        return int(element[1])  # the mark, then the status digit
+    found = _STATUS.search(element)
+    return int(found.group(1)) if found else 0
+
+
+class _LazyTurns(Sequence[Turn]):
+    """Stored turns (index, element), decoded when read and kept."""
+
+    __slots__ = ("_decoded", "_entries")
+
+    def __init__(self, entries: list[tuple[int, str]]) -> None:
+        self._entries = entries
+        self._decoded: dict[int, Turn] = {}
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    @overload
+    def __getitem__(self, position: int) -> Turn: ...
+
+    @overload
+    def __getitem__(self, position: slice) -> Sequence[Turn]: ...
+
+    def __getitem__(self, position: int | slice) -> Turn | Sequence[Turn]:
+        if isinstance(position, slice):
+            return [self[i] for i in range(len(self._entries))[position]]
+        if position < 0:
+            position += len(self._entries)
+        turn = self._decoded.get(position)
+        if turn is None:
+            index, element = self._entries[position]  # IndexError past the end
+            turn = self._decoded[position] = decode_turn(element, index)
+        return turn
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Sequence):
+            return NotImplemented
+        return list(self) == list(other)
+
+    __hash__ = None  # type: ignore[assignment]  # mutable cache, compared by value
+
+    def __repr__(self) -> str:
+        return f"turns {[index for index, _ in self._entries]}"
 
 
 def _turn_head(create_ms: int, request_id: str, text: str) -> str:
