@@ -38,6 +38,25 @@ async def test_merged_deltas_of_the_log_carry_the_last_ones_sequence_number() ->
     assert events == [RunDelta("abc", sequence=4)]
 
 
+async def test_the_started_event_is_handed_over_before_the_agents_first_burst() -> None:
+    produced: list[str] = []
+
+    async def run() -> AsyncGenerator[RunEvent, None]:
+        yield RunStarted(1, replayed=False)
+        for text in "abc":  # an agent that yields without waiting
+            produced.append(text)
+            yield RunDelta(text)
+
+    stream = coalesced(run())
+    first = await anext(stream)
+    produced_when_handed_over = list(produced)
+    rest = [event async for event in stream]
+
+    assert first == RunStarted(1, False)
+    assert produced_when_handed_over == []  # the writer had it before the burst began
+    assert rest == [RunDelta("abc")]
+
+
 async def test_deltas_produced_apart_are_sent_apart() -> None:
     async def trickle() -> AsyncGenerator[RunEvent, None]:
         for text in "ab":
@@ -65,11 +84,13 @@ async def test_an_error_of_the_run_reaches_the_caller_after_the_events_before_it
 
 
 async def test_closing_early_cancels_the_run_where_it_waits() -> None:
+    waits = asyncio.Event()
     cancelled = asyncio.Event()
 
     async def waiting() -> AsyncGenerator[RunEvent, None]:
         yield RunStarted(1, replayed=False)
         try:
+            waits.set()
             await asyncio.sleep(3600)
         except asyncio.CancelledError:
             cancelled.set()
@@ -78,6 +99,7 @@ async def test_closing_early_cancels_the_run_where_it_waits() -> None:
 
     stream = coalesced(waiting())
     assert await anext(stream) == RunStarted(1, False)
+    await asyncio.wait_for(waits.wait(), 5)
     await stream.aclose()
 
     assert cancelled.is_set()

@@ -12,7 +12,7 @@ import contextlib
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
 
-from agent_sessions.sessions import RunDelta, RunEvent
+from agent_sessions.sessions import RunDelta, RunEvent, RunStarted
 
 
 class _End:
@@ -35,6 +35,10 @@ async def coalesced(events: AsyncGenerator[RunEvent, None]) -> AsyncGenerator[Ru
             async with aclosing(events):
                 async for event in events:
                     queue.put_nowait(event)
+                    if isinstance(event, RunStarted):
+                        # The writer sends it while the agent starts, rather than after
+                        # the agent's first burst: the first delta leaves sooner.
+                        await asyncio.sleep(0)
         except Exception as error:
             queue.put_nowait(_End(error))
         else:
