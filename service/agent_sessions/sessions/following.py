@@ -47,18 +47,25 @@ async def follow_run(
     after: int,
     clock: Callable[[], int],
     running: bool = False,
+    starts_at: int = 0,
 ) -> AsyncGenerator[RunEvent, None]:
     """The run's events after sequence number ``after``, then its completion; raises
     ``RunNotCompleted`` when it ends FAILED or CANCELLED. ``running``: the caller knows
     the run is in progress (a retry that attaches), so a run none of whose events are
-    held is followed live rather than looked for among the turns."""
+    held is followed live rather than looked for among the turns. ``starts_at``: the
+    sequence number of the run's start, when known (the log is read from there, not
+    from the oldest event it holds)."""
     run = _Run(run_id, request_id, turn_index)
     seen = started = False
     trimmed_before = 0  # the oldest sequence held, when older ones were trimmed
     last = 0
     # The events held now first: the run may have ended already.
     async for event in store.watch(
-        user_id=user_id, session_id=session_id, after=0, clock=clock, live=False
+        user_id=user_id,
+        session_id=session_id,
+        after=max(starts_at - 1, 0),
+        clock=clock,
+        live=False,
     ):
         last = max(last, event.sequence)
         if event.kind is EventKind.GAP:

@@ -211,6 +211,7 @@ class TurnRunner:
             after=start.event_sequence,
             clock=self._clock,
             running=True,
+            starts_at=start.event_sequence,
         )
         async with aclosing(followed) as events:
             async for event in events:
