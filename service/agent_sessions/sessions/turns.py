@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 import logging
@@ -99,11 +100,16 @@ class TurnRunner:
         policy = self._policy
         if self._runs.count >= policy.max_concurrent_runs:
             raise TooManyRuns(policy.max_concurrent_runs)
-        # aclosing: closing this generator must reach the turn at once, to record it.
-        with self._runs.track():
-            turn = await self._begin(
+        with contextlib.ExitStack() as counted:
+            counted.enter_context(self._runs.track())
+            turn, answers = await self._begin(
                 self.store.app(app), user_id, session_id, text, request_id, detach
             )
+            if not answers:
+                # A follower (of a detached run, which counts in its own task, or of the
+                # running turn of its request id) or a replay: not a run of its own.
+                counted.close()
+            # aclosing: closing this generator must reach the turn at once, to record it.
             async with aclosing(turn) as events:
                 async for event in events:
                     yield event
@@ -148,10 +154,10 @@ class TurnRunner:
         text: str,
         request_id: str,
         detach: bool,
-    ) -> AsyncGenerator[RunEvent, None]:
+    ) -> tuple[AsyncGenerator[RunEvent, None], bool]:
         """Records the turn, and returns the events its caller reads: the answer's, a
         detached answer's from the log, those of the running turn of its request id, or
-        the replay of the completed one."""
+        the replay of the completed one; and whether reading them answers the turn."""
         policy = self._policy
         run_id = secrets.token_hex(8)
         try:
@@ -173,7 +179,7 @@ class TurnRunner:
                 raise
             # A retry of the running turn's request: it follows that run, which calls the
             # agent once for both.
-            return follow_run(
+            attached = follow_run(
                 store,
                 user_id=user_id,
                 session_id=session_id,
@@ -183,11 +189,12 @@ class TurnRunner:
                 clock=self._clock,
                 running=True,
             )
+            return attached, False
         if start.replayed:
-            return _replayed(start)
+            return _replayed(start), False
         if detach:
-            return self._run_detached(store, start, run_id, text)
-        return self._answer(store, start, run_id, text, detached=False)
+            return self._run_detached(store, start, run_id, text), False
+        return self._answer(store, start, run_id, text, detached=False), True
 
     def _run_detached(
         self, store: SessionStore, start: TurnStart, run_id: str, text: str
