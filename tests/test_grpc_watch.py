@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import grpc
@@ -63,15 +64,15 @@ async def direct(store_url: str, key_prefix: str) -> AsyncIterator[SessionStore]
     await store.close()
 
 
-@pytest.fixture
-async def replicas(
-    store_url: str, key_prefix: str, agent: GatedAgent, direct: SessionStore
+@asynccontextmanager
+async def two_replicas(
+    store_url: str, key_prefix: str, agent: GatedAgent, direct: SessionStore, publish_delay: str
 ) -> AsyncIterator[tuple[Stub, Stub]]:
     # The memory store lives in one process: its replicas share it.
     shared = direct if store_url == "memory://" else None
     servers = [
         SessionServer(
-            server_settings(store_url, key_prefix, publish_delay="20ms"),
+            server_settings(store_url, key_prefix, publish_delay=publish_delay),
             agents={"gated": agent},
             store=shared,
         )
@@ -88,6 +89,14 @@ async def replicas(
             await channel.close(None)
         for server in servers:
             await server.stop(0)
+
+
+@pytest.fixture
+async def replicas(
+    store_url: str, key_prefix: str, agent: GatedAgent, direct: SessionStore
+) -> AsyncIterator[tuple[Stub, Stub]]:
+    async with two_replicas(store_url, key_prefix, agent, direct, "20ms") as stubs:
+        yield stubs
 
 
 def ids(session: pb.Session) -> dict[str, Any]:
@@ -167,6 +176,30 @@ async def test_a_watcher_that_reconnects_mid_run_receives_every_delta_exactly_on
     assert deltas(first_part) + deltas(rest) == FULL_REPLY
     assert rest[-1].turn_committed.turn.output == FULL_REPLY
     assert agent.calls == 1
+
+
+async def test_a_watched_run_publishes_its_deltas_at_once_whatever_the_publish_delay(
+    store_url: str, key_prefix: str, agent: GatedAgent, direct: SessionStore
+) -> None:
+    async with two_replicas(store_url, key_prefix, agent, direct, "1h") as (a, b):
+        session = await create(a, agent_id="gated")
+        seen: list[pb.SessionEvent] = []
+
+        async def watcher() -> None:
+            request = pb.WatchSessionRequest(**ids(session), after_sequence=0)
+            async for event in b.WatchSession(request):
+                seen.append(event)
+                if deltas(seen) == "one two ":
+                    return
+
+        watching = asyncio.create_task(watcher())
+        await asyncio.sleep(0.5)  # the watcher is there before the run begins
+        running = asyncio.create_task(run(a, session, "hello"))
+        await asyncio.wait_for(watching, TIMEOUT_S)  # before the agent's end, an hour early
+        agent.release.set()
+        await running
+
+    assert deltas(seen) == "one two "
 
 
 async def test_a_detached_run_resumes_on_another_replica_with_the_whole_reply_and_one_turn(

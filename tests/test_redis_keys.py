@@ -28,6 +28,7 @@ def test_the_layout_of_a_sessions_keys_is_the_stored_one() -> None:
         user_state="sessions:{user-1}:user_state",
         app_scope="sessions:app_state",
         events="sessions:{user-1}:s:s-1:events",
+        watched="sessions:{user-1}:s:s-1:watched",
     )
     assert KeySpace("sessions:").user_index("user-1") == "sessions:{user-1}:index"
 
@@ -63,6 +64,7 @@ def test_a_write_script_gets_a_sessions_keys_in_the_order_of_its_header() -> Non
         keys.user_state,
         keys.app_scope,
         keys.events,
+        keys.watched,
     )
 
 

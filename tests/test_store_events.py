@@ -368,6 +368,30 @@ async def test_a_watch_that_is_not_live_ends_after_the_held_events(
     assert sequences(held) == [2, 3]
 
 
+async def test_a_run_begun_or_publishing_while_someone_watches_is_told_so(
+    store: SessionStore,
+) -> None:
+    session = await store.create(a_session())
+    unwatched = await begin(store, session)
+    await complete(store, unwatched)
+
+    async with watch(store, session, after=None) as events:
+        waiting = asyncio.create_task(next_event(events))
+        await settled()
+        watched = await begin(store, session)
+        publishing = await store.publish(
+            user_id=session.user_id,
+            session_id=session.session_id,
+            run_id="run-1",
+            turn_index=watched.turn.index,
+            events=[SessionEvent(kind=EventKind.DELTA, text="x")],
+            now_ms=now(),
+        )
+        await waiting
+
+    assert (unwatched.watched, watched.watched, publishing) == (False, True, True)
+
+
 async def test_watching_another_users_session_is_not_found(store: SessionStore) -> None:
     session = await store.create(a_session(user_id="alice"))
 

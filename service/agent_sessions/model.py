@@ -249,6 +249,8 @@ class TurnStart:
     """The newest items of the history (at most what begin_turn asked for), oldest first."""
     event_sequence: int = 0
     """The sequence number of the turn's RUN_STARTED event (0 on a replay)."""
+    watched: bool = False
+    """Whether someone watches the session's event log (its run then publishes at once)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,9 +4,11 @@ A run buffers them and publishes what it holds ``delay_s`` after the first of th
 round trip at a time (the next batch waits for the one in flight); what is still held
 when the turn finishes goes in with its commit. So a run that ends within the delay
 (most replies of a fast agent) costs no round trip more than before, and a long one
-costs one every ``delay_s`` at most. A detached run publishes its first delta at once
-(``first_delay_s`` 0: its caller reads its reply from the log, and the first token is the
-one a user waits for), then at the same pace.
+costs one every ``delay_s`` at most. While someone watches the session (begin_turn and
+each publication say so) a run publishes at once instead, one publication in flight at a
+time, what comes meanwhile going in the next: watchers see the text as it comes. A
+detached run publishes its first delta at once (its caller reads its reply from the
+log, and the first token is the one a user waits for), then as any run.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ class RunPublisher:
         turn_index: int,
         delay_s: float,
         first_delay_s: float,
+        watched: bool,
         clock: Callable[[], int],
     ) -> None:
         self._store = store
@@ -43,8 +46,9 @@ class RunPublisher:
         self._session_id = session_id
         self._run_id = run_id
         self._turn_index = turn_index
-        self._delay_s = delay_s
-        self._next_delay_s = first_delay_s
+        self._unwatched_delay_s = delay_s
+        self._delay_s = 0.0 if watched else delay_s
+        self._next_delay_s = 0.0 if watched else first_delay_s
         self._clock = clock
         self._held: list[SessionEvent] = []
         self._texts: list[str] = []
@@ -109,7 +113,7 @@ class RunPublisher:
 
     async def _publish(self, batch: list[SessionEvent]) -> None:
         try:
-            await self._store.publish(
+            watched = await self._store.publish(
                 user_id=self._user_id,
                 session_id=self._session_id,
                 run_id=self._run_id,
@@ -117,6 +121,7 @@ class RunPublisher:
                 events=batch,
                 now_ms=self._clock(),
             )
+            self._delay_s = self._next_delay_s = 0.0 if watched else self._unwatched_delay_s
         except StoreUnavailable as error:
             # Kept for the next publication or the commit: no delta is lost to watchers.
             self._held[:0] = batch  # before what was added meanwhile

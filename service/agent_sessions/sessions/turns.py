@@ -281,6 +281,7 @@ class TurnRunner:
                 turn_index=start.turn.index,
                 delay_s=policy.publish_delay_ms / 1000,
                 first_delay_s=0 if detached else policy.publish_delay_ms / 1000,
+                watched=start.watched,
                 clock=self._clock,
             )
             observer.turn_started(agent=agent, session_id=session_id, turn_index=start.turn.index)

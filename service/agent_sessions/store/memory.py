@@ -139,6 +139,8 @@ class MemorySessionStore:
     def __init__(self, *, event_window: EventWindow = DEFAULT_EVENT_WINDOW) -> None:
         self._window = event_window
         self._logs: dict[tuple[str, str], _Log] = {}
+        self._watching: dict[tuple[str, str], int] = {}
+        """Live watches by session: its runs then publish their deltas at once."""
         self._records: dict[tuple[str, str], _Record] = {}
         self._by_user: dict[str, set[str]] = {}
         self._last_sweep_ms = 0
@@ -336,7 +338,12 @@ class MemorySessionStore:
         )
         sequence = self._append(self._log(record.key, now_ms), now_ms, [started])
         return TurnStart(
-            self._view(record), turn, history, history_items=items, event_sequence=sequence
+            self._view(record),
+            turn,
+            history,
+            history_items=items,
+            event_sequence=sequence,
+            watched=record.key in self._watching,
         )
 
     async def renew_lease(
@@ -417,11 +424,12 @@ class MemorySessionStore:
         turn_index: int,
         events: Sequence[SessionEvent],
         now_ms: int,
-    ) -> None:
+    ) -> bool:
         logged = _run_events(events, run_id, turn_index)
         record = self._owned(user_id, session_id, turn_index, run_id, now_ms)
         if logged:
             self._append(self._log(record.key, now_ms), now_ms, logged)
+        return record.key in self._watching
 
     async def watch(
         self,
@@ -443,37 +451,51 @@ class MemorySessionStore:
         held_until = log.last  # without live, the end
         idle_s = self._window.idle_check_ms / 1000
         loop = asyncio.get_running_loop()
-        while True:
-            if not live and held_until <= cursor <= log.last:  # (above last: a GAP first)
-                return
-            event = log.read(cursor, clock())
-            if event is not None:
-                cursor = event.sequence
-                yield event
-                if event.kind is EventKind.DELETED:
+        if live:
+            self._watching[key] = self._watching.get(key, 0) + 1
+        try:
+            while True:
+                if not live and held_until <= cursor <= log.last:  # (above last: a GAP first)
                     return
-                continue
-            if not log.dropped:
-                waiter: asyncio.Future[None] = loop.create_future()
-                log.waiters.add(waiter)
-                try:
-                    await asyncio.wait((waiter,), timeout=idle_s)
-                finally:
-                    log.waiters.discard(waiter)
-                    waiter.cancel()
-                if log.last > cursor:
+                event = log.read(cursor, clock())
+                if event is not None:
+                    cursor = event.sequence
+                    yield event
+                    if event.kind is EventKind.DELETED:
+                        return
                     continue
-            # Nothing new for a while (or the log was let go): is the session still there?
-            now_ms = clock()
-            if self._find(key, now_ms) is not record:
-                yield SessionEvent(kind=EventKind.EXPIRED, sequence=log.last + 1, time_ms=now_ms)
-                return
-            if on_idle is not None:
-                await on_idle()
-            if self._logs.get(key) is not log:
-                # The same session's log was let go (the grace of a deletion before it was
-                # made again ran out): read on in its new one, from a GAP.
-                log = self._log(key, now_ms, writing=False)
+                if not log.dropped:
+                    waiter: asyncio.Future[None] = loop.create_future()
+                    log.waiters.add(waiter)
+                    try:
+                        await asyncio.wait((waiter,), timeout=idle_s)
+                    finally:
+                        log.waiters.discard(waiter)
+                        waiter.cancel()
+                    if log.last > cursor:
+                        continue
+                # Nothing new for a while (or the log was let go): is the session still here?
+                now_ms = clock()
+                if self._find(key, now_ms) is not record:
+                    expired = SessionEvent(EventKind.EXPIRED, sequence=log.last + 1, time_ms=now_ms)
+                    yield expired
+                    return
+                if on_idle is not None:
+                    await on_idle()
+                if self._logs.get(key) is not log:
+                    # The same session's log was let go (the grace of a deletion before it
+                    # was made again ran out): read on in its new one, from a GAP.
+                    log = self._log(key, now_ms, writing=False)
+        finally:
+            if live:
+                self._stop_watching(key)
+
+    def _stop_watching(self, key: tuple[str, str]) -> None:
+        left = self._watching[key] - 1
+        if left:
+            self._watching[key] = left
+        else:
+            del self._watching[key]
 
     async def list_turns(
         self,

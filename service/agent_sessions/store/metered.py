@@ -265,8 +265,8 @@ class MeteredSessionStore:
         turn_index: int,
         events: Sequence[SessionEvent],
         now_ms: int,
-    ) -> None:
-        await _timed(
+    ) -> bool:
+        return await _timed(
             self._ops.publish,
             self._store.publish(
                 user_id=user_id,

@@ -123,7 +123,8 @@ class SessionStore(Protocol):
         ``history_items`` the newest ``history_items`` items of the history.
 
         The new turn's RUN_STARTED event is logged in the same step; its sequence number
-        is the returned ``event_sequence``.
+        is the returned ``event_sequence``, and ``watched`` says whether someone watches
+        the session's log.
         """
         ...
 
@@ -171,10 +172,10 @@ class SessionStore(Protocol):
         turn_index: int,
         events: Sequence[SessionEvent],
         now_ms: int,
-    ) -> None:
+    ) -> bool:
         """Logs a running turn's DELTA and ITEM events, in order, in one step, if
         ``run_id`` still owns turn ``turn_index``; raises ``RunSuperseded`` (and logs
-        nothing) otherwise."""
+        nothing) otherwise. Returns whether someone watches the session's log."""
         ...
 
     def watch(

@@ -18,6 +18,8 @@ Under a prefix ``P`` (``sessions:`` by default), for user ``U`` and session ``S`
 - ``P{U}:s:S:events``: its event log, a stream whose entry ids are ``0-<sequence>``
   (see ``scripts/prelude.lua``); it outlives a deletion by a grace period, so that
   watchers see the session go;
+- ``P{U}:s:S:watched``: present (with a short expiry) while someone watches the session,
+  so that its runs publish their deltas at once;
 - ``P{U}:user_state``: the user's state (the ``user:`` keys, without the prefix), shared
   by the user's sessions;
 - ``P{U}:app_outbox``: on a cluster only, the app-state writes of the user's commits
@@ -55,6 +57,7 @@ _ARCHIVED_ITEMS = ":archived_items"
 _USER_STATE = ":user_state"
 _APP_OUTBOX = ":app_outbox"
 _EVENTS = ":events"
+_WATCHED = ":watched"
 _APP_STATE = "app_state"
 _TENANT = "t:"
 _APP = "a:"
@@ -77,12 +80,13 @@ class SessionKeys:
     app_scope: str
     """The app's state, or on a cluster the user's outbox of app-state writes."""
     events: str
+    watched: str
 
     @property
-    def all(self) -> tuple[str, str, str, str, str, str, str, str, str, str, str, str]:
+    def all(self) -> tuple[str, str, str, str, str, str, str, str, str, str, str, str, str]:
         """KEYS of the scripts that write a session, in their order: meta, state, turns,
         requests, index, archive, items, item_ids, archived_items, user_state,
-        app_scope, events."""
+        app_scope, events, watched."""
         return (
             self.meta,
             self.state,
@@ -96,6 +100,7 @@ class SessionKeys:
             self.user_state,
             self.app_scope,
             self.events,
+            self.watched,
         )
 
 
@@ -127,6 +132,7 @@ class UserKeys:
             user_state=self.user_state,
             app_scope=self.app_scope,
             events=meta + _EVENTS,
+            watched=meta + _WATCHED,
         )
 
 

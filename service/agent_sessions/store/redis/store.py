@@ -429,6 +429,7 @@ class RedisSessionStore:
                 history,
                 history_items=items,
                 event_sequence=codec.event_sequence(reply[6]),
+                watched=reply[7] == 1,
             )
         if tag == "REPLAY":
             session = await self._session(session_id, reply[1], reply[2], shared=shared)
@@ -528,15 +529,17 @@ class RedisSessionStore:
         turn_index: int,
         events: Sequence[SessionEvent],
         now_ms: int,
-    ) -> None:
-        """Logs a running turn's deltas and items if ``run_id`` still owns the turn."""
+    ) -> bool:
+        """Logs a running turn's deltas and items if ``run_id`` still owns the turn;
+        returns whether someone watches the session."""
         keys = self._keys.session(user_id, session_id)
         args: list[Arg] = [now_ms, run_id, turn_index]
         for event in events:
             args += codec.event_fields(event)
-        reply = await self._run(self._publish, (keys.meta, keys.events), args)
+        reply = await self._run(self._publish, (keys.meta, keys.events, keys.watched), args)
         if reply[0] != "OK":
             raise RunSuperseded(session_id, turn_index)
+        return bool(reply[1] == 1)
 
     async def watch(
         self,
@@ -552,10 +555,15 @@ class RedisSessionStore:
         :meth:`SessionStore.watch <agent_sessions.store.protocol.SessionStore.watch>`):
         each watcher reads the session's stream with a blocking XREAD of its own."""
         await self.get(user_id=user_id, session_id=session_id, now_ms=clock())
-        key = self._keys.session(user_id, session_id).events
+        keys = self._keys.session(user_id, session_id)
+        key = keys.events
         last = await self._last_sequence(key) if after is None else after
         first = True
+        marked = -float("inf")
         while True:
+            if live and time.monotonic() - marked > self._block_ms / 1000:
+                await self._mark_watched(keys.watched)
+                marked = time.monotonic()
             entries = await self._read_events(key, last, block=live and not first)
             if entries and codec.event_sequence(entries[0][0]) > last + 1:
                 held = codec.event_sequence(entries[0][0])
@@ -605,6 +613,15 @@ class RedisSessionStore:
         # RESP2 (a list of [key, entries]) or RESP3 (a dict of key -> entries).
         streams = reply.items() if isinstance(reply, dict) else reply
         return cast(_Entries, [entry for _, entries in streams for entry in entries])
+
+    async def _mark_watched(self, key: str) -> None:
+        """Says that someone watches, for three blocking reads' time: runs that begin or
+        publish meanwhile publish their deltas at once."""
+        try:
+            async with self._gate:
+                await self._client.set(key, 1, px=3 * self._block_ms)
+        except _UNREACHABLE as error:
+            raise _unavailable(error) from error
 
     async def _last_sequence(self, key: str) -> int:
         try:

@@ -3,12 +3,13 @@
 --
 -- KEYS[1] meta, KEYS[2] state, KEYS[3] turns, KEYS[4] requests, KEYS[5] index,
 -- KEYS[6] archive, KEYS[7] items, KEYS[8] item_ids, KEYS[9] archived_items,
--- KEYS[10] user state, KEYS[11] app state or outbox, KEYS[12] events (see prelude.lua)
+-- KEYS[10] user state, KEYS[11] app state or outbox, KEYS[12] events, KEYS[13] watched
+-- (see prelude.lua)
 -- ARGV[1] now_ms, ARGV[2] session_id, ARGV[3] request_id or "", ARGV[4] run_id,
 -- ARGV[5] lease end ms, ARGV[6] history_turns, ARGV[7] the new turn's JSON (open tail),
 -- ARGV[8] the UTF-8 bytes of its input, ARGV[9] how many of the newest items to return
 -- -> {"OK", meta, state, turns before the window, {window turn JSON, ...},
---     {item record, ...}, id of its RUN_STARTED event}
+--     {item record, ...}, id of its RUN_STARTED event, 1 when someone watches}
 --  | {"REPLAY", meta, state, index, turn JSON}
 --  | {"NOT_FOUND"} | {"EXTERNAL"} | {"ENDED"} | {"MAX_TURNS", max_turns}
 --  | {"BUSY", running index} | {"ATTACH", running index, its run id} (the running turn
@@ -81,4 +82,5 @@ reply[4] = total - #window
 reply[5] = window
 reply[6] = items
 reply[7] = event_id
+reply[8] = redis.call('EXISTS', KEYS[13])
 return reply

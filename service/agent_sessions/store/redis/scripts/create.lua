@@ -2,7 +2,8 @@
 --
 -- KEYS[1] meta, KEYS[2] state, KEYS[3] turns, KEYS[4] requests, KEYS[5] index,
 -- KEYS[6] archive, KEYS[7] items, KEYS[8] item_ids, KEYS[9] archived_items,
--- KEYS[10] user state, KEYS[11] app state or outbox, KEYS[12] events (see prelude.lua)
+-- KEYS[10] user state, KEYS[11] app state or outbox, KEYS[12] events, KEYS[13] watched
+-- (see prelude.lua)
 -- ARGV[1] now_ms (the session's create time), ARGV[2] session_id,
 -- ARGV[3] the most live sessions the user may have (0: no limit),
 -- ARGV[4] the meta key of the user's sessions less their id (keys.UserKeys.session_prefix),

@@ -3,7 +3,8 @@
 --
 -- KEYS[1] meta, KEYS[2] state, KEYS[3] turns, KEYS[4] requests, KEYS[5] index,
 -- KEYS[6] archive, KEYS[7] items, KEYS[8] item_ids, KEYS[9] archived_items,
--- KEYS[10] user state, KEYS[11] app state or outbox, KEYS[12] events (see prelude.lua)
+-- KEYS[10] user state, KEYS[11] app state or outbox, KEYS[12] events, KEYS[13] watched
+-- (see prelude.lua)
 -- ARGV[1] now_ms, ARGV[2] session_id, ARGV[3] the session's create_ms, ARGV[4] the first
 -- index to fold, ARGV[5] the last, ARGV[6] the new summary, ARGV[7] the UTF-8 bytes the
 -- folded turns held, ARGV[8] "1" to archive them, ARGV[9] the sequence number their

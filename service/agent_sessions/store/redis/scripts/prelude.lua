@@ -7,7 +7,7 @@
 -- index, KEYS[6] archive, KEYS[7] items, KEYS[8] item_ids, KEYS[9] archived_items,
 -- KEYS[10] the user's state, KEYS[11] the app's state, or with APP_OUTBOX the user's
 -- outbox of app-state writes (the app's state is in another cluster slot),
--- KEYS[12] the session's event log.
+-- KEYS[12] the session's event log, KEYS[13] the key that exists while someone watches it.
 --
 -- The event log is a stream whose entry ids are 0-<sequence>: Redis numbers them from 1
 -- on (XADD 0-*) and never reuses a number while the stream exists, trimmed or not.

@@ -4,7 +4,8 @@
 --
 -- KEYS[1] meta, KEYS[2] state, KEYS[3] turns, KEYS[4] requests, KEYS[5] index,
 -- KEYS[6] archive, KEYS[7] items, KEYS[8] item_ids, KEYS[9] archived_items,
--- KEYS[10] user state, KEYS[11] app state or outbox, KEYS[12] events (see prelude.lua)
+-- KEYS[10] user state, KEYS[11] app state or outbox, KEYS[12] events, KEYS[13] watched
+-- (see prelude.lua)
 -- ARGV[1] now_ms, ARGV[2] session_id, ARGV[3] request_id or "", ARGV[4] the expected
 -- sequence of the newest item (0: none) or "", ARGV[5] the expected etag or "", ARGV[6] the sequence after
 -- which to remove the items (a replace) or "", ARGV[7] the new turn's JSON less its item
