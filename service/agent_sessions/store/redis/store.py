@@ -107,6 +107,7 @@ from agent_sessions.store.redis import codec, scripts
 from agent_sessions.store.redis.cluster import CLUSTER_SCHEMES, cluster_client, gate_of
 from agent_sessions.store.redis.codec import DEFAULT_COMPRESS_OVER_BYTES, Arg
 from agent_sessions.store.redis.keys import KeySpace
+from agent_sessions.store.redis.packing import with_hiredis_packing
 
 # On a cluster also: CLUSTERDOWN and redirections that never settle (ClusterError), and
 # a topology that cannot be read or leaves slots uncovered (RedisClusterException).
@@ -231,6 +232,7 @@ class RedisSessionStore:
             encoding_errors="surrogateescape",
             retry=Retry(NoBackoff(), 0),
         )
+        pool.connection_class = with_hiredis_packing(pool.connection_class)
         return cls(
             redis.asyncio.Redis.from_pool(pool),
             prefix=prefix,
