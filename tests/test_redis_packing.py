@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from hypothesis import given
 from hypothesis import strategies as st
-from redis.asyncio.connection import Connection
+from redis.asyncio.connection import AbstractConnection, Connection
 
 from agent_sessions.store.redis.packing import with_hiredis_packing
 
@@ -22,12 +24,12 @@ ARGUMENTS = st.lists(
 )
 
 
-def packed(connection: Connection, *args: object) -> bytes:
+def packed(connection: AbstractConnection, *args: Any) -> bytes:
     return b"".join(connection.pack_command(*args))
 
 
 @given(ARGUMENTS)
-def test_any_arguments_pack_as_redis_py_packs_them(arguments: list[object]) -> None:
+def test_any_arguments_pack_as_redis_py_packs_them(arguments: list[Any]) -> None:
     assert packed(HIREDIS, "EVALSHA", *arguments) == packed(PYTHON, "EVALSHA", *arguments)
 
 
