@@ -947,9 +947,5 @@ def _pool_size(client: _Client) -> int:
     return int(getattr(client.connection_pool, "max_connections", 64))
 
 
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
 def _unavailable(error: BaseException) -> StoreUnavailable:
     return StoreUnavailable(f"Redis cannot be reached: {error}")
