@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -17,16 +18,17 @@ from launchers.redis_server import free_port
 
 
 class LocalCluster:
-    """Three ``redis-server --cluster-enabled yes`` processes joined by ``redis-cli``.
+    """Three ``redis-server --cluster-enabled yes`` masters joined by ``redis-cli``,
+    each with ``replicas`` replicas.
 
-    No replicas and no persistence: the cluster lives in a temporary directory that
-    :meth:`stop` removes. ``node_timeout_ms`` is how long a silent master takes to be
-    marked failed (and the cluster to report CLUSTERDOWN).
+    No persistence: the cluster lives in a temporary directory that :meth:`stop`
+    removes. ``node_timeout_ms`` is how long a silent master takes to be marked failed
+    (and the cluster to report CLUSTERDOWN, or its replica to take over).
     """
 
     MASTERS = 3
 
-    def __init__(self, *, node_timeout_ms: int = 15_000) -> None:
+    def __init__(self, *, node_timeout_ms: int = 15_000, replicas: int = 0) -> None:
         server, cli = shutil.which("redis-server"), shutil.which("redis-cli")
         if server is None or cli is None:
             raise RuntimeError(
@@ -35,6 +37,7 @@ class LocalCluster:
             )
         self.server_executable, self.cli_executable = server, cli
         self.node_timeout_ms = node_timeout_ms
+        self.replicas = replicas
         self.ports: list[int] = []
         self.processes: dict[int, subprocess.Popen[bytes]] = {}
         self.workdir = Path(tempfile.mkdtemp(prefix="sessions-redis-cluster-"))
@@ -62,7 +65,7 @@ class LocalCluster:
                     "create",
                     *(f"127.0.0.1:{port}" for port in self.ports),
                     "--cluster-replicas",
-                    "0",
+                    str(self.replicas),
                     "--cluster-yes",
                 ],
                 check=True,
@@ -71,6 +74,8 @@ class LocalCluster:
             )
             for port in self.ports:
                 self._wait(port, lambda node: node.cluster("info")["cluster_state"] == "ok")
+            if self.replicas:
+                self.wait_for_replicas()
         except BaseException:
             self.stop()
             raise
@@ -90,10 +95,88 @@ class LocalCluster:
             process.kill()
         process.wait(timeout=10)
 
+    def pause(self, port: int) -> None:
+        """Freezes one process (SIGSTOP), as a stalled host would: its peers wait on it."""
+        self.processes[port].send_signal(signal.SIGSTOP)
+
+    def resume(self, port: int) -> None:
+        """Lets a paused process go on (SIGCONT)."""
+        self.processes[port].send_signal(signal.SIGCONT)
+
     def restart(self, port: int) -> None:
         """Starts a stopped node again: it rejoins (its nodes file remains), empty."""
         self._start_node(port)
         self._wait(port, lambda node: node.ping())
+
+    def masters(self) -> list[int]:
+        """The ports of the running masters, as the cluster says now."""
+        return [port for port in self.processes if self._role(port) == "master"]
+
+    def replicas_of(self, master: int) -> list[int]:
+        """The ports of the running replicas of one master."""
+        return [
+            port
+            for port in self.processes
+            if port != master and self._role(port) == "slave" and self._master_of(port) == master
+        ]
+
+    def wait_for_replicas(self, timeout_s: float = 30) -> None:
+        """Returns once every master has its replicas connected and in sync."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            masters = self.masters()
+            if len(masters) == self.MASTERS and all(
+                self._acknowledging(port) >= self.replicas for port in masters
+            ):
+                return
+            time.sleep(0.1)
+        raise RuntimeError("the cluster's replicas did not come in sync")
+
+    def _role(self, port: int) -> str:
+        node = self.client(port)
+        try:
+            return str(node.info("replication")["role"])
+        except redis.ConnectionError:
+            return "down"
+        finally:
+            node.close()
+
+    def _master_of(self, port: int) -> int:
+        node = self.client(port)
+        try:
+            return int(node.info("replication")["master_port"])
+        finally:
+            node.close()
+
+    def _acknowledging(self, port: int) -> int:
+        """How many replicas of a master confirm a write now (WAIT): a replica synced a
+        moment ago is online but streams only after its first acknowledgement."""
+        node = self.client(port)
+        try:
+            key = self._key_served_by(port)
+            node.set(key, 1, px=1000)
+            return int(node.wait(self.replicas, 100))
+        except (redis.ConnectionError, redis.ResponseError):
+            return 0
+        finally:
+            node.close()
+
+    def _key_served_by(self, port: int) -> str:
+        node = self.client(port)
+        try:
+            ranges = [
+                (int(start), int(end))
+                for start, end, master, *_ in node.cluster("slots")
+                if int(master[1]) == port
+            ]
+            for n in range(100_000):
+                key = f"launcher:probe:{n}"
+                slot = int(node.cluster("keyslot", key))
+                if any(start <= slot <= end for start, end in ranges):
+                    return key
+        finally:
+            node.close()
+        raise LookupError(f"no slot is served by port {port}")
 
     def is_ok(self) -> bool:
         """Whether every running node says cluster_state:ok."""
@@ -150,7 +233,7 @@ class LocalCluster:
     def _distinct_free_ports(self) -> list[int]:
         # A node also listens on its port + 10000 (the cluster bus): both must be free.
         ports: set[int] = set()
-        while len(ports) < self.MASTERS:
+        while len(ports) < self.MASTERS * (1 + self.replicas):
             port = free_port()
             if port + 10000 <= 65535 and _is_free(port + 10000):
                 ports.add(port)
@@ -174,6 +257,11 @@ class LocalCluster:
                 "no",
                 "--save",
                 "",
+                # Replicas sync over the socket at once, not through a file on disk.
+                "--repl-diskless-sync",
+                "yes",
+                "--repl-diskless-sync-delay",
+                "0",
                 "--dir",
                 str(self.workdir),
                 "--logfile",

@@ -78,7 +78,7 @@ def test_a_cluster_url_names_the_startup_nodes_and_the_client_options() -> None:
 def test_rediss_cluster_speaks_tls() -> None:
     client = cluster_client("rediss+cluster://10.0.0.1:7000", 1.0, 4)
 
-    assert client.connection_kwargs["connection_class"] is SSLConnection
+    assert issubclass(client.connection_kwargs["connection_class"], SSLConnection)
 
 
 @pytest.mark.parametrize(

@@ -40,15 +40,26 @@ from agent_sessions.session_events import EventWindow
 from agent_sessions.sessions import SessionPolicy
 from agent_sessions.validation import human_duration
 
-STORE_SCHEMES = ("memory", "redis", "rediss", "redis+cluster", "rediss+cluster")
-_TLS_SCHEMES = ("rediss", "rediss+cluster")
+STORE_SCHEMES = (
+    "memory",
+    "redis",
+    "rediss",
+    "redis+cluster",
+    "rediss+cluster",
+    "redis+sentinel",
+    "rediss+sentinel",
+)
+_TLS_SCHEMES = ("rediss", "rediss+cluster", "rediss+sentinel")
 # A Redis server has 16 databases (0 to 15) unless its `databases` setting says otherwise;
 # a number past them is far more often a typo than such a server.
 MAX_REDIS_DB = 15
 REDIS_PORT = 6379
+SENTINEL_PORT = 26379
 
 # Query parameters a store URL may carry: what redis-py reads there and no setting owns.
 _QUERY_PARAMETERS = ("client_name",)
+# The sentinels' own credentials, where they differ from the data nodes' (the URL's).
+_SENTINEL_QUERY_PARAMETERS = ("sentinel_username", "sentinel_password")
 _TLS_QUERY_PARAMETERS = (
     "ssl_ca_certs",
     "ssl_certfile",
@@ -225,7 +236,8 @@ def check_store_url(url: str) -> str:
         shown = f"scheme {quote(scheme)} is" if scheme else "no scheme is given, which is"
         raise ValueError(
             f"unsupported store: {shown} not one of memory://, redis://host:port/db, "
-            "rediss://…, redis+cluster://host:port[,host:port...] or rediss+cluster://…"
+            "rediss://…, redis+cluster://host:port[,host:port...], rediss+cluster://…, "
+            "redis+sentinel://host:port[,host:port...]/primary-name[/db] or rediss+sentinel://…"
         )
     if scheme == "memory":
         if rest:
@@ -245,12 +257,27 @@ def check_store_url(url: str) -> str:
     netloc, _, path = rest.partition("/")
     hosts = netloc.rpartition("@")[2]
     cluster = scheme.endswith("+cluster")
+    sentinel = scheme.endswith("+sentinel")
     if cluster:
         nodes = [node.strip() for node in hosts.split(",")]
         if not all(nodes):
             raise ValueError(
                 "the cluster store URL names no node: use redis+cluster://host:port[,host:port...]"
             )
+    elif sentinel:
+        nodes = [node.strip() for node in hosts.split(",")]
+        if not all(nodes):
+            raise ValueError(
+                "the sentinel store URL names no sentinel: use "
+                "redis+sentinel://host:port[,host:port...]/primary-name[/db]"
+            )
+        path, _, db = path.partition("/")
+        if not path:
+            raise ValueError(
+                "the sentinel store URL names no primary: use "
+                "redis+sentinel://host:port[,host:port...]/primary-name[/db]"
+            )
+        path = db
     else:
         if not hosts:
             raise ValueError(f"the store URL names no host: use {scheme}://host:port/db")
@@ -261,11 +288,12 @@ def check_store_url(url: str) -> str:
         nodes = [hosts]
     for node in nodes:
         try:
-            _, port = split_host_port(node, default_port=REDIS_PORT)
+            _, port = split_host_port(node, default_port=SENTINEL_PORT if sentinel else REDIS_PORT)
         except ValueError as problem:
             raise ValueError(f"store host {quote(node)}: {problem}") from None
         if port == 0:
             raise ValueError(f"store host {quote(node)}: port 0 is not a Redis port")
+
     _check_db(path, cluster)
     _check_query(query, scheme)
     return url
@@ -293,6 +321,8 @@ def _check_query(query: str, scheme: str) -> None:
         raise ValueError("the query after ? is not name=value pairs joined by &") from None
     names = [name for name, _ in pairs]
     known = _QUERY_PARAMETERS + (_TLS_QUERY_PARAMETERS if scheme in _TLS_SCHEMES else ())
+    if scheme.endswith("+sentinel"):
+        known += _SENTINEL_QUERY_PARAMETERS
     for name, value in pairs:
         if names.count(name) > 1:
             raise ValueError(f"query parameter {quote(name)} is given twice")
@@ -352,8 +382,13 @@ class Settings(BaseSettings):
         "redis://[[user]:password@]host[:port][/db] (db 0 to 15; port 6379 if left out) "
         "or rediss:// for TLS, or a Redis Cluster: "
         "redis+cluster://[[user]:password@]host:port[,host:port...] (any of its nodes; "
-        "rediss+cluster:// for TLS); query parameters: client_name, and with TLS "
-        "ssl_ca_certs, ssl_certfile, ssl_keyfile, ssl_cert_reqs, ssl_check_hostname",
+        "rediss+cluster:// for TLS), or a primary found by Redis Sentinel: "
+        "redis+sentinel://[[user]:password@]host:port[,host:port...]/primary-name[/db] "
+        "(the sentinels; port 26379 if left out; rediss+sentinel:// for TLS to both); "
+        "query parameters: client_name, with Sentinel sentinel_username and "
+        "sentinel_password (the sentinels' own credentials; the URL's are the data "
+        "nodes'), and with TLS ssl_ca_certs, ssl_certfile, ssl_keyfile, ssl_cert_reqs, "
+        "ssl_check_hostname",
     )
     default_agent: str | None = Field(
         None,
@@ -437,6 +472,21 @@ class Settings(BaseSettings):
         timedelta(seconds=5), description="Redis connect and read timeout"
     )
     redis_max_connections: int = Field(64, gt=0, description="Redis connection pool size")
+    redis_min_replicas: int = Field(
+        0,
+        ge=0,
+        description="replicas that must hold every write the service acknowledges (a "
+        "turn's commit, appends, updates, create, end, delete, compression) before it "
+        "does: Redis WAIT, sent in the same round trip as the write; when fewer confirm "
+        "within --redis-replica-timeout the call fails UNAVAILABLE and a retry with the "
+        "same request id completes it. 0: acknowledge once the primary has it (a failover "
+        "may then lose the last writes)",
+    )
+    redis_replica_timeout: PositiveDuration = Field(
+        timedelta(seconds=1),
+        description="how long a write waits for --redis-min-replicas replicas to confirm it; "
+        "under --redis-timeout",
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "INFO", description="logging level"
     )
@@ -567,6 +617,23 @@ class Settings(BaseSettings):
                 raise ValueError(
                     f"{name}: {human_timedelta(value)} is over the limit of {limit} (max_ttl)"
                 )
+        return self
+
+    @model_validator(mode="after")
+    def _replicas_can_confirm(self) -> Settings:
+        if not self.redis_min_replicas:
+            return self
+        if store_scheme(self.store_url) == "memory":
+            raise ValueError(
+                "redis_min_replicas: memory:// has no replicas; use a Redis store whose "
+                "primary has replicas, or --redis-min-replicas 0"
+            )
+        if self.redis_replica_timeout >= self.redis_timeout:
+            raise ValueError(
+                f"redis_replica_timeout: {human_timedelta(self.redis_replica_timeout)} must "
+                f"be under --redis-timeout ({human_timedelta(self.redis_timeout)}), or the "
+                "connection would time out while Redis waits for the replicas"
+            )
         return self
 
     @model_validator(mode="after")

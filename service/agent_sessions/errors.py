@@ -277,6 +277,11 @@ class StoreUnavailable(SessionError):
     reason = "STORE_UNAVAILABLE"
 
 
+class StoreMisconfigured(Exception):
+    """The store as configured could never serve (Sentinel names no such primary): the
+    server refuses to start, saying what to fix."""
+
+
 class AgentError(SessionError):
     """The agent failed (a rejected request, a malformed stream, an exception of its own);
     the turn is kept as FAILED."""

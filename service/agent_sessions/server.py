@@ -24,6 +24,7 @@ from agent_sessions.api.security import interceptors, security_mode, server_cred
 from agent_sessions.api.servicer import SessionServicer
 from agent_sessions.api.tracing import TracingInterceptor
 from agent_sessions.config import Settings, human_timedelta, split_host_port, store_scheme
+from agent_sessions.errors import StoreMisconfigured
 from agent_sessions.health import StoreHealth
 from agent_sessions.observe.metrics import MetricsEndpoint, SessionMetrics, in_worker
 from agent_sessions.observe.tracing import Tracing, TracingObserver
@@ -61,6 +62,8 @@ def open_store(settings: Settings) -> SessionStore:
         max_connections=settings.redis_max_connections,
         compress_over_bytes=settings.compress_turns_over_bytes,
         event_window=settings.event_window(),
+        min_replicas=settings.redis_min_replicas,
+        replica_timeout_ms=int(settings.redis_replica_timeout.total_seconds() * 1000),
     )
 
 
@@ -180,6 +183,10 @@ class SessionServer:
                 raise StartupError(
                     f"cannot serve metrics on {self.settings.metrics_address}: {_reason(error)}"
                 ) from None
+        try:
+            await self.store.check()
+        except StoreMisconfigured as error:
+            raise StartupError(f"cannot use the store: {error}") from None
         await self.health.start()
         await self._server.start()
         log.info(

@@ -764,6 +764,9 @@ class MemorySessionStore:
             store = self._apps[name] = MemorySessionStore(event_window=self._window)
         return store
 
+    async def check(self) -> None:
+        return None
+
     async def ping(self) -> None:
         return None
 

@@ -385,6 +385,9 @@ class MeteredSessionStore:
             return self
         return MeteredSessionStore(self._store.app(name), self._ops.metrics, _ops=self._ops)
 
+    async def check(self) -> None:
+        await self._store.check()
+
     async def ping(self) -> None:
         await _timed(self._ops.ping, self._store.ping())
 

@@ -297,6 +297,11 @@ class SessionStore(Protocol):
         """
         ...
 
+    async def check(self) -> None:
+        """Raises ``StoreMisconfigured`` when the store as configured could never serve;
+        called once before serving. A backend that is only down is not misconfigured."""
+        ...
+
     async def ping(self) -> None:
         """Returns when the backend answers; raises ``StoreUnavailable`` otherwise."""
         ...

@@ -1,20 +1,17 @@
-"""Redis Cluster for the Redis store: the client of a ``redis+cluster://`` URL, and the
-gate that makes its calls wait for a connection as the single-server pool does."""
+"""Redis Cluster for the Redis store: the client of a ``redis+cluster://`` URL."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-import redis.asyncio
-import redis.exceptions
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.connection import SSLConnection, parse_url
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+
+from agent_sessions.store.redis.packing import with_hiredis_packing
+from agent_sessions.store.redis.replication import with_replica_wait
 
 CLUSTER_SCHEMES = ("redis+cluster", "rediss+cluster")
 """Store URL schemes of a Redis Cluster: ``redis+cluster://host:port[,host:port...]``."""
@@ -22,7 +19,8 @@ CLUSTER_SCHEMES = ("redis+cluster", "rediss+cluster")
 
 def cluster_client(url: str, socket_timeout: float, max_connections: int) -> RedisCluster:
     """The cluster client of ``redis+cluster://[user:password@]host:port[,host:port...]``
-    (``rediss+cluster://`` for TLS); query options as redis-py takes them."""
+    (``rediss+cluster://`` for TLS); query options as redis-py takes them. Connections
+    pack commands with hiredis and send WAIT behind the writes that ask for it."""
     parts = urlsplit(url)
     userinfo, _, hosts = parts.netloc.rpartition("@")
     host_ports = [host_port.strip() for host_port in hosts.split(",")]
@@ -49,7 +47,7 @@ def cluster_client(url: str, socket_timeout: float, max_connections: int) -> Red
         "max_connections": max_connections,  # per node
         **options,
     }
-    return RedisCluster(
+    client = RedisCluster(
         startup_nodes=nodes,
         decode_responses=True,
         encoding_errors="surrogateescape",
@@ -60,45 +58,11 @@ def cluster_client(url: str, socket_timeout: float, max_connections: int) -> Red
         retry=Retry(NoBackoff(), 0),
         **settings,
     )
-
-
-class ConnectionGate:
-    """At most ``size`` calls in flight; one more waits up to ``timeout_s`` for a place.
-
-    A cluster client fails a call at once (MaxConnectionsError) when its node's
-    connections are all busy, where the single-server client's blocking pool waits for
-    one: with no more calls in flight than connections per node, cluster calls wait too.
-    """
-
-    def __init__(self, size: int, timeout_s: float | None) -> None:
-        self._places = asyncio.Semaphore(size)
-        self._timeout_s = timeout_s
-
-    async def __aenter__(self) -> None:
-        if not self._places.locked():
-            await self._places.acquire()  # returns at once
-            return
-        try:
-            async with asyncio.timeout(self._timeout_s):
-                await self._places.acquire()
-        except TimeoutError:
-            raise redis.exceptions.ConnectionError("No connection available.") from None
-
-    async def __aexit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self._places.release()
-
-
-def gate_of(
-    client: redis.asyncio.Redis | RedisCluster,
-) -> ConnectionGate | contextlib.nullcontext[None]:
-    """What a store call passes through first: a cluster client's gate, or nothing (the
-    single-server client's pool waits for a free connection itself)."""
-    if not isinstance(client, RedisCluster):
-        return contextlib.nullcontext()
-    settings = client.connection_kwargs
-    return ConnectionGate(settings["max_connections"], settings.get("socket_timeout"))
+    # RedisCluster takes no connection class; every node it makes reads this one.
+    connection_class = with_replica_wait(
+        with_hiredis_packing(client.connection_kwargs["connection_class"])
+    )
+    client.connection_kwargs["connection_class"] = connection_class
+    for startup_node in client.startup_nodes:
+        startup_node.connection_class = connection_class
+    return client

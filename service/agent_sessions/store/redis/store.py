@@ -104,10 +104,23 @@ from agent_sessions.session_events import (
     SessionEvent,
 )
 from agent_sessions.store.redis import codec, scripts
-from agent_sessions.store.redis.cluster import CLUSTER_SCHEMES, cluster_client, gate_of
+from agent_sessions.store.redis.cluster import CLUSTER_SCHEMES, cluster_client
+from agent_sessions.store.redis.gate import gate_of
 from agent_sessions.store.redis.codec import DEFAULT_COMPRESS_OVER_BYTES, Arg
 from agent_sessions.store.redis.keys import KeySpace
 from agent_sessions.store.redis.packing import with_hiredis_packing
+from agent_sessions.store.redis.replication import (
+    Replicated,
+    waiting_write,
+    waits_for_replicas,
+    with_replica_wait,
+)
+from agent_sessions.store.redis.sentinel import (
+    SENTINEL_SCHEMES,
+    SentinelPrimary,
+    check_sentinels,
+    sentinel_client,
+)
 
 # On a cluster also: CLUSTERDOWN and redirections that never settle (ClusterError), and
 # a topology that cannot be read or leaves slots uncovered (RedisClusterException).
@@ -140,6 +153,13 @@ class RedisSessionStore:
     compressed turns through as text. All keys start with ``prefix``; each session's
     keys carry its user's ``{user_id}`` hash tag, so a script touches one cluster slot.
     Finished turns of ``compress_over_bytes`` or more are stored zstd-compressed (0: never).
+
+    With ``min_replicas``, every write the store acknowledges (create, a turn's commit,
+    appends, updates, end, delete, compression) first waits, in the same round trip, until
+    that many replicas hold it; when fewer confirm within ``replica_timeout_ms`` the call
+    raises ``StoreUnavailable`` (the write is done on the primary: a retry with the same
+    request id completes it without doing it twice). The client's connections must send
+    WAIT (``replication.with_replica_wait``), as :meth:`from_url`'s do.
     """
 
     def __init__(
@@ -150,6 +170,8 @@ class RedisSessionStore:
         owns_client: bool = False,
         compress_over_bytes: int = DEFAULT_COMPRESS_OVER_BYTES,
         event_window: EventWindow = DEFAULT_EVENT_WINDOW,
+        min_replicas: int = 0,
+        replica_timeout_ms: int = 1000,
     ) -> None:
         # Both clients decode replies as their encoder says.
         encoder = client.get_encoder()
@@ -158,7 +180,15 @@ class RedisSessionStore:
                 "RedisSessionStore needs a client with decode_responses=True and "
                 'encoding_errors="surrogateescape"'
             )
+        if min_replicas and not waits_for_replicas(_connection_class(client)):
+            raise ValueError(
+                "min_replicas needs a client whose connections send WAIT behind writes "
+                "(replication.with_replica_wait); RedisSessionStore.from_url makes one"
+            )
         self._client = client
+        self._min_replicas = min_replicas
+        self._replica_timeout_ms = replica_timeout_ms
+        self._waiting_write = waiting_write(min_replicas, replica_timeout_ms)
         # On a cluster the app's state is in another slot than its users' keys.
         self._keys = KeySpace(prefix, app_outbox=isinstance(client, RedisCluster))
         self._app = ""
@@ -199,29 +229,39 @@ class RedisSessionStore:
         max_connections: int = 64,
         compress_over_bytes: int = DEFAULT_COMPRESS_OVER_BYTES,
         event_window: EventWindow = DEFAULT_EVENT_WINDOW,
+        min_replicas: int = 0,
+        replica_timeout_ms: int = 1000,
     ) -> RedisSessionStore:
         """A store with a client of its own, closed by :meth:`close`.
 
         ``url`` is ``redis://`` or ``rediss://`` for one server, ``redis+cluster://`` or
         ``rediss+cluster://`` with one or more ``host:port`` (comma-separated) of a
-        cluster, which the client discovers from them. When all ``max_connections``
-        (per cluster node) are busy a call waits up to ``socket_timeout`` for one rather
-        than failing at once.
+        cluster, which the client discovers from them, or ``redis+sentinel://`` (and
+        ``rediss+sentinel://``) with the sentinels' ``host:port`` and the primary's name
+        (``/primary-name[/db]``). When all ``max_connections`` (per cluster node) are
+        busy a call waits up to ``socket_timeout`` for one rather than failing at once.
+        Commands are packed by hiredis, and writes wait for ``min_replicas`` (see the
+        class).
         """
-        if urlsplit(url).scheme in CLUSTER_SCHEMES:
+        settings: dict[str, Any] = dict(
+            prefix=prefix,
+            owns_client=True,
+            compress_over_bytes=compress_over_bytes,
+            event_window=event_window,
+            min_replicas=min_replicas,
+            replica_timeout_ms=replica_timeout_ms,
+        )
+        scheme = urlsplit(url).scheme
+        if scheme in SENTINEL_SCHEMES:
+            return cls(sentinel_client(url, socket_timeout, max_connections), **settings)
+        if scheme in CLUSTER_SCHEMES:
             if KeySpace(prefix).prefix_has_hash_tag:
                 raise ValueError(
                     f"key prefix {prefix!r} holds a {{...}} hash tag: on a cluster every "
                     "session would share one slot (or, with {}, a session's keys would "
                     "not share one)"
                 )
-            return cls(
-                cluster_client(url, socket_timeout, max_connections),
-                prefix=prefix,
-                owns_client=True,
-                compress_over_bytes=compress_over_bytes,
-                event_window=event_window,
-            )
+            return cls(cluster_client(url, socket_timeout, max_connections), **settings)
         pool = redis.asyncio.BlockingConnectionPool.from_url(
             url,
             max_connections=max_connections,
@@ -232,14 +272,8 @@ class RedisSessionStore:
             encoding_errors="surrogateescape",
             retry=Retry(NoBackoff(), 0),
         )
-        pool.connection_class = with_hiredis_packing(pool.connection_class)
-        return cls(
-            redis.asyncio.Redis.from_pool(pool),
-            prefix=prefix,
-            owns_client=True,
-            compress_over_bytes=compress_over_bytes,
-            event_window=event_window,
-        )
+        pool.connection_class = with_replica_wait(with_hiredis_packing(pool.connection_class))
+        return cls(redis.asyncio.Redis.from_pool(pool), **settings)
 
     async def create(self, session: Session, *, max_sessions_per_user: int = 0) -> Session:
         """Stores a new session; raises ``SessionAlreadyExists`` if its id is taken and
@@ -279,7 +313,9 @@ class RedisSessionStore:
         for item in items:
             args += (item.sequence, codec.item_record(item), item.item_id)
         args += codec.state_pairs(session.state)
-        reply = await self._run(self._create, user.session(session.session_id).all, args)
+        reply = await self._run(
+            self._create, user.session(session.session_id).all, args, acknowledged=True
+        )
         if reply[0] == "LIMIT":
             raise TooManySessions(session.user_id, max_sessions)
         if reply[0] != "OK":
@@ -356,7 +392,9 @@ class RedisSessionStore:
         ]
         if patch.state is not None:
             args += codec.state_pairs(patch.state)
-        reply = await self._run(self._update, self._keys.session(user_id, session_id).all, args)
+        reply = await self._run(
+            self._update, self._keys.session(user_id, session_id).all, args, acknowledged=True
+        )
         tag = reply[0]
         if tag == "OK":
             touches_app = scopes.touches_app(patch.state_delta)
@@ -370,7 +408,7 @@ class RedisSessionStore:
     async def end(self, *, user_id: str, session_id: str, now_ms: int) -> Session:
         """Marks the session ENDED (idempotent); it stays readable until it expires."""
         keys = self._keys.session(user_id, session_id)
-        reply = await self._run(self._end, keys.all, (now_ms, session_id))
+        reply = await self._run(self._end, keys.all, (now_ms, session_id), acknowledged=True)
         if reply[0] != "OK":
             raise SessionNotFound(session_id)
         return await self._session(session_id, reply[1], reply[2])
@@ -378,7 +416,7 @@ class RedisSessionStore:
     async def delete(self, *, user_id: str, session_id: str, now_ms: int) -> None:
         """Removes the session, its turns and its listing; raises ``SessionNotFound``."""
         keys = self._keys.session(user_id, session_id)
-        reply = await self._run(self._delete, keys.all, (now_ms, session_id))
+        reply = await self._run(self._delete, keys.all, (now_ms, session_id), acknowledged=True)
         if reply[0] != "OK":
             raise SessionNotFound(session_id)
 
@@ -412,7 +450,16 @@ class RedisSessionStore:
             history_items,
         )
         keys = self._keys.session(user_id, session_id)
-        reply, shared = await self._run_beside_app_state(self._begin_turn, keys.all, args)
+        try:
+            reply, shared = await self._run_beside_app_state(
+                self._begin_turn, keys.all, args, acknowledged=True
+            )
+        except NotReplicated as short:
+            # Only a replay acknowledges a write (the turn it returns); a new turn is
+            # acknowledged by its commit, whose wait covers this write too.
+            if short.reply[0] == "REPLAY":
+                raise
+            reply, shared = short.reply, await self._app_state_apart()
         tag = reply[0]
         if tag == "OK":
             session = await self._session(session_id, reply[1], reply[2], shared=shared)
@@ -511,12 +558,14 @@ class RedisSessionStore:
             args.append(0)
         keys = self._keys.session(user_id, session_id)
         if completed and scopes.touches_app(delta):
-            reply = await self._run(self._finish_turn, keys.all, args)
+            reply = await self._run(self._finish_turn, keys.all, args, acknowledged=True)
             if reply[0] != "OK":
                 raise RunSuperseded(session_id, turn.index)
             session = await self._session(session_id, reply[1], reply[2], drain_of=user_id)
         else:
-            reply, shared = await self._run_beside_app_state(self._finish_turn, keys.all, args)
+            reply, shared = await self._run_beside_app_state(
+                self._finish_turn, keys.all, args, acknowledged=True
+            )
             if reply[0] != "OK":
                 raise RunSuperseded(session_id, turn.index)
             session = await self._session(session_id, reply[1], reply[2], shared=shared)
@@ -696,7 +745,7 @@ class RedisSessionStore:
         args += delta.delete
         args += codec.state_pairs(delta.set)
         keys = self._keys.session(user_id, session_id)
-        reply = await self._run(self._write_items, keys.all, args)
+        reply = await self._run(self._write_items, keys.all, args, acknowledged=True)
         tag = reply[0]
         if tag in ("OK", "REPLAY"):
             # A replay drains too: the first attempt may have failed before it did.
@@ -741,7 +790,7 @@ class RedisSessionStore:
     ) -> tuple[Item | None, Session]:
         """Removes the newest item, in one script (ZPOPMAX: never the same item twice)."""
         keys = self._keys.session(user_id, session_id)
-        reply = await self._run(self._pop_item, keys.all, (now_ms, session_id))
+        reply = await self._run(self._pop_item, keys.all, (now_ms, session_id), acknowledged=True)
         if reply[0] != "OK":
             raise _refusal(reply[0], reply, session_id)
         session = await self._session(session_id, reply[1], reply[2])
@@ -751,7 +800,9 @@ class RedisSessionStore:
     async def clear_items(self, *, user_id: str, session_id: str, now_ms: int) -> Session:
         """Removes every item and turn of the history, in one script."""
         keys = self._keys.session(user_id, session_id)
-        reply = await self._run(self._clear_items, keys.all, (now_ms, session_id))
+        reply = await self._run(
+            self._clear_items, keys.all, (now_ms, session_id), acknowledged=True
+        )
         if reply[0] != "OK":
             raise _refusal(reply[0], reply, session_id)
         return await self._session(session_id, reply[1], reply[2])
@@ -770,7 +821,9 @@ class RedisSessionStore:
             fold.items_through,
             *fold.request_ids,
         ]
-        reply = await self._run(self._fold, self._keys.session(user_id, session_id).all, args)
+        reply = await self._run(
+            self._fold, self._keys.session(user_id, session_id).all, args, acknowledged=True
+        )
         if reply[0] == "CONFLICT":
             raise FoldConflict(session_id)
         if reply[0] != "OK":
@@ -817,13 +870,19 @@ class RedisSessionStore:
         return codec.decode_session(session_id, meta, state + shared, app=self._app)
 
     async def _run_beside_app_state(
-        self, script: AsyncScript, keys: Sequence[str], args: Sequence[Arg]
+        self,
+        script: AsyncScript,
+        keys: Sequence[str],
+        args: Sequence[Arg],
+        *,
+        acknowledged: bool = False,
     ) -> tuple[Any, _Flat]:
         """The script's reply and, on a cluster, the app's state read at the same time (the
         Run path waits for one round trip, not two); nothing else elsewhere."""
+        run = self._run(script, keys, args, acknowledged=acknowledged)
         if not self._keys.app_outbox:
-            return await self._run(script, keys, args), []
-        reply, shared = await asyncio.gather(self._run(script, keys, args), self._app_state_apart())
+            return await run, []
+        reply, shared = await asyncio.gather(run, self._app_state_apart())
         return reply, shared
 
     async def _app_state_apart(self) -> _Flat:
@@ -854,7 +913,9 @@ class RedisSessionStore:
         outbox = self._keys.user(user_id).app_scope
         while writes := await self._pop_outbox(outbox):
             try:
-                await self._run(self._apply_app_state, (self._keys.app_state,), writes)
+                await self._run(
+                    self._apply_app_state, (self._keys.app_state,), writes, acknowledged=True
+                )
             except StoreUnavailable:
                 with contextlib.suppress(*_UNREACHABLE):
                     async with self._gate:
@@ -871,8 +932,14 @@ class RedisSessionStore:
             raise _unavailable(error) from error
         return writes or []
 
+    async def check(self) -> None:
+        """Raises ``StoreMisconfigured`` when no sentinel answers or none monitors the
+        URL's primary; nothing else is checked (Redis down is NOT_SERVING, not wrong)."""
+        if isinstance(self._client, SentinelPrimary):
+            await check_sentinels(self._client)
+
     async def ping(self) -> None:
-        """Returns when Redis (every cluster master) answers; raises ``StoreUnavailable``
+        """Returns when Redis (every cluster master, Sentinel's primary) answers; raises ``StoreUnavailable``
         otherwise."""
         try:
             async with self._gate:
@@ -889,10 +956,21 @@ class RedisSessionStore:
         if self._owns_client:
             await self._client.aclose()
 
-    async def _run(self, script: AsyncScript, keys: Sequence[str], args: Sequence[Arg]) -> Any:
+    async def _run(
+        self,
+        script: AsyncScript,
+        keys: Sequence[str],
+        args: Sequence[Arg],
+        *,
+        acknowledged: bool = False,
+    ) -> Any:
+        """The script's reply. An ``acknowledged`` write waits for ``min_replicas`` in the
+        same round trip, and raises ``NotReplicated`` when fewer confirm in time."""
         try:
             async with self._gate:
-                return await script(keys, args)
+                if not (acknowledged and self._min_replicas):
+                    return await script(keys, args)
+                replicated = await self._run_waiting(script, keys, args)
         except _UNREACHABLE as error:
             raise _unavailable(error) from error
         except redis.exceptions.OutOfMemoryError as error:
@@ -908,6 +986,35 @@ class RedisSessionStore:
             if str(error).startswith(_NON_LOCAL_KEY):
                 raise _unavailable(error) from error
             raise
+        if replicated.replicas < self._min_replicas:
+            raise NotReplicated(replicated, self._min_replicas, self._replica_timeout_ms)
+        return replicated.reply
+
+    async def _run_waiting(
+        self, script: AsyncScript, keys: Sequence[str], args: Sequence[Arg]
+    ) -> Replicated:
+        command = (self._waiting_write, script.sha, len(keys), *keys, *args)
+        try:
+            reply = await self._client.execute_command(*command)
+        except redis.exceptions.NoScriptError:
+            # Not run: a Redis that restarted, or a replica promoted, has no scripts yet.
+            await self._client.script_load(script.script)
+            reply = await self._client.execute_command(*command)
+        return cast(Replicated, reply)
+
+
+class NotReplicated(StoreUnavailable):
+    """Fewer replicas than asked confirmed a write in time: it is done on the primary,
+    and would be lost if the primary failed before they have it."""
+
+    def __init__(self, replicated: Replicated, wanted: int, timeout_ms: int) -> None:
+        super().__init__(
+            f"the write is done on the Redis primary but only {replicated.replicas} of the "
+            f"{wanted} replicas asked for (--redis-min-replicas) confirmed it within "
+            f"{timeout_ms} ms; retry with the same request id, which completes it "
+            "without doing it twice"
+        )
+        self.reply = replicated.reply
 
 
 def _refusal(
@@ -939,6 +1046,12 @@ def _pending_json(pending: Sequence[SessionEvent]) -> str:
     if not pending:
         return ""
     return json.dumps([codec.event_fields(event) for event in pending], ensure_ascii=False)
+
+
+def _connection_class(client: _Client) -> type[Any]:
+    if isinstance(client, RedisCluster):
+        return cast(type[Any], client.connection_kwargs["connection_class"])
+    return client.connection_pool.connection_class
 
 
 def _pool_size(client: _Client) -> int:

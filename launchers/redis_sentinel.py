@@ -1,0 +1,258 @@
+"""A throwaway Sentinel-managed Redis on free loopback ports, owned by the tests: a
+primary, its replicas and three sentinels that fail it over when it goes silent."""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from launchers.redis_server import free_port
+
+PRIMARY_NAME = "sessions"
+"""The name the sentinels monitor the primary under (the URL's ``/primary-name``)."""
+
+
+class LocalSentinelGroup:
+    """``replicas`` replicas of one primary, watched by ``sentinels`` sentinels (quorum 2).
+
+    A primary silent for ``down_after_ms`` is failed over: the sentinels promote the
+    replica with the most data and point the other replicas at it. Nothing is kept on
+    disk (``append_only`` turns AOF on, fsync every second). Every process lives in a
+    temporary directory that :meth:`stop` removes.
+    """
+
+    def __init__(
+        self,
+        *,
+        replicas: int = 2,
+        sentinels: int = 3,
+        down_after_ms: int = 1000,
+        append_only: bool = False,
+    ) -> None:
+        executable = shutil.which("redis-server")
+        if executable is None:
+            raise RuntimeError(
+                "redis-server not found: run `make setup` (Debian package redis-server)"
+            )
+        self.executable = executable
+        self.down_after_ms = down_after_ms
+        self.append_only = append_only
+        self.workdir = Path(tempfile.mkdtemp(prefix="sessions-redis-sentinel-"))
+        ports = _distinct_free_ports(1 + replicas + sentinels)
+        self.redis_ports = ports[: 1 + replicas]
+        self.sentinel_ports = ports[1 + replicas :]
+        self.processes: dict[int, subprocess.Popen[bytes]] = {}
+
+    def url(self, name: str = PRIMARY_NAME) -> str:
+        """The store URL naming every sentinel and the primary's name."""
+        hosts = ",".join(f"127.0.0.1:{port}" for port in self.sentinel_ports)
+        return f"redis+sentinel://{hosts}/{name}"
+
+    def client(self, port: int) -> redis.Redis:
+        """A plain client of one process (Redis or sentinel), for inspecting it."""
+        return redis.Redis(host="127.0.0.1", port=port, decode_responses=True, socket_timeout=5)
+
+    def start(self) -> None:
+        try:
+            primary, *replicas = self.redis_ports
+            self._start_redis(primary, None)
+            for port in replicas:
+                self._start_redis(port, primary)
+            for port in self.sentinel_ports:
+                self._start_sentinel(port, primary)
+            self.wait_for_replicas()
+            for port in self.sentinel_ports:
+                self._wait(port, lambda node: self._sentinel_knows_replicas(node))
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        """Stops every process still running and removes the directory."""
+        for port in list(self.processes):
+            self.kill(port, gracefully=True)
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def kill(self, port: int, *, gracefully: bool = False) -> None:
+        """Stops one process, abruptly (SIGKILL) unless ``gracefully``: it stays down."""
+        process = self.processes.pop(port)
+        if gracefully:
+            process.terminate()
+        else:
+            process.kill()
+        process.wait(timeout=10)
+
+    def pause(self, port: int) -> None:
+        """Freezes one process (SIGSTOP), as a stalled host would: its peers wait on it."""
+        self.processes[port].send_signal(signal.SIGSTOP)
+
+    def resume(self, port: int) -> None:
+        """Lets a paused process go on (SIGCONT)."""
+        self.processes[port].send_signal(signal.SIGCONT)
+
+    def restart(self, port: int) -> None:
+        """Starts a stopped Redis again as a replica of the current primary (as an operator
+        would; the sentinels would also turn a returning old primary into one)."""
+        self._start_redis(port, self.primary())
+
+    def primary(self) -> int:
+        """The port of the primary, as the first sentinel that answers says."""
+        for port in self.sentinel_ports:
+            if port not in self.processes:
+                continue
+            node = self.client(port)
+            try:
+                # redis-py's stub says bool; the reply is (host, port).
+                address: Any = node.sentinel_get_master_addr_by_name(PRIMARY_NAME)
+                primary_port = address[1]
+                return int(primary_port)
+            except redis.ConnectionError:
+                continue
+            finally:
+                node.close()
+        raise LookupError("no sentinel answers")
+
+    def replicas(self) -> list[int]:
+        """The ports of the running Redis processes other than the primary."""
+        primary = self.primary()
+        return [port for port in self.redis_ports if port in self.processes and port != primary]
+
+    def wait_for_failover(self, old_primary: int, timeout_s: float = 30) -> int:
+        """Returns the new primary's port once the sentinels name one other than
+        ``old_primary`` and it answers as a master."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            try:
+                primary = self.primary()
+            except LookupError:
+                primary = old_primary
+            if primary != old_primary and self._role(primary) == "master":
+                return primary
+            time.sleep(0.05)
+        raise RuntimeError(f"no replica took over from the primary on port {old_primary}")
+
+    def wait_for_replicas(self, timeout_s: float = 30) -> None:
+        """Returns once every running replica is connected to the primary and in sync."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            primary = self.primary() if self.processes.keys() & set(self.sentinel_ports) else None
+            primary = primary or self.redis_ports[0]
+            expected = len([p for p in self.redis_ports if p in self.processes and p != primary])
+            if self._role(primary) == "master" and self._acknowledging(primary) >= expected:
+                return
+            time.sleep(0.05)
+        raise RuntimeError("the replicas did not come in sync with the primary")
+
+    def _role(self, port: int) -> str:
+        node = self.client(port)
+        try:
+            return str(node.info("replication")["role"])
+        except redis.ConnectionError:
+            return "down"
+        finally:
+            node.close()
+
+    def _acknowledging(self, port: int) -> int:
+        """How many replicas confirm a write now (WAIT): a replica synced a moment ago
+        is online but streams only after its first acknowledgement, up to a second on."""
+        node = self.client(port)
+        try:
+            node.set("launcher:probe", 1, px=1000)
+            return int(node.wait(len(self.redis_ports), 100))
+        except redis.ConnectionError:
+            return 0
+        finally:
+            node.close()
+
+    def _sentinel_knows_replicas(self, node: redis.Redis) -> bool:
+        known = node.sentinel_slaves(PRIMARY_NAME)
+        return len(known) >= len(self.redis_ports) - 1
+
+    def _start_redis(self, port: int, primary: int | None) -> None:
+        arguments = [
+            self.executable,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "yes" if self.append_only else "no",
+            "--appendfsync",
+            "everysec",
+            "--appendfilename",
+            f"appendonly-{port}.aof",
+            "--appenddirname",
+            f"aof-{port}",
+            "--repl-diskless-sync",
+            "yes",
+            "--repl-diskless-sync-delay",
+            "0",
+            "--dir",
+            str(self.workdir),
+            "--logfile",
+            str(self.workdir / f"redis-{port}.log"),
+        ]
+        if primary is not None:
+            arguments += ["--replicaof", "127.0.0.1", str(primary)]
+        self.processes[port] = subprocess.Popen(
+            arguments, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        self._wait(port, lambda node: node.ping())
+
+    def _start_sentinel(self, port: int, primary: int) -> None:
+        config = self.workdir / f"sentinel-{port}.conf"
+        # Sentinel rewrites its config file as it learns the group: one file each.
+        config.write_text(
+            "\n".join(
+                [
+                    f"port {port}",
+                    "bind 127.0.0.1",
+                    f"dir {self.workdir}",
+                    f"logfile {self.workdir / f'sentinel-{port}.log'}",
+                    f"sentinel monitor {PRIMARY_NAME} 127.0.0.1 {primary} 2",
+                    f"sentinel down-after-milliseconds {PRIMARY_NAME} {self.down_after_ms}",
+                    f"sentinel failover-timeout {PRIMARY_NAME} 10000",
+                    f"sentinel parallel-syncs {PRIMARY_NAME} 2",
+                    "",
+                ]
+            )
+        )
+        self.processes[port] = subprocess.Popen(
+            [self.executable, str(config), "--sentinel"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        self._wait(port, lambda node: node.ping())
+
+    def _wait(self, port: int, ready: Callable[[redis.Redis], object]) -> None:
+        deadline = time.monotonic() + 15
+        node = self.client(port)
+        try:
+            while True:
+                try:
+                    if ready(node):
+                        return
+                except (redis.ConnectionError, redis.ResponseError):
+                    pass
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"redis process on port {port} did not become ready")
+                time.sleep(0.05)
+        finally:
+            node.close()
+
+
+def _distinct_free_ports(count: int) -> list[int]:
+    ports: set[int] = set()
+    while len(ports) < count:
+        ports.add(free_port())
+    return sorted(ports)

@@ -1,0 +1,59 @@
+"""The gate a store call passes first: with a client whose pool fails a call at once
+when its connections are all busy (a cluster's, Sentinel's), calls wait for one, as the
+single-server store's blocking pool makes them."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from types import TracebackType
+
+import redis.asyncio
+import redis.exceptions
+from redis.asyncio.cluster import RedisCluster
+
+
+class ConnectionGate:
+    """At most ``size`` calls in flight; one more waits up to ``timeout_s`` for a place.
+
+    A cluster client fails a call at once (MaxConnectionsError) when its node's
+    connections are all busy, and so does Sentinel's pool, where the single-server
+    client's blocking pool waits for one: with no more calls in flight than connections
+    (per node), their calls wait too.
+    """
+
+    def __init__(self, size: int, timeout_s: float | None) -> None:
+        self._places = asyncio.Semaphore(size)
+        self._timeout_s = timeout_s
+
+    async def __aenter__(self) -> None:
+        if not self._places.locked():
+            await self._places.acquire()  # returns at once
+            return
+        try:
+            async with asyncio.timeout(self._timeout_s):
+                await self._places.acquire()
+        except TimeoutError:
+            raise redis.exceptions.ConnectionError("No connection available.") from None
+
+    async def __aexit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self._places.release()
+
+
+def gate_of(
+    client: redis.asyncio.Redis | RedisCluster,
+) -> ConnectionGate | contextlib.nullcontext[None]:
+    """What a store call passes through first: a gate, or nothing where the client's
+    pool waits for a free connection itself."""
+    if isinstance(client, RedisCluster):
+        settings = client.connection_kwargs
+        return ConnectionGate(settings["max_connections"], settings.get("socket_timeout"))
+    pool = client.connection_pool
+    if isinstance(pool, redis.asyncio.BlockingConnectionPool):
+        return contextlib.nullcontext()
+    return ConnectionGate(pool.max_connections, pool.connection_kwargs.get("socket_timeout"))
