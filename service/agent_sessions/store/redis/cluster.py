@@ -10,8 +10,7 @@ from redis.asyncio.connection import SSLConnection, parse_url
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from agent_sessions.store.redis.packing import with_hiredis_packing
-from agent_sessions.store.redis.replication import with_replica_wait
+from agent_sessions.store.redis.connection import store_connection
 
 CLUSTER_SCHEMES = ("redis+cluster", "rediss+cluster")
 """Store URL schemes of a Redis Cluster: ``redis+cluster://host:port[,host:port...]``."""
@@ -59,9 +58,7 @@ def cluster_client(url: str, socket_timeout: float, max_connections: int) -> Red
         **settings,
     )
     # RedisCluster takes no connection class; every node it makes reads this one.
-    connection_class = with_replica_wait(
-        with_hiredis_packing(client.connection_kwargs["connection_class"])
-    )
+    connection_class = store_connection(client.connection_kwargs["connection_class"])
     client.connection_kwargs["connection_class"] = connection_class
     for startup_node in client.startup_nodes:
         startup_node.connection_class = connection_class

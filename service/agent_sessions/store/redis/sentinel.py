@@ -20,8 +20,7 @@ from redis.asyncio.sentinel import (
 from redis.backoff import NoBackoff
 
 from agent_sessions.errors import StoreMisconfigured
-from agent_sessions.store.redis.packing import with_hiredis_packing
-from agent_sessions.store.redis.replication import with_replica_wait
+from agent_sessions.store.redis.connection import store_connection
 
 SENTINEL_SCHEMES = ("redis+sentinel", "rediss+sentinel")
 """Store URL schemes of a primary found by Redis Sentinel:
@@ -93,7 +92,7 @@ def sentinel_client(url: str, socket_timeout: float, max_connections: int) -> Se
         primary_name,
         redis_class=SentinelPrimary,
         connection_pool_class=SentinelConnectionPool,
-        connection_class=with_replica_wait(with_hiredis_packing(base)),
+        connection_class=store_connection(base),
         max_connections=max_connections,
         decode_responses=True,
         encoding_errors="surrogateescape",

@@ -105,16 +105,11 @@ from agent_sessions.session_events import (
 )
 from agent_sessions.store.redis import codec, scripts
 from agent_sessions.store.redis.cluster import CLUSTER_SCHEMES, cluster_client
-from agent_sessions.store.redis.gate import gate_of
 from agent_sessions.store.redis.codec import DEFAULT_COMPRESS_OVER_BYTES, Arg
+from agent_sessions.store.redis.connection import store_connection
+from agent_sessions.store.redis.gate import gate_of
 from agent_sessions.store.redis.keys import KeySpace
-from agent_sessions.store.redis.packing import with_hiredis_packing
-from agent_sessions.store.redis.replication import (
-    Replicated,
-    waiting_write,
-    waits_for_replicas,
-    with_replica_wait,
-)
+from agent_sessions.store.redis.replication import Replicated, waiting_write, waits_for_replicas
 from agent_sessions.store.redis.sentinel import (
     SENTINEL_SCHEMES,
     SentinelPrimary,
@@ -272,7 +267,7 @@ class RedisSessionStore:
             encoding_errors="surrogateescape",
             retry=Retry(NoBackoff(), 0),
         )
-        pool.connection_class = with_replica_wait(with_hiredis_packing(pool.connection_class))
+        pool.connection_class = store_connection(pool.connection_class)
         return cls(redis.asyncio.Redis.from_pool(pool), **settings)
 
     async def create(self, session: Session, *, max_sessions_per_user: int = 0) -> Session:
@@ -939,8 +934,8 @@ class RedisSessionStore:
             await check_sentinels(self._client)
 
     async def ping(self) -> None:
-        """Returns when Redis (every cluster master, Sentinel's primary) answers; raises ``StoreUnavailable``
-        otherwise."""
+        """Returns when Redis (every cluster master, Sentinel's primary) answers; raises
+        ``StoreUnavailable`` otherwise."""
         try:
             async with self._gate:
                 if isinstance(self._client, RedisCluster):
