@@ -61,6 +61,7 @@ import redis.asyncio
 import redis.exceptions
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
+from redis.asyncio.sentinel import MasterNotFoundError
 from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
 
@@ -1056,4 +1057,9 @@ def _pool_size(client: _Client) -> int:
 
 
 def _unavailable(error: BaseException) -> StoreUnavailable:
+    if isinstance(error, MasterNotFoundError):
+        return StoreUnavailable(
+            f"Redis Sentinel names no primary that answers now (a failover may be under "
+            f"way; retry with the same request id): {error}"
+        )
     return StoreUnavailable(f"Redis cannot be reached: {error}")
