@@ -28,6 +28,11 @@ Redis of its own): Run at C=16 and 64 against a server from the tree before the 
 (`--baseline-src DIR`, measured alternately), a delta's latency from the agent to a
 WatchSession on another replica, and a watched session's Redis memory over 3,000 turns.
 
+Then what each Redis durability setting costs a Run (bench/durability.py,
+`--durability-only` for that section alone, on Redis processes of its own): no persistence,
+AOF fsync everysec and always, a replica with `--redis-min-replicas` 0 and 1; Run/s and
+server CPU per Run at C=16, latency at C=1, each against no persistence.
+
 The results go to stdout and to a markdown file (--output). Figures vary 10-20%
 between identical runs, more when the machine is busy: compare figures of one run only.
 """
@@ -56,7 +61,7 @@ import redis
 from agentsessions.sessions.v1 import sessions_pb2 as pb
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from bench import conversations, items, watch
+from bench import conversations, durability, items, watch
 from bench.load import (
     TEXT,
     Cell,
@@ -223,6 +228,7 @@ class Results:
     sizes: list[str] = field(default_factory=list)
     items: items.ItemsResults | None = None
     watch: watch.WatchResults | None = None
+    durability: durability.DurabilityResults | None = None
     load_at_start: tuple[float, float] = (0.0, 0.0)
     wall: float = 0.0
 
@@ -465,6 +471,7 @@ async def bench(results: Results, args: argparse.Namespace) -> None:
         redis_server.stop()
     await bench_cluster(results, args)
     await bench_watch(results, args)
+    await bench_durability(results, args)
 
 
 async def bench_items_only(results: Results) -> None:
@@ -543,6 +550,18 @@ async def bench_watch(results: Results, args: argparse.Namespace) -> None:
         )
     finally:
         redis_server.stop()
+
+
+async def bench_durability(results: Results, args: argparse.Namespace) -> None:
+    """Run with each Redis durability setting, against Redis with no persistence."""
+    results.durability = durability.DurabilityResults(
+        warmup=results.warmup, seconds=results.seconds
+    )
+    await durability.bench_durability(
+        results.durability,
+        watch.Launcher(started, session_server_command),
+        rounds=1 if args.quick else 3,
+    )
 
 
 async def bench_long_conversations(
@@ -840,6 +859,8 @@ def render(results: Results) -> str:
         out.append(items.render(results.items))
     if results.watch is not None:
         out.append(watch.render(results.watch))
+    if results.durability is not None:
+        out.append(durability.render(results.durability))
     return "".join(out)
 
 
@@ -879,6 +900,12 @@ def main() -> None:
         "a watched session's memory)",
     )
     parser.add_argument(
+        "--durability-only",
+        action="store_true",
+        help="only the durability section (Run with AOF everysec and always, and with a\n"
+        "replica at --redis-min-replicas 0 and 1, against Redis with no persistence)",
+    )
+    parser.add_argument(
         "--baseline-src",
         type=Path,
         default=os.environ.get("BENCH_BASELINE_SRC") or None,
@@ -897,8 +924,10 @@ def main() -> None:
         parser.error("--replicas must be at least 1")
     if args.first_delta_samples is not None and args.first_delta_samples < 1:
         parser.error("--first-delta-samples must be at least 1")
-    if args.items_only and args.watch_only:
-        parser.error("--items-only and --watch-only are each a section alone: give one")
+    if sum((args.items_only, args.watch_only, args.durability_only)) > 1:
+        parser.error(
+            "--items-only, --watch-only and --durability-only are each a section alone: give one"
+        )
     if args.baseline_src is not None:
         args.baseline_src = args.baseline_src.resolve()
         if not (args.baseline_src / "service" / "agent_sessions").is_dir():
@@ -919,6 +948,8 @@ def main() -> None:
         section = bench_items_only(results)
     elif args.watch_only:
         section = bench_watch(results, args)
+    elif args.durability_only:
+        section = bench_durability(results, args)
     else:
         section = bench(results, args)
     asyncio.run(section)
