@@ -9,12 +9,24 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import redis
 
 from launchers.redis_server import free_port
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    """The PEM files every process of a group speaks TLS with (clients need no
+    certificate of their own)."""
+
+    cert: Path
+    key: Path
+    ca: Path
+
 
 PRIMARY_NAME = "sessions"
 """The name the sentinels monitor the primary under (the URL's ``/primary-name``)."""
@@ -36,6 +48,7 @@ class LocalSentinelGroup:
         sentinels: int = 3,
         down_after_ms: int = 1000,
         append_only: bool = False,
+        tls: TlsFiles | None = None,
     ) -> None:
         executable = shutil.which("redis-server")
         if executable is None:
@@ -45,6 +58,7 @@ class LocalSentinelGroup:
         self.executable = executable
         self.down_after_ms = down_after_ms
         self.append_only = append_only
+        self.tls = tls
         self.workdir = Path(tempfile.mkdtemp(prefix="sessions-redis-sentinel-"))
         ports = _distinct_free_ports(1 + replicas + sentinels)
         self.redis_ports = ports[: 1 + replicas]
@@ -54,10 +68,21 @@ class LocalSentinelGroup:
     def url(self, name: str = PRIMARY_NAME) -> str:
         """The store URL naming every sentinel and the primary's name."""
         hosts = ",".join(f"127.0.0.1:{port}" for port in self.sentinel_ports)
+        if self.tls is not None:
+            return f"rediss+sentinel://{hosts}/{name}?ssl_ca_certs={self.tls.ca}"
         return f"redis+sentinel://{hosts}/{name}"
 
     def client(self, port: int) -> redis.Redis:
         """A plain client of one process (Redis or sentinel), for inspecting it."""
+        if self.tls is not None:
+            return redis.Redis(
+                host="127.0.0.1",
+                port=port,
+                decode_responses=True,
+                socket_timeout=5,
+                ssl=True,
+                ssl_ca_certs=str(self.tls.ca),
+            )
         return redis.Redis(host="127.0.0.1", port=port, decode_responses=True, socket_timeout=5)
 
     def start(self) -> None:
@@ -179,8 +204,7 @@ class LocalSentinelGroup:
     def _start_redis(self, port: int, primary: int | None) -> None:
         arguments = [
             self.executable,
-            "--port",
-            str(port),
+            *self._listening(port),
             "--bind",
             "127.0.0.1",
             "--save",
@@ -204,6 +228,8 @@ class LocalSentinelGroup:
         ]
         if primary is not None:
             arguments += ["--replicaof", "127.0.0.1", str(primary)]
+        if self.tls is not None:
+            arguments += ["--tls-replication", "yes"]
         self.processes[port] = subprocess.Popen(
             arguments, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
@@ -212,10 +238,15 @@ class LocalSentinelGroup:
     def _start_sentinel(self, port: int, primary: int) -> None:
         config = self.workdir / f"sentinel-{port}.conf"
         # Sentinel rewrites its config file as it learns the group: one file each.
+        listening = self._listening(port)
         config.write_text(
             "\n".join(
                 [
-                    f"port {port}",
+                    *(
+                        f"{name[2:]} {value}"
+                        for name, value in zip(listening[::2], listening[1::2], strict=True)
+                    ),
+                    *(["tls-replication yes"] if self.tls is not None else []),
                     "bind 127.0.0.1",
                     f"dir {self.workdir}",
                     f"logfile {self.workdir / f'sentinel-{port}.log'}",
@@ -233,6 +264,16 @@ class LocalSentinelGroup:
             stderr=subprocess.DEVNULL,
         )
         self._wait(port, lambda node: node.ping())
+
+    def _listening(self, port: int) -> list[str]:
+        """The arguments that make a process listen on ``port``: plain, or TLS only."""
+        if self.tls is None:
+            return ["--port", str(port)]
+        return [
+            "--port", "0", "--tls-port", str(port),
+            "--tls-cert-file", str(self.tls.cert), "--tls-key-file", str(self.tls.key),
+            "--tls-ca-cert-file", str(self.tls.ca), "--tls-auth-clients", "no",
+        ]  # fmt: skip
 
     def _wait(self, port: int, ready: Callable[[redis.Redis], object]) -> None:
         deadline = time.monotonic() + 15

@@ -8,6 +8,7 @@ import asyncio
 import time
 from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
 
 import grpc
 import pytest
@@ -16,8 +17,9 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from agent_sessions.config import check_store_url
 from agent_sessions.server import SessionServer, StartupError
-from launchers.redis_sentinel import LocalSentinelGroup
+from launchers.redis_sentinel import LocalSentinelGroup, TlsFiles
 from launchers.redis_server import free_port
+from tests.certs import make_certs
 from tests.conftest import server_settings
 from tests.grpc_helpers import create, reply_of, run, serving, turns
 
@@ -148,3 +150,19 @@ def test_a_malformed_sentinel_url_says_what_to_fix(url: str, problem: str) -> No
 )
 def test_a_sentinel_url_names_sentinels_a_primary_and_maybe_a_db(url: str) -> None:
     assert check_store_url(url) == url
+
+
+async def test_rediss_sentinel_speaks_tls_to_the_sentinels_and_the_primary(
+    tmp_path: Path, key_prefix: str
+) -> None:
+    certs = make_certs(tmp_path)
+    tls = TlsFiles(certs.server.cert, certs.server.key, certs.server_ca.cert)
+    group = LocalSentinelGroup(replicas=1, tls=tls)
+    group.start()
+    try:
+        assert group.url().startswith("rediss+sentinel://")
+        async with serving(server_settings(group.url(), key_prefix)) as (_, stub):
+            session = await create(stub)
+            assert reply_of(await run(stub, session, "hi")) == "Echo (turn 1): hi"
+    finally:
+        group.stop()
