@@ -17,7 +17,7 @@ CONTRACT_IMAGE := build/contract.binpb
 # v1 as it was frozen: `buf breaking` keeps every later change additive.
 CONTRACT_BASELINE := protos/agentsessions-v1.binpb
 
-.PHONY: setup run test lint proto stubs sync-client contract contract-baseline bench redis-server clean
+.PHONY: setup run test lint proto stubs sync-client contract contract-baseline bench soak redis-server clean
 
 $(RUNTIME): pyproject.toml clients/python/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -76,6 +76,11 @@ stubs:
 
 bench: setup
 	$(BIN)/python -m bench
+
+## soak: 30 minutes of mixed traffic on 2 servers and Sentinel-managed Redis, a fault every
+## minute (docs/soak.md; ARGS="--minutes 3" for a short one); not part of `make test`
+soak: setup
+	$(BIN)/python -m bench.soak $(ARGS)
 
 redis-server:
 	@command -v redis-server >/dev/null 2>&1 || { \
