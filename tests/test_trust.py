@@ -288,3 +288,30 @@ async def test_a_run_longer_than_its_lease_keeps_its_turn_by_heartbeat(
 
     assert second.code() == StatusCode.ABORTED  # TURN_IN_PROGRESS, not a take-over
     assert events[-1].completed.turn.output == "first half, second half"
+
+
+async def test_a_reply_whose_commit_found_redis_down_is_committed_once_it_is_back(
+    durable_redis: RedisServer, key_prefix: str
+) -> None:
+    agent = ScriptedAgent(pause_s=1.0)
+    settings = server_settings(durable_redis.url, key_prefix)
+    async with serving(settings, {"scripted": agent}) as (_, stub):
+        session = await create(stub, agent_id="scripted")
+        running = asyncio.create_task(run(stub, session, "pause", request_id="r-1"))
+        await agent.started.wait()
+        durable_redis.kill()  # the agent is mid-reply; its commit will find no Redis
+
+        error = await rpc_error(running)
+        durable_redis.start()  # with every write it acknowledged (AOF, fsync always)
+        for _ in range(100):
+            [turn] = await turns(stub, session)
+            if turn.status != pb.TURN_STATUS_IN_PROGRESS:
+                break
+            await asyncio.sleep(0.05)
+        retried = await run(stub, session, "pause", request_id="r-1")
+
+    assert error.code() == StatusCode.UNAVAILABLE
+    # Committed by the run that wrote it, within its lease: no second agent call.
+    assert (turn.status, turn.output) == (pb.TURN_STATUS_COMPLETED, "first half, second half")
+    assert retried[0].started.replayed
+    assert reply_of(retried) == "first half, second half"

@@ -27,6 +27,7 @@ from agent_sessions.errors import (
     InvalidArgument,
     RunSuperseded,
     SessionError,
+    StoreUnavailable,
     TooManyRuns,
     TurnInProgress,
     quote,
@@ -42,6 +43,7 @@ from agent_sessions.model import (
     TurnStart,
     TurnStatus,
 )
+from agent_sessions.session_events import SessionEvent
 from agent_sessions.sessions.compaction import Compactor
 from agent_sessions.sessions.events import RunCompleted, RunDelta, RunEvent, RunItem, RunStarted
 from agent_sessions.sessions.following import follow_run
@@ -56,6 +58,8 @@ log = logging.getLogger(__name__)
 
 CANCELLED_ERROR = "cancelled: the caller went away before the reply was complete"
 INTERNAL_ERROR = "internal error: the service failed while running the turn (see its log)"
+COMMIT_RETRY_S = 0.25
+"""How often a finished turn's commit is tried again while the store is unavailable."""
 CONTEXT_ITEMS_PER_TURN = 16
 """The agent's context holds the items of its history turns, up to this many a turn."""
 
@@ -355,25 +359,100 @@ class TurnRunner:
                 raise
             self._agent_finished(agent, "completed", called)
 
-            turn, session = await store.finish_turn(
-                user_id=user_id,
-                session_id=session_id,
-                turn=start.turn,
-                run_id=run_id,
-                outcome=TurnOutcome(
-                    TurnStatus.COMPLETED,
-                    output="".join(reply),
-                    state_delta=state_delta,
-                    usage=usage,
-                    items=_numbered(start, text, done, "".join(reply), self._clock()),
-                ),
-                now_ms=self._clock(),
-                pending=await publisher.rest(),
+            outcome = TurnOutcome(
+                TurnStatus.COMPLETED,
+                output="".join(reply),
+                state_delta=state_delta,
+                usage=usage,
+                items=_numbered(start, text, done, "".join(reply), self._clock()),
             )
-        observer.turn_committed(agent=agent, turn=turn, session=session)
+            pending = await publisher.rest()
+            try:
+                turn, session = await store.finish_turn(
+                    user_id=user_id,
+                    session_id=session_id,
+                    turn=start.turn,
+                    run_id=run_id,
+                    outcome=outcome,
+                    now_ms=self._clock(),
+                    pending=pending,
+                )
+            except StoreUnavailable:
+                # The reply is whole: commit it once the store answers again (a failover
+                # takes seconds), so that a retry of its request id, which attaches to the
+                # turn, gets it, rather than waiting out the lease to run the turn again.
+                self._commit_later(store, start, run_id, outcome, pending, agent)
+                raise
+        self._committed(agent, turn, session)
         yield RunCompleted(turn, session)
         # Reached once the caller took the completed event: off the response path.
         self._compactor.compact_later(session)
+
+    def _committed(self, agent: str, turn: Turn, session: Session) -> None:
+        self._observer.turn_committed(agent=agent, turn=turn, session=session)
+
+    def _commit_later(
+        self,
+        store: SessionStore,
+        start: TurnStart,
+        run_id: str,
+        outcome: TurnOutcome,
+        pending: list[SessionEvent],
+        agent: str,
+    ) -> None:
+        task = asyncio.create_task(
+            self._retry_commit(store, start, run_id, outcome, pending, agent)
+        )
+        # Shutdown waits for it as for a detached run (stop_detached).
+        self._detached.add(task)
+        task.add_done_callback(self._detached.discard)
+
+    async def _retry_commit(
+        self,
+        store: SessionStore,
+        start: TurnStart,
+        run_id: str,
+        outcome: TurnOutcome,
+        pending: list[SessionEvent],
+        agent: str,
+    ) -> None:
+        """Commits a finished turn whose commit found the store unavailable, trying again
+        for one lease: after it, a retry of the request id may run the turn again."""
+        session = start.session
+        deadline = time.monotonic() + self._policy.turn_lease_ms / 1000
+        with self._in_flight.track():
+            while time.monotonic() < deadline:
+                await asyncio.sleep(COMMIT_RETRY_S)
+                try:
+                    turn, committed = await store.finish_turn(
+                        user_id=session.user_id,
+                        session_id=session.session_id,
+                        turn=start.turn,
+                        run_id=run_id,
+                        outcome=outcome,
+                        now_ms=self._clock(),
+                        pending=pending,
+                    )
+                except StoreUnavailable:
+                    continue
+                except RunSuperseded:
+                    # The first commit went through after all, or the turn is not this
+                    # run's any more (lost in a failover, or taken over): nothing to do.
+                    return
+                log.info(
+                    "turn %d of %s committed on a retry, the store having been unavailable",
+                    turn.index,
+                    session.session_id,
+                )
+                self._committed(agent, turn, committed)
+                self._compactor.compact_later(committed)
+                return
+        log.warning(
+            "turn %d of %s was not committed: the store stayed unavailable through its "
+            "lease; a retry of its request id runs it again",
+            start.turn.index,
+            session.session_id,
+        )
 
     def _agent_finished(self, agent: str, outcome: AgentOutcome, called: float) -> None:
         self._observer.agent_finished(
