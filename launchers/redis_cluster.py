@@ -3,21 +3,19 @@
 from __future__ import annotations
 
 import shutil
-import signal
 import socket
 import subprocess
-import tempfile
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
 
 import redis
 
+from launchers.redis_processes import RedisProcesses
 from launchers.redis_server import free_port
 
 
-class LocalCluster:
+class LocalCluster(RedisProcesses):
     """Three ``redis-server --cluster-enabled yes`` masters joined by ``redis-cli``,
     each with ``replicas`` replicas.
 
@@ -39,17 +37,12 @@ class LocalCluster:
         self.node_timeout_ms = node_timeout_ms
         self.replicas = replicas
         self.ports: list[int] = []
-        self.processes: dict[int, subprocess.Popen[bytes]] = {}
-        self.workdir = Path(tempfile.mkdtemp(prefix="sessions-redis-cluster-"))
+        super().__init__("sessions-redis-cluster-")
 
     @property
     def url(self) -> str:
         """The store URL naming every master as a startup node."""
         return "redis+cluster://" + ",".join(f"127.0.0.1:{port}" for port in self.ports)
-
-    def client(self, port: int) -> redis.Redis:
-        """A plain (not cluster-aware) client of one node, for inspecting it."""
-        return redis.Redis(host="127.0.0.1", port=port, decode_responses=True, socket_timeout=5)
 
     def start(self) -> None:
         try:
@@ -57,7 +50,7 @@ class LocalCluster:
             for port in self.ports:
                 self._start_node(port)
             for port in self.ports:
-                self._wait(port, lambda node: node.ping())
+                self.wait(port, lambda node: node.ping(), "cluster node")
             subprocess.run(
                 [
                     self.cli_executable,
@@ -73,51 +66,30 @@ class LocalCluster:
                 timeout=30,
             )
             for port in self.ports:
-                self._wait(port, lambda node: node.cluster("info")["cluster_state"] == "ok")
+                self.wait(
+                    port, lambda node: node.cluster("info")["cluster_state"] == "ok", "cluster node"
+                )
             if self.replicas:
                 self.wait_for_replicas()
         except BaseException:
             self.stop()
             raise
 
-    def stop(self) -> None:
-        """Stops every node still running and removes the directory."""
-        for port in list(self.processes):
-            self.kill(port, gracefully=True)
-        shutil.rmtree(self.workdir, ignore_errors=True)
-
-    def kill(self, port: int, *, gracefully: bool = False) -> None:
-        """Stops one node, abruptly unless ``gracefully``: it stays down."""
-        process = self.processes.pop(port)
-        if gracefully:
-            process.terminate()
-        else:
-            process.kill()
-        process.wait(timeout=10)
-
-    def pause(self, port: int) -> None:
-        """Freezes one process (SIGSTOP), as a stalled host would: its peers wait on it."""
-        self.processes[port].send_signal(signal.SIGSTOP)
-
-    def resume(self, port: int) -> None:
-        """Lets a paused process go on (SIGCONT)."""
-        self.processes[port].send_signal(signal.SIGCONT)
-
     def restart(self, port: int) -> None:
         """Starts a stopped node again: it rejoins (its nodes file remains), empty."""
         self._start_node(port)
-        self._wait(port, lambda node: node.ping())
+        self.wait(port, lambda node: node.ping(), "cluster node")
 
     def masters(self) -> list[int]:
         """The ports of the running masters, as the cluster says now."""
-        return [port for port in self.processes if self._role(port) == "master"]
+        return [port for port in self.processes if self.role(port) == "master"]
 
     def replicas_of(self, master: int) -> list[int]:
         """The ports of the running replicas of one master."""
         return [
             port
             for port in self.processes
-            if port != master and self._role(port) == "slave" and self._master_of(port) == master
+            if port != master and self.role(port) == "slave" and self._master_of(port) == master
         ]
 
     def wait_for_replicas(self, timeout_s: float = 30) -> None:
@@ -131,15 +103,6 @@ class LocalCluster:
                 return
             time.sleep(0.1)
         raise RuntimeError("the cluster's replicas did not come in sync")
-
-    def _role(self, port: int) -> str:
-        node = self.client(port)
-        try:
-            return str(node.info("replication")["role"])
-        except redis.ConnectionError:
-            return "down"
-        finally:
-            node.close()
 
     def _master_of(self, port: int) -> int:
         node = self.client(port)
@@ -270,22 +233,6 @@ class LocalCluster:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-
-    def _wait(self, port: int, ready: Callable[[redis.Redis], object]) -> None:
-        deadline = time.monotonic() + 15
-        node = self.client(port)
-        try:
-            while True:
-                try:
-                    if ready(node):
-                        return
-                except (redis.ConnectionError, redis.ResponseError, KeyError):
-                    pass
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"cluster node on port {port} did not become ready")
-                time.sleep(0.05)
-        finally:
-            node.close()
 
 
 @dataclass

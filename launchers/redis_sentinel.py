@@ -4,17 +4,15 @@ primary, its replicas and three sentinels that fail it over when it goes silent.
 from __future__ import annotations
 
 import shutil
-import signal
 import subprocess
-import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import redis
 
+from launchers.redis_processes import RedisProcesses
 from launchers.redis_server import free_port
 
 
@@ -32,7 +30,7 @@ PRIMARY_NAME = "sessions"
 """The name the sentinels monitor the primary under (the URL's ``/primary-name``)."""
 
 
-class LocalSentinelGroup:
+class LocalSentinelGroup(RedisProcesses):
     """``replicas`` replicas of one primary, watched by ``sentinels`` sentinels (quorum 2).
 
     A primary silent for ``down_after_ms`` is failed over: the sentinels promote the
@@ -59,11 +57,10 @@ class LocalSentinelGroup:
         self.down_after_ms = down_after_ms
         self.append_only = append_only
         self.tls = tls
-        self.workdir = Path(tempfile.mkdtemp(prefix="sessions-redis-sentinel-"))
+        super().__init__("sessions-redis-sentinel-")
         ports = _distinct_free_ports(1 + replicas + sentinels)
         self.redis_ports = ports[: 1 + replicas]
         self.sentinel_ports = ports[1 + replicas :]
-        self.processes: dict[int, subprocess.Popen[bytes]] = {}
 
     def url(self, name: str = PRIMARY_NAME) -> str:
         """The store URL naming every sentinel and the primary's name."""
@@ -83,7 +80,7 @@ class LocalSentinelGroup:
                 ssl=True,
                 ssl_ca_certs=str(self.tls.ca),
             )
-        return redis.Redis(host="127.0.0.1", port=port, decode_responses=True, socket_timeout=5)
+        return super().client(port)
 
     def start(self) -> None:
         try:
@@ -95,33 +92,10 @@ class LocalSentinelGroup:
                 self._start_sentinel(port, primary)
             self.wait_for_replicas()
             for port in self.sentinel_ports:
-                self._wait(port, lambda node: self._sentinel_knows_replicas(node))
+                self.wait(port, lambda node: self._sentinel_knows_replicas(node), "redis process")
         except BaseException:
             self.stop()
             raise
-
-    def stop(self) -> None:
-        """Stops every process still running and removes the directory."""
-        for port in list(self.processes):
-            self.kill(port, gracefully=True)
-        shutil.rmtree(self.workdir, ignore_errors=True)
-
-    def kill(self, port: int, *, gracefully: bool = False) -> None:
-        """Stops one process, abruptly (SIGKILL) unless ``gracefully``: it stays down."""
-        process = self.processes.pop(port)
-        if gracefully:
-            process.terminate()
-        else:
-            process.kill()
-        process.wait(timeout=10)
-
-    def pause(self, port: int) -> None:
-        """Freezes one process (SIGSTOP), as a stalled host would: its peers wait on it."""
-        self.processes[port].send_signal(signal.SIGSTOP)
-
-    def resume(self, port: int) -> None:
-        """Lets a paused process go on (SIGCONT)."""
-        self.processes[port].send_signal(signal.SIGCONT)
 
     def restart(self, port: int) -> None:
         """Starts a stopped Redis again as a replica of the current primary (as an operator
@@ -159,7 +133,7 @@ class LocalSentinelGroup:
                 primary = self.primary()
             except LookupError:
                 primary = old_primary
-            if primary != old_primary and self._role(primary) == "master":
+            if primary != old_primary and self.role(primary) == "master":
                 return primary
             time.sleep(0.05)
         raise RuntimeError(f"no replica took over from the primary on port {old_primary}")
@@ -171,19 +145,10 @@ class LocalSentinelGroup:
             primary = self.primary() if self.processes.keys() & set(self.sentinel_ports) else None
             primary = primary or self.redis_ports[0]
             expected = len([p for p in self.redis_ports if p in self.processes and p != primary])
-            if self._role(primary) == "master" and self._acknowledging(primary) >= expected:
+            if self.role(primary) == "master" and self._acknowledging(primary) >= expected:
                 return
             time.sleep(0.05)
         raise RuntimeError("the replicas did not come in sync with the primary")
-
-    def _role(self, port: int) -> str:
-        node = self.client(port)
-        try:
-            return str(node.info("replication")["role"])
-        except redis.ConnectionError:
-            return "down"
-        finally:
-            node.close()
 
     def _acknowledging(self, port: int) -> int:
         """How many replicas confirm a write now (WAIT): a replica synced a moment ago
@@ -233,7 +198,7 @@ class LocalSentinelGroup:
         self.processes[port] = subprocess.Popen(
             arguments, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
-        self._wait(port, lambda node: node.ping())
+        self.wait(port, lambda node: node.ping(), "redis process")
 
     def _start_sentinel(self, port: int, primary: int) -> None:
         config = self.workdir / f"sentinel-{port}.conf"
@@ -263,7 +228,7 @@ class LocalSentinelGroup:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        self._wait(port, lambda node: node.ping())
+        self.wait(port, lambda node: node.ping(), "redis process")
 
     def _listening(self, port: int) -> list[str]:
         """The arguments that make a process listen on ``port``: plain, or TLS only."""
@@ -274,22 +239,6 @@ class LocalSentinelGroup:
             "--tls-cert-file", str(self.tls.cert), "--tls-key-file", str(self.tls.key),
             "--tls-ca-cert-file", str(self.tls.ca), "--tls-auth-clients", "no",
         ]  # fmt: skip
-
-    def _wait(self, port: int, ready: Callable[[redis.Redis], object]) -> None:
-        deadline = time.monotonic() + 15
-        node = self.client(port)
-        try:
-            while True:
-                try:
-                    if ready(node):
-                        return
-                except (redis.ConnectionError, redis.ResponseError):
-                    pass
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"redis process on port {port} did not become ready")
-                time.sleep(0.05)
-        finally:
-            node.close()
 
 
 def _distinct_free_ports(count: int) -> list[int]:

@@ -366,73 +366,36 @@ class TurnRunner:
                 usage=usage,
                 items=_numbered(start, text, done, "".join(reply), self._clock()),
             )
-            pending = await publisher.rest()
+            commit = _Commit(store, start, run_id, outcome, await publisher.rest())
             try:
-                turn, session = await store.finish_turn(
-                    user_id=user_id,
-                    session_id=session_id,
-                    turn=start.turn,
-                    run_id=run_id,
-                    outcome=outcome,
-                    now_ms=self._clock(),
-                    pending=pending,
-                )
+                turn, session = await commit(self._clock())
             except StoreUnavailable:
                 # The reply is whole: commit it once the store answers again (a failover
                 # takes seconds), so that a retry of its request id, which attaches to the
                 # turn, gets it, rather than waiting out the lease to run the turn again.
-                self._commit_later(store, start, run_id, outcome, pending, agent)
+                self._commit_later(commit, agent)
                 raise
-        self._committed(agent, turn, session)
+        observer.turn_committed(agent=agent, turn=turn, session=session)
         yield RunCompleted(turn, session)
         # Reached once the caller took the completed event: off the response path.
         self._compactor.compact_later(session)
 
-    def _committed(self, agent: str, turn: Turn, session: Session) -> None:
-        self._observer.turn_committed(agent=agent, turn=turn, session=session)
-
-    def _commit_later(
-        self,
-        store: SessionStore,
-        start: TurnStart,
-        run_id: str,
-        outcome: TurnOutcome,
-        pending: list[SessionEvent],
-        agent: str,
-    ) -> None:
-        task = asyncio.create_task(
-            self._retry_commit(store, start, run_id, outcome, pending, agent)
-        )
+    def _commit_later(self, commit: _Commit, agent: str) -> None:
+        task = asyncio.create_task(self._retry_commit(commit, agent))
         # Shutdown waits for it as for a detached run (stop_detached).
         self._detached.add(task)
         task.add_done_callback(self._detached.discard)
 
-    async def _retry_commit(
-        self,
-        store: SessionStore,
-        start: TurnStart,
-        run_id: str,
-        outcome: TurnOutcome,
-        pending: list[SessionEvent],
-        agent: str,
-    ) -> None:
+    async def _retry_commit(self, commit: _Commit, agent: str) -> None:
         """Commits a finished turn whose commit found the store unavailable, trying again
         for one lease: after it, a retry of the request id may run the turn again."""
-        session = start.session
+        session = commit.start.session
         deadline = time.monotonic() + self._policy.turn_lease_ms / 1000
         with self._in_flight.track():
             while time.monotonic() < deadline:
                 await asyncio.sleep(COMMIT_RETRY_S)
                 try:
-                    turn, committed = await store.finish_turn(
-                        user_id=session.user_id,
-                        session_id=session.session_id,
-                        turn=start.turn,
-                        run_id=run_id,
-                        outcome=outcome,
-                        now_ms=self._clock(),
-                        pending=pending,
-                    )
+                    turn, committed = await commit(self._clock())
                 except StoreUnavailable:
                     continue
                 except RunSuperseded:
@@ -444,13 +407,13 @@ class TurnRunner:
                     turn.index,
                     session.session_id,
                 )
-                self._committed(agent, turn, committed)
+                self._observer.turn_committed(agent=agent, turn=turn, session=committed)
                 self._compactor.compact_later(committed)
                 return
         log.warning(
             "turn %d of %s was not committed: the store stayed unavailable through its "
             "lease; a retry of its request id runs it again",
-            start.turn.index,
+            commit.start.turn.index,
             session.session_id,
         )
 
@@ -531,6 +494,29 @@ class TurnRunner:
                 status.name,
                 exc_info=True,
             )
+
+
+@dataclasses.dataclass(frozen=True)
+class _Commit:
+    """A finished turn's commit, as many times as it takes (fenced by the run id)."""
+
+    store: SessionStore
+    start: TurnStart
+    run_id: str
+    outcome: TurnOutcome
+    pending: list[SessionEvent]
+
+    async def __call__(self, now_ms: int) -> tuple[Turn, Session]:
+        session = self.start.session
+        return await self.store.finish_turn(
+            user_id=session.user_id,
+            session_id=session.session_id,
+            turn=self.start.turn,
+            run_id=self.run_id,
+            outcome=self.outcome,
+            now_ms=now_ms,
+            pending=self.pending,
+        )
 
 
 async def _replayed(start: TurnStart) -> AsyncGenerator[RunEvent, None]:
