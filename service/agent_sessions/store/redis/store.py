@@ -155,7 +155,7 @@ class RedisSessionStore:
     that many replicas hold it; when fewer confirm within ``replica_timeout_ms`` the call
     raises ``StoreUnavailable`` (the write is done on the primary: a retry with the same
     request id completes it without doing it twice). The client's connections must send
-    WAIT (``replication.with_replica_wait``), as :meth:`from_url`'s do.
+    WAIT behind such writes (``connection.store_connection``), as :meth:`from_url`'s do.
     """
 
     def __init__(
@@ -179,7 +179,7 @@ class RedisSessionStore:
         if min_replicas and not waits_for_replicas(_connection_class(client)):
             raise ValueError(
                 "min_replicas needs a client whose connections send WAIT behind writes "
-                "(replication.with_replica_wait); RedisSessionStore.from_url makes one"
+                "(connection.store_connection); RedisSessionStore.from_url makes one"
             )
         self._client = client
         self._min_replicas = min_replicas
