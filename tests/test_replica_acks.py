@@ -19,11 +19,22 @@ from google.protobuf import field_mask_pb2
 from pydantic import ValidationError
 
 from agent_sessions.agents import AgentContext, AgentEvent
+from agent_sessions.config import Settings
 from agent_sessions.store.redis.keys import KeySpace
 from launchers.redis_cluster import LocalCluster
 from launchers.redis_sentinel import LocalSentinelGroup
+from launchers.redis_server import free_port
 from tests.conftest import server_settings
-from tests.grpc_helpers import Stub, create, reply_of, rpc_error, run, serving, turns
+from tests.grpc_helpers import (
+    Stub,
+    create,
+    error_info,
+    reply_of,
+    rpc_error,
+    run,
+    serving,
+    turns,
+)
 
 REPLICA_TIMEOUT = timedelta(milliseconds=200)
 
@@ -72,12 +83,13 @@ def replica(primary_and_replica: LocalSentinelGroup) -> Iterator[int]:
     primary_and_replica.wait_for_replicas()
 
 
-def settings_for(url: str, key_prefix: str, replicas: int = 1) -> object:
+def settings_for(url: str, key_prefix: str, replicas: int = 1, **overrides: object) -> Settings:
     return server_settings(
         url,
         key_prefix,
         redis_min_replicas=replicas,
         redis_replica_timeout=REPLICA_TIMEOUT,
+        **overrides,
     )
 
 
@@ -89,7 +101,7 @@ async def test_every_write_succeeds_while_the_replica_confirms_it(
     primary_and_replica: LocalSentinelGroup, replica: int, key_prefix: str, agent: CountingEcho
 ) -> None:
     settings = settings_for(primary_url(primary_and_replica), key_prefix)
-    async with serving(settings, {"counting": agent}) as (_, stub):  # type: ignore[arg-type]
+    async with serving(settings, {"counting": agent}) as (_, stub):
         session = await create(stub, agent_id="counting", session_id="s-1", request_id="create-1")
         assert reply_of(await run(stub, session, "hi", request_id="run-1")) == "echo: hi"
         await append(stub, session, "appended", request_id="append-1")
@@ -112,16 +124,25 @@ async def test_every_write_succeeds_while_the_replica_confirms_it(
 async def test_a_run_no_replica_confirms_fails_unavailable_and_its_retry_replays_it_once(
     primary_and_replica: LocalSentinelGroup, replica: int, key_prefix: str, agent: CountingEcho
 ) -> None:
-    settings = settings_for(primary_url(primary_and_replica), key_prefix)
-    async with serving(settings, {"counting": agent}) as (_, stub):  # type: ignore[arg-type]
+    metrics_address = f"127.0.0.1:{free_port()}"
+    settings = settings_for(
+        primary_url(primary_and_replica), key_prefix, metrics_address=metrics_address
+    )
+    async with serving(settings, {"counting": agent}) as (server, stub):
         session = await create(stub, agent_id="counting")
         primary_and_replica.pause(replica)
 
         error = await rpc_error(run(stub, session, "hi", request_id="run-1"))
 
         assert error.code() is grpc.StatusCode.UNAVAILABLE
+        assert error_info(error).reason == "NOT_REPLICATED"
         assert "0 of the 1 replicas" in (error.details() or "")
         assert "same request id" in (error.details() or "")
+        assert server.metrics is not None
+        counted = server.metrics.registry.get_sample_value(
+            "sessions_store_errors_total", {"operation": "finish_turn", "error": "NotReplicated"}
+        )
+        assert counted == 1
         primary_and_replica.resume(replica)
         retried = await run(stub, session, "hi", request_id="run-1")
         assert retried[0].started.replayed
@@ -136,8 +157,8 @@ async def test_a_replayed_turn_also_waits_for_the_replica(
 ) -> None:
     settings = settings_for(primary_url(primary_and_replica), key_prefix)
     async with (
-        serving(settings, {"counting": agent}) as (_, stub),  # type: ignore[arg-type]
-        serving(settings, {"counting": agent}) as (_, other),  # type: ignore[arg-type]
+        serving(settings, {"counting": agent}) as (_, stub),
+        serving(settings, {"counting": agent}) as (_, other),
     ):
         # The other server's connection writes first, and its replica confirms that.
         session = await create(other, agent_id="counting")
@@ -156,7 +177,7 @@ async def test_a_create_no_replica_confirms_fails_unavailable_and_its_retry_retu
     primary_and_replica: LocalSentinelGroup, replica: int, key_prefix: str, agent: CountingEcho
 ) -> None:
     settings = settings_for(primary_url(primary_and_replica), key_prefix)
-    async with serving(settings, {"counting": agent}) as (_, stub):  # type: ignore[arg-type]
+    async with serving(settings, {"counting": agent}) as (_, stub):
         primary_and_replica.pause(replica)
         error = await rpc_error(create(stub, session_id="s-1", request_id="create-1"))
         assert error.code() is grpc.StatusCode.UNAVAILABLE
@@ -173,7 +194,7 @@ async def test_an_append_no_replica_confirms_fails_unavailable_and_its_retry_sto
     primary_and_replica: LocalSentinelGroup, replica: int, key_prefix: str, agent: CountingEcho
 ) -> None:
     settings = settings_for(primary_url(primary_and_replica), key_prefix)
-    async with serving(settings, {"counting": agent}) as (_, stub):  # type: ignore[arg-type]
+    async with serving(settings, {"counting": agent}) as (_, stub):
         session = await create(stub, agent_id="elsewhere", external_agent=True)
         primary_and_replica.pause(replica)
         error = await rpc_error(append(stub, session, "once", request_id="append-1"))
@@ -193,7 +214,7 @@ async def test_without_the_option_a_write_does_not_wait_for_a_stalled_replica(
     primary_and_replica: LocalSentinelGroup, replica: int, key_prefix: str, agent: CountingEcho
 ) -> None:
     settings = settings_for(primary_url(primary_and_replica), key_prefix, replicas=0)
-    async with serving(settings, {"counting": agent}) as (_, stub):  # type: ignore[arg-type]
+    async with serving(settings, {"counting": agent}) as (_, stub):
         session = await create(stub, agent_id="counting")
         primary_and_replica.pause(replica)
 
@@ -206,7 +227,7 @@ async def test_on_a_cluster_a_write_waits_for_its_masters_replica(
     settings = settings_for(cluster_with_replicas.url, key_prefix)
     owner = cluster_with_replicas.owner(KeySpace(key_prefix).user("user-1").index)
     [replica] = cluster_with_replicas.replicas_of(owner)
-    async with serving(settings, {"counting": agent}) as (_, stub):  # type: ignore[arg-type]
+    async with serving(settings, {"counting": agent}) as (_, stub):
         session = await create(stub, agent_id="counting")
         cluster_with_replicas.pause(replica)
         try:

@@ -277,6 +277,13 @@ class StoreUnavailable(SessionError):
     reason = "STORE_UNAVAILABLE"
 
 
+class NotReplicated(StoreUnavailable):
+    """The store did the write, but fewer replicas than asked confirmed it in time: a
+    failover now could lose it. A retry with the same request id completes it."""
+
+    reason = "NOT_REPLICATED"
+
+
 class StoreMisconfigured(Exception):
     """The store as configured could never serve (Sentinel names no such primary): the
     server refuses to start, saying what to fix."""

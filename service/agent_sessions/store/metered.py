@@ -15,7 +15,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from agent_sessions.errors import SessionError, StoreUnavailable
+from agent_sessions.errors import NotReplicated, SessionError, StoreUnavailable
 from agent_sessions.model import (
     Fold,
     Item,
@@ -40,17 +40,19 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 UNAVAILABLE = StoreUnavailable.__name__
+NOT_REPLICATED = NotReplicated.__name__
 
 
 class _Operation:
     """One operation's label children, made once."""
 
-    __slots__ = ("_errors", "_unexpected", "duration", "name", "unavailable")
+    __slots__ = ("_errors", "_unexpected", "duration", "name", "not_replicated", "unavailable")
 
     def __init__(self, metrics: SessionMetrics, name: str) -> None:
         self.name = name
         self.duration = metrics.store_duration.labels(name)
         self.unavailable = metrics.store_errors.labels(name, UNAVAILABLE)
+        self.not_replicated = metrics.store_errors.labels(name, NOT_REPLICATED)
         self._errors = metrics.store_errors
         self._unexpected: dict[str, Any] = {}
 
@@ -94,7 +96,9 @@ async def _timed(operation: _Operation, call: Awaitable[T]) -> T:
         result = await call
     except SessionError as error:
         operation.duration.observe(clock() - started)
-        if isinstance(error, StoreUnavailable):
+        if isinstance(error, NotReplicated):
+            operation.not_replicated.inc()
+        elif isinstance(error, StoreUnavailable):
             operation.unavailable.inc()
         raise
     except Exception as error:

@@ -71,6 +71,7 @@ from agent_sessions.errors import (
     ExternalAgentSession,
     FoldConflict,
     MaxTurnsReached,
+    NotReplicated,
     RunSuperseded,
     SequenceMismatch,
     SessionAlreadyExists,
@@ -450,7 +451,7 @@ class RedisSessionStore:
             reply, shared = await self._run_beside_app_state(
                 self._begin_turn, keys.all, args, acknowledged=True
             )
-        except NotReplicated as short:
+        except _Unconfirmed as short:
             # Only a replay acknowledges a write (the turn it returns); a new turn is
             # acknowledged by its commit, whose wait covers this write too.
             if short.reply[0] == "REPLAY":
@@ -983,7 +984,7 @@ class RedisSessionStore:
                 raise _unavailable(error) from error
             raise
         if replicated.replicas < self._min_replicas:
-            raise NotReplicated(replicated, self._min_replicas, self._replica_timeout_ms)
+            raise _Unconfirmed(replicated, self._min_replicas, self._replica_timeout_ms)
         return replicated.reply
 
     async def _run_waiting(
@@ -999,9 +1000,9 @@ class RedisSessionStore:
         return cast(Replicated, reply)
 
 
-class NotReplicated(StoreUnavailable):
-    """Fewer replicas than asked confirmed a write in time: it is done on the primary,
-    and would be lost if the primary failed before they have it."""
+class _Unconfirmed(NotReplicated):
+    """Fewer replicas than asked confirmed a write in time; carries the script's reply
+    (begin_turn goes on with a new turn's)."""
 
     def __init__(self, replicated: Replicated, wanted: int, timeout_ms: int) -> None:
         super().__init__(
