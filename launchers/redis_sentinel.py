@@ -125,18 +125,33 @@ class LocalSentinelGroup(RedisProcesses):
         return [port for port in self.redis_ports if port in self.processes and port != primary]
 
     def wait_for_failover(self, old_primary: int, timeout_s: float = 30) -> int:
-        """Returns the new primary's port once the sentinels name one other than
-        ``old_primary`` and it answers as a master."""
+        """Returns the new primary's port once the failover has ended: every running
+        sentinel names the same primary, other than ``old_primary``, with no failover in
+        progress, and it answers as a master."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            try:
-                primary = self.primary()
-            except LookupError:
-                primary = old_primary
-            if primary != old_primary and self.role(primary) == "master":
-                return primary
+            named = {
+                self._named_primary(port) for port in self.sentinel_ports if port in self.processes
+            }
+            if len(named) == 1:
+                primary = named.pop()
+                if primary not in (None, old_primary) and self.role(primary) == "master":
+                    return primary
             time.sleep(0.05)
         raise RuntimeError(f"no replica took over from the primary on port {old_primary}")
+
+    def _named_primary(self, sentinel: int) -> int | None:
+        """The primary one sentinel names, or None while it fails one over (or is down)."""
+        node = self.client(sentinel)
+        try:
+            state: Any = node.sentinel_master(PRIMARY_NAME)
+        except redis.ConnectionError:
+            return None
+        finally:
+            node.close()
+        if "failover_in_progress" in str(state["flags"]):
+            return None
+        return int(state["port"])
 
     def wait_for_replicas(self, timeout_s: float = 30) -> None:
         """Returns once every running replica is connected to the primary and in sync."""

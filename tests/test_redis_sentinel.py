@@ -16,12 +16,15 @@ from agentsessions.sessions.v1 import sessions_pb2 as pb
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from agent_sessions.config import check_store_url
+from agent_sessions.errors import StoreUnavailable
 from agent_sessions.server import SessionServer, StartupError
+from agent_sessions.store.redis import RedisSessionStore
 from launchers.redis_sentinel import LocalSentinelGroup, TlsFiles
 from launchers.redis_server import free_port
 from tests.certs import make_certs
 from tests.conftest import server_settings
 from tests.grpc_helpers import create, reply_of, run, serving, turns
+from tests.store_helpers import a_session, now
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
@@ -166,3 +169,44 @@ async def test_rediss_sentinel_speaks_tls_to_the_sentinels_and_the_primary(
             assert reply_of(await run(stub, session, "hi")) == "Echo (turn 1): hi"
     finally:
         group.stop()
+
+
+async def test_after_a_failover_the_next_health_check_stops_writes_to_the_old_primary(
+    key_prefix: str,
+) -> None:
+    group = LocalSentinelGroup()
+    group.start()
+    store = RedisSessionStore.from_url(group.url(), prefix=key_prefix, socket_timeout=2)
+    try:
+        await store.create(a_session(session_id="before"))  # a connection to the primary
+        old = group.primary()
+        group.pause(old)  # a stalled host: the sentinels give up on it
+        group.wait_for_failover(old)
+        group.resume(old)  # still a primary, until the sentinels turn it into a replica
+
+        await health_checked(store)
+        await store.create(a_session(session_id="after"))
+
+        for _ in range(200):
+            if group.role(old) == "slave":
+                break
+            await asyncio.sleep(0.05)
+        # Written to the primary the sentinels name, not to the old one (whose data the
+        # new primary's replaces when it becomes its replica).
+        found = await store.get(user_id="user-1", session_id="after", now_ms=now())
+        assert found.session_id == "after"
+    finally:
+        await store.close()
+        group.stop()
+
+
+async def health_checked(store: RedisSessionStore) -> None:
+    """Pings as the health checks do, until it answers (some sentinels learn of a
+    failover a moment after the others)."""
+    for _ in range(100):
+        try:
+            await store.ping()
+            return
+        except StoreUnavailable:
+            await asyncio.sleep(0.05)
+    await store.ping()

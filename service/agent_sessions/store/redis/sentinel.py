@@ -4,6 +4,7 @@ the startup check that says when the sentinels cannot name it."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any, cast
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -12,6 +13,7 @@ import redis.exceptions
 from redis.asyncio.connection import parse_url
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import (
+    MasterNotFoundError,
     Sentinel,
     SentinelConnectionPool,
     SentinelManagedConnection,
@@ -29,6 +31,39 @@ SENTINEL_PORT = 26379
 _SENTINEL_CREDENTIALS = {"sentinel_username": "username", "sentinel_password": "password"}
 
 
+class _NewestPrimary(Sentinel):
+    """Sentinels that name the primary of the newest configuration: redis-py believes the
+    first sentinel that answers, and during a failover some still name the old primary
+    (the one running the failover does until it ends). An old primary that is still up
+    (stalled, cut off from the sentinels) would then get writes that its demotion throws
+    away. Every sentinel is asked, at once; a primary being failed over is nobody's
+    answer, and of the rest the highest configuration epoch wins."""
+
+    async def discover_master(self, service_name: str) -> tuple[str, int]:
+        answers = await asyncio.gather(
+            *(sentinel.sentinel_masters() for sentinel in self.sentinels),
+            return_exceptions=True,
+        )
+        newest: tuple[int, str, int] | None = None
+        problems: list[str] = []
+        for sentinel, answer in zip(self.sentinels, answers, strict=True):
+            if isinstance(answer, BaseException):
+                problems.append(f"{_address(sentinel)}: {answer!r}")
+                continue
+            state = cast(dict[str, Any], answer).get(service_name)
+            if state is None or not self.check_master_state(state, service_name):
+                continue
+            if "failover_in_progress" in str(state.get("flags", "")):
+                continue
+            epoch = int(state.get("config-epoch", 0))
+            if newest is None or epoch > newest[0]:
+                newest = (epoch, str(state["ip"]), int(state["port"]))
+        if newest is None:
+            named = f"No master found for {service_name!r}"
+            raise MasterNotFoundError(f"{named}: {'; '.join(problems)}" if problems else named)
+        return newest[1], newest[2]
+
+
 class SentinelPrimary(redis.asyncio.Redis):
     """The client of the primary that ``discovery`` names now; closing it closes the
     sentinels' connections too."""
@@ -39,6 +74,14 @@ class SentinelPrimary(redis.asyncio.Redis):
     async def aclose(self, close_connection_pool: bool | None = None) -> None:
         await super().aclose(close_connection_pool)
         await self.discovery.aclose()
+
+    async def follow_primary(self) -> None:
+        """Asks the sentinels where the primary is now; if they name another one, idle
+        connections to the old one are closed and busy ones when released (the pool's
+        own rule), so that the next calls go to the new primary. Raises
+        ``MasterNotFoundError`` when none is named."""
+        pool = cast(SentinelConnectionPool, self.connection_pool)
+        await pool.get_master_address()  # type: ignore[no-untyped-call]
 
 
 def sentinel_client(url: str, socket_timeout: float, max_connections: int) -> SentinelPrimary:
@@ -77,7 +120,7 @@ def sentinel_client(url: str, socket_timeout: float, max_connections: int) -> Se
     options.pop("connection_class", None)
     timeouts = {"socket_timeout": socket_timeout, "socket_connect_timeout": socket_timeout}
     tls_options = {name: value for name, value in options.items() if name.startswith("ssl_")}
-    sentinel = Sentinel(  # type: ignore[no-untyped-call]
+    sentinel = _NewestPrimary(  # type: ignore[no-untyped-call]
         sentinels,
         sentinel_kwargs={
             **timeouts,

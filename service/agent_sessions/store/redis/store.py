@@ -937,14 +937,21 @@ class RedisSessionStore:
 
     async def ping(self) -> None:
         """Returns when Redis (every cluster master, Sentinel's primary) answers; raises
-        ``StoreUnavailable`` otherwise."""
+        ``StoreUnavailable`` otherwise.
+
+        With Sentinel it first asks the sentinels where the primary is: when they name
+        another one (a failover), connections to the old primary are dropped, so writes
+        stop going to a primary the sentinels gave up on, even one still alive.
+        """
         try:
             async with self._gate:
                 if isinstance(self._client, RedisCluster):
                     # A dead master fails its users' calls: the store is not fully serving.
                     await self._client.ping(target_nodes=RedisCluster.PRIMARIES)
-                else:
-                    await self._client.ping()
+                    return
+                if isinstance(self._client, SentinelPrimary):
+                    await self._client.follow_primary()
+                await self._client.ping()
         except _UNREACHABLE as error:
             raise _unavailable(error) from error
 
