@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Iterator
+from datetime import timedelta
 
 import grpc
 import pytest
@@ -121,7 +122,7 @@ async def test_redis_stopping_during_a_run_keeps_the_input_and_frees_the_session
     private_redis: RedisServer, key_prefix: str, scripted_agent: ScriptedAgent
 ) -> None:
     clock = ManualClock()
-    settings = server_settings(private_redis.url, key_prefix)
+    settings = server_settings(private_redis.url, key_prefix, turn_lease=timedelta(seconds=1))
     server = SessionServer(settings, agents={"scripted": scripted_agent}, clock=clock)
     await server.start()
     try:
@@ -134,6 +135,9 @@ async def test_redis_stopping_during_a_run_keeps_the_input_and_frees_the_session
             private_redis.stop()
             scripted_agent.release.set()
             error = await rpc_error(running)
+            # The run tries to commit its reply for one lease (a second here), then
+            # leaves the turn to its lease: Redis stays down longer than that.
+            await asyncio.sleep(1.5)
             private_redis.start()
             await health_becomes(server.address, SERVING)
             clock.advance(settings.turn_lease)  # the unrecorded turn's lease runs out

@@ -55,9 +55,11 @@ async def raw(redis_server: RedisServer) -> AsyncIterator[redis.asyncio.Redis]:
 
 
 async def monitored(
-    redis_server: RedisServer, action: Callable[[], Awaitable[object]]
+    redis_server: RedisServer, action: Callable[[], Awaitable[object]], prefix: str
 ) -> list[tuple[str, list[str]]]:
-    """(source, command words) of every command Redis ran during ``action``.
+    """(source, command words) of every command Redis ran during ``action`` that names a
+    key under ``prefix`` (or loads a script): the Redis is shared, and a server of
+    another test may be pinging it, say.
 
     The source is "lua" for commands a script ran, "client" for commands sent to Redis.
     """
@@ -77,7 +79,7 @@ async def monitored(
                     started = True
                 elif words[:2] == ["ECHO", "monitor-end"]:
                     return seen
-                elif started:
+                elif started and (words[0] == "SCRIPT" or any(prefix in w for w in words)):
                     source = "lua" if info["client_type"] == "lua" else "client"
                     seen.append((source, words))
     finally:
@@ -172,7 +174,7 @@ async def test_a_completed_turn_leaves_earlier_turns_byte_identical(
 
 
 async def test_begin_and_finish_turn_cost_two_redis_commands(
-    store: RedisSessionStore, redis_server: RedisServer
+    store: RedisSessionStore, redis_server: RedisServer, key_prefix: str
 ) -> None:
     session = await store.create(a_session())
     # A first turn loads the scripts and opens the pooled connection.
@@ -181,7 +183,7 @@ async def test_begin_and_finish_turn_cost_two_redis_commands(
     async def one_turn() -> None:
         await complete(store, await begin(store, session), delta=StateDelta(set={"k": "v"}))
 
-    commands = await monitored(redis_server, one_turn)
+    commands = await monitored(redis_server, one_turn, key_prefix)
 
     assert [words[0] for source, words in commands if source == "client"] == [
         "EVALSHA",
@@ -201,7 +203,7 @@ async def test_begin_turn_reads_only_the_history_window_of_the_turn_list(
     async def begin_with_history() -> None:
         starts.append(await begin(store, session, text="q6", history_turns=3))
 
-    commands = await monitored(redis_server, begin_with_history)
+    commands = await monitored(redis_server, begin_with_history, key_prefix)
 
     # Everything the script did to the turn list, bar the writes that read no element.
     turn_reads = [
@@ -465,7 +467,7 @@ async def test_scripts_touch_their_keys_and_only_list_and_create_read_others_of_
         await store.pop_item(user_id=USER, session_id="s-5", now_ms=now())
         await store.clear_items(user_id=USER, session_id="s-5", now_ms=now())
 
-    commands = await monitored(redis_server, every_call)
+    commands = await monitored(redis_server, every_call, key_prefix)
 
     compiled = scripts.sources(app_outbox=False)
     deriving = {_sha(compiled["list"]): "LIST", _sha(compiled["create"]): "CREATE"}
