@@ -9,8 +9,6 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-import redis
-
 from launchers.redis_processes import RedisProcesses
 from launchers.redis_server import free_port
 
@@ -98,7 +96,8 @@ class LocalCluster(RedisProcesses):
         while time.monotonic() < deadline:
             masters = self.masters()
             if len(masters) == self.MASTERS and all(
-                self._acknowledging(port) >= self.replicas for port in masters
+                self.acknowledging(port, self._key_served_by(port), self.replicas) >= self.replicas
+                for port in masters
             ):
                 return
             time.sleep(0.1)
@@ -108,19 +107,6 @@ class LocalCluster(RedisProcesses):
         node = self.client(port)
         try:
             return int(node.info("replication")["master_port"])
-        finally:
-            node.close()
-
-    def _acknowledging(self, port: int) -> int:
-        """How many replicas of a master confirm a write now (WAIT): a replica synced a
-        moment ago is online but streams only after its first acknowledgement."""
-        node = self.client(port)
-        try:
-            key = self._key_served_by(port)
-            node.set(key, 1, px=1000)
-            return int(node.wait(self.replicas, 100))
-        except (redis.ConnectionError, redis.ResponseError):
-            return 0
         finally:
             node.close()
 

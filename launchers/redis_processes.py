@@ -59,6 +59,19 @@ class RedisProcesses:
         finally:
             node.close()
 
+    def acknowledging(self, port: int, key: str, wanted: int) -> int:
+        """How many replicas of the primary on ``port`` confirm a write of ``key`` now
+        (WAIT, up to ``wanted``): a replica synced a moment ago is online but streams only
+        after its first acknowledgement, up to a second on."""
+        node = self.client(port)
+        try:
+            node.set(key, 1, px=1000)
+            return int(node.wait(wanted, 100))
+        except (redis.ConnectionError, redis.ResponseError):
+            return 0
+        finally:
+            node.close()
+
     def wait(self, port: int, ready: Callable[[redis.Redis], object], what: str) -> None:
         """Returns once ``ready`` of a client of ``port`` is true; raises after 15 s."""
         deadline = time.monotonic() + 15

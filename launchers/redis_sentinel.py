@@ -160,22 +160,13 @@ class LocalSentinelGroup(RedisProcesses):
             primary = self.primary() if self.processes.keys() & set(self.sentinel_ports) else None
             primary = primary or self.redis_ports[0]
             expected = len([p for p in self.redis_ports if p in self.processes and p != primary])
-            if self.role(primary) == "master" and self._acknowledging(primary) >= expected:
+            if (
+                self.role(primary) == "master"
+                and self.acknowledging(primary, "launcher:probe", expected) >= expected
+            ):
                 return
             time.sleep(0.05)
         raise RuntimeError("the replicas did not come in sync with the primary")
-
-    def _acknowledging(self, port: int) -> int:
-        """How many replicas confirm a write now (WAIT): a replica synced a moment ago
-        is online but streams only after its first acknowledgement, up to a second on."""
-        node = self.client(port)
-        try:
-            node.set("launcher:probe", 1, px=1000)
-            return int(node.wait(len(self.redis_ports), 100))
-        except redis.ConnectionError:
-            return 0
-        finally:
-            node.close()
 
     def _sentinel_knows_replicas(self, node: redis.Redis) -> bool:
         known = node.sentinel_slaves(PRIMARY_NAME)
