@@ -9,6 +9,8 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+import redis
+
 from launchers.redis_processes import RedisProcesses
 from launchers.redis_server import free_port
 
@@ -161,16 +163,20 @@ class LocalCluster(RedisProcesses):
         return migration
 
     def owner(self, key: str) -> int:
-        """The port of the master that serves ``key``'s slot."""
-        node = self.client(self.ports[0])
-        try:
-            slot = int(node.cluster("keyslot", key))
-            for start, end, master, *_ in node.cluster("slots"):
-                if start <= slot <= end:
-                    return int(master[1])
-        finally:
-            node.close()
-        raise LookupError(f"no master serves the slot of {key!r}")
+        """The port of the master that serves ``key``'s slot, as the first running node
+        that answers says."""
+        for port in list(self.processes):
+            node = self.client(port)
+            try:
+                slot = int(node.cluster("keyslot", key))
+                for start, end, master, *_ in node.cluster("slots"):
+                    if start <= slot <= end:
+                        return int(master[1])
+            except redis.ConnectionError:
+                continue
+            finally:
+                node.close()
+        raise LookupError(f"no running node names a master for the slot of {key!r}")
 
     def node_id(self, port: int) -> str:
         node = self.client(port)

@@ -7,6 +7,7 @@ primary keeps every write, so the retries find them.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections import Counter
 from collections.abc import AsyncGenerator, Iterator
@@ -14,13 +15,16 @@ from datetime import timedelta
 
 import grpc
 import pytest
+import redis.asyncio
 from agentsessions.sessions.v1 import sessions_pb2 as pb
 from google.protobuf import field_mask_pb2
 from pydantic import ValidationError
 
 from agent_sessions.agents import AgentContext, AgentEvent
 from agent_sessions.config import Settings
+from agent_sessions.store.redis.connection import store_connection
 from agent_sessions.store.redis.keys import KeySpace
+from agent_sessions.store.redis.replication import Replicated, waiting_write
 from launchers.redis_cluster import LocalCluster
 from launchers.redis_sentinel import LocalSentinelGroup
 from launchers.redis_server import free_port
@@ -239,6 +243,31 @@ async def test_on_a_cluster_a_write_waits_for_its_masters_replica(
         retried = await run(stub, session, "hi", request_id="run-1")
         assert retried[0].started.replayed
         assert agent.calls["hi"] == 1
+
+
+async def test_a_waiting_write_that_opens_its_connection_reads_the_handshake_apart(
+    primary_and_replica: LocalSentinelGroup,
+) -> None:
+    # The cluster's nodes hand out connections not yet connected: the write's send
+    # connects first, and the handshake's replies are not the write's.
+    port = primary_and_replica.redis_ports[0]
+    connection = store_connection(redis.asyncio.Connection)(host="127.0.0.1", port=port)
+    sha = await connection_script_load(port, "return 7")
+    try:
+        await connection.send_command(waiting_write(1, 1000), sha, 0)
+        reply = await asyncio.wait_for(connection.read_response(), timeout=5)
+    finally:
+        await connection.disconnect()
+
+    assert reply == Replicated(7, 1)
+
+
+async def connection_script_load(port: int, script: str) -> str:
+    client = redis.asyncio.Redis(host="127.0.0.1", port=port)
+    try:
+        return str(await client.script_load(script))
+    finally:
+        await client.aclose()
 
 
 def test_min_replicas_on_the_memory_store_is_a_settings_error(key_prefix: str) -> None:

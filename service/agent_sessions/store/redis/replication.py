@@ -53,6 +53,10 @@ class Replicated:
     replicas: int
 
 
+class _PackedWithWait(list[bytes]):
+    """A packed write with its WAIT behind it."""
+
+
 class _WaitAfterWrite:
     """Sends WAIT behind a :class:`WaitingWrite` and answers both as one
     :class:`Replicated` reply."""
@@ -63,12 +67,18 @@ class _WaitAfterWrite:
         packed: list[bytes] = super().pack_command(*args)  # type: ignore[misc]
         command = args[0]
         if type(command) is WaitingWrite:
-            self._waits = True
             wait: list[bytes] = super().pack_command(  # type: ignore[misc]
                 "WAIT", command.replicas, command.timeout_ms
             )
-            return packed + wait
+            return _PackedWithWait(packed + wait)
         return packed
+
+    async def send_packed_command(self, command: Any, *args: Any, **kwargs: Any) -> None:
+        # Sending may connect first, and connecting reads its own replies (HELLO, CLIENT
+        # SETINFO): the WAIT's reply is owed only once the write is on the wire.
+        await super().send_packed_command(command, *args, **kwargs)  # type: ignore[misc]
+        if type(command) is _PackedWithWait:
+            self._waits = True
 
     async def read_response(self, *args: Any, **kwargs: Any) -> Any:
         read = super().read_response  # type: ignore[misc]
