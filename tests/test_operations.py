@@ -9,9 +9,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from agent_sessions.server import SessionServer
+from agent_sessions.store.memory import MemorySessionStore
+from tests.conftest import server_settings
 
 
 def grpcurl_path() -> str:
@@ -136,13 +139,35 @@ async def test_grpcurl_sees_the_service_healthy(server: SessionServer) -> None:
 
 
 async def test_health_reports_serving_for_the_server_and_the_service(server: SessionServer) -> None:
-    import grpc
-
     async with grpc.aio.insecure_channel(server.address) as channel:
         health = health_pb2_grpc.HealthStub(channel)
         for service in ("", "agentsessions.sessions.v1.SessionService"):
             answer = await health.Check(health_pb2.HealthCheckRequest(service=service))
             assert answer.status == health_pb2.HealthCheckResponse.SERVING
+
+
+class SlowToAnswer(MemorySessionStore):
+    """Answers pings later than twice the tests' health-check interval (100 ms)."""
+
+    async def ping(self) -> None:
+        await asyncio.sleep(0.3)
+
+
+async def test_a_store_slower_to_answer_than_the_check_interval_is_still_serving(
+    key_prefix: str,
+) -> None:
+    running = SessionServer(server_settings("memory://", key_prefix), store=SlowToAnswer())
+    await running.start()
+    try:
+        async with grpc.aio.insecure_channel(running.address) as channel:
+            health = health_pb2_grpc.HealthStub(channel)
+            await asyncio.sleep(0.5)  # a few checks
+
+            answer = await health.Check(health_pb2.HealthCheckRequest(service=""))
+    finally:
+        await running.stop(0)
+
+    assert answer.status == health_pb2.HealthCheckResponse.SERVING
 
 
 async def test_grpcurl_shows_an_error_status_with_its_reason(server: SessionServer) -> None:

@@ -20,12 +20,18 @@ _NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
 
 class StoreHealth:
-    """Pings the store on an interval and reports SERVING only while it answers."""
+    """Pings the store on an interval and reports SERVING only while it answers.
 
-    def __init__(self, store: SessionStore, *, interval_s: float) -> None:
+    A ping has ``timeout_s`` to answer, as long as any store call (``--redis-timeout``):
+    a store slow to answer still serves calls, so it is not reported down (a cluster
+    client's first ping also learns the slots).
+    """
+
+    def __init__(self, store: SessionStore, *, interval_s: float, timeout_s: float) -> None:
         self.servicer = health_aio.HealthServicer()
         self._store = store
         self._interval_s = interval_s
+        self._timeout_s = timeout_s
         self._task: asyncio.Task[None] | None = None
         self._healthy: bool | None = None
         self._stopping = asyncio.Event()
@@ -36,14 +42,13 @@ class StoreHealth:
 
     async def check(self) -> bool:
         why = ""
-        timeout_s = self._interval_s * 2
         try:
-            async with asyncio.timeout(timeout_s):
+            async with asyncio.timeout(self._timeout_s):
                 await self._store.ping()
         except StoreUnavailable as error:
             why = _reason(error)
         except TimeoutError:
-            why = f"no answer within {timeout_s:g}s"
+            why = f"no answer within {self._timeout_s:g}s"
         healthy = not why
         if healthy != self._healthy:
             self._healthy = healthy

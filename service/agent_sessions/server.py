@@ -113,7 +113,9 @@ class SessionServer:
             tenant: manager(self.store.namespace(tenant)) for tenant in settings.tenant_tokens
         }
         self.health = StoreHealth(
-            self.store, interval_s=settings.health_check_interval.total_seconds()
+            self.store,
+            interval_s=settings.health_check_interval.total_seconds(),
+            timeout_s=settings.redis_timeout.total_seconds(),
         )
         self.port = 0
         self._stopped = False
