@@ -299,7 +299,10 @@ class TurnRunner:
                             async for item in stream:
                                 heartbeat.check()
                                 if isinstance(item, str):
-                                    reply_bytes += len(item.encode())
+                                    # An ASCII string's length is its UTF-8 size.
+                                    reply_bytes += (
+                                        len(item) if item.isascii() else len(item.encode())
+                                    )
                                     if reply_bytes > configured.max_reply_bytes:
                                         raise AgentError(
                                             "the reply grew past the agent's limit of "

@@ -21,7 +21,9 @@ class _HiredisPacking:
         command = args[0]
         if isinstance(command, str) and " " in command:
             args = (*command.encode().split(), *args[1:])  # "SCRIPT LOAD": two arguments
-        if not any(isinstance(arg, (bool, float)) for arg in args):
+        # hiredis refuses bools itself; floats it formats unlike redis-py. The argument
+        # types, not the ~25 arguments of a Run's script, are checked one by one.
+        if not any(issubclass(kind, float) for kind in set(map(type, args))):
             try:
                 return [hiredis.pack_command(args)]
             except (TypeError, UnicodeEncodeError):
