@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import hashlib
 import importlib.resources
@@ -631,3 +632,19 @@ async def test_a_session_written_before_compression_and_usage_reads_and_runs_on(
     assert replay.replayed
     assert (replay.turn.output, replay.turn.usage) == ("a1", TokenUsage())
     assert (after.turn_count, after.history_bytes) == (2, len("q2a2"))
+
+
+async def test_many_calls_at_once_wait_for_a_connection_rather_than_fail(
+    redis_server: RedisServer, key_prefix: str
+) -> None:
+    store = RedisSessionStore.from_url(redis_server.url, prefix=key_prefix, max_connections=2)
+    try:
+        await store.create(a_session(user_id="crowd"))
+        # The pool refuses a third call at once while its 2 connections are busy
+        # (MaxConnectionsError): the store queues calls instead.
+        got = await asyncio.gather(
+            *(store.get(user_id="crowd", session_id="s-1", now_ms=now()) for _ in range(50))
+        )
+        assert {session.session_id for session in got} == {"s-1"}
+    finally:
+        await store.close()

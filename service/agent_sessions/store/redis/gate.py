@@ -1,6 +1,6 @@
-"""The gate a store call passes first: with a client whose pool fails a call at once
-when its connections are all busy (a cluster's, Sentinel's), calls wait for one, as the
-single-server store's blocking pool makes them."""
+"""The gate a store call passes first: the store's clients' pools fail a call at once
+when their connections are all busy (the single server's, a cluster's, Sentinel's);
+behind the gate, calls wait for one instead."""
 
 from __future__ import annotations
 
@@ -16,10 +16,9 @@ from redis.asyncio.cluster import RedisCluster
 class ConnectionGate:
     """At most ``size`` calls in flight; one more waits up to ``timeout_s`` for a place.
 
-    A cluster client fails a call at once (MaxConnectionsError) when its node's
-    connections are all busy, and so does Sentinel's pool, where the single-server
-    client's blocking pool waits for one: with no more calls in flight than connections
-    (per node), their calls wait too.
+    A pool fails a call at once (MaxConnectionsError) when its connections are all
+    busy, a cluster client when its node's are: with no more calls in flight than
+    connections (per node), calls wait for a place instead, up to the timeout.
     """
 
     def __init__(self, size: int, timeout_s: float | None) -> None:

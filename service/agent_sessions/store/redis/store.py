@@ -259,10 +259,12 @@ class RedisSessionStore:
                     "not share one)"
                 )
             return cls(cluster_client(url, socket_timeout, max_connections), **settings)
-        pool = redis.asyncio.BlockingConnectionPool.from_url(
+        # Not redis-py's blocking pool, whose checkout takes a condition and a timeout
+        # (34 µs a command here, 16 µs this way): the store's gate makes a call wait for
+        # a free connection instead.
+        pool = redis.asyncio.ConnectionPool.from_url(
             url,
             max_connections=max_connections,
-            timeout=socket_timeout,
             socket_timeout=socket_timeout,
             socket_connect_timeout=socket_timeout,
             decode_responses=True,
