@@ -17,6 +17,9 @@ note when the server refuses --workers), with the server CPU per Run of each and
 the throughput it projects for more cores, and the latency of a session's turn 2
 against its turn 1,000, measured alternately so that drift cancels.
 
+`--run-only` measures only that much: Run on Redis against the references, the first
+delta and the workers (issue 16's figures).
+
 Last, the items API (bench/items.py, `--items-only` for that section alone): a turn of an
 external agent's session, one AppendItems of 4 items and one ListItems of the last 40,
 at 10, 1,000 and 10,000 items of history, and the same turn through the OpenAI Agents
@@ -280,8 +283,11 @@ async def bench_store(
     *,
     turns: int,
     samples: int,
+    methods: Sequence[str] = METHODS,
+    long_session_too: bool = True,
 ) -> None:
-    """Every method at every concurrency; after each Run, the reference's Run."""
+    """Each of ``methods`` at every concurrency; after each Run, the reference's Run;
+    then, with ``long_session_too``, a long session's turn 2 against its turn N."""
     channels = open_channels([s.address for s in servers])
     reference_channels = {
         variant: open_channels([s.address for s in processes])
@@ -300,7 +306,7 @@ async def bench_store(
             }
             pids = [s.pid for s in servers]
             load = Load(concurrency, results.warmup, results.seconds, pids, redis_pid)
-            for method in METHODS:
+            for method in methods:
                 cell = await measure(calls[method], load)
                 results.cells[store, method, concurrency] = cell
                 _progress(_describe(f"{store} {method} C={concurrency}", cell))
@@ -321,9 +327,10 @@ async def bench_store(
                     cell = await measure(ref_call, ref_load)
                     results.reference[variant, concurrency] = cell
                     _progress(_describe(f"reference ({variant}) Run C={concurrency}", cell))
-        early, late = await long_session(stubs[0], turns, samples)
-        results.history[store] = (early, late, turns, samples)
-        _progress(f"{store} turn 2 p50 {early:.2f} ms, turn {turns:,}+ p50 {late:.2f} ms")
+        if long_session_too:
+            early, late = await long_session(stubs[0], turns, samples)
+            results.history[store] = (early, late, turns, samples)
+            _progress(f"{store} turn 2 p50 {early:.2f} ms, turn {turns:,}+ p50 {late:.2f} ms")
     finally:
         for channel in channels + [c for cs in reference_channels.values() for c in cs]:
             await channel.close(None)
@@ -431,9 +438,14 @@ async def bench_workers(results: Results, redis_server: RedisServer) -> None:
 
 
 async def bench(results: Results, args: argparse.Namespace) -> None:
-    address = f"127.0.0.1:{free_port()}"
-    async with started([(address, session_server_command(address, "memory://"), True)]) as servers:
-        await bench_store(results, "memory", servers, None, turns=args.turns, samples=args.samples)
+    run_only = args.run_only
+    if not run_only:
+        address = f"127.0.0.1:{free_port()}"
+        memory = [(address, session_server_command(address, "memory://"), True)]
+        async with started(memory) as servers:
+            await bench_store(
+                results, "memory", servers, None, turns=args.turns, samples=args.samples
+            )
     redis_server = RedisServer()
     redis_server.start()
     assert redis_server.process is not None
@@ -460,11 +472,15 @@ async def bench(results: Results, args: argparse.Namespace) -> None:
                 references,
                 turns=args.turns,
                 samples=args.samples,
+                methods=("Run",) if run_only else METHODS,
+                long_session_too=not run_only,
             )
             await bench_first_delta(
                 results, servers[:replicas], references[JOINED], args.first_delta_samples
             )
         await bench_workers(results, redis_server)
+        if run_only:
+            return
         await bench_long_conversations(results, redis_server, args)
         await bench_items(results, redis_server)
     finally:
@@ -889,6 +905,12 @@ def main() -> None:
         "--quick", action="store_true", help="a smoke run of about a minute (short cells)"
     )
     parser.add_argument(
+        "--run-only",
+        action="store_true",
+        help="only issue 16's figures: Run on Redis against the references at C=1, 16\n"
+        "and 64, the first delta at C=1, and --workers 1 against 2",
+    )
+    parser.add_argument(
         "--items-only",
         action="store_true",
         help="only the items section (ours at 10, 1,000 and 10,000 items; the peers)",
@@ -924,9 +946,10 @@ def main() -> None:
         parser.error("--replicas must be at least 1")
     if args.first_delta_samples is not None and args.first_delta_samples < 1:
         parser.error("--first-delta-samples must be at least 1")
-    if sum((args.items_only, args.watch_only, args.durability_only)) > 1:
+    if sum((args.run_only, args.items_only, args.watch_only, args.durability_only)) > 1:
         parser.error(
-            "--items-only, --watch-only and --durability-only are each a section alone: give one"
+            "--run-only, --items-only, --watch-only and --durability-only are each a section "
+            "alone: give one"
         )
     if args.baseline_src is not None:
         args.baseline_src = args.baseline_src.resolve()
