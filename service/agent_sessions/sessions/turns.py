@@ -534,25 +534,35 @@ def _numbered(
 ) -> tuple[Item, ...]:
     """A completed turn's items as stored: the user's message, the agent's items, its
     reply; numbered on from the session's last item (none is written while a turn runs)."""
-    said = [_message("user", text), *done]
-    if reply:
-        said.append(_message("assistant", reply))
-    first = start.session.last_item_sequence + 1
-    return tuple(
-        dataclasses.replace(
-            item,
-            sequence=first + offset,
-            turn_index=start.turn.index,
-            create_time_ms=now_ms,
-            item_id="",  # an agent's ids are not the session's: they are never deduplicated
+    index = start.turn.index
+    sequence = start.session.last_item_sequence + 1
+    numbered = [_message("user", text, sequence, index, now_ms)]
+    for item in done:
+        sequence += 1
+        numbered.append(
+            dataclasses.replace(
+                item,
+                sequence=sequence,
+                turn_index=index,
+                create_time_ms=now_ms,
+                item_id="",  # an agent's ids are not the session's: they are never deduplicated
+            )
         )
-        for offset, item in enumerate(said)
-    )
+    if reply:
+        numbered.append(_message("assistant", reply, sequence + 1, index, now_ms))
+    return tuple(numbered)
 
 
-def _message(role: str, text: str) -> Item:
+def _message(role: str, text: str, sequence: int, turn_index: int, now_ms: int) -> Item:
     payload = json.dumps({"role": role, "content": text}, ensure_ascii=False)
-    return Item(ItemType.MESSAGE, payload, role=role)
+    return Item(
+        ItemType.MESSAGE,
+        payload,
+        role=role,
+        sequence=sequence,
+        turn_index=turn_index,
+        create_time_ms=now_ms,
+    )
 
 
 def _agent_context(start: TurnStart) -> AgentContext:

@@ -534,6 +534,7 @@ class RedisSessionStore:
             usage=outcome.usage,
             first_item_sequence=items[0].sequence if items else 0,
             last_item_sequence=items[-1].sequence if items else 0,
+            items=items,  # stored apart: the turn's element holds only their range
         )
         args: list[Arg] = [
             now_ms,
@@ -568,7 +569,7 @@ class RedisSessionStore:
             if reply[0] != "OK":
                 raise RunSuperseded(session_id, turn.index)
             session = await self._session(session_id, reply[1], reply[2], shared=shared)
-        return dataclasses.replace(finished, items=items), session
+        return finished, session
 
     async def publish(
         self,
