@@ -200,22 +200,6 @@ async def test_a_whole_session_lifecycle_over_grpc(cluster_stub: Stub) -> None:
     assert error.code() == grpc.StatusCode.NOT_FOUND
 
 
-async def test_many_calls_at_once_wait_for_a_connection_rather_than_fail(
-    redis_cluster: LocalCluster, key_prefix: str
-) -> None:
-    store = RedisSessionStore.from_url(redis_cluster.url, prefix=key_prefix, max_connections=2)
-    try:
-        await store.create(a_session(user_id="crowd"))
-        # A cluster node with its 2 connections busy refuses a third call at once
-        # (MaxConnectionsError): the store queues calls instead.
-        got = await asyncio.gather(
-            *(store.get(user_id="crowd", session_id="s-1", now_ms=now()) for _ in range(50))
-        )
-        assert {session.session_id for session in got} == {"s-1"}
-    finally:
-        await store.close()
-
-
 async def test_tenants_keep_apart_and_share_the_connections(
     redis_cluster: LocalCluster, key_prefix: str
 ) -> None:

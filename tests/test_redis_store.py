@@ -634,14 +634,16 @@ async def test_a_session_written_before_compression_and_usage_reads_and_runs_on(
     assert (after.turn_count, after.history_bytes) == (2, len("q2a2"))
 
 
+@pytest.mark.parametrize("topology", ["redis_server", "redis_cluster"])
 async def test_many_calls_at_once_wait_for_a_connection_rather_than_fail(
-    redis_server: RedisServer, key_prefix: str
+    topology: str, key_prefix: str, request: pytest.FixtureRequest
 ) -> None:
-    store = RedisSessionStore.from_url(redis_server.url, prefix=key_prefix, max_connections=2)
+    url = request.getfixturevalue(topology).url
+    store = RedisSessionStore.from_url(url, prefix=key_prefix, max_connections=2)
     try:
         await store.create(a_session(user_id="crowd"))
-        # The pool refuses a third call at once while its 2 connections are busy
-        # (MaxConnectionsError): the store queues calls instead.
+        # A pool (a cluster node's) refuses a third call at once while its 2 connections
+        # are busy (MaxConnectionsError): the store queues calls instead.
         got = await asyncio.gather(
             *(store.get(user_id="crowd", session_id="s-1", now_ms=now()) for _ in range(50))
         )
