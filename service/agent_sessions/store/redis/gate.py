@@ -5,7 +5,6 @@ behind the gate, calls wait for one instead."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from types import TracebackType
 
 import redis.asyncio
@@ -44,15 +43,10 @@ class ConnectionGate:
         self._places.release()
 
 
-def gate_of(
-    client: redis.asyncio.Redis | RedisCluster,
-) -> ConnectionGate | contextlib.nullcontext[None]:
-    """What a store call passes through first: a gate, or nothing where the client's
-    pool waits for a free connection itself."""
+def gate_of(client: redis.asyncio.Redis | RedisCluster) -> ConnectionGate:
+    """The gate of a store's client, as wide as its pool (per node, on a cluster)."""
     if isinstance(client, RedisCluster):
         settings = client.connection_kwargs
         return ConnectionGate(settings["max_connections"], settings.get("socket_timeout"))
     pool = client.connection_pool
-    if isinstance(pool, redis.asyncio.BlockingConnectionPool):
-        return contextlib.nullcontext()
     return ConnectionGate(pool.max_connections, pool.connection_kwargs.get("socket_timeout"))
